@@ -1,0 +1,1 @@
+//! vigil-api (work in progress)

@@ -1,0 +1,1 @@
+//! vigil-audit (work in progress)

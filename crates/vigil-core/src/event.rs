@@ -1,0 +1,421 @@
+//! The audit trail's vocabulary. These names and fields are an export format: once shipped they
+//! stay. New fields may be added (readers ignore unknown fields); none are renamed or removed.
+//!
+//! A stored [`Record`] is the JSON object of its envelope (`seq`, `prev_hash`, `at`, `session_id`,
+//! `identity`, `connection`) with the event's own fields beside them and its name in `type`.
+
+use crate::{Principal, SessionId, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// One record of the audit trail, as chained and stored.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    /// Position in the chain: 1, 2, 3… with no gaps.
+    pub seq: u64,
+    /// Hex SHA-256 of the stored bytes of record `seq - 1` (64 zeros for the first record).
+    pub prev_hash: String,
+    pub at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<SessionId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Arc<Principal>>,
+    /// The connection (target) name as configured in Vigil.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<Arc<str>>,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// What the data path hands to an [`crate::EventSink`]: a record without its place in the chain.
+#[derive(Clone, Debug)]
+pub struct EventDraft {
+    pub at: Timestamp,
+    pub session_id: Option<SessionId>,
+    pub identity: Option<Arc<Principal>>,
+    pub connection: Option<Arc<str>>,
+    pub event: Event,
+}
+
+impl EventDraft {
+    /// A draft stamped now, with no session context.
+    pub fn new(event: Event) -> Self {
+        EventDraft {
+            at: Timestamp::now(),
+            session_id: None,
+            identity: None,
+            connection: None,
+            event,
+        }
+    }
+
+    pub fn into_record(self, seq: u64, prev_hash: String) -> Record {
+        Record {
+            seq,
+            prev_hash,
+            at: self.at,
+            session_id: self.session_id,
+            identity: self.identity,
+            connection: self.connection,
+            event: self.event,
+        }
+    }
+}
+
+/// Every kind of event, tagged by `type` in JSON.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type")]
+pub enum Event {
+    SessionStarted(SessionStarted),
+    SessionEnded(SessionEnded),
+    AuthFailed(AuthFailed),
+    StatementStarted(StatementStarted),
+    StatementFinished(StatementFinished),
+    Checkpoint(Checkpoint),
+    TokenIssued(TokenIssued),
+    TokenRevoked(TokenRevoked),
+}
+
+/// The `type` of an event, as a cheap value (for store columns and filters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    SessionStarted,
+    SessionEnded,
+    AuthFailed,
+    StatementStarted,
+    StatementFinished,
+    Checkpoint,
+    TokenIssued,
+    TokenRevoked,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 8] = [
+        EventKind::SessionStarted,
+        EventKind::SessionEnded,
+        EventKind::AuthFailed,
+        EventKind::StatementStarted,
+        EventKind::StatementFinished,
+        EventKind::Checkpoint,
+        EventKind::TokenIssued,
+        EventKind::TokenRevoked,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::SessionStarted => "SessionStarted",
+            EventKind::SessionEnded => "SessionEnded",
+            EventKind::AuthFailed => "AuthFailed",
+            EventKind::StatementStarted => "StatementStarted",
+            EventKind::StatementFinished => "StatementFinished",
+            EventKind::Checkpoint => "Checkpoint",
+            EventKind::TokenIssued => "TokenIssued",
+            EventKind::TokenRevoked => "TokenRevoked",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl Event {
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Event::SessionStarted(_) => EventKind::SessionStarted,
+            Event::SessionEnded(_) => EventKind::SessionEnded,
+            Event::AuthFailed(_) => EventKind::AuthFailed,
+            Event::StatementStarted(_) => EventKind::StatementStarted,
+            Event::StatementFinished(_) => EventKind::StatementFinished,
+            Event::Checkpoint(_) => EventKind::Checkpoint,
+            Event::TokenIssued(_) => EventKind::TokenIssued,
+            Event::TokenRevoked(_) => EventKind::TokenRevoked,
+        }
+    }
+}
+
+/// A client authenticated and Vigil opened its upstream connection.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SessionStarted {
+    /// Wire protocol of the session (`postgres`).
+    pub protocol: String,
+    /// Client address as `ip:port`.
+    pub client_addr: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_name: Option<String>,
+    /// Whether the client connection is TLS.
+    pub client_tls: bool,
+    /// Upstream target as `host:port/database`.
+    pub upstream: String,
+    /// Role Vigil logged into upstream as (a name, never a credential).
+    pub upstream_user: String,
+    /// Whether the upstream connection is TLS.
+    pub upstream_tls: bool,
+    /// Upstream backend process id (what `pg_backend_pid()` returns), for correlation with server logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_pid: Option<i32>,
+}
+
+/// Why a session ended.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionEndReason {
+    /// The client sent Terminate.
+    ClientTerminated,
+    /// The client's connection closed without Terminate.
+    ClientDisconnected,
+    /// The upstream server closed the connection.
+    UpstreamClosed,
+    /// A protocol violation by the client (malformed or oversized message).
+    ProtocolError,
+    /// An I/O or internal error.
+    Error,
+    /// The audit trail could not be written.
+    AuditUnavailable,
+    /// The gateway is shutting down.
+    Shutdown,
+    /// The client stayed idle for longer than allowed.
+    IdleTimeout,
+}
+
+/// A session's end, with its totals.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SessionEnded {
+    pub reason: SessionEndReason,
+    pub started_at: Timestamp,
+    pub duration_us: u64,
+    pub statements: u64,
+    pub errors: u64,
+    pub rows: u64,
+    pub bytes_to_client: u64,
+    pub bytes_from_client: u64,
+}
+
+/// Why an authentication attempt was refused. Stable names (an export format).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthFailureReason {
+    /// No password message, or an empty one.
+    MissingToken,
+    /// Not a known service token (or malformed).
+    UnknownToken,
+    TokenExpired,
+    TokenRevoked,
+    /// The token is valid but belongs to another identity than the `user` given.
+    IdentityMismatch,
+    /// The identity is not declared in Vigil's configuration.
+    UnknownIdentity,
+    /// The identity may not use the requested connection.
+    ConnectionNotAllowed,
+    /// The requested connection (`dbname`) does not exist.
+    UnknownConnection,
+    /// JWT with `alg: none` (unsigned).
+    JwtAlgNone,
+    /// JWT whose algorithm is not allowed for the key (e.g. HS256 signed with a public key).
+    JwtAlgorithmNotAllowed,
+    JwtBadSignature,
+    JwtExpired,
+    JwtNotYetValid,
+    JwtWrongAudience,
+    JwtWrongIssuer,
+    /// No key with the token's `kid` at the provider, even after refreshing its key set.
+    JwtUnknownKey,
+    /// The JWT lacks a required claim or is not well-formed.
+    JwtMalformed,
+    /// The token's claims map to no identity.
+    JwtNoIdentity,
+    /// The identity provider could not be reached to fetch its keys.
+    ProviderUnavailable,
+    /// TLS is required on this listener and the client did not use it.
+    TlsRequired,
+    /// The client did not finish authenticating in time.
+    Timeout,
+}
+
+/// A refused authentication attempt. Never holds the token.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct AuthFailed {
+    pub reason: AuthFailureReason,
+    /// The `user` the client gave (truncated to 128 characters).
+    pub user: String,
+    /// The connection (`dbname`) the client asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_connection: Option<String>,
+    pub client_addr: String,
+    /// Issuer of the JWT, when one was presented and its payload could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Subject of the JWT, likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Human-readable detail, free of secrets.
+    pub detail: String,
+}
+
+/// Which protocol path carried a statement.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StatementProtocol {
+    /// A simple Query message (may hold several statements).
+    Simple,
+    /// Parse/Bind/Execute.
+    Extended,
+    /// A FunctionCall message.
+    FunctionCall,
+}
+
+/// What the analyser learned of a statement's text. Shared (by `Arc`) between all executions of
+/// statements with the same shape, so it is computed once per shape.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StatementShape {
+    /// The statement with every literal replaced by a placeholder (`$1`, `$2`…).
+    pub text: String,
+    /// Hex fingerprint of `text` (stable across releases).
+    pub fingerprint: String,
+    /// Command of each statement in the text, as PostgreSQL tags it (`SELECT`, `INSERT`…).
+    pub commands: Vec<String>,
+    /// Class of each command: `read`, `write`, `ddl`, `copy_in`, `copy_out`, `transaction`,
+    /// `session`, `function`, `utility`, `other`.
+    pub command_classes: Vec<String>,
+    /// Relations the text names, as written (schema-qualified when the text qualifies them).
+    pub objects: Vec<String>,
+    /// Set when the analyser could not parse the text; the text is then fully redacted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parse_error: Option<String>,
+}
+
+/// Parameters of an extended-protocol statement, as recorded. Values are never stored in clear.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RecordedParameters {
+    pub count: usize,
+    /// `redacted` (values dropped) or `hmac-sha256` (values as keyed HMACs, hex).
+    pub mode: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<Option<String>>,
+}
+
+/// A statement is about to be forwarded upstream. Durable before it is.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StatementStarted {
+    /// 1, 2, 3… within the session.
+    pub statement_seq: u64,
+    pub protocol: StatementProtocol,
+    #[serde(flatten)]
+    pub shape: Arc<StatementShape>,
+    /// Prepared statement name (extended protocol; empty for the unnamed statement).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prepared_statement: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<RecordedParameters>,
+}
+
+/// How a statement ended.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StatementStatus {
+    Ok,
+    Error,
+    /// Vigil refused to forward it (the statement never ran).
+    Refused,
+    /// The session ended before the statement's result was complete.
+    Interrupted,
+}
+
+/// A statement's outcome, as the client saw it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StatementFinished {
+    pub statement_seq: u64,
+    pub status: StatementStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<String>,
+    /// Command tags (`SELECT 3`, `INSERT 0 1`…), one per completed statement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command_tags: Vec<String>,
+    /// Rows returned to the client (DataRow or COPY OUT rows) or reported affected.
+    pub rows: u64,
+    /// Bytes of result messages sent to the client for this statement.
+    pub bytes: u64,
+    pub duration_us: u64,
+    /// Hex SHA-256 over the DataRow / CopyData message bodies sent to the client, in order.
+    pub result_digest: String,
+}
+
+/// A signature over the chain's head: everything up to `covers_seq` is sealed.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Checkpoint {
+    pub covers_seq: u64,
+    /// Hex SHA-256 of record `covers_seq`.
+    pub head_hash: String,
+    /// Identifies the signing key (hex of the first 8 bytes of SHA-256 of the public key).
+    pub key_id: String,
+    /// Base64 ed25519 signature over `vigil-checkpoint-v1\n{covers_seq}\n{head_hash}`.
+    pub signature: String,
+}
+
+/// A Vigil service token was issued (the token itself is shown once and never stored).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TokenIssued {
+    pub token_id: String,
+    pub identity_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+    /// Who issued it (`cli`, or the API caller).
+    pub issued_by: String,
+}
+
+/// A Vigil service token was revoked.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TokenRevoked {
+    pub token_id: String,
+    pub identity_name: String,
+    pub revoked_by: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AuthMethod, IdentityKind};
+
+    #[test]
+    fn record_json_is_flat_and_round_trips() {
+        let rec = Record {
+            seq: 7,
+            prev_hash: "ab".repeat(32),
+            at: Timestamp::from_micros(1_795_862_461_000_001),
+            session_id: Some(SessionId::new()),
+            identity: Some(Arc::new(Principal {
+                name: "etl".into(),
+                kind: IdentityKind::Machine,
+                auth_method: AuthMethod::ServiceToken,
+                issuer: None,
+                subject: None,
+                credential_id: Some("tok1".into()),
+            })),
+            connection: Some("ehr".into()),
+            event: Event::StatementFinished(StatementFinished {
+                statement_seq: 3,
+                status: StatementStatus::Ok,
+                sqlstate: None,
+                command_tags: vec!["SELECT 1".into()],
+                rows: 1,
+                bytes: 11,
+                duration_us: 250,
+                result_digest: "00".into(),
+            }),
+        };
+        let json = serde_json::to_value(&rec).unwrap();
+        assert_eq!(json["type"], "StatementFinished");
+        assert_eq!(json["statement_seq"], 3);
+        assert_eq!(json["identity"]["kind"], "machine");
+        assert_eq!(json["at"], "2026-11-28T10:41:01.000001Z");
+        let back: Record = serde_json::from_value(json).unwrap();
+        assert_eq!(back, rec);
+    }
+
+    #[test]
+    fn kinds_have_unique_names() {
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::parse(k.as_str()), Some(k));
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! vigil-identity (work in progress)

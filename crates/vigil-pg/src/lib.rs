@@ -1,0 +1,1 @@
+//! vigil-pg (work in progress)

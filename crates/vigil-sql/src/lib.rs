@@ -1,0 +1,1 @@
+//! vigil-sql (work in progress)

@@ -1,0 +1,148 @@
+//! # vigil-store
+//!
+//! Everything Vigil persists sits behind one trait, [`Store`]: the audit trail (an append-only
+//! list of chained records) and the control plane (service tokens today; policies, grants and
+//! access requests later). The default is [`SqliteStore`], an embedded SQLite file in the data
+//! directory that needs no setup; a PostgreSQL store for scale-out implements the same trait.
+//!
+//! The store knows nothing of hashing or signatures: it keeps rows exactly as given and hands them
+//! back exactly as kept, so that `vigil-audit` can verify them. It refuses an append whose first
+//! sequence number does not follow its head ([`StoreError::ChainConflict`]), which is what lets
+//! several writers (a gateway and a CLI command) share one chain safely.
+//!
+//! Calls are blocking; async callers use `spawn_blocking` or a dedicated thread.
+
+mod sqlite;
+
+pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
+
+use vigil_core::Timestamp;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another writer appended first: reload the head and retry.
+    #[error("the audit chain moved: expected to append seq {expected}, found head at {found}")]
+    ChainConflict { expected: u64, found: u64 },
+    /// The store is locked by someone else for longer than the busy timeout.
+    #[error("the store is busy (locked by another process) and did not free up in time")]
+    Busy,
+    #[error("store error: {0}")]
+    Backend(String),
+    #[error("cannot open store {location}: {reason}")]
+    Open { location: String, reason: String },
+    #[error("unsupported store URL {0:?}: expected sqlite://PATH or a file path")]
+    BadUrl(String),
+}
+
+/// One record of the audit trail as stored. `body` is the record's JSON, byte for byte as hashed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditRow {
+    pub seq: u64,
+    pub at_us: i64,
+    /// The event's `type` (`StatementStarted`…).
+    pub kind: String,
+    pub session_id: Option<String>,
+    /// The identity's name, for filtering.
+    pub identity: Option<String>,
+    /// The connection's name, for filtering.
+    pub connection: Option<String>,
+    pub body: Vec<u8>,
+    /// SHA-256 of `body`.
+    pub hash: [u8; 32],
+}
+
+/// The last record of the chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditHead {
+    pub seq: u64,
+    pub hash: [u8; 32],
+}
+
+/// Which sessions to list.
+#[derive(Clone, Debug, Default)]
+pub struct SessionFilter {
+    pub identity: Option<String>,
+    pub connection: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    /// At most this many, newest first. `None` = no limit.
+    pub limit: Option<usize>,
+}
+
+/// Where a session's start and end records are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionIndex {
+    pub session_id: String,
+    pub started_seq: u64,
+    pub started_at_us: i64,
+    pub identity: Option<String>,
+    pub connection: Option<String>,
+    pub ended_seq: Option<u64>,
+}
+
+/// A Vigil service token as stored: never the token, only its SHA-256.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: String,
+    pub identity: String,
+    pub hash: [u8; 32],
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+    /// Free text given at creation (`--label`), for humans listing tokens.
+    pub label: Option<String>,
+}
+
+/// Vigil's persistence. See the crate docs for the contract.
+pub trait Store: Send + Sync + 'static {
+    // --- audit trail -------------------------------------------------------------------------
+
+    /// Appends rows atomically: all or none. `rows` are consecutive and `rows[0].seq` must be
+    /// the head's seq + 1 (1 on an empty chain), else [`StoreError::ChainConflict`]. A
+    /// `SessionStarted`/`SessionEnded` row also updates the session index in the same
+    /// transaction. Returns once the rows are durable to the configured level.
+    fn append_audit(&self, rows: &[AuditRow]) -> Result<(), StoreError>;
+
+    /// The last record, or `None` on an empty chain.
+    fn audit_head(&self) -> Result<Option<AuditHead>, StoreError>;
+
+    /// Visits rows with `seq >= from_seq` in the order the store returns them when asked for
+    /// ascending seq (a tampered store may return anything: verifiers check). The visitor
+    /// returns `false` to stop.
+    fn scan_audit(
+        &self,
+        from_seq: u64,
+        visit: &mut dyn FnMut(AuditRow) -> bool,
+    ) -> Result<(), StoreError>;
+
+    /// Rows of one session, ascending by seq.
+    fn session_rows(&self, session_id: &str) -> Result<Vec<AuditRow>, StoreError>;
+
+    /// One row by seq.
+    fn audit_row(&self, seq: u64) -> Result<Option<AuditRow>, StoreError>;
+
+    /// Sessions matching the filter, newest first.
+    fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionIndex>, StoreError>;
+
+    // --- service tokens ----------------------------------------------------------------------
+
+    fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+    fn find_token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError>;
+    /// Tokens, oldest first, optionally of one identity.
+    fn list_tokens(&self, identity: Option<&str>) -> Result<Vec<TokenRecord>, StoreError>;
+    /// Marks a token revoked; returns it, or `None` if there is no token with that id.
+    /// Revoking an already revoked token keeps the first revocation time.
+    fn revoke_token(&self, id: &str, at: Timestamp) -> Result<Option<TokenRecord>, StoreError>;
+}
+
+/// Opens the store a URL names: `sqlite://PATH`, `sqlite:PATH` or a plain file path.
+pub fn open(url: &str, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    if path.is_empty() || path.contains("://") {
+        return Err(StoreError::BadUrl(url.to_string()));
+    }
+    SqliteStore::open(std::path::Path::new(path), options)
+}
