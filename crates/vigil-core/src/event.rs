@@ -284,12 +284,26 @@ pub struct StatementShape {
     pub parse_error: Option<String>,
 }
 
+/// How statement parameters are kept in the audit trail.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub enum ParameterMode {
+    /// Values are dropped; only their number is kept.
+    #[default]
+    #[serde(rename = "redacted")]
+    Redacted,
+    /// Each value is kept as a keyed HMAC-SHA-256 (hex): equal values can be matched across
+    /// records by whoever holds the key, but a value cannot be read back or guessed by
+    /// hashing candidates without it.
+    #[serde(rename = "hmac-sha256")]
+    HmacSha256,
+}
+
 /// Parameters of an extended-protocol statement, as recorded. Values are never stored in clear.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RecordedParameters {
     pub count: usize,
-    /// `redacted` (values dropped) or `hmac-sha256` (values as keyed HMACs, hex).
-    pub mode: String,
+    pub mode: ParameterMode,
+    /// With `hmac-sha256`: one entry per parameter, `null` for SQL NULL.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub values: Vec<Option<String>>,
 }
@@ -319,6 +333,9 @@ pub enum StatementStatus {
     Refused,
     /// The session ended before the statement's result was complete.
     Interrupted,
+    /// Not run: an earlier message of the same extended-protocol pipeline failed, so the server
+    /// skipped it (as PostgreSQL does until the next Sync).
+    Skipped,
 }
 
 /// A statement's outcome, as the client saw it.

@@ -1,0 +1,384 @@
+//! Server → client: attribute each message to the item it answers, count, digest, forward.
+//!
+//! Nothing is buffered beyond the message being read: what one read brings is walked, accounted
+//! and written on in one write, so memory stays flat for any result size. Only a stand-in's
+//! error is rewritten; every other byte goes out as it came in.
+
+use super::{Item, ItemKind, Link, MutationEntry, Namespace, Run, SessionContext, Shared};
+use crate::codec::{next_frame, pending_len};
+use crate::messages::error_response::sqlstate;
+use crate::messages::tag::backend as tag;
+use crate::messages::{CommandComplete, ParameterStatus, ReadyForQuery, TransactionStatus};
+use bytes::{Buf, BytesMut};
+use sha2::Digest;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use vigil_core::event::{SessionEndReason, StatementStatus};
+
+/// The server is trusted to frame correctly; this only stops a runaway allocation.
+const MAX_BACKEND_MESSAGE: usize = 1 << 30;
+const READ_CHUNK: usize = 64 * 1024;
+
+/// How an item ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Ok,
+    Failed,
+    Skipped,
+}
+
+pub(super) async fn run<R, W>(
+    ctx: &SessionContext,
+    link: &Link,
+    mut upstream: R,
+    client: &mut W,
+) -> SessionEndReason
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut edits: Vec<(usize, usize, Arc<[u8]>)> = Vec::new();
+    let mut out: Vec<u8> = Vec::new();
+    loop {
+        let want = pending_len(&buf)
+            .map(|total| total.saturating_sub(buf.len()))
+            .unwrap_or(0)
+            .max(READ_CHUNK / 4);
+        buf.reserve(want);
+        match upstream.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return SessionEndReason::UpstreamClosed,
+            Ok(_) => {}
+        }
+        let mut pos = 0;
+        {
+            let mut shared = link.shared.lock();
+            loop {
+                let frame = match next_frame(&buf[pos..], MAX_BACKEND_MESSAGE) {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(session = %ctx.session_id, error = %e, "malformed message from upstream");
+                        return SessionEndReason::Error;
+                    }
+                };
+                if let Some(replacement) =
+                    on_message(ctx, &mut shared, frame.tag, frame.body, frame.len)
+                {
+                    edits.push((pos, pos + frame.len, replacement));
+                }
+                pos += frame.len;
+            }
+            shared.totals.bytes_to_client += pos as u64;
+        }
+        link.settled.notify_one();
+        if pos == 0 {
+            continue;
+        }
+        let written = if edits.is_empty() {
+            client.write_all(&buf[..pos]).await
+        } else {
+            out.clear();
+            let mut at = 0;
+            for (start, end, replacement) in edits.drain(..) {
+                out.extend_from_slice(&buf[at..start]);
+                out.extend_from_slice(&replacement);
+                at = end;
+            }
+            out.extend_from_slice(&buf[at..pos]);
+            client.write_all(&out).await
+        };
+        if written.is_err() || client.flush().await.is_err() {
+            return SessionEndReason::ClientDisconnected;
+        }
+        buf.advance(pos);
+    }
+}
+
+/// Accounts for one server message; returns the bytes to send instead, if any.
+fn on_message(
+    ctx: &SessionContext,
+    shared: &mut Shared,
+    kind: u8,
+    body: &[u8],
+    len: usize,
+) -> Option<Arc<[u8]>> {
+    match kind {
+        tag::DATA_ROW | tag::COPY_DATA => {
+            if let Some(run) = head_run(shared) {
+                run.rows_since_tag += 1;
+                run.bytes += len as u64;
+                run.digest.update(body);
+            }
+            None
+        }
+        tag::COMMAND_COMPLETE => {
+            let done = match head_run(shared) {
+                Some(run) => {
+                    run.bytes += len as u64;
+                    if let Ok(cc) = CommandComplete::decode(body) {
+                        run.rows += cc.rows().unwrap_or(run.rows_since_tag);
+                        run.rows_since_tag = 0;
+                        run.tags.push(String::from_utf8_lossy(cc.tag).into_owned());
+                    }
+                    !run.until_ready
+                }
+                None => false,
+            };
+            if done {
+                pop_settle(ctx, shared, Outcome::Ok);
+            }
+            None
+        }
+        tag::EMPTY_QUERY_RESPONSE | tag::PORTAL_SUSPENDED => {
+            let done = match head_run(shared) {
+                Some(run) => {
+                    run.bytes += len as u64;
+                    !run.until_ready
+                }
+                None => false,
+            };
+            if done {
+                pop_settle(ctx, shared, Outcome::Ok);
+            }
+            None
+        }
+        tag::PARSE_COMPLETE | tag::BIND_COMPLETE | tag::CLOSE_COMPLETE => {
+            if matches!(
+                shared.items.front(),
+                Some(Item { kind: ItemKind::Mutation { answered_by, .. }, .. }) if *answered_by == kind
+            ) {
+                pop_settle(ctx, shared, Outcome::Ok);
+            }
+            None
+        }
+        tag::NO_DATA | tag::ROW_DESCRIPTION => {
+            match shared.items.front_mut() {
+                Some(Item { kind: ItemKind::Describe, .. }) => pop_settle(ctx, shared, Outcome::Ok),
+                Some(Item { kind: ItemKind::Statement(run), .. }) => run.bytes += len as u64,
+                _ => {}
+            }
+            None
+        }
+        tag::ERROR_RESPONSE => on_error(ctx, shared, body, len),
+        tag::READY_FOR_QUERY => {
+            on_ready(ctx, shared, body);
+            None
+        }
+        tag::PARAMETER_STATUS => {
+            if let Ok(p) = ParameterStatus::decode(body) {
+                if p.name == b"standard_conforming_strings" {
+                    shared.standard_conforming_strings = p.value == b"on";
+                }
+            }
+            None
+        }
+        tag::COPY_IN_RESPONSE
+        | tag::COPY_OUT_RESPONSE
+        | tag::COPY_DONE
+        | tag::COPY_BOTH_RESPONSE
+        | tag::FUNCTION_CALL_RESPONSE => {
+            if let Some(run) = head_run(shared) {
+                run.bytes += len as u64;
+            }
+            None
+        }
+        // Asynchronous messages belong to no statement.
+        _ => None,
+    }
+}
+
+fn head_run(shared: &mut Shared) -> Option<&mut Run> {
+    match shared.items.front_mut() {
+        Some(Item {
+            kind: ItemKind::Statement(run),
+            ..
+        }) => Some(run),
+        _ => None,
+    }
+}
+
+fn on_error(ctx: &SessionContext, shared: &mut Shared, body: &[u8], len: usize) -> Option<Arc<[u8]>> {
+    let head = shared.items.front_mut()?;
+    let replacement = head.refusal.clone();
+    let code = match &replacement {
+        Some(ours) => sqlstate(&ours[5..]).ok().flatten(),
+        None => sqlstate(body).ok().flatten(),
+    };
+    match &mut head.kind {
+        ItemKind::Statement(run) if run.until_ready => {
+            // A simple query: more may follow until ReadyForQuery.
+            run.bytes += len as u64;
+            run.sqlstate = run.sqlstate.or(code);
+            return replacement;
+        }
+        // An error at Sync (a deferred constraint failing at the implicit commit): it belongs
+        // to no single statement.
+        ItemKind::Sync => return None,
+        ItemKind::Statement(run) => {
+            run.bytes += len as u64;
+            run.sqlstate = code;
+        }
+        _ => {}
+    }
+    pop_settle(ctx, shared, Outcome::Failed);
+    // The server now skips everything up to the next Sync.
+    while let Some(next) = shared.items.front() {
+        let stops = match &next.kind {
+            ItemKind::Sync => true,
+            // A refused simple statement carries its own Sync, which ends the skipping.
+            ItemKind::Statement(run) => run.until_ready && next.refusal.is_some(),
+            _ => false,
+        };
+        if stops {
+            break;
+        }
+        pop_settle(ctx, shared, Outcome::Skipped);
+    }
+    replacement
+}
+
+fn on_ready(ctx: &SessionContext, shared: &mut Shared, body: &[u8]) {
+    let status = ReadyForQuery::decode(body).map(|r| r.status).ok();
+    // Pop up to and including what this ReadyForQuery answers.
+    while let Some(item) = shared.items.front() {
+        let ends_here = match &item.kind {
+            ItemKind::Sync => true,
+            ItemKind::Statement(run) => run.until_ready,
+            _ => false,
+        };
+        let outcome = if ends_here { Outcome::Ok } else { Outcome::Skipped };
+        let id = item.id;
+        pop_settle(ctx, shared, outcome);
+        if ends_here {
+            if status == Some(TransactionStatus::Idle) {
+                end_of_transaction(shared, id);
+            }
+            break;
+        }
+    }
+}
+
+/// The transaction ended: the server dropped every portal.
+fn end_of_transaction(shared: &mut Shared, through: u64) {
+    shared.portals.retain(|_, slot| slot.by > through);
+    for item in shared.items.iter_mut() {
+        if let ItemKind::Mutation {
+            namespace: Namespace::Portal,
+            previous,
+            ..
+        } = &mut item.kind
+        {
+            *previous = None;
+        }
+    }
+}
+
+/// Pops the head item and settles it with `outcome`.
+fn pop_settle(ctx: &SessionContext, shared: &mut Shared, outcome: Outcome) {
+    let Some(item) = shared.items.pop_front() else {
+        return;
+    };
+    shared.popped_through = item.id;
+    match item.kind {
+        ItemKind::Statement(run) => {
+            let status = match outcome {
+                Outcome::Ok => StatementStatus::Ok,
+                Outcome::Failed => StatementStatus::Error,
+                Outcome::Skipped => StatementStatus::Skipped,
+            };
+            let (event, rows) = run.finish(status);
+            if let vigil_core::Event::StatementFinished(f) = &event {
+                if matches!(f.status, StatementStatus::Error | StatementStatus::Refused) {
+                    shared.totals.errors += 1;
+                }
+            }
+            shared.totals.statements += 1;
+            shared.totals.rows += rows;
+            ctx.sink.append_detached(ctx.draft(event));
+        }
+        ItemKind::Mutation {
+            namespace,
+            name,
+            previous,
+            failure_keeps_previous,
+            ..
+        } => {
+            let result = match outcome {
+                Outcome::Ok => return settle_ok(shared, namespace, &name, item.id),
+                Outcome::Failed if !failure_keeps_previous => None,
+                Outcome::Failed | Outcome::Skipped => previous,
+            };
+            settle_undone(shared, namespace, &name, item.id, result);
+        }
+        ItemKind::Describe | ItemKind::Sync | ItemKind::Refused => {}
+    }
+}
+
+/// A mutation took effect: its slot (if still its own) is now certain. Empty slots go, so the
+/// maps hold only live names.
+fn settle_ok(shared: &mut Shared, namespace: Namespace, name: &Arc<[u8]>, id: u64) {
+    match namespace {
+        Namespace::Statement => {
+            if matches!(shared.statements.get(name), Some(s) if s.by == id && s.entry.is_none()) {
+                shared.statements.remove(name);
+            }
+        }
+        Namespace::Portal => {
+            if matches!(shared.portals.get(name), Some(s) if s.by == id && s.entry.is_none()) {
+                shared.portals.remove(name);
+            }
+        }
+    }
+}
+
+/// A mutation failed or was skipped: the name holds `result` on the server. If a later
+/// mutation of the same name is already forwarded, that one's "previous" was this mutation's
+/// provisional entry: correct it instead.
+fn settle_undone(
+    shared: &mut Shared,
+    namespace: Namespace,
+    name: &Arc<[u8]>,
+    id: u64,
+    result: Option<MutationEntry>,
+) {
+    let own_slot = match namespace {
+        Namespace::Statement => matches!(shared.statements.get(name), Some(s) if s.by == id),
+        Namespace::Portal => matches!(shared.portals.get(name), Some(s) if s.by == id),
+    };
+    if own_slot {
+        match (namespace, result) {
+            (Namespace::Statement, Some(MutationEntry::Statement(p))) => {
+                if let Some(slot) = shared.statements.get_mut(name) {
+                    slot.entry = Some(p);
+                }
+            }
+            (Namespace::Portal, Some(MutationEntry::Portal(p))) => {
+                if let Some(slot) = shared.portals.get_mut(name) {
+                    slot.entry = Some(p);
+                }
+            }
+            (Namespace::Statement, _) => {
+                shared.statements.remove(name);
+            }
+            (Namespace::Portal, _) => {
+                shared.portals.remove(name);
+            }
+        }
+        return;
+    }
+    for item in shared.items.iter_mut() {
+        if let ItemKind::Mutation {
+            namespace: ns,
+            name: n,
+            previous,
+            ..
+        } = &mut item.kind
+        {
+            if *ns == namespace && n == name {
+                *previous = result;
+                return;
+            }
+        }
+    }
+}

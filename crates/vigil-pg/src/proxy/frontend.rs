@@ -1,0 +1,647 @@
+//! Client → server: decode, analyse, record (durably, before forwarding), forward.
+//!
+//! Messages are handled in batches: everything whole in one read is scanned, the start records
+//! of its statements are appended in one atomic call and awaited once, and then the batch is
+//! written upstream in one write. If the audit trail refuses the records, each statement of the
+//! batch is replaced by a *stand-in*: an Execute of a portal that cannot exist. The server
+//! answers it with an error and, in a pipeline, skips to the next Sync, exactly as if the
+//! statement had failed; the backend half then swaps the server's error for Vigil's. This keeps
+//! the server's transaction state and the client's view of the protocol in step without Vigil
+//! having to fake a server.
+
+use super::{
+    Item, ItemKind, Link, MutationEntry, Namespace, Portal, Prepared, Run, SessionContext, Slot,
+};
+use crate::codec::{next_frame, Frame};
+use crate::messages::execute::encode_sync;
+use crate::messages::tag::frontend as tag;
+use crate::messages::{Bind, Close, Describe, ErrorFields, Execute, FunctionCall, Parse, Query, Target};
+use crate::sqlstate;
+use bytes::{Buf, BytesMut};
+use hmac::{Hmac, Mac};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use vigil_core::event::{
+    Event, ParameterMode, RecordedParameters, SessionEndReason, StatementProtocol, StatementShape,
+    StatementStarted,
+};
+use vigil_core::EventDraft;
+
+/// The portal name of stand-in Executes. Clients may not use it (a Bind naming it is refused),
+/// so the server always answers "portal does not exist".
+pub(crate) const STAND_IN_PORTAL: &[u8] = b"\x01vigil-refused";
+
+const READ_CHUNK: usize = 16 * 1024;
+
+/// A replacement of one message's bytes in the forwarded batch.
+struct Edit {
+    start: usize,
+    end: usize,
+    /// The stand-in, with a Sync when the refused message was not itself inside a pipeline
+    /// (simple Query, FunctionCall): the client will wait for ReadyForQuery.
+    with_sync: bool,
+}
+
+/// A statement of the current batch, in case the audit trail refuses the batch.
+struct BatchStatement {
+    item_id: u64,
+    start: usize,
+    end: usize,
+    simple: bool,
+}
+
+/// What scanning a message decided.
+enum Step {
+    /// Keep scanning.
+    Next,
+    /// The message depends on the outcome of item `id`, not yet known: forward what came
+    /// before, wait, then look at the message again.
+    WaitFor(u64),
+    /// The client asked to end the session.
+    Terminate,
+}
+
+struct Frontend<'a> {
+    ctx: &'a SessionContext,
+    link: &'a Link,
+    next_item: u64,
+    /// Sync-delimited segment the scan is in.
+    segment: u64,
+    statement_seq: u64,
+    drafts: Vec<EventDraft>,
+    edits: Vec<Edit>,
+    statements: Vec<BatchStatement>,
+    out: Vec<u8>,
+    /// Prepared-statement shapes by text, so that re-preparing the same text (drivers do it
+    /// for every unnamed statement) skips the analyser.
+    shapes_by_text: HashMap<Box<[u8]>, Arc<StatementShape>>,
+}
+
+/// A message refused before it reached the server.
+fn refusal(code: &'static str, message: String, hint: Option<&str>) -> Arc<[u8]> {
+    let mut fields = ErrorFields::error(code, message);
+    if let Some(h) = hint {
+        fields = fields.with_hint(h);
+    }
+    fields.to_bytes().into()
+}
+
+fn protocol_violation(message: String) -> (SessionEndReason, Option<Vec<u8>>) {
+    (
+        SessionEndReason::ProtocolError,
+        Some(ErrorFields::fatal(sqlstate::PROTOCOL_VIOLATION, message).to_bytes()),
+    )
+}
+
+fn show_name(name: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(name)
+}
+
+pub(super) async fn run<R, W>(
+    ctx: &SessionContext,
+    link: &Link,
+    mut client: R,
+    mut upstream: W,
+) -> (SessionEndReason, Option<Vec<u8>>)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut f = Frontend {
+        ctx,
+        link,
+        next_item: 0,
+        segment: 0,
+        statement_seq: 0,
+        drafts: Vec::new(),
+        edits: Vec::new(),
+        statements: Vec::new(),
+        out: Vec::new(),
+        shapes_by_text: HashMap::new(),
+    };
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            let want = crate::codec::pending_len(&buf)
+                .map(|total| total.saturating_sub(buf.len()))
+                .unwrap_or(0)
+                .max(READ_CHUNK);
+            buf.reserve(want);
+        }
+        let n = match client.read_buf(&mut buf).await {
+            Ok(0) => return (SessionEndReason::ClientDisconnected, None),
+            Ok(n) => n,
+            Err(_) => return (SessionEndReason::ClientDisconnected, None),
+        };
+        link.shared.lock().totals.bytes_from_client += n as u64;
+
+        let mut pos = 0;
+        loop {
+            let frame = match next_frame(&buf[pos..], ctx.limits.max_message_bytes) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => return protocol_violation(e.to_string()),
+            };
+            let (start, end) = (pos, pos + frame.len);
+            match f.scan(frame, start, end) {
+                Ok(Step::Next) => pos = end,
+                Ok(Step::Terminate) => {
+                    pos = end;
+                    if f.flush(&mut buf, pos, &mut upstream).await.is_err() {
+                        return (SessionEndReason::UpstreamClosed, None);
+                    }
+                    return (SessionEndReason::ClientTerminated, None);
+                }
+                Ok(Step::WaitFor(id)) => {
+                    if f.flush(&mut buf, pos, &mut upstream).await.is_err() {
+                        return (SessionEndReason::UpstreamClosed, None);
+                    }
+                    pos = 0;
+                    // The server holds its answers until Sync or Flush: ask for them.
+                    let mut flush_msg = Vec::with_capacity(5);
+                    crate::codec::put_message(&mut flush_msg, tag::FLUSH, |_| {});
+                    if upstream.write_all(&flush_msg).await.is_err() {
+                        return (SessionEndReason::UpstreamClosed, None);
+                    }
+                    loop {
+                        let settled = link.settled.notified();
+                        if link.shared.lock().popped_through >= id {
+                            break;
+                        }
+                        settled.await;
+                    }
+                }
+                Err(message) => return protocol_violation(message),
+            }
+        }
+        if pos > 0 && f.flush(&mut buf, pos, &mut upstream).await.is_err() {
+            return (SessionEndReason::UpstreamClosed, None);
+        }
+    }
+}
+
+impl Frontend<'_> {
+    fn new_item_id(&mut self) -> u64 {
+        self.next_item += 1;
+        self.next_item
+    }
+
+    fn shape_of_prepared(&mut self, text: &[u8], scs: bool) -> Arc<StatementShape> {
+        if let Some(shape) = self.shapes_by_text.get(text) {
+            return shape.clone();
+        }
+        let shape = self
+            .ctx
+            .analyzer
+            .analyze(&String::from_utf8_lossy(text), scs);
+        // Bounded like the session's statements: a client cannot grow it without limit.
+        if self.shapes_by_text.len() >= self.ctx.limits.max_prepared_statements {
+            self.shapes_by_text.clear();
+        }
+        self.shapes_by_text.insert(text.into(), shape.clone());
+        shape
+    }
+
+    /// Refuses the message at `start..end` with `error`: it is replaced by a stand-in whose
+    /// error the backend swaps for this one.
+    fn refuse(&mut self, start: usize, end: usize, error: Arc<[u8]>, with_sync: bool) {
+        let id = self.new_item_id();
+        self.link.shared.lock().items.push_back(Item {
+            id,
+            kind: ItemKind::Refused,
+            refusal: Some(error),
+        });
+        self.edits.push(Edit {
+            start,
+            end,
+            with_sync,
+        });
+    }
+
+    fn start_statement(
+        &mut self,
+        protocol: StatementProtocol,
+        shape: Arc<StatementShape>,
+        prepared_statement: Option<String>,
+        parameters: Option<RecordedParameters>,
+        start: usize,
+        end: usize,
+    ) {
+        self.statement_seq += 1;
+        let seq = self.statement_seq;
+        let simple = protocol != StatementProtocol::Extended;
+        self.drafts
+            .push(self.ctx.draft(Event::StatementStarted(StatementStarted {
+                statement_seq: seq,
+                protocol,
+                shape,
+                prepared_statement,
+                parameters,
+            })));
+        let id = self.new_item_id();
+        self.link.shared.lock().items.push_back(Item {
+            id,
+            kind: ItemKind::Statement(Box::new(Run::new(seq, simple))),
+            refusal: None,
+        });
+        self.statements.push(BatchStatement {
+            item_id: id,
+            start,
+            end,
+            simple,
+        });
+    }
+
+    fn record_parameters(&self, bind: &Bind<'_>) -> Option<RecordedParameters> {
+        if bind.param_count == 0 {
+            return None;
+        }
+        let values = match (self.ctx.parameter_mode, &self.ctx.parameter_key) {
+            (ParameterMode::HmacSha256, Some(key)) => bind
+                .params()
+                .map(|v| {
+                    v.map(|v| {
+                        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key)
+                            .expect("HMAC takes keys of any length");
+                        mac.update(v);
+                        hex::encode(mac.finalize().into_bytes())
+                    })
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Some(RecordedParameters {
+            count: bind.param_count,
+            mode: if values.is_empty() {
+                ParameterMode::Redacted
+            } else {
+                ParameterMode::HmacSha256
+            },
+            values,
+        })
+    }
+
+    /// Looks at one message. `Err` is a protocol violation (message for the client).
+    fn scan(&mut self, frame: Frame<'_>, start: usize, end: usize) -> Result<Step, String> {
+        let body = frame.body;
+        match frame.tag {
+            tag::QUERY => {
+                let q = Query::decode(body).map_err(|e| e.to_string())?;
+                let scs = {
+                    let mut shared = self.link.shared.lock();
+                    // A simple Query drops the unnamed statement and portal.
+                    shared.statements.remove(&b""[..]);
+                    shared.portals.remove(&b""[..]);
+                    shared.standard_conforming_strings
+                };
+                let shape = self
+                    .ctx
+                    .analyzer
+                    .analyze(&String::from_utf8_lossy(q.text), scs);
+                self.start_statement(StatementProtocol::Simple, shape, None, None, start, end);
+            }
+            tag::PARSE => {
+                let p = Parse::decode(body).map_err(|e| e.to_string())?;
+                let scs = self.link.shared.lock().standard_conforming_strings;
+                let shape = self.shape_of_prepared(p.query, scs);
+                let id = self.next_item + 1;
+                let mut shared = self.link.shared.lock();
+                let popped = shared.popped_through;
+                let slot = shared.statements.get(p.name);
+                if let Some(slot) = slot {
+                    if slot.by > popped && slot.segment < self.segment {
+                        return Ok(Step::WaitFor(slot.by));
+                    }
+                }
+                if slot.is_none() && shared.statements.len() >= self.ctx.limits.max_prepared_statements {
+                    drop(shared);
+                    let limit = self.ctx.limits.max_prepared_statements;
+                    self.refuse(
+                        start,
+                        end,
+                        refusal(
+                            sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                            format!("this session holds {limit} prepared statements, the most Vigil allows"),
+                            Some("close prepared statements you no longer need"),
+                        ),
+                        false,
+                    );
+                    return Ok(Step::Next);
+                }
+                let name: Arc<[u8]> = p.name.into();
+                let previous = shared
+                    .statements
+                    .get(p.name)
+                    .and_then(|s| s.entry.clone())
+                    .map(MutationEntry::Statement);
+                shared.statements.insert(
+                    name.clone(),
+                    Slot {
+                        entry: Some(Prepared { shape }),
+                        by: id,
+                        segment: self.segment,
+                    },
+                );
+                shared.items.push_back(Item {
+                    id,
+                    kind: ItemKind::Mutation {
+                        namespace: Namespace::Statement,
+                        failure_keeps_previous: !name.is_empty(),
+                        name,
+                        previous,
+                        answered_by: crate::messages::tag::backend::PARSE_COMPLETE,
+                    },
+                    refusal: None,
+                });
+                drop(shared);
+                self.next_item = id;
+            }
+            tag::BIND => {
+                let b = Bind::decode(body).map_err(|e| e.to_string())?;
+                if b.portal == STAND_IN_PORTAL {
+                    let error = refusal(
+                        sqlstate::INVALID_CURSOR_NAME,
+                        "this portal name is reserved by Vigil".into(),
+                        None,
+                    );
+                    self.refuse(start, end, error, false);
+                    return Ok(Step::Next);
+                }
+                let parameters = self.record_parameters(&b);
+                let id = self.next_item + 1;
+                let mut shared = self.link.shared.lock();
+                let popped = shared.popped_through;
+                let statement = match shared.statements.get(b.statement) {
+                    Some(slot) if slot.by > popped && slot.segment < self.segment => {
+                        return Ok(Step::WaitFor(slot.by))
+                    }
+                    Some(slot) => slot.entry.clone(),
+                    None => None,
+                };
+                if let Some(slot) = shared.portals.get(b.portal) {
+                    if slot.by > popped && slot.segment < self.segment {
+                        return Ok(Step::WaitFor(slot.by));
+                    }
+                }
+                let Some(statement) = statement else {
+                    drop(shared);
+                    let what = if b.statement.is_empty() {
+                        "unnamed prepared statement does not exist".to_string()
+                    } else {
+                        format!("prepared statement \"{}\" does not exist", show_name(b.statement))
+                    };
+                    self.refuse(start, end, refusal(sqlstate::INVALID_SQL_STATEMENT_NAME, what, None), false);
+                    return Ok(Step::Next);
+                };
+                if !shared.portals.contains_key(b.portal) && shared.portals.len() >= self.ctx.limits.max_portals {
+                    drop(shared);
+                    let limit = self.ctx.limits.max_portals;
+                    self.refuse(
+                        start,
+                        end,
+                        refusal(
+                            sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                            format!("this session holds {limit} open portals, the most Vigil allows"),
+                            Some("close portals you no longer need"),
+                        ),
+                        false,
+                    );
+                    return Ok(Step::Next);
+                }
+                let name: Arc<[u8]> = b.portal.into();
+                let previous = shared
+                    .portals
+                    .get(b.portal)
+                    .and_then(|s| s.entry.clone())
+                    .map(MutationEntry::Portal);
+                shared.portals.insert(
+                    name.clone(),
+                    Slot {
+                        entry: Some(Portal {
+                            shape: statement.shape,
+                            statement_name: b.statement.into(),
+                            parameters,
+                        }),
+                        by: id,
+                        segment: self.segment,
+                    },
+                );
+                shared.items.push_back(Item {
+                    id,
+                    kind: ItemKind::Mutation {
+                        namespace: Namespace::Portal,
+                        failure_keeps_previous: !name.is_empty(),
+                        name,
+                        previous,
+                        answered_by: crate::messages::tag::backend::BIND_COMPLETE,
+                    },
+                    refusal: None,
+                });
+                drop(shared);
+                self.next_item = id;
+            }
+            tag::EXECUTE => {
+                let e = Execute::decode(body).map_err(|e| e.to_string())?;
+                let portal = {
+                    let shared = self.link.shared.lock();
+                    match shared.portals.get(e.portal) {
+                        Some(slot) if slot.by > shared.popped_through && slot.segment < self.segment => {
+                            return Ok(Step::WaitFor(slot.by))
+                        }
+                        Some(slot) => slot.entry.clone(),
+                        None => None,
+                    }
+                };
+                let Some(portal) = portal else {
+                    let what = if e.portal.is_empty() {
+                        "unnamed portal does not exist".to_string()
+                    } else {
+                        format!("portal \"{}\" does not exist", show_name(e.portal))
+                    };
+                    self.refuse(start, end, refusal(sqlstate::INVALID_CURSOR_NAME, what, None), false);
+                    return Ok(Step::Next);
+                };
+                let name = (!portal.statement_name.is_empty())
+                    .then(|| show_name(&portal.statement_name).into_owned());
+                self.start_statement(
+                    StatementProtocol::Extended,
+                    portal.shape,
+                    name,
+                    portal.parameters,
+                    start,
+                    end,
+                );
+            }
+            tag::DESCRIBE => {
+                Describe::decode(body).map_err(|e| e.to_string())?;
+                let id = self.new_item_id();
+                self.link.shared.lock().items.push_back(Item {
+                    id,
+                    kind: ItemKind::Describe,
+                    refusal: None,
+                });
+            }
+            tag::CLOSE => {
+                let c = Close::decode(body).map_err(|e| e.to_string())?;
+                let id = self.next_item + 1;
+                let mut shared = self.link.shared.lock();
+                let popped = shared.popped_through;
+                let segment = self.segment;
+                let (namespace, previous) = match c.target {
+                    Target::Statement => {
+                        if let Some(slot) = shared.statements.get(c.name) {
+                            if slot.by > popped && slot.segment < segment {
+                                return Ok(Step::WaitFor(slot.by));
+                            }
+                        }
+                        let prev = shared.statements.get(c.name).and_then(|s| s.entry.clone());
+                        shared
+                            .statements
+                            .insert(c.name.into(), Slot { entry: None, by: id, segment });
+                        (Namespace::Statement, prev.map(MutationEntry::Statement))
+                    }
+                    Target::Portal => {
+                        if let Some(slot) = shared.portals.get(c.name) {
+                            if slot.by > popped && slot.segment < segment {
+                                return Ok(Step::WaitFor(slot.by));
+                            }
+                        }
+                        let prev = shared.portals.get(c.name).and_then(|s| s.entry.clone());
+                        shared
+                            .portals
+                            .insert(c.name.into(), Slot { entry: None, by: id, segment });
+                        (Namespace::Portal, prev.map(MutationEntry::Portal))
+                    }
+                };
+                shared.items.push_back(Item {
+                    id,
+                    kind: ItemKind::Mutation {
+                        namespace,
+                        name: c.name.into(),
+                        previous,
+                        // Closing a name that does not exist is not an error: only a skip
+                        // (after an earlier error) leaves the entry in place.
+                        failure_keeps_previous: true,
+                        answered_by: crate::messages::tag::backend::CLOSE_COMPLETE,
+                    },
+                    refusal: None,
+                });
+                drop(shared);
+                self.next_item = id;
+            }
+            tag::SYNC => {
+                let id = self.new_item_id();
+                self.link.shared.lock().items.push_back(Item {
+                    id,
+                    kind: ItemKind::Sync,
+                    refusal: None,
+                });
+                self.segment += 1;
+            }
+            tag::FUNCTION_CALL => {
+                let call = FunctionCall::decode(body).map_err(|e| e.to_string())?;
+                let text = format!("FunctionCall(oid {})", call.function_oid);
+                let shape = Arc::new(StatementShape {
+                    fingerprint: fingerprint_of(&text),
+                    text,
+                    commands: vec!["FUNCTION CALL".into()],
+                    command_classes: vec!["function".into()],
+                    objects: Vec::new(),
+                    parse_error: None,
+                });
+                let parameters = (call.arg_count > 0).then(|| RecordedParameters {
+                    count: call.arg_count,
+                    mode: ParameterMode::Redacted,
+                    values: Vec::new(),
+                });
+                self.start_statement(StatementProtocol::FunctionCall, shape, None, parameters, start, end);
+            }
+            tag::FLUSH | tag::COPY_DATA | tag::COPY_DONE | tag::COPY_FAIL => {}
+            tag::TERMINATE => return Ok(Step::Terminate),
+            other => {
+                return Err(format!(
+                    "unexpected message type {} from the client",
+                    crate::codec::TagName(other)
+                ))
+            }
+        }
+        Ok(Step::Next)
+    }
+
+    /// Records the batch's statements durably, then forwards `buf[..end]` (with stand-ins for
+    /// anything refused) and drops it from the buffer.
+    async fn flush<W: AsyncWrite + Unpin>(
+        &mut self,
+        buf: &mut BytesMut,
+        end: usize,
+        upstream: &mut W,
+    ) -> std::io::Result<()> {
+        if !self.drafts.is_empty() {
+            let drafts = std::mem::take(&mut self.drafts);
+            if let Err(e) = self.ctx.sink.append_all(drafts).await {
+                tracing::error!(
+                    session = %self.ctx.session_id,
+                    statements = self.statements.len(),
+                    error = %e,
+                    "audit trail unavailable: refusing statements"
+                );
+                let error = refusal(
+                    sqlstate::SYSTEM_ERROR,
+                    "Vigil could not record this statement in its audit trail, so it was not run".into(),
+                    Some("retry later; if this persists, ask your Vigil operator to check the audit store"),
+                );
+                let mut shared = self.link.shared.lock();
+                for s in &self.statements {
+                    if let Some(item) = shared.items.iter_mut().rev().find(|i| i.id == s.item_id) {
+                        item.refusal = Some(error.clone());
+                        if let ItemKind::Statement(run) = &mut item.kind {
+                            run.refused = true;
+                        }
+                    }
+                }
+                drop(shared);
+                for s in &self.statements {
+                    self.edits.push(Edit {
+                        start: s.start,
+                        end: s.end,
+                        with_sync: s.simple,
+                    });
+                }
+                self.edits.sort_by_key(|e| e.start);
+            }
+        }
+        self.statements.clear();
+        let result = if self.edits.is_empty() {
+            upstream.write_all(&buf[..end]).await
+        } else {
+            self.out.clear();
+            let mut at = 0;
+            for edit in &self.edits {
+                self.out.extend_from_slice(&buf[at..edit.start]);
+                Execute {
+                    portal: STAND_IN_PORTAL,
+                    max_rows: 0,
+                }
+                .encode(&mut self.out);
+                if edit.with_sync {
+                    encode_sync(&mut self.out);
+                }
+                at = edit.end;
+            }
+            self.out.extend_from_slice(&buf[at..end]);
+            self.edits.clear();
+            upstream.write_all(&self.out).await
+        };
+        buf.advance(end);
+        result?;
+        upstream.flush().await
+    }
+}
+
+/// The fingerprint of Vigil-made statement text (same definition as the analyser's).
+fn fingerprint_of(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(text.as_bytes())[..8])
+}

@@ -1,0 +1,282 @@
+//! The proxy loop of one session, once both ends are logged in.
+//!
+//! Two halves run concurrently in the session's task: [`frontend`] reads the client, records
+//! and forwards; [`backend`] reads the server, accounts and forwards. They must be concurrent:
+//! a pipelining client and a server blocked writing results would otherwise deadlock a proxy
+//! that waits on one side at a time.
+//!
+//! They share [`Shared`] (behind a mutex held only for short, await-free sections):
+//!
+//! - a FIFO of [`Item`]s, one per client message that the server answers (Parse, Bind, Describe,
+//!   Close, Sync, and the statements: Query, Execute, FunctionCall). The frontend pushes an item
+//!   *before* forwarding its message; the backend pops items as their responses arrive, so
+//!   every result byte is attributed to the statement that produced it, and after an error in
+//!   an extended-protocol pipeline the items the server skips (up to Sync) are marked skipped.
+//! - the session's prepared statements and portals, as Vigil predicts them to be on the
+//!   server. The prediction is what the audit trail says ran, so it must never be wrong in a
+//!   way that matters: each Parse/Bind/Close is applied when forwarded and settled when its
+//!   outcome arrives (success keeps it; failure or skip restores what PostgreSQL keeps), and
+//!   the frontend waits for outcomes whenever a message's meaning depends on one that is still
+//!   unknown across a Sync. See [`Slot`].
+
+mod backend;
+mod frontend;
+
+use crate::config::Limits;
+use crate::StatementAnalyzer;
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Notify;
+use vigil_core::event::{
+    Event, ParameterMode, SessionEndReason, StatementFinished, StatementShape, StatementStatus,
+};
+use vigil_core::{EventDraft, EventSink, Principal, SessionId, Timestamp};
+
+/// What a session's proxy needs to know and where it reports.
+pub(crate) struct SessionContext {
+    pub session_id: SessionId,
+    pub principal: Arc<Principal>,
+    pub connection: Arc<str>,
+    pub sink: Arc<dyn EventSink>,
+    pub analyzer: Arc<dyn StatementAnalyzer>,
+    pub limits: Limits,
+    pub parameter_mode: ParameterMode,
+    /// Key for `hmac-sha256` parameter recording.
+    pub parameter_key: Option<Arc<[u8]>>,
+}
+
+impl SessionContext {
+    pub fn draft(&self, event: Event) -> EventDraft {
+        EventDraft {
+            at: Timestamp::now(),
+            session_id: Some(self.session_id),
+            identity: Some(self.principal.clone()),
+            connection: Some(self.connection.clone()),
+            event,
+        }
+    }
+}
+
+/// Session totals, for the `SessionEnded` record.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Totals {
+    pub statements: u64,
+    pub errors: u64,
+    pub rows: u64,
+    pub bytes_to_client: u64,
+    pub bytes_from_client: u64,
+}
+
+/// A prepared statement as Vigil believes the server holds it.
+#[derive(Clone, Debug)]
+pub(crate) struct Prepared {
+    pub shape: Arc<StatementShape>,
+}
+
+/// A portal as Vigil believes the server holds it.
+#[derive(Clone, Debug)]
+pub(crate) struct Portal {
+    pub shape: Arc<StatementShape>,
+    pub statement_name: Arc<[u8]>,
+    pub parameters: Option<vigil_core::event::RecordedParameters>,
+}
+
+/// One name's state in a namespace (statements or portals).
+///
+/// `entry` is the predicted state after every forwarded message. `by` is the item that last
+/// changed it; while that item is not yet answered (`by > popped_through`) the prediction is
+/// provisional. `segment` is the Sync-delimited segment in which it changed: a message in the
+/// same segment is skipped by the server if the change failed, so it may rely on the
+/// provisional state; a message in a later segment may not, and waits.
+#[derive(Clone, Debug)]
+pub(crate) struct Slot<T> {
+    pub entry: Option<T>,
+    pub by: u64,
+    pub segment: u64,
+}
+
+/// The two namespaces a client names things in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Namespace {
+    Statement,
+    Portal,
+}
+
+/// What the server must answer, in order.
+pub(crate) struct Item {
+    pub id: u64,
+    pub kind: ItemKind,
+    /// When Vigil refused the message, the ErrorResponse (encoded) the client gets instead of the
+    /// server's answer to the stand-in message Vigil sent.
+    pub refusal: Option<Arc<[u8]>>,
+}
+
+pub(crate) enum ItemKind {
+    /// Parse or Bind (or Close): changed `name` in `namespace`; `previous` is the entry before.
+    Mutation {
+        namespace: Namespace,
+        name: Arc<[u8]>,
+        previous: Option<MutationEntry>,
+        /// What a failure leaves behind: `previous`, or nothing (unnamed statement: PostgreSQL
+        /// drops it before parsing the new one).
+        failure_keeps_previous: bool,
+        /// Close is answered by CloseComplete, Parse by ParseComplete, Bind by BindComplete.
+        answered_by: u8,
+    },
+    Describe,
+    Sync,
+    /// A refused non-statement message (answered by the stand-in's ErrorResponse).
+    Refused,
+    Statement(Box<Run>),
+}
+
+/// The entry a mutation replaced, of either namespace.
+#[derive(Clone, Debug)]
+pub(crate) enum MutationEntry {
+    Statement(Prepared),
+    Portal(Portal),
+}
+
+/// A statement in flight: what is known when it finishes.
+pub(crate) struct Run {
+    pub seq: u64,
+    /// Query and FunctionCall end at ReadyForQuery; Execute at its own completion message.
+    pub until_ready: bool,
+    pub started: Instant,
+    pub rows: u64,
+    pub rows_since_tag: u64,
+    pub bytes: u64,
+    pub digest: Sha256,
+    pub tags: Vec<String>,
+    pub sqlstate: Option<[u8; 5]>,
+    pub refused: bool,
+}
+
+impl Run {
+    pub fn new(seq: u64, until_ready: bool) -> Self {
+        Run {
+            seq,
+            until_ready,
+            started: Instant::now(),
+            rows: 0,
+            rows_since_tag: 0,
+            bytes: 0,
+            digest: Sha256::new(),
+            tags: Vec::new(),
+            sqlstate: None,
+            refused: false,
+        }
+    }
+
+    /// The `StatementFinished` event for this run.
+    pub fn finish(self, status: StatementStatus) -> (Event, u64) {
+        let rows = self.rows + self.rows_since_tag;
+        let status = if self.refused {
+            StatementStatus::Refused
+        } else if self.sqlstate.is_some() && status == StatementStatus::Ok {
+            StatementStatus::Error
+        } else {
+            status
+        };
+        let event = Event::StatementFinished(StatementFinished {
+            statement_seq: self.seq,
+            status,
+            sqlstate: self
+                .sqlstate
+                .map(|c| String::from_utf8_lossy(&c).into_owned()),
+            command_tags: self.tags,
+            rows,
+            bytes: self.bytes,
+            duration_us: self.started.elapsed().as_micros() as u64,
+            result_digest: hex::encode(self.digest.finalize()),
+        });
+        (event, rows)
+    }
+}
+
+/// State shared by the two halves.
+pub(crate) struct Shared {
+    pub items: VecDeque<Item>,
+    /// Ids of items answered so far: every item with `id <= popped_through` is settled.
+    pub popped_through: u64,
+    pub statements: HashMap<Arc<[u8]>, Slot<Prepared>>,
+    pub portals: HashMap<Arc<[u8]>, Slot<Portal>>,
+    pub standard_conforming_strings: bool,
+    pub totals: Totals,
+}
+
+impl Shared {
+    fn new(standard_conforming_strings: bool) -> Self {
+        Shared {
+            items: VecDeque::new(),
+            popped_through: 0,
+            statements: HashMap::new(),
+            portals: HashMap::new(),
+            standard_conforming_strings,
+            totals: Totals::default(),
+        }
+    }
+}
+
+/// The shared state and the signal the backend gives when it settles items.
+pub(crate) struct Link {
+    pub shared: parking_lot::Mutex<Shared>,
+    pub settled: Notify,
+}
+
+/// How the proxy loop ended.
+pub(crate) struct ProxyOutcome {
+    pub reason: SessionEndReason,
+    pub totals: Totals,
+    /// A FATAL error to send to the client before closing (protocol violation…), if the client
+    /// connection is still usable.
+    pub farewell: Option<Vec<u8>>,
+}
+
+/// Runs the session until one side ends it.
+pub(crate) async fn run<CR, CW, UR, UW>(
+    ctx: &SessionContext,
+    client_read: CR,
+    client_write: &mut CW,
+    upstream_read: UR,
+    upstream_write: UW,
+    standard_conforming_strings: bool,
+) -> ProxyOutcome
+where
+    CR: AsyncRead + Unpin,
+    CW: AsyncWrite + Unpin,
+    UR: AsyncRead + Unpin,
+    UW: AsyncWrite + Unpin,
+{
+    let link = Link {
+        shared: parking_lot::Mutex::new(Shared::new(standard_conforming_strings)),
+        settled: Notify::new(),
+    };
+    let (reason, farewell) = {
+        let front = frontend::run(ctx, &link, client_read, upstream_write);
+        let back = backend::run(ctx, &link, upstream_read, client_write);
+        tokio::pin!(front, back);
+        tokio::select! {
+            end = &mut front => end,
+            end = &mut back => (end, None),
+        }
+    };
+    // Statements still in flight never completed: record them as interrupted.
+    let mut shared = link.shared.lock();
+    let items: Vec<Item> = shared.items.drain(..).collect();
+    for item in items {
+        if let ItemKind::Statement(run) = item.kind {
+            let (event, rows) = run.finish(StatementStatus::Interrupted);
+            shared.totals.rows += rows;
+            ctx.sink.append_detached(ctx.draft(event));
+        }
+    }
+    ProxyOutcome {
+        reason,
+        totals: shared.totals,
+        farewell,
+    }
+}

@@ -1,0 +1,641 @@
+//! The listener and each client's way in: startup, TLS, token, upstream login, session record,
+//! then the proxy loop, then the session's end record.
+
+use crate::cancel::{CancelRegistry, CancelTarget};
+use crate::codec::{next_frame, put_cstr, put_message};
+use crate::config::{Limits, ListenerSettings, ListenerTlsMode, Target};
+use crate::messages::authentication::{encode_cleartext_request, encode_ok};
+use crate::messages::startup::{body_len, StartupPacket, StartupRequest};
+use crate::messages::tag::{backend, frontend};
+use crate::messages::{BackendKeyData, ErrorFields, ReadyForQuery, TransactionStatus};
+use crate::proxy::{self, SessionContext};
+use crate::stream::Stream;
+use crate::tls::{upstream_client_config, TlsError};
+use crate::upstream::{self, UpstreamError};
+use crate::{sqlstate, AuthRejection, ClientAuthenticator, ConnectionAuthorizer, StatementAnalyzer};
+use bytes::BytesMut;
+use rustls::{ClientConfig, ServerConfig};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+use vigil_core::event::{
+    AuthFailed, AuthFailureReason, Event, ParameterMode, SessionEndReason, SessionEnded,
+    SessionStarted,
+};
+use vigil_core::{EventDraft, EventSink, Principal, SessionId, Timestamp};
+
+/// Everything a gateway is built from.
+pub struct GatewayParts {
+    pub listener: ListenerSettings,
+    /// Required when the listener's TLS mode is `required`, used when `optional`.
+    pub server_tls: Option<Arc<ServerConfig>>,
+    pub targets: Vec<Target>,
+    pub limits: Limits,
+    pub authenticator: Arc<dyn ClientAuthenticator>,
+    pub authorizer: Arc<dyn ConnectionAuthorizer>,
+    pub analyzer: Arc<dyn StatementAnalyzer>,
+    pub sink: Arc<dyn EventSink>,
+    pub parameter_mode: ParameterMode,
+    pub parameter_key: Option<Arc<[u8]>>,
+}
+
+struct Upstreams {
+    target: Arc<Target>,
+    tls: Option<Arc<ClientConfig>>,
+}
+
+/// A PostgreSQL gateway: shared by all of a listener's sessions.
+pub struct Gateway {
+    tls_mode: ListenerTlsMode,
+    server_tls: Option<Arc<ServerConfig>>,
+    targets: HashMap<String, Upstreams>,
+    limits: Limits,
+    authenticator: Arc<dyn ClientAuthenticator>,
+    authorizer: Arc<dyn ConnectionAuthorizer>,
+    analyzer: Arc<dyn StatementAnalyzer>,
+    sink: Arc<dyn EventSink>,
+    parameter_mode: ParameterMode,
+    parameter_key: Option<Arc<[u8]>>,
+    cancels: CancelRegistry,
+    active: AtomicUsize,
+    idle: Notify,
+}
+
+impl Gateway {
+    pub fn new(parts: GatewayParts) -> Result<Gateway, TlsError> {
+        let tls_mode = parts.listener.effective_tls();
+        if tls_mode == ListenerTlsMode::Required && parts.server_tls.is_none() {
+            return Err(TlsError::Config(format!(
+                "the listener on {} requires TLS (it is not a loopback address) but has no \
+                 tls_cert/tls_key; configure them, or set tls = \"disabled\" to accept \
+                 plaintext on purpose",
+                parts.listener.address
+            )));
+        }
+        let mut targets = HashMap::new();
+        for target in parts.targets {
+            let tls = upstream_client_config(target.tls, target.ca_file.as_deref())?;
+            targets.insert(
+                target.name.to_string(),
+                Upstreams {
+                    target: Arc::new(target),
+                    tls,
+                },
+            );
+        }
+        Ok(Gateway {
+            server_tls: if tls_mode == ListenerTlsMode::Disabled {
+                None
+            } else {
+                parts.server_tls
+            },
+            tls_mode,
+            targets,
+            limits: parts.limits,
+            authenticator: parts.authenticator,
+            authorizer: parts.authorizer,
+            analyzer: parts.analyzer,
+            sink: parts.sink,
+            parameter_mode: parts.parameter_mode,
+            parameter_key: parts.parameter_key,
+            cancels: CancelRegistry::default(),
+            active: AtomicUsize::new(0),
+            idle: Notify::new(),
+        })
+    }
+
+    /// Client connections being served (including those still authenticating).
+    pub fn active_connections(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+}
+
+/// Accepts clients until `shutdown` turns true, then ends live sessions (each gets a FATAL
+/// "shutting down" and its end record) and returns once they are gone or after 10 s.
+pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let gw = gateway.clone();
+                    let stop = shutdown.clone();
+                    gw.active.fetch_add(1, Ordering::Relaxed);
+                    tokio::spawn(async move {
+                        handle_client(&gw, tcp, peer, stop).await;
+                        if gw.active.fetch_sub(1, Ordering::Relaxed) == 1 {
+                            gw.idle.notify_waiters();
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while gateway.active.load(Ordering::Relaxed) > 0 {
+        let idle = gateway.idle.notified();
+        if gateway.active.load(Ordering::Relaxed) == 0 {
+            break;
+        }
+        if tokio::time::timeout_at(deadline, idle).await.is_err() {
+            tracing::warn!(
+                sessions = gateway.active.load(Ordering::Relaxed),
+                "sessions still open at shutdown deadline"
+            );
+            break;
+        }
+    }
+}
+
+/// Why the handshake stopped before a session began.
+enum Refusal {
+    /// Tell the client (FATAL) and, if `record` is set, record the refusal.
+    Fatal {
+        error: ErrorFields,
+        record: Option<AuthFailed>,
+    },
+    /// The client went away or sent garbage we answer with silence.
+    Silent,
+}
+
+impl Refusal {
+    fn fatal(code: &'static str, message: impl Into<String>) -> Refusal {
+        Refusal::Fatal {
+            error: ErrorFields::fatal(code, message),
+            record: None,
+        }
+    }
+}
+
+/// What the client asked for, once past TLS negotiation.
+struct Startup {
+    stream: Stream,
+    user: String,
+    database: String,
+    application_name: Option<String>,
+    /// Parameters to pass upstream.
+    pass_on: Vec<(String, String)>,
+}
+
+async fn handle_client(gw: &Gateway, tcp: TcpStream, peer: SocketAddr, shutdown: watch::Receiver<bool>) {
+    let _ = tcp.set_nodelay(true);
+    let client_addr = peer.to_string();
+    let mut stream = Stream::Plain(tcp);
+    let mut buf = BytesMut::with_capacity(1024);
+
+    let startup = tokio::time::timeout(gw.limits.auth_timeout, read_startup(gw, &mut stream, &mut buf, &client_addr)).await;
+    let startup = match startup {
+        Ok(Ok(Some(s))) => s,
+        Ok(Ok(None)) => return, // cancel request handled, or nothing to do
+        Ok(Err(refusal)) => return refuse(gw, &mut stream, refusal, None).await,
+        Err(_) => {
+            let error = ErrorFields::fatal(sqlstate::CONNECTION_EXCEPTION, "authentication timed out");
+            return refuse(gw, &mut stream, Refusal::Fatal { error, record: None }, None).await;
+        }
+    };
+    let Startup {
+        mut stream,
+        user,
+        database,
+        application_name,
+        pass_on,
+    } = startup;
+    let auth_failed = |reason: AuthFailureReason, detail: String| AuthFailed {
+        reason,
+        user: user.chars().take(128).collect(),
+        requested_connection: Some(database.chars().take(128).collect()),
+        client_addr: client_addr.clone(),
+        issuer: None,
+        subject: None,
+        detail,
+    };
+
+    // The token travels as a cleartext password; TLS (required off loopback) protects it.
+    let token = tokio::time::timeout(gw.limits.auth_timeout, read_token(gw, &mut stream, &mut buf)).await;
+    let token = match token {
+        Ok(Ok(Some(t))) => t,
+        // psql asks for a password by disconnecting and reconnecting: not a failure.
+        Ok(Ok(None)) => return,
+        Ok(Err(message)) => {
+            return refuse(gw, &mut stream, Refusal::fatal(sqlstate::PROTOCOL_VIOLATION, message), None).await
+        }
+        Err(_) => {
+            let record = Some(auth_failed(AuthFailureReason::Timeout, "no token within the authentication timeout".into()));
+            let error = ErrorFields::fatal(sqlstate::CONNECTION_EXCEPTION, "authentication timed out");
+            return refuse(gw, &mut stream, Refusal::Fatal { error, record }, None).await;
+        }
+    };
+
+    let principal = match gw.authenticator.authenticate(&user, &token).await {
+        Ok(p) => p,
+        Err(AuthRejection {
+            reason,
+            detail,
+            client_message,
+            issuer,
+            subject,
+        }) => {
+            let mut record = auth_failed(reason, detail);
+            record.issuer = issuer;
+            record.subject = subject;
+            let error = ErrorFields::fatal(sqlstate::INVALID_PASSWORD, client_message);
+            return refuse(gw, &mut stream, Refusal::Fatal { error, record: Some(record) }, None).await;
+        }
+    };
+    drop(token);
+
+    let Some(upstreams) = gw.targets.get(&database) else {
+        let record = auth_failed(AuthFailureReason::UnknownConnection, format!("no connection named {database:?}"));
+        let error = ErrorFields::fatal(
+            sqlstate::INVALID_CATALOG_NAME,
+            format!("Vigil has no connection named \"{database}\""),
+        )
+        .with_hint("set dbname to the name of a Vigil connection; ask your Vigil administrator which ones you may use");
+        return refuse(gw, &mut stream, Refusal::Fatal { error, record: Some(record) }, Some(&principal)).await;
+    };
+    if let Err(why) = gw.authorizer.may_connect(&principal, &database) {
+        let record = auth_failed(AuthFailureReason::ConnectionNotAllowed, why.clone());
+        let error = ErrorFields::fatal(sqlstate::INVALID_AUTHORIZATION, why);
+        return refuse(gw, &mut stream, Refusal::Fatal { error, record: Some(record) }, Some(&principal)).await;
+    }
+
+    let target = upstreams.target.clone();
+    let params: Vec<(&str, &str)> = pass_on.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let connected = tokio::time::timeout(
+        gw.limits.upstream_connect_timeout,
+        upstream::connect(&target, upstreams.tls.as_ref(), &params),
+    )
+    .await;
+    let upstream = match connected {
+        Ok(Ok(u)) => u,
+        Ok(Err(e)) => {
+            tracing::warn!(connection = %target.name, error = %e, "upstream login failed");
+            let (code, message) = match &e {
+                UpstreamError::Rejected { .. } | UpstreamError::NoPassword | UpstreamError::UnsupportedAuth(_) => (
+                    sqlstate::SQLSERVER_REJECTED_CONNECTION,
+                    format!("Vigil could not log in to the database of connection \"{}\"", target.name),
+                ),
+                _ => (
+                    sqlstate::CONNECTION_FAILURE,
+                    format!("Vigil could not reach the database of connection \"{}\"", target.name),
+                ),
+            };
+            let error = ErrorFields::fatal(code, message)
+                .with_hint("this is a problem on Vigil's side: tell your Vigil operator (the gateway log has the cause)");
+            return refuse(gw, &mut stream, Refusal::Fatal { error, record: None }, Some(&principal)).await;
+        }
+        Err(_) => {
+            let error = ErrorFields::fatal(
+                sqlstate::CONNECTION_FAILURE,
+                format!("Vigil timed out connecting to the database of connection \"{}\"", target.name),
+            );
+            return refuse(gw, &mut stream, Refusal::Fatal { error, record: None }, Some(&principal)).await;
+        }
+    };
+
+    let ctx = SessionContext {
+        session_id: SessionId::new(),
+        principal,
+        connection: target.name.clone(),
+        sink: gw.sink.clone(),
+        analyzer: gw.analyzer.clone(),
+        limits: gw.limits.clone(),
+        parameter_mode: gw.parameter_mode,
+        parameter_key: gw.parameter_key.clone(),
+    };
+    let started_at = Timestamp::now();
+    let started = Instant::now();
+    let start_record = SessionStarted {
+        protocol: "postgres".into(),
+        client_addr: client_addr.clone(),
+        application_name,
+        client_tls: stream.is_tls(),
+        upstream: target.describe(),
+        upstream_user: target.user.clone(),
+        upstream_tls: upstream.stream.is_tls(),
+        upstream_pid: Some(upstream.key.process_id),
+    };
+    // Fail closed: no session without its start record.
+    if let Err(e) = gw.sink.append(ctx.draft(Event::SessionStarted(start_record))).await {
+        tracing::error!(error = %e, "audit trail unavailable: refusing session");
+        let error = ErrorFields::fatal(
+            sqlstate::SYSTEM_ERROR,
+            "Vigil could not record this session in its audit trail, so it was not opened",
+        )
+        .with_hint("retry later; if this persists, ask your Vigil operator to check the audit store");
+        return refuse(gw, &mut stream, Refusal::Fatal { error, record: None }, None).await;
+    }
+
+    let client_key = gw.cancels.register(CancelTarget {
+        target: target.clone(),
+        upstream_key: upstream.key,
+    });
+    let mut hello = Vec::with_capacity(512);
+    encode_ok(&mut hello);
+    hello.extend_from_slice(&upstream.parameter_status);
+    client_key.encode(&mut hello);
+    ReadyForQuery {
+        status: TransactionStatus::Idle,
+    }
+    .encode(&mut hello);
+    let outcome = if stream.write_all(&hello).await.is_ok() && stream.flush().await.is_ok() {
+        Some(run_proxy(&ctx, stream, upstream.stream, upstream.standard_conforming_strings, shutdown).await)
+    } else {
+        None
+    };
+    gw.cancels.unregister(&client_key);
+
+    let (reason, totals) = match outcome {
+        Some(o) => (o.reason, o.totals),
+        None => (SessionEndReason::ClientDisconnected, Default::default()),
+    };
+    gw.sink.append_detached(ctx.draft(Event::SessionEnded(SessionEnded {
+        reason,
+        started_at,
+        duration_us: started.elapsed().as_micros() as u64,
+        statements: totals.statements,
+        errors: totals.errors,
+        rows: totals.rows,
+        bytes_to_client: totals.bytes_to_client,
+        bytes_from_client: totals.bytes_from_client,
+    })));
+}
+
+async fn run_proxy(
+    ctx: &SessionContext,
+    client: Stream,
+    upstream: Stream,
+    standard_conforming_strings: bool,
+    shutdown: watch::Receiver<bool>,
+) -> proxy::ProxyOutcome {
+    match (client, upstream) {
+        // Plain TCP on both ends: split without a lock.
+        (Stream::Plain(c), Stream::Plain(u)) => {
+            let (cr, mut cw) = c.into_split();
+            let (ur, uw) = u.into_split();
+            proxy_until_end(ctx, cr, &mut cw, ur, uw, standard_conforming_strings, shutdown).await
+        }
+        (c, u) => {
+            let (cr, mut cw) = tokio::io::split(c);
+            let (ur, uw) = tokio::io::split(u);
+            proxy_until_end(ctx, cr, &mut cw, ur, uw, standard_conforming_strings, shutdown).await
+        }
+    }
+}
+
+async fn proxy_until_end<CR, CW, UR, UW>(
+    ctx: &SessionContext,
+    cr: CR,
+    cw: &mut CW,
+    ur: UR,
+    mut uw: UW,
+    scs: bool,
+    mut shutdown: watch::Receiver<bool>,
+) -> proxy::ProxyOutcome
+where
+    CR: AsyncRead + Unpin,
+    CW: AsyncWrite + Unpin,
+    UR: AsyncRead + Unpin,
+    UW: AsyncWrite + Unpin,
+{
+    let mut outcome = {
+        let proxied = proxy::run(ctx, cr, cw, ur, &mut uw, scs);
+        tokio::pin!(proxied);
+        tokio::select! {
+            outcome = &mut proxied => outcome,
+            _ = shutdown.wait_for(|stop| *stop) => proxy::ProxyOutcome {
+                reason: SessionEndReason::Shutdown,
+                totals: Default::default(),
+                farewell: Some(ErrorFields::fatal(sqlstate::ADMIN_SHUTDOWN, "Vigil is shutting down").to_bytes()),
+            },
+        }
+    };
+    if let Some(farewell) = outcome.farewell.take() {
+        let _ = cw.write_all(&farewell).await;
+        let _ = cw.flush().await;
+    }
+    // Tell the server we are done, so its backend ends at once.
+    let mut terminate = Vec::with_capacity(5);
+    put_message(&mut terminate, frontend::TERMINATE, |_| {});
+    let _ = uw.write_all(&terminate).await;
+    let _ = uw.shutdown().await;
+    let _ = cw.shutdown().await;
+    outcome
+}
+
+/// Sends a FATAL (if any), records the refusal (if asked), closes.
+async fn refuse(gw: &Gateway, stream: &mut Stream, refusal: Refusal, principal: Option<&Arc<Principal>>) {
+    if let Refusal::Fatal { error, record } = refusal {
+        if let Some(record) = record {
+            tracing::info!(reason = ?record.reason, client = %record.client_addr, "connection refused");
+            gw.sink.append_detached(EventDraft {
+                at: Timestamp::now(),
+                session_id: None,
+                identity: principal.cloned(),
+                connection: None,
+                event: Event::AuthFailed(record),
+            });
+        }
+        let _ = stream.write_all(&error.to_bytes()).await;
+        let _ = stream.flush().await;
+    }
+    let _ = stream.shutdown().await;
+}
+
+/// Reads startup packets until a StartupMessage, answering SSL/GSS requests on the way.
+/// `Ok(None)`: the connection was a CancelRequest (handled) or closed.
+async fn read_startup(
+    gw: &Gateway,
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    client_addr: &str,
+) -> Result<Option<Startup>, Refusal> {
+    let mut tls_done = false;
+    let mut gss_refused = false;
+    loop {
+        let mut len = [0u8; 4];
+        if stream.read_exact(&mut len).await.is_err() {
+            return Ok(None);
+        }
+        let n = body_len(len).map_err(|e| Refusal::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string()))?;
+        buf.clear();
+        buf.resize(n, 0);
+        if stream.read_exact(&mut buf[..]).await.is_err() {
+            return Ok(None);
+        }
+        let request = StartupRequest::decode(&buf[..])
+            .map_err(|e| Refusal::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string()))?;
+        match request {
+            StartupRequest::Ssl if !tls_done => {
+                let Some(config) = gw.server_tls.clone() else {
+                    stream.write_all(b"N").await.map_err(|_| Refusal::Silent)?;
+                    tls_done = true;
+                    continue;
+                };
+                stream.write_all(b"S").await.map_err(|_| Refusal::Silent)?;
+                let Stream::Plain(tcp) = std::mem::replace(stream, Stream::Detached) else {
+                    return Err(Refusal::Silent);
+                };
+                let tls = tokio_rustls::TlsAcceptor::from(config)
+                    .accept(tcp)
+                    .await
+                    .map_err(|e| {
+                        tracing::debug!(client = client_addr, error = %e, "client TLS handshake failed");
+                        Refusal::Silent
+                    })?;
+                *stream = Stream::ServerTls(Box::new(tls));
+                tls_done = true;
+            }
+            StartupRequest::GssEnc if !gss_refused && !stream.is_tls() => {
+                // Vigil does not do GSS encryption; 'N' lets the client go on with TLS or plaintext.
+                stream.write_all(b"N").await.map_err(|_| Refusal::Silent)?;
+                gss_refused = true;
+            }
+            StartupRequest::Ssl | StartupRequest::GssEnc => {
+                return Err(Refusal::fatal(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    "encryption negotiated twice",
+                ))
+            }
+            StartupRequest::Cancel {
+                process_id,
+                secret_key,
+            } => {
+                forward_cancel(gw, BackendKeyData { process_id, secret_key }).await;
+                return Ok(None);
+            }
+            StartupRequest::Startup(packet) => {
+                if gw.tls_mode == ListenerTlsMode::Required && !stream.is_tls() {
+                    let user = packet.param("user").unwrap_or_default();
+                    let record = AuthFailed {
+                        reason: AuthFailureReason::TlsRequired,
+                        user: user.chars().take(128).collect(),
+                        requested_connection: packet.param("database").map(|d| d.chars().take(128).collect()),
+                        client_addr: client_addr.to_string(),
+                        issuer: None,
+                        subject: None,
+                        detail: "client did not negotiate TLS".into(),
+                    };
+                    let error = ErrorFields::fatal(
+                        sqlstate::INVALID_AUTHORIZATION,
+                        "this Vigil listener requires TLS",
+                    )
+                    .with_hint("connect with sslmode=require (or verify-full)");
+                    return Err(Refusal::Fatal { error, record: Some(record) });
+                }
+                return accept_startup(stream, packet).await.map(Some);
+            }
+        }
+    }
+}
+
+async fn accept_startup(stream: &mut Stream, packet: StartupPacket<'_>) -> Result<Startup, Refusal> {
+    let Some(user) = packet.param("user").filter(|u| !u.is_empty()) else {
+        return Err(Refusal::fatal(
+            sqlstate::INVALID_AUTHORIZATION,
+            "no user name given: set user to your Vigil identity",
+        ));
+    };
+    if matches!(packet.param("replication"), Some(v) if !matches!(v, "false" | "off" | "no" | "0")) {
+        return Err(Refusal::fatal(
+            sqlstate::FEATURE_NOT_SUPPORTED,
+            "replication connections are not supported through Vigil",
+        ));
+    }
+    let database = packet.param("database").filter(|d| !d.is_empty()).unwrap_or(user);
+    // Protocol 3.x with x > 0, or protocol extensions: say what we speak.
+    let unsupported: Vec<&str> = packet
+        .params
+        .iter()
+        .filter(|(k, _)| k.starts_with("_pq_."))
+        .map(|(k, _)| *k)
+        .collect();
+    if packet.minor > 0 || !unsupported.is_empty() {
+        let mut msg = Vec::new();
+        put_message(&mut msg, backend::NEGOTIATE_PROTOCOL_VERSION, |b| {
+            b.extend_from_slice(&(3i32 << 16).to_be_bytes());
+            b.extend_from_slice(&(unsupported.len() as i32).to_be_bytes());
+            for opt in &unsupported {
+                put_cstr(b, opt.as_bytes());
+            }
+        });
+        stream.write_all(&msg).await.map_err(|_| Refusal::Silent)?;
+    }
+    let pass_on = packet
+        .params
+        .iter()
+        .filter(|(k, _)| !matches!(*k, "user" | "database" | "replication") && !k.starts_with("_pq_."))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let stream = std::mem::replace(stream, Stream::Detached);
+    Ok(Startup {
+        stream,
+        user: user.to_string(),
+        database: database.to_string(),
+        application_name: packet.param("application_name").map(str::to_string),
+        pass_on,
+    })
+}
+
+/// Asks for the token and reads the PasswordMessage. `Ok(None)`: the client hung up (psql
+/// does this to prompt for a password).
+async fn read_token(gw: &Gateway, stream: &mut Stream, buf: &mut BytesMut) -> Result<Option<String>, String> {
+    let mut request = Vec::with_capacity(9);
+    encode_cleartext_request(&mut request);
+    if stream.write_all(&request).await.is_err() || stream.flush().await.is_err() {
+        return Ok(None);
+    }
+    buf.clear();
+    loop {
+        match next_frame(buf, gw.limits.max_token_bytes) {
+            Ok(Some(frame)) => {
+                if frame.tag != frontend::PASSWORD {
+                    return Err(format!(
+                        "expected a password message, got message type {}",
+                        crate::codec::TagName(frame.tag)
+                    ));
+                }
+                if frame.len != buf.len() {
+                    return Err("messages sent before authentication completed".into());
+                }
+                let body = frame.body;
+                let token = body.strip_suffix(&[0]).ok_or("password message is not NUL-terminated")?;
+                let token = std::str::from_utf8(token).map_err(|_| "the token is not valid UTF-8".to_string())?;
+                return Ok(Some(token.to_string()));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(format!("{e} (is this a Vigil token?)")),
+        }
+        buf.reserve(1024);
+        match stream.read_buf(buf).await {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(_) => {}
+        }
+    }
+}
+
+async fn forward_cancel(gw: &Gateway, key: BackendKeyData) {
+    let Some(route) = gw.cancels.lookup(&key) else {
+        // As PostgreSQL does: no answer either way, so keys cannot be probed.
+        tracing::debug!("cancel request with unknown key ignored");
+        return;
+    };
+    let tls = gw
+        .targets
+        .get(&*route.target.name)
+        .and_then(|u| u.tls.as_ref());
+    if let Err(e) = upstream::send_cancel(&route.target, tls, route.upstream_key).await {
+        tracing::warn!(connection = %route.target.name, error = %e, "cancel could not be forwarded");
+    }
+}
