@@ -11,6 +11,34 @@
 //! several writers (a gateway and a CLI command) share one chain safely.
 //!
 //! Calls are blocking; async callers use `spawn_blocking` or a dedicated thread.
+//!
+//! ```
+//! use vigil_store::{AuditRow, SqliteOptions, Store, StoreError};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = vigil_store::open(
+//!     &format!("sqlite://{}", dir.path().join("vigil.db").display()),
+//!     SqliteOptions::default(),
+//! )
+//! .unwrap();
+//! let row = AuditRow {
+//!     seq: 1,
+//!     at_us: 0,
+//!     kind: "Checkpoint".into(),
+//!     session_id: None,
+//!     identity: None,
+//!     connection: None,
+//!     body: b"{}".to_vec(),
+//!     hash: [0; 32],
+//! };
+//! store.append_audit(std::slice::from_ref(&row)).unwrap();
+//! assert_eq!(store.audit_head().unwrap().map(|h| h.seq), Some(1));
+//! // A second append of seq 1 lost the race: reload the head and renumber.
+//! assert!(matches!(
+//!     store.append_audit(&[row]),
+//!     Err(StoreError::ChainConflict { expected: 1, found: 1 })
+//! ));
+//! ```
 
 mod sqlite;
 
@@ -32,6 +60,11 @@ pub enum StoreError {
     Open { location: String, reason: String },
     #[error("unsupported store URL {0:?}: expected sqlite://PATH or a file path")]
     BadUrl(String),
+    /// A stored row cannot be read back as a row of its table (a column of the wrong type or
+    /// size, an impossible sequence number). Only a damaged or hand-edited store has such rows:
+    /// verifiers report it as tampering at `seq` (0 when the row has no usable seq).
+    #[error("record {seq}: {reason}")]
+    Corrupt { seq: u64, reason: String },
 }
 
 /// One record of the audit trail as stored. `body` is the record's JSON, byte for byte as hashed.
@@ -63,7 +96,9 @@ pub struct AuditHead {
 pub struct SessionFilter {
     pub identity: Option<String>,
     pub connection: Option<String>,
+    /// Sessions that started at or after this time.
     pub since: Option<Timestamp>,
+    /// Sessions that started before this time.
     pub until: Option<Timestamp>,
     /// At most this many, newest first. `None` = no limit.
     pub limit: Option<usize>,
@@ -108,7 +143,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Visits rows with `seq >= from_seq` in the order the store returns them when asked for
     /// ascending seq (a tampered store may return anything: verifiers check). The visitor
-    /// returns `false` to stop.
+    /// returns `false` to stop. `from_seq = 0` visits every row, even one whose seq is not a
+    /// valid position (which surfaces as [`StoreError::Corrupt`]). Rows are streamed: memory
+    /// does not grow with the length of the chain.
     fn scan_audit(
         &self,
         from_seq: u64,

@@ -1,0 +1,360 @@
+//! Verifying a stored chain: streaming, needing only the store, the public key and (for
+//! truncation) the anchor file.
+//!
+//! Each record is checked against the one before it; the first failure ends the walk and is
+//! reported as [`AuditError::Tamper`] with the first bad sequence number and a reason meant
+//! for the operator. Where a broken link could be either side's fault (an edited-and-rehashed
+//! record, or a replaced successor), the earlier record is named: nothing before it is in
+//! doubt.
+
+use crate::anchor::{read_anchor, Anchor};
+use crate::keys::{key_id, verify_checkpoint};
+use crate::AuditError;
+use ed25519_dalek::VerifyingKey;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+use std::fmt;
+use std::path::Path;
+use vigil_core::{EventKind, Timestamp};
+use vigil_store::{AuditRow, Store, StoreError};
+
+/// What a successful verification found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[must_use]
+pub struct VerifyReport {
+    /// Records checked: the chain's length.
+    pub records: u64,
+    /// Checkpoints whose signature verified.
+    pub checkpoints: u64,
+    /// Seq of the chain's last record (0: empty chain).
+    pub last_seq: u64,
+    /// Seq of the last checkpoint record, if any.
+    pub last_checkpoint_seq: Option<u64>,
+    /// The last sealed seq: what the last checkpoint covers (0 if none). Every record up to it
+    /// is vouched for by a signature.
+    pub sealed_through: u64,
+    /// Records after the last checkpoint, not yet sealed (normal for a running gateway: the
+    /// next checkpoint seals them). Reported, not a failure.
+    pub unsealed: u64,
+    /// The checkpoint the anchor file names, when an anchor was given (it matched).
+    pub anchor_seq: Option<u64>,
+}
+
+impl fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} records and {} signed checkpoints verified; sealed through record {}",
+            self.records, self.checkpoints, self.sealed_through
+        )?;
+        match self.unsealed {
+            0 => {}
+            1 => write!(f, "; 1 record after the last checkpoint (not yet sealed)")?,
+            n => write!(
+                f,
+                "; {n} records after the last checkpoint (not yet sealed)"
+            )?,
+        }
+        if let Some(seq) = self.anchor_seq {
+            write!(f, "; anchor at record {seq} matches")?;
+        }
+        Ok(())
+    }
+}
+
+/// The fields of a stored record that verification reads. Borrowed where possible; unknown
+/// fields are ignored (newer event types verify with an older Vigil).
+#[derive(Deserialize)]
+struct RecordView<'a> {
+    seq: u64,
+    #[serde(borrow)]
+    prev_hash: Cow<'a, str>,
+    at: Timestamp,
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    session_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    identity: Option<IdentityView<'a>>,
+    #[serde(default, borrow)]
+    connection: Option<Cow<'a, str>>,
+    // Checkpoint fields.
+    #[serde(default)]
+    covers_seq: Option<u64>,
+    #[serde(default, borrow)]
+    head_hash: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    key_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    signature: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct IdentityView<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+}
+
+/// Verifies the whole chain in `store` against `public_key` and, if given, the anchor file.
+///
+/// Checks, record by record in seq order: seqs start at 1 with no gap; the stored hash is the
+/// SHA-256 of the stored body; the body's own `seq` and `prev_hash` match its place; its
+/// index columns (kind, time, session, identity, connection) match its body; every checkpoint
+/// covers the record before it and is signed by `public_key`. With an anchor: the anchor is
+/// validly signed, and the chain holds its checkpoint with the same hash (a shorter chain was
+/// truncated). Memory does not grow with the chain's length.
+///
+/// Tampering is [`AuditError::Tamper`]; an unreadable or invalid anchor file is
+/// [`AuditError::Anchor`]; a store that cannot be read is [`AuditError::Store`].
+pub fn verify(
+    store: &dyn Store,
+    public_key: &VerifyingKey,
+    anchor: Option<&Path>,
+) -> Result<VerifyReport, AuditError> {
+    let anchor = match anchor {
+        Some(path) => {
+            let bad = |reason: String| AuditError::Anchor {
+                path: path.display().to_string(),
+                reason,
+            };
+            let anchor = read_anchor(path)?.ok_or_else(|| bad("no such file".into()))?;
+            anchor.check(public_key).map_err(bad)?;
+            Some(anchor)
+        }
+        None => None,
+    };
+    let mut walk = Walk {
+        key: public_key,
+        key_id: key_id(public_key),
+        anchor: anchor.as_ref(),
+        expected: 1,
+        prev: [0; 32],
+        prev_hex: String::with_capacity(64),
+        report: VerifyReport::default(),
+        failure: None,
+    };
+    let scanned = store.scan_audit(0, &mut |row| match walk.check(&row) {
+        Ok(()) => true,
+        Err(tamper) => {
+            walk.failure = Some(tamper);
+            false
+        }
+    });
+    if let Some(tamper) = walk.failure {
+        return Err(tamper);
+    }
+    match scanned {
+        Ok(()) => {}
+        Err(StoreError::Corrupt { seq, reason }) => {
+            return Err(tamper(seq, format!("record {seq}: {reason} (edited?)")));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let mut report = walk.report;
+    if let Some(anchor) = &anchor {
+        if anchor.seq > report.last_seq {
+            let reason = if report.last_seq == 0 {
+                format!(
+                    "the chain is empty but the signed anchor covers {} (truncated?)",
+                    anchor.seq
+                )
+            } else {
+                format!(
+                    "chain ends at {} but the signed anchor covers {} (truncated?)",
+                    report.last_seq, anchor.seq
+                )
+            };
+            return Err(tamper(report.last_seq + 1, reason));
+        }
+    }
+    report.unsealed = report.last_seq - report.last_checkpoint_seq.unwrap_or(0);
+    Ok(report)
+}
+
+fn tamper(seq: u64, reason: String) -> AuditError {
+    AuditError::Tamper { seq, reason }
+}
+
+struct Walk<'k> {
+    key: &'k VerifyingKey,
+    key_id: String,
+    anchor: Option<&'k Anchor>,
+    /// The seq the next row must have.
+    expected: u64,
+    /// Hash of the previous record (zeros before the first), raw and hex.
+    prev: [u8; 32],
+    prev_hex: String,
+    report: VerifyReport,
+    failure: Option<AuditError>,
+}
+
+impl Walk<'_> {
+    fn check(&mut self, row: &AuditRow) -> Result<(), AuditError> {
+        let s = self.expected;
+        if row.seq != s {
+            return Err(if row.seq == 0 {
+                tamper(
+                    0,
+                    "record 0 was inserted before the start of the chain (forged?)".into(),
+                )
+            } else if row.seq > s {
+                tamper(s, format!("record {s} missing (deleted?)"))
+            } else {
+                tamper(
+                    row.seq,
+                    format!(
+                        "record {} appears again after record {} (duplicated?)",
+                        row.seq,
+                        s - 1
+                    ),
+                )
+            });
+        }
+        let hash: [u8; 32] = Sha256::digest(&row.body).into();
+        if hash != row.hash {
+            return Err(tamper(
+                s,
+                format!("record {s}: stored hash does not match its contents (edited?)"),
+            ));
+        }
+        let body: RecordView<'_> = serde_json::from_slice(&row.body).map_err(|_| {
+            tamper(
+                s,
+                format!("record {s}: its contents are not a valid audit record (edited?)"),
+            )
+        })?;
+        if body.seq < s {
+            let b = body.seq;
+            return Err(tamper(
+                b,
+                format!(
+                    "record {b} is not the original: the original record {b} was found at \
+                     position {s}, so records were inserted before it (forged?)"
+                ),
+            ));
+        }
+        if body.seq > s {
+            return Err(tamper(
+                s,
+                format!(
+                    "record {s} holds the contents of record {} (records reordered?)",
+                    body.seq
+                ),
+            ));
+        }
+        crate::writer::set_hex(&mut self.prev_hex, &self.prev);
+        if body.prev_hash != self.prev_hex {
+            return Err(if s == 1 {
+                tamper(
+                    1,
+                    "record 1 does not start a chain: its prev_hash is not zeros (earlier \
+                     records deleted?)"
+                        .into(),
+                )
+            } else {
+                let p = s - 1;
+                tamper(
+                    p,
+                    format!(
+                        "record {p} does not match the hash that record {s} holds for it \
+                         (record {p} edited and rehashed, or record {s} replaced?)"
+                    ),
+                )
+            });
+        }
+        self.check_columns(row, &body)?;
+        if body.kind == EventKind::Checkpoint.as_str() {
+            self.check_checkpoint(s, &body)?;
+        }
+        if let Some(anchor) = self.anchor.filter(|a| a.seq == s) {
+            if hex::encode(row.hash) != anchor.hash
+                || body.covers_seq != Some(anchor.covers_seq)
+                || body.head_hash.as_deref() != Some(anchor.head_hash.as_str())
+            {
+                return Err(tamper(
+                    s,
+                    format!(
+                        "record {s} is not the checkpoint that the signed anchor records \
+                         (chain rewritten?)"
+                    ),
+                ));
+            }
+            self.report.anchor_seq = Some(s);
+        }
+        self.prev = row.hash;
+        self.expected += 1;
+        self.report.records += 1;
+        self.report.last_seq = s;
+        Ok(())
+    }
+
+    /// The store's filter columns must say what the body says: an edited `session_id` column
+    /// would hide a record from its session's listing.
+    fn check_columns(&self, row: &AuditRow, body: &RecordView<'_>) -> Result<(), AuditError> {
+        let s = row.seq;
+        let column = if row.kind != body.kind {
+            "kind"
+        } else if row.at_us != body.at.as_micros() {
+            "at_us"
+        } else if row.session_id.as_deref() != body.session_id.as_deref() {
+            "session_id"
+        } else if row.identity.as_deref() != body.identity.as_ref().map(|i| &*i.name) {
+            "identity"
+        } else if row.connection.as_deref() != body.connection.as_deref() {
+            "connection"
+        } else {
+            return Ok(());
+        };
+        Err(tamper(
+            s,
+            format!("record {s}: its {column} column does not match its contents (edited?)"),
+        ))
+    }
+
+    fn check_checkpoint(&mut self, s: u64, body: &RecordView<'_>) -> Result<(), AuditError> {
+        let (Some(covers), Some(head), Some(kid), Some(signature)) = (
+            body.covers_seq,
+            body.head_hash.as_deref(),
+            body.key_id.as_deref(),
+            body.signature.as_deref(),
+        ) else {
+            return Err(tamper(
+                s,
+                format!("record {s}: checkpoint is missing its signed fields (forged?)"),
+            ));
+        };
+        if kid != self.key_id {
+            return Err(tamper(
+                s,
+                format!(
+                    "record {s}: checkpoint signed by key {kid}, not by the given key {} \
+                     (forged, or verifying with the wrong public key?)",
+                    self.key_id
+                ),
+            ));
+        }
+        if covers != s - 1 || head != self.prev_hex {
+            return Err(tamper(
+                s,
+                format!(
+                    "record {s}: checkpoint claims to seal record {covers} but does not match \
+                     the record before it (forged?)"
+                ),
+            ));
+        }
+        if !verify_checkpoint(self.key, covers, head, signature) {
+            return Err(tamper(
+                s,
+                format!(
+                    "record {s}: checkpoint signature does not verify with the given key \
+                     (forged or altered?)"
+                ),
+            ));
+        }
+        self.report.checkpoints += 1;
+        self.report.last_checkpoint_seq = Some(s);
+        self.report.sealed_through = covers;
+        Ok(())
+    }
+}
