@@ -1,1 +1,74 @@
-//! vigil-sql (work in progress)
+//! # vigil-sql
+//!
+//! What Vigil knows of a PostgreSQL statement's text, computed without running it:
+//!
+//! - [`normalize()`]: the text with every literal replaced by a placeholder (`$1`, `$2`…), comments
+//!   dropped and whitespace collapsed — the form the audit trail stores, so that no value (PHI)
+//!   is ever kept in clear — and a [`Normalized::shape_hash`] under which texts that differ
+//!   only in their literals meet. A hand-written scanner of PostgreSQL's lexical grammar: the hot
+//!   path, well under a microsecond for a short statement.
+//! - [`fingerprint()`]: the stable hex identity of a normalized text (an export field).
+//! - [`Analyzer`]: for each text, a shared [`StatementShape`]: normalized text, fingerprint,
+//!   command tag and class of each statement (`SELECT`/`read`, `COPY`/`copy_out`…), and the
+//!   relations it names, from PostgreSQL's own parser (`pg_query`), cached by shape and by
+//!   exact text.
+//!
+//! This crate does no I/O and keeps no state but its caches. It never logs, and nothing it
+//! returns holds a literal of the text: parse errors from PostgreSQL, which quote the text near
+//! the error, are redacted. It does not decide anything: policy reads the shape.
+//!
+//! ## Command classes
+//!
+//! One per statement, for least-privilege policy. Where PostgreSQL's own `log_statement`
+//! classification looks through a statement, so does this one; where a statement needs two
+//! privileges, the stronger class wins.
+//!
+//! | class | statements |
+//! | --- | --- |
+//! | `read` | SELECT, VALUES, TABLE, EXPLAIN without ANALYZE, DECLARE/FETCH/MOVE of a read |
+//! | `write` | INSERT, UPDATE, DELETE, MERGE, TRUNCATE; a SELECT with a data-modifying CTE or `FOR UPDATE/SHARE` (PostgreSQL asks UPDATE privilege for it); `COPY (DELETE … RETURNING) TO` |
+//! | `ddl` | CREATE/ALTER/DROP of anything, GRANT/REVOKE, COMMENT, SECURITY LABEL, CLUSTER, REFRESH MATERIALIZED VIEW, ALTER SYSTEM, CREATE TABLE AS and `SELECT … INTO` (both create a table) |
+//! | `copy_in` / `copy_out` | `COPY … FROM` / `COPY … TO` (table or query) |
+//! | `transaction` | BEGIN, START TRANSACTION, COMMIT, ROLLBACK, SAVEPOINT, RELEASE, PREPARE TRANSACTION, COMMIT/ROLLBACK PREPARED, SET CONSTRAINTS |
+//! | `session` | SET (including SET ROLE), RESET, SHOW, DISCARD, DEALLOCATE, CLOSE |
+//! | `function` | DO, CALL |
+//! | `utility` | LISTEN, NOTIFY, UNLISTEN, VACUUM, ANALYZE, CHECKPOINT, REINDEX, LOCK, LOAD |
+//! | `other` | EXECUTE (it runs what the session prepared: classify it by that PREPARE), anything unknown |
+//!
+//! EXPLAIN with an ANALYZE option runs its statement and takes that statement's class, whatever
+//! the option's value (`EXPLAIN (ANALYZE 0) DELETE …` is `write`): the value is a literal, and one
+//! analysis serves all texts of a shape. PREPARE takes the class of the statement it prepares.
+//!
+//! ## What the analysis cannot see
+//!
+//! Functions: `SELECT f()` is `read` whatever `f` does, and the relations a function body (or a
+//! DO block, a view, a rule, a trigger) touches are not in `objects`. `objects` are names as the
+//! parser resolves their spelling (unquoted names folded to lower case, quoted when not plain),
+//! qualified only when the text qualifies them: `search_path` decides the rest at run time.
+
+//! ```
+//! use vigil_sql::{normalize, Analyzer, LexOptions};
+//!
+//! let opts = LexOptions::default();
+//! let n = normalize("SELECT name FROM patients WHERE ssn = '123-45-6789' -- lookup", opts);
+//! assert_eq!(n.text, "SELECT name FROM patients WHERE ssn = $1");
+//!
+//! let analyzer = Analyzer::new(10_000);
+//! let shape = analyzer.analyze("UPDATE public.patients SET seen = now() WHERE id = 42", opts);
+//! assert_eq!(shape.commands, ["UPDATE"]);
+//! assert_eq!(shape.command_classes, ["write"]);
+//! assert_eq!(shape.objects, ["public.patients"]);
+//! assert_eq!(shape.text, "UPDATE public.patients SET seen = now() WHERE id = $1");
+//! ```
+//!
+//! [`StatementShape`]: vigil_core::event::StatementShape
+
+mod analyze;
+mod lex;
+mod normalize;
+mod redact;
+mod tree;
+
+pub use analyze::{Analyzer, CacheStats};
+pub use lex::LexOptions;
+pub use normalize::{fingerprint, normalize, Normalized};
