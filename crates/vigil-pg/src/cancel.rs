@@ -71,7 +71,10 @@ mod tests {
                 tls: UpstreamTlsMode::Disable,
                 ca_file: None,
             }),
-            upstream_key: BackendKeyData { process_id: 77, secret_key: 1234 },
+            upstream_key: BackendKeyData {
+                process_id: 77,
+                secret_key: 1234,
+            },
         }
     }
 
@@ -81,9 +84,15 @@ mod tests {
         let key = reg.register(target());
         assert_eq!(key.process_id, 77, "clients see the real backend pid");
         assert_eq!(reg.lookup(&key).unwrap().upstream_key.secret_key, 1234);
-        let guess = BackendKeyData { process_id: 77, secret_key: 1234 };
+        let guess = BackendKeyData {
+            process_id: 77,
+            secret_key: 1234,
+        };
         if guess != key {
-            assert!(reg.lookup(&guess).is_none(), "the upstream secret is not a valid key");
+            assert!(
+                reg.lookup(&guess).is_none(),
+                "the upstream secret is not a valid key"
+            );
         }
         reg.unregister(&key);
         assert!(reg.lookup(&key).is_none());

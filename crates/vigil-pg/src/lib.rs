@@ -37,7 +37,7 @@ mod tls;
 mod upstream;
 
 pub use cancel::CancelRegistry;
-pub use config::{ListenerSettings, ListenerTlsMode, Limits, Target, UpstreamTlsMode};
+pub use config::{Limits, ListenerSettings, ListenerTlsMode, Target, UpstreamTlsMode};
 pub use server::{serve, Gateway, GatewayParts};
 pub use tls::{load_server_tls, TlsError};
 

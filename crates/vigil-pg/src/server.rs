@@ -12,7 +12,9 @@ use crate::proxy::{self, SessionContext};
 use crate::stream::Stream;
 use crate::tls::{upstream_client_config, TlsError};
 use crate::upstream::{self, UpstreamError};
-use crate::{sqlstate, AuthRejection, ClientAuthenticator, ConnectionAuthorizer, StatementAnalyzer};
+use crate::{
+    sqlstate, AuthRejection, ClientAuthenticator, ConnectionAuthorizer, StatementAnalyzer,
+};
 use bytes::BytesMut;
 use rustls::{ClientConfig, ServerConfig};
 use std::collections::HashMap;
@@ -117,7 +119,11 @@ impl Gateway {
 
 /// Accepts clients until `shutdown` turns true, then ends live sessions (each gets a FATAL
 /// "shutting down" and its end record) and returns once they are gone or after 10 s.
-pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -188,20 +194,39 @@ struct Startup {
     pass_on: Vec<(String, String)>,
 }
 
-async fn handle_client(gw: &Gateway, tcp: TcpStream, peer: SocketAddr, shutdown: watch::Receiver<bool>) {
+async fn handle_client(
+    gw: &Gateway,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) {
     let _ = tcp.set_nodelay(true);
     let client_addr = peer.to_string();
     let mut stream = Stream::Plain(tcp);
     let mut buf = BytesMut::with_capacity(1024);
 
-    let startup = tokio::time::timeout(gw.limits.auth_timeout, read_startup(gw, &mut stream, &mut buf, &client_addr)).await;
+    let startup = tokio::time::timeout(
+        gw.limits.auth_timeout,
+        read_startup(gw, &mut stream, &mut buf, &client_addr),
+    )
+    .await;
     let startup = match startup {
         Ok(Ok(Some(s))) => s,
         Ok(Ok(None)) => return, // cancel request handled, or nothing to do
         Ok(Err(refusal)) => return refuse(gw, &mut stream, refusal, None).await,
         Err(_) => {
-            let error = ErrorFields::fatal(sqlstate::CONNECTION_EXCEPTION, "authentication timed out");
-            return refuse(gw, &mut stream, Refusal::Fatal { error, record: None }, None).await;
+            let error =
+                ErrorFields::fatal(sqlstate::CONNECTION_EXCEPTION, "authentication timed out");
+            return refuse(
+                gw,
+                &mut stream,
+                Refusal::Fatal {
+                    error,
+                    record: None,
+                },
+                None,
+            )
+            .await;
         }
     };
     let Startup {
@@ -222,17 +247,31 @@ async fn handle_client(gw: &Gateway, tcp: TcpStream, peer: SocketAddr, shutdown:
     };
 
     // The token travels as a cleartext password; TLS (required off loopback) protects it.
-    let token = tokio::time::timeout(gw.limits.auth_timeout, read_token(gw, &mut stream, &mut buf)).await;
+    let token = tokio::time::timeout(
+        gw.limits.auth_timeout,
+        read_token(gw, &mut stream, &mut buf),
+    )
+    .await;
     let token = match token {
         Ok(Ok(Some(t))) => t,
         // psql asks for a password by disconnecting and reconnecting: not a failure.
         Ok(Ok(None)) => return,
         Ok(Err(message)) => {
-            return refuse(gw, &mut stream, Refusal::fatal(sqlstate::PROTOCOL_VIOLATION, message), None).await
+            return refuse(
+                gw,
+                &mut stream,
+                Refusal::fatal(sqlstate::PROTOCOL_VIOLATION, message),
+                None,
+            )
+            .await
         }
         Err(_) => {
-            let record = Some(auth_failed(AuthFailureReason::Timeout, "no token within the authentication timeout".into()));
-            let error = ErrorFields::fatal(sqlstate::CONNECTION_EXCEPTION, "authentication timed out");
+            let record = Some(auth_failed(
+                AuthFailureReason::Timeout,
+                "no token within the authentication timeout".into(),
+            ));
+            let error =
+                ErrorFields::fatal(sqlstate::CONNECTION_EXCEPTION, "authentication timed out");
             return refuse(gw, &mut stream, Refusal::Fatal { error, record }, None).await;
         }
     };
@@ -250,28 +289,61 @@ async fn handle_client(gw: &Gateway, tcp: TcpStream, peer: SocketAddr, shutdown:
             record.issuer = issuer;
             record.subject = subject;
             let error = ErrorFields::fatal(sqlstate::INVALID_PASSWORD, client_message);
-            return refuse(gw, &mut stream, Refusal::Fatal { error, record: Some(record) }, None).await;
+            return refuse(
+                gw,
+                &mut stream,
+                Refusal::Fatal {
+                    error,
+                    record: Some(record),
+                },
+                None,
+            )
+            .await;
         }
     };
     drop(token);
 
     let Some(upstreams) = gw.targets.get(&database) else {
-        let record = auth_failed(AuthFailureReason::UnknownConnection, format!("no connection named {database:?}"));
+        let record = auth_failed(
+            AuthFailureReason::UnknownConnection,
+            format!("no connection named {database:?}"),
+        );
         let error = ErrorFields::fatal(
             sqlstate::INVALID_CATALOG_NAME,
             format!("Vigil has no connection named \"{database}\""),
         )
         .with_hint("set dbname to the name of a Vigil connection; ask your Vigil administrator which ones you may use");
-        return refuse(gw, &mut stream, Refusal::Fatal { error, record: Some(record) }, Some(&principal)).await;
+        return refuse(
+            gw,
+            &mut stream,
+            Refusal::Fatal {
+                error,
+                record: Some(record),
+            },
+            Some(&principal),
+        )
+        .await;
     };
     if let Err(why) = gw.authorizer.may_connect(&principal, &database) {
         let record = auth_failed(AuthFailureReason::ConnectionNotAllowed, why.clone());
         let error = ErrorFields::fatal(sqlstate::INVALID_AUTHORIZATION, why);
-        return refuse(gw, &mut stream, Refusal::Fatal { error, record: Some(record) }, Some(&principal)).await;
+        return refuse(
+            gw,
+            &mut stream,
+            Refusal::Fatal {
+                error,
+                record: Some(record),
+            },
+            Some(&principal),
+        )
+        .await;
     }
 
     let target = upstreams.target.clone();
-    let params: Vec<(&str, &str)> = pass_on.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let params: Vec<(&str, &str)> = pass_on
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let connected = tokio::time::timeout(
         gw.limits.upstream_connect_timeout,
         upstream::connect(&target, upstreams.tls.as_ref(), &params),
@@ -282,25 +354,54 @@ async fn handle_client(gw: &Gateway, tcp: TcpStream, peer: SocketAddr, shutdown:
         Ok(Err(e)) => {
             tracing::warn!(connection = %target.name, error = %e, "upstream login failed");
             let (code, message) = match &e {
-                UpstreamError::Rejected { .. } | UpstreamError::NoPassword | UpstreamError::UnsupportedAuth(_) => (
+                UpstreamError::Rejected { .. }
+                | UpstreamError::NoPassword
+                | UpstreamError::UnsupportedAuth(_) => (
                     sqlstate::SQLSERVER_REJECTED_CONNECTION,
-                    format!("Vigil could not log in to the database of connection \"{}\"", target.name),
+                    format!(
+                        "Vigil could not log in to the database of connection \"{}\"",
+                        target.name
+                    ),
                 ),
                 _ => (
                     sqlstate::CONNECTION_FAILURE,
-                    format!("Vigil could not reach the database of connection \"{}\"", target.name),
+                    format!(
+                        "Vigil could not reach the database of connection \"{}\"",
+                        target.name
+                    ),
                 ),
             };
             let error = ErrorFields::fatal(code, message)
                 .with_hint("this is a problem on Vigil's side: tell your Vigil operator (the gateway log has the cause)");
-            return refuse(gw, &mut stream, Refusal::Fatal { error, record: None }, Some(&principal)).await;
+            return refuse(
+                gw,
+                &mut stream,
+                Refusal::Fatal {
+                    error,
+                    record: None,
+                },
+                Some(&principal),
+            )
+            .await;
         }
         Err(_) => {
             let error = ErrorFields::fatal(
                 sqlstate::CONNECTION_FAILURE,
-                format!("Vigil timed out connecting to the database of connection \"{}\"", target.name),
+                format!(
+                    "Vigil timed out connecting to the database of connection \"{}\"",
+                    target.name
+                ),
             );
-            return refuse(gw, &mut stream, Refusal::Fatal { error, record: None }, Some(&principal)).await;
+            return refuse(
+                gw,
+                &mut stream,
+                Refusal::Fatal {
+                    error,
+                    record: None,
+                },
+                Some(&principal),
+            )
+            .await;
         }
     };
 
@@ -327,14 +428,29 @@ async fn handle_client(gw: &Gateway, tcp: TcpStream, peer: SocketAddr, shutdown:
         upstream_pid: Some(upstream.key.process_id),
     };
     // Fail closed: no session without its start record.
-    if let Err(e) = gw.sink.append(ctx.draft(Event::SessionStarted(start_record))).await {
+    if let Err(e) = gw
+        .sink
+        .append(ctx.draft(Event::SessionStarted(start_record)))
+        .await
+    {
         tracing::error!(error = %e, "audit trail unavailable: refusing session");
         let error = ErrorFields::fatal(
             sqlstate::SYSTEM_ERROR,
             "Vigil could not record this session in its audit trail, so it was not opened",
         )
-        .with_hint("retry later; if this persists, ask your Vigil operator to check the audit store");
-        return refuse(gw, &mut stream, Refusal::Fatal { error, record: None }, None).await;
+        .with_hint(
+            "retry later; if this persists, ask your Vigil operator to check the audit store",
+        );
+        return refuse(
+            gw,
+            &mut stream,
+            Refusal::Fatal {
+                error,
+                record: None,
+            },
+            None,
+        )
+        .await;
     }
 
     let client_key = gw.cancels.register(CancelTarget {
@@ -350,7 +466,16 @@ async fn handle_client(gw: &Gateway, tcp: TcpStream, peer: SocketAddr, shutdown:
     }
     .encode(&mut hello);
     let outcome = if stream.write_all(&hello).await.is_ok() && stream.flush().await.is_ok() {
-        Some(run_proxy(&ctx, stream, upstream.stream, upstream.standard_conforming_strings, shutdown).await)
+        Some(
+            run_proxy(
+                &ctx,
+                stream,
+                upstream.stream,
+                upstream.standard_conforming_strings,
+                shutdown,
+            )
+            .await,
+        )
     } else {
         None
     };
@@ -360,16 +485,17 @@ async fn handle_client(gw: &Gateway, tcp: TcpStream, peer: SocketAddr, shutdown:
         Some(o) => (o.reason, o.totals),
         None => (SessionEndReason::ClientDisconnected, Default::default()),
     };
-    gw.sink.append_detached(ctx.draft(Event::SessionEnded(SessionEnded {
-        reason,
-        started_at,
-        duration_us: started.elapsed().as_micros() as u64,
-        statements: totals.statements,
-        errors: totals.errors,
-        rows: totals.rows,
-        bytes_to_client: totals.bytes_to_client,
-        bytes_from_client: totals.bytes_from_client,
-    })));
+    gw.sink
+        .append_detached(ctx.draft(Event::SessionEnded(SessionEnded {
+            reason,
+            started_at,
+            duration_us: started.elapsed().as_micros() as u64,
+            statements: totals.statements,
+            errors: totals.errors,
+            rows: totals.rows,
+            bytes_to_client: totals.bytes_to_client,
+            bytes_from_client: totals.bytes_from_client,
+        })));
 }
 
 async fn run_proxy(
@@ -384,12 +510,30 @@ async fn run_proxy(
         (Stream::Plain(c), Stream::Plain(u)) => {
             let (cr, mut cw) = c.into_split();
             let (ur, uw) = u.into_split();
-            proxy_until_end(ctx, cr, &mut cw, ur, uw, standard_conforming_strings, shutdown).await
+            proxy_until_end(
+                ctx,
+                cr,
+                &mut cw,
+                ur,
+                uw,
+                standard_conforming_strings,
+                shutdown,
+            )
+            .await
         }
         (c, u) => {
             let (cr, mut cw) = tokio::io::split(c);
             let (ur, uw) = tokio::io::split(u);
-            proxy_until_end(ctx, cr, &mut cw, ur, uw, standard_conforming_strings, shutdown).await
+            proxy_until_end(
+                ctx,
+                cr,
+                &mut cw,
+                ur,
+                uw,
+                standard_conforming_strings,
+                shutdown,
+            )
+            .await
         }
     }
 }
@@ -435,7 +579,12 @@ where
 }
 
 /// Sends a FATAL (if any), records the refusal (if asked), closes.
-async fn refuse(gw: &Gateway, stream: &mut Stream, refusal: Refusal, principal: Option<&Arc<Principal>>) {
+async fn refuse(
+    gw: &Gateway,
+    stream: &mut Stream,
+    refusal: Refusal,
+    principal: Option<&Arc<Principal>>,
+) {
     if let Refusal::Fatal { error, record } = refusal {
         if let Some(record) = record {
             tracing::info!(reason = ?record.reason, client = %record.client_addr, "connection refused");
@@ -468,7 +617,8 @@ async fn read_startup(
         if stream.read_exact(&mut len).await.is_err() {
             return Ok(None);
         }
-        let n = body_len(len).map_err(|e| Refusal::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string()))?;
+        let n = body_len(len)
+            .map_err(|e| Refusal::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string()))?;
         buf.clear();
         buf.resize(n, 0);
         if stream.read_exact(&mut buf[..]).await.is_err() {
@@ -512,7 +662,14 @@ async fn read_startup(
                 process_id,
                 secret_key,
             } => {
-                forward_cancel(gw, BackendKeyData { process_id, secret_key }).await;
+                forward_cancel(
+                    gw,
+                    BackendKeyData {
+                        process_id,
+                        secret_key,
+                    },
+                )
+                .await;
                 return Ok(None);
             }
             StartupRequest::Startup(packet) => {
@@ -521,7 +678,9 @@ async fn read_startup(
                     let record = AuthFailed {
                         reason: AuthFailureReason::TlsRequired,
                         user: user.chars().take(128).collect(),
-                        requested_connection: packet.param("database").map(|d| d.chars().take(128).collect()),
+                        requested_connection: packet
+                            .param("database")
+                            .map(|d| d.chars().take(128).collect()),
                         client_addr: client_addr.to_string(),
                         issuer: None,
                         subject: None,
@@ -532,7 +691,10 @@ async fn read_startup(
                         "this Vigil listener requires TLS",
                     )
                     .with_hint("connect with sslmode=require (or verify-full)");
-                    return Err(Refusal::Fatal { error, record: Some(record) });
+                    return Err(Refusal::Fatal {
+                        error,
+                        record: Some(record),
+                    });
                 }
                 return accept_startup(stream, packet).await.map(Some);
             }
@@ -540,20 +702,27 @@ async fn read_startup(
     }
 }
 
-async fn accept_startup(stream: &mut Stream, packet: StartupPacket<'_>) -> Result<Startup, Refusal> {
+async fn accept_startup(
+    stream: &mut Stream,
+    packet: StartupPacket<'_>,
+) -> Result<Startup, Refusal> {
     let Some(user) = packet.param("user").filter(|u| !u.is_empty()) else {
         return Err(Refusal::fatal(
             sqlstate::INVALID_AUTHORIZATION,
             "no user name given: set user to your Vigil identity",
         ));
     };
-    if matches!(packet.param("replication"), Some(v) if !matches!(v, "false" | "off" | "no" | "0")) {
+    if matches!(packet.param("replication"), Some(v) if !matches!(v, "false" | "off" | "no" | "0"))
+    {
         return Err(Refusal::fatal(
             sqlstate::FEATURE_NOT_SUPPORTED,
             "replication connections are not supported through Vigil",
         ));
     }
-    let database = packet.param("database").filter(|d| !d.is_empty()).unwrap_or(user);
+    let database = packet
+        .param("database")
+        .filter(|d| !d.is_empty())
+        .unwrap_or(user);
     // Protocol 3.x with x > 0, or protocol extensions: say what we speak.
     let unsupported: Vec<&str> = packet
         .params
@@ -575,7 +744,9 @@ async fn accept_startup(stream: &mut Stream, packet: StartupPacket<'_>) -> Resul
     let pass_on = packet
         .params
         .iter()
-        .filter(|(k, _)| !matches!(*k, "user" | "database" | "replication") && !k.starts_with("_pq_."))
+        .filter(|(k, _)| {
+            !matches!(*k, "user" | "database" | "replication") && !k.starts_with("_pq_.")
+        })
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let stream = std::mem::replace(stream, Stream::Detached);
@@ -590,7 +761,11 @@ async fn accept_startup(stream: &mut Stream, packet: StartupPacket<'_>) -> Resul
 
 /// Asks for the token and reads the PasswordMessage. `Ok(None)`: the client hung up (psql
 /// does this to prompt for a password).
-async fn read_token(gw: &Gateway, stream: &mut Stream, buf: &mut BytesMut) -> Result<Option<String>, String> {
+async fn read_token(
+    gw: &Gateway,
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+) -> Result<Option<String>, String> {
     let mut request = Vec::with_capacity(9);
     encode_cleartext_request(&mut request);
     if stream.write_all(&request).await.is_err() || stream.flush().await.is_err() {
@@ -610,8 +785,11 @@ async fn read_token(gw: &Gateway, stream: &mut Stream, buf: &mut BytesMut) -> Re
                     return Err("messages sent before authentication completed".into());
                 }
                 let body = frame.body;
-                let token = body.strip_suffix(&[0]).ok_or("password message is not NUL-terminated")?;
-                let token = std::str::from_utf8(token).map_err(|_| "the token is not valid UTF-8".to_string())?;
+                let token = body
+                    .strip_suffix(&[0])
+                    .ok_or("password message is not NUL-terminated")?;
+                let token = std::str::from_utf8(token)
+                    .map_err(|_| "the token is not valid UTF-8".to_string())?;
                 return Ok(Some(token.to_string()));
             }
             Ok(None) => {}

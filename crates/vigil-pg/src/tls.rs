@@ -105,18 +105,18 @@ pub fn upstream_client_config(
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider())))
             .with_no_client_auth(),
         UpstreamTlsMode::VerifyCa => {
-            let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
-                roots()?,
-                provider(),
-            )
-            .build()
-            .map_err(|e| TlsError::Config(e.to_string()))?;
+            let inner =
+                rustls::client::WebPkiServerVerifier::builder_with_provider(roots()?, provider())
+                    .build()
+                    .map_err(|e| TlsError::Config(e.to_string()))?;
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(ChainOnly(inner)))
                 .with_no_client_auth()
         }
-        UpstreamTlsMode::VerifyFull => builder.with_root_certificates(roots()?).with_no_client_auth(),
+        UpstreamTlsMode::VerifyFull => builder
+            .with_root_certificates(roots()?)
+            .with_no_client_auth(),
     };
     Ok(Some(Arc::new(config)))
 }

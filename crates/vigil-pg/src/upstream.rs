@@ -32,7 +32,9 @@ pub enum UpstreamError {
     TlsRefused,
     #[error("the upstream server refused the login: {message} (SQLSTATE {code})")]
     Rejected { code: String, message: String },
-    #[error("the upstream server asks for authentication method {0}, which Vigil does not support")]
+    #[error(
+        "the upstream server asks for authentication method {0}, which Vigil does not support"
+    )]
     UnsupportedAuth(String),
     #[error("the upstream server asks for a password, but the connection has none configured")]
     NoPassword,
@@ -109,7 +111,9 @@ pub async fn connect(
         match tag {
             backend::AUTHENTICATION => {
                 out.clear();
-                match Authentication::decode(&body).map_err(|e| UpstreamError::Protocol(e.to_string()))? {
+                match Authentication::decode(&body)
+                    .map_err(|e| UpstreamError::Protocol(e.to_string()))?
+                {
                     Authentication::Ok => continue,
                     Authentication::CleartextPassword => {
                         let pw = password(target)?;
@@ -122,7 +126,9 @@ pub async fn connect(
                             pw.as_bytes(),
                             salt,
                         );
-                        put_message(&mut out, frontend::PASSWORD, |b| put_cstr(b, hashed.as_bytes()));
+                        put_message(&mut out, frontend::PASSWORD, |b| {
+                            put_cstr(b, hashed.as_bytes())
+                        });
                     }
                     Authentication::Sasl { mechanisms } => {
                         if !mechanisms.iter().any(|m| *m == b"SCRAM-SHA-256") {
@@ -142,20 +148,23 @@ pub async fn connect(
                         scram = Some(s);
                     }
                     Authentication::SaslContinue { data } => {
-                        let s = scram
-                            .as_mut()
-                            .ok_or_else(|| UpstreamError::Protocol("SASL continue without SASL start".into()))?;
+                        let s = scram.as_mut().ok_or_else(|| {
+                            UpstreamError::Protocol("SASL continue without SASL start".into())
+                        })?;
                         s.update(data)
                             .map_err(|e| UpstreamError::Protocol(format!("SCRAM: {e}")))?;
-                        put_message(&mut out, frontend::PASSWORD, |b| b.extend_from_slice(s.message()));
+                        put_message(&mut out, frontend::PASSWORD, |b| {
+                            b.extend_from_slice(s.message())
+                        });
                     }
                     Authentication::SaslFinal { data } => {
-                        let mut s = scram
-                            .take()
-                            .ok_or_else(|| UpstreamError::Protocol("SASL final without SASL start".into()))?;
+                        let mut s = scram.take().ok_or_else(|| {
+                            UpstreamError::Protocol("SASL final without SASL start".into())
+                        })?;
                         // Verifies the server's signature: the server proves it knows the password too.
-                        s.finish(data)
-                            .map_err(|e| UpstreamError::Protocol(format!("SCRAM server signature: {e}")))?;
+                        s.finish(data).map_err(|e| {
+                            UpstreamError::Protocol(format!("SCRAM server signature: {e}"))
+                        })?;
                         continue;
                     }
                     Authentication::Other(code) => {
@@ -165,14 +174,18 @@ pub async fn connect(
                 stream.write_all(&out).await?;
             }
             backend::PARAMETER_STATUS => {
-                let p = ParameterStatus::decode(&body).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+                let p = ParameterStatus::decode(&body)
+                    .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
                 if p.name == b"standard_conforming_strings" {
                     standard_conforming_strings = p.value == b"on";
                 }
                 p.encode(&mut parameter_status);
             }
             backend::BACKEND_KEY_DATA => {
-                key = Some(BackendKeyData::decode(&body).map_err(|e| UpstreamError::Protocol(e.to_string()))?);
+                key = Some(
+                    BackendKeyData::decode(&body)
+                        .map_err(|e| UpstreamError::Protocol(e.to_string()))?,
+                );
             }
             backend::ERROR_RESPONSE => {
                 let text = |f| {
@@ -220,7 +233,10 @@ fn password(target: &Target) -> Result<&str, UpstreamError> {
         .ok_or(UpstreamError::NoPassword)
 }
 
-async fn read_message(stream: &mut Stream, buf: &mut BytesMut) -> Result<(u8, Vec<u8>), UpstreamError> {
+async fn read_message(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+) -> Result<(u8, Vec<u8>), UpstreamError> {
     loop {
         if let Some(frame) = next_frame(buf, MAX_LOGIN_MESSAGE)
             .map_err(|e| UpstreamError::Protocol(e.to_string()))?
@@ -246,7 +262,12 @@ pub async fn send_cancel(
     key: BackendKeyData,
 ) -> Result<(), UpstreamError> {
     // Over TLS when the target needs it: the server accepts a cancel after SSL negotiation.
-    let tls = tls.filter(|_| !matches!(target.tls, UpstreamTlsMode::Disable | UpstreamTlsMode::Prefer));
+    let tls = tls.filter(|_| {
+        !matches!(
+            target.tls,
+            UpstreamTlsMode::Disable | UpstreamTlsMode::Prefer
+        )
+    });
     let mut stream = open(target, tls).await?;
     let mut out = Vec::with_capacity(16);
     encode_cancel_request(&mut out, key.process_id, key.secret_key);

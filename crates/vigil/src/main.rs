@@ -1,1 +1,77 @@
-fn main() {}
+//! `vigil`: the gateway binary. It reads the config, wires the crates together and offers the
+//! operator's commands. The crates know nothing of the CLI.
+
+mod commands;
+mod config;
+mod demo;
+mod serve;
+mod wiring;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "vigil",
+    version,
+    about = "An audited, policy-enforcing gateway between machine identities and databases holding PHI",
+    long_about = None
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where a command finds the store: the config file, or the store URL directly.
+#[derive(clap::Args, Clone, Debug)]
+pub struct StoreArgs {
+    /// Config file (its data_dir and [store] locate the store).
+    #[arg(long, short = 'c', env = "VIGIL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Store URL (sqlite://PATH); overrides the config's.
+    #[arg(long, env = "VIGIL_STORE")]
+    pub store: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (and its HTTP API) as the config file describes.
+    Serve {
+        #[arg(long, short = 'c', env = "VIGIL_CONFIG", default_value = "vigil.toml")]
+        config: PathBuf,
+    },
+    /// Start a throwaway PostgreSQL with a synthetic EHR schema, and Vigil in front of it.
+    Demo(demo::DemoArgs),
+    /// Issue, list and revoke Vigil service tokens.
+    #[command(subcommand)]
+    Token(commands::token::TokenCommand),
+    /// Check and export the tamper-evident audit trail.
+    #[command(subcommand)]
+    Audit(commands::audit::AuditCommand),
+    /// Read recorded sessions.
+    #[command(subcommand)]
+    Sessions(commands::sessions::SessionsCommand),
+    /// Validate configuration files.
+    #[command(subcommand)]
+    Config(commands::config_check::ConfigCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result: Result<i32> = match cli.command {
+        Command::Serve { config } => serve::run_from_file(&config).map(|()| 0),
+        Command::Demo(args) => demo::run(args).map(|()| 0),
+        Command::Token(cmd) => commands::token::run(cmd).map(|()| 0),
+        Command::Audit(cmd) => commands::audit::run(cmd),
+        Command::Sessions(cmd) => commands::sessions::run(cmd).map(|()| 0),
+        Command::Config(cmd) => commands::config_check::run(cmd).map(|()| 0),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}

@@ -7,11 +7,19 @@ use crate::messages::tag::backend;
 pub enum Authentication<'a> {
     Ok,
     CleartextPassword,
-    Md5Password { salt: [u8; 4] },
+    Md5Password {
+        salt: [u8; 4],
+    },
     /// SASL mechanisms the server offers.
-    Sasl { mechanisms: Vec<&'a [u8]> },
-    SaslContinue { data: &'a [u8] },
-    SaslFinal { data: &'a [u8] },
+    Sasl {
+        mechanisms: Vec<&'a [u8]>,
+    },
+    SaslContinue {
+        data: &'a [u8],
+    },
+    SaslFinal {
+        data: &'a [u8],
+    },
     /// Kerberos, GSS, SSPI…: not supported upstream.
     Other(i32),
 }
@@ -49,12 +57,16 @@ impl<'a> Authentication<'a> {
 
 /// Appends AuthenticationOk.
 pub fn encode_ok(out: &mut Vec<u8>) {
-    put_message(out, backend::AUTHENTICATION, |b| b.extend_from_slice(&0i32.to_be_bytes()));
+    put_message(out, backend::AUTHENTICATION, |b| {
+        b.extend_from_slice(&0i32.to_be_bytes())
+    });
 }
 
 /// Appends AuthenticationCleartextPassword.
 pub fn encode_cleartext_request(out: &mut Vec<u8>) {
-    put_message(out, backend::AUTHENTICATION, |b| b.extend_from_slice(&3i32.to_be_bytes()));
+    put_message(out, backend::AUTHENTICATION, |b| {
+        b.extend_from_slice(&3i32.to_be_bytes())
+    });
 }
 
 #[cfg(test)]
@@ -70,6 +82,9 @@ mod tests {
         }
         let mut out = Vec::new();
         encode_cleartext_request(&mut out);
-        assert_eq!(Authentication::decode(&out[5..]).unwrap(), Authentication::CleartextPassword);
+        assert_eq!(
+            Authentication::decode(&out[5..]).unwrap(),
+            Authentication::CleartextPassword
+        );
     }
 }

@@ -35,7 +35,10 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let k = BackendKeyData { process_id: 4242, secret_key: -7 };
+        let k = BackendKeyData {
+            process_id: 4242,
+            secret_key: -7,
+        };
         let mut out = Vec::new();
         k.encode(&mut out);
         assert_eq!(BackendKeyData::decode(&out[5..]).unwrap(), k);

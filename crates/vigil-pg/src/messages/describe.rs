@@ -8,7 +8,10 @@ pub enum Target {
     Portal,
 }
 
-fn decode_target<'a>(body: &'a [u8], message: &'static str) -> Result<(Target, &'a [u8]), DecodeError> {
+fn decode_target<'a>(
+    body: &'a [u8],
+    message: &'static str,
+) -> Result<(Target, &'a [u8]), DecodeError> {
     let mut r = Reader::new(body, message);
     let target = match r.u8("target kind")? {
         b'S' => Target::Statement,
@@ -54,7 +57,10 @@ mod tests {
     fn decodes_targets() {
         assert_eq!(
             Describe::decode(b"Ss1\0").unwrap(),
-            Describe { target: Target::Statement, name: b"s1" }
+            Describe {
+                target: Target::Statement,
+                name: b"s1"
+            }
         );
         assert_eq!(Close::decode(b"P\0").unwrap().target, Target::Portal);
         assert!(Close::decode(b"Xs\0").is_err());

@@ -137,7 +137,10 @@ mod tests {
         let body = &bytes[5..];
         assert_eq!(sqlstate(body).unwrap(), Some(*b"28P01"));
         assert_eq!(field(body, b'M').unwrap(), Some(&b"bad token"[..]));
-        assert_eq!(field(body, b'H').unwrap(), Some(&b"request a new token"[..]));
+        assert_eq!(
+            field(body, b'H').unwrap(),
+            Some(&b"request a new token"[..])
+        );
         assert_eq!(field(body, b'D').unwrap(), None);
         assert!(is_fatal(body));
         assert!(sqlstate(b"Cabc").is_err());

@@ -39,10 +39,17 @@ mod tests {
     #[test]
     fn round_trip() {
         let mut out = Vec::new();
-        Execute { portal: b"p", max_rows: 10 }.encode(&mut out);
+        Execute {
+            portal: b"p",
+            max_rows: 10,
+        }
+        .encode(&mut out);
         assert_eq!(
             Execute::decode(&out[5..]).unwrap(),
-            Execute { portal: b"p", max_rows: 10 }
+            Execute {
+                portal: b"p",
+                max_rows: 10
+            }
         );
         assert!(Execute::decode(b"p\0\0\0").is_err());
     }

@@ -33,7 +33,11 @@ mod tests {
     #[test]
     fn round_trip() {
         let mut out = Vec::new();
-        ParameterStatus { name: b"TimeZone", value: b"UTC" }.encode(&mut out);
+        ParameterStatus {
+            name: b"TimeZone",
+            value: b"UTC",
+        }
+        .encode(&mut out);
         let p = ParameterStatus::decode(&out[5..]).unwrap();
         assert_eq!((p.name, p.value), (&b"TimeZone"[..], &b"UTC"[..]));
     }

@@ -35,7 +35,10 @@ mod tests {
     fn decodes_and_checks_counts() {
         let body = b"s1\0select $1\0\0\x01\0\0\0\x17";
         let p = Parse::decode(body).unwrap();
-        assert_eq!((p.name, p.query, p.param_types), (&b"s1"[..], &b"select $1"[..], 1));
+        assert_eq!(
+            (p.name, p.query, p.param_types),
+            (&b"s1"[..], &b"select $1"[..], 1)
+        );
         assert!(Parse::decode(b"s1\0select $1\0\0\x02\0\0\0\x17").is_err());
         assert!(Parse::decode(b"s1\0select\0\xff\xff").is_err());
     }

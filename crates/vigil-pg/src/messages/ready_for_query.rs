@@ -45,9 +45,15 @@ mod tests {
     #[test]
     fn round_trip() {
         let mut out = Vec::new();
-        ReadyForQuery { status: TransactionStatus::Failed }.encode(&mut out);
+        ReadyForQuery {
+            status: TransactionStatus::Failed,
+        }
+        .encode(&mut out);
         assert_eq!(out, b"Z\0\0\0\x05E");
-        assert_eq!(ReadyForQuery::decode(b"T").unwrap().status, TransactionStatus::InTransaction);
+        assert_eq!(
+            ReadyForQuery::decode(b"T").unwrap().status,
+            TransactionStatus::InTransaction
+        );
         assert!(ReadyForQuery::decode(b"Q").is_err());
     }
 }

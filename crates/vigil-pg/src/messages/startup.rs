@@ -142,7 +142,10 @@ mod tests {
     #[test]
     fn decodes_startup_parameters() {
         let mut out = Vec::new();
-        encode_startup(&mut out, &[("user", "etl"), ("database", "ehr"), ("user", "x")]);
+        encode_startup(
+            &mut out,
+            &[("user", "etl"), ("database", "ehr"), ("user", "x")],
+        );
         let n = body_len(out[..4].try_into().unwrap()).unwrap();
         assert_eq!(n, out.len() - 4);
         match StartupRequest::decode(&out[4..]).unwrap() {
@@ -160,12 +163,18 @@ mod tests {
     fn decodes_special_requests() {
         let mut out = Vec::new();
         encode_ssl_request(&mut out);
-        assert_eq!(StartupRequest::decode(&out[4..]).unwrap(), StartupRequest::Ssl);
+        assert_eq!(
+            StartupRequest::decode(&out[4..]).unwrap(),
+            StartupRequest::Ssl
+        );
         out.clear();
         encode_cancel_request(&mut out, 7, -9);
         assert_eq!(
             StartupRequest::decode(&out[4..]).unwrap(),
-            StartupRequest::Cancel { process_id: 7, secret_key: -9 }
+            StartupRequest::Cancel {
+                process_id: 7,
+                secret_key: -9
+            }
         );
         assert_eq!(
             StartupRequest::decode(&80_877_104i32.to_be_bytes()).unwrap(),

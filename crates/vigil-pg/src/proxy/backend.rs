@@ -154,8 +154,14 @@ fn on_message(
         }
         tag::NO_DATA | tag::ROW_DESCRIPTION => {
             match shared.items.front_mut() {
-                Some(Item { kind: ItemKind::Describe, .. }) => pop_settle(ctx, shared, Outcome::Ok),
-                Some(Item { kind: ItemKind::Statement(run), .. }) => run.bytes += len as u64,
+                Some(Item {
+                    kind: ItemKind::Describe,
+                    ..
+                }) => pop_settle(ctx, shared, Outcome::Ok),
+                Some(Item {
+                    kind: ItemKind::Statement(run),
+                    ..
+                }) => run.bytes += len as u64,
                 _ => {}
             }
             None
@@ -173,8 +179,14 @@ fn on_message(
             }
             None
         }
-        tag::COPY_IN_RESPONSE
-        | tag::COPY_OUT_RESPONSE
+        tag::COPY_IN_RESPONSE => {
+            if let Some(run) = head_run(shared) {
+                run.bytes += len as u64;
+                run.copy_in = true;
+            }
+            None
+        }
+        tag::COPY_OUT_RESPONSE
         | tag::COPY_DONE
         | tag::COPY_BOTH_RESPONSE
         | tag::FUNCTION_CALL_RESPONSE => {
@@ -198,7 +210,12 @@ fn head_run(shared: &mut Shared) -> Option<&mut Run> {
     }
 }
 
-fn on_error(ctx: &SessionContext, shared: &mut Shared, body: &[u8], len: usize) -> Option<Arc<[u8]>> {
+fn on_error(
+    ctx: &SessionContext,
+    shared: &mut Shared,
+    body: &[u8],
+    len: usize,
+) -> Option<Arc<[u8]>> {
     let head = shared.items.front_mut()?;
     let replacement = head.refusal.clone();
     let code = match &replacement {
@@ -214,18 +231,35 @@ fn on_error(ctx: &SessionContext, shared: &mut Shared, body: &[u8], len: usize) 
         }
         // An error at Sync (a deferred constraint failing at the implicit commit): it belongs
         // to no single statement.
-        ItemKind::Sync => return None,
+        ItemKind::Sync { .. } => return None,
         ItemKind::Statement(run) => {
             run.bytes += len as u64;
             run.sqlstate = code;
         }
         _ => {}
     }
+    // An error answering Parse, Bind or Describe is the error of the statement they prepare
+    // (drivers send Parse/Bind/Describe/Execute together; `SELECT 1/0` fails at Bind, when it
+    // is planned): the next Execute carries it, the rest are skipped.
+    let mut carried = match &head.kind {
+        ItemKind::Mutation { answered_by, .. } if *answered_by != tag::CLOSE_COMPLETE => code,
+        ItemKind::Describe => code,
+        _ => None,
+    };
     pop_settle(ctx, shared, Outcome::Failed);
     // The server now skips everything up to the next Sync.
-    while let Some(next) = shared.items.front() {
+    while let Some(next) = shared.items.front_mut() {
+        if let (Some(code), ItemKind::Statement(run)) = (carried, &mut next.kind) {
+            if !run.until_ready {
+                run.sqlstate = Some(code);
+                carried = None;
+                pop_settle(ctx, shared, Outcome::Failed);
+                continue;
+            }
+        }
+        let next = &*next;
         let stops = match &next.kind {
-            ItemKind::Sync => true,
+            ItemKind::Sync { .. } => true,
             // A refused simple statement carries its own Sync, which ends the skipping.
             ItemKind::Statement(run) => run.until_ready && next.refusal.is_some(),
             _ => false,
@@ -243,11 +277,15 @@ fn on_ready(ctx: &SessionContext, shared: &mut Shared, body: &[u8]) {
     // Pop up to and including what this ReadyForQuery answers.
     while let Some(item) = shared.items.front() {
         let ends_here = match &item.kind {
-            ItemKind::Sync => true,
+            ItemKind::Sync { .. } => true,
             ItemKind::Statement(run) => run.until_ready,
             _ => false,
         };
-        let outcome = if ends_here { Outcome::Ok } else { Outcome::Skipped };
+        let outcome = if ends_here {
+            Outcome::Ok
+        } else {
+            Outcome::Skipped
+        };
         let id = item.id;
         pop_settle(ctx, shared, outcome);
         if ends_here {
@@ -282,6 +320,13 @@ fn pop_settle(ctx: &SessionContext, shared: &mut Shared, outcome: Outcome) {
     shared.popped_through = item.id;
     match item.kind {
         ItemKind::Statement(run) => {
+            if run.copy_in {
+                // Syncs the client sent during copy-in were ignored by the server.
+                let id = item.id;
+                shared.items.retain(
+                    |i| !matches!(i.kind, ItemKind::Sync { after_execute: Some(e) } if e == id),
+                );
+            }
             let status = match outcome {
                 Outcome::Ok => StatementStatus::Ok,
                 Outcome::Failed => StatementStatus::Error,
@@ -311,7 +356,7 @@ fn pop_settle(ctx: &SessionContext, shared: &mut Shared, outcome: Outcome) {
             };
             settle_undone(shared, namespace, &name, item.id, result);
         }
-        ItemKind::Describe | ItemKind::Sync | ItemKind::Refused => {}
+        ItemKind::Describe | ItemKind::Sync { .. } | ItemKind::Refused => {}
     }
 }
 

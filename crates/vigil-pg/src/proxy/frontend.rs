@@ -15,7 +15,9 @@ use super::{
 use crate::codec::{next_frame, Frame};
 use crate::messages::execute::encode_sync;
 use crate::messages::tag::frontend as tag;
-use crate::messages::{Bind, Close, Describe, ErrorFields, Execute, FunctionCall, Parse, Query, Target};
+use crate::messages::{
+    Bind, Close, Describe, ErrorFields, Execute, FunctionCall, Parse, Query, Target,
+};
 use crate::sqlstate;
 use bytes::{Buf, BytesMut};
 use hmac::{Hmac, Mac};
@@ -70,6 +72,9 @@ struct Frontend<'a> {
     /// Sync-delimited segment the scan is in.
     segment: u64,
     statement_seq: u64,
+    /// The last Execute forwarded, until a CopyDone/CopyFail or another message ends the
+    /// window in which a Sync could be swallowed by copy-in mode.
+    copy_window: Option<u64>,
     drafts: Vec<EventDraft>,
     edits: Vec<Edit>,
     statements: Vec<BatchStatement>,
@@ -115,6 +120,7 @@ where
         next_item: 0,
         segment: 0,
         statement_seq: 0,
+        copy_window: None,
         drafts: Vec::new(),
         edits: Vec::new(),
         statements: Vec::new(),
@@ -286,6 +292,12 @@ impl Frontend<'_> {
     /// Looks at one message. `Err` is a protocol violation (message for the client).
     fn scan(&mut self, frame: Frame<'_>, start: usize, end: usize) -> Result<Step, String> {
         let body = frame.body;
+        if !matches!(
+            frame.tag,
+            tag::SYNC | tag::FLUSH | tag::COPY_DATA | tag::EXECUTE
+        ) {
+            self.copy_window = None;
+        }
         match frame.tag {
             tag::QUERY => {
                 let q = Query::decode(body).map_err(|e| e.to_string())?;
@@ -315,7 +327,9 @@ impl Frontend<'_> {
                         return Ok(Step::WaitFor(slot.by));
                     }
                 }
-                if slot.is_none() && shared.statements.len() >= self.ctx.limits.max_prepared_statements {
+                if slot.is_none()
+                    && shared.statements.len() >= self.ctx.limits.max_prepared_statements
+                {
                     drop(shared);
                     let limit = self.ctx.limits.max_prepared_statements;
                     self.refuse(
@@ -390,12 +404,22 @@ impl Frontend<'_> {
                     let what = if b.statement.is_empty() {
                         "unnamed prepared statement does not exist".to_string()
                     } else {
-                        format!("prepared statement \"{}\" does not exist", show_name(b.statement))
+                        format!(
+                            "prepared statement \"{}\" does not exist",
+                            show_name(b.statement)
+                        )
                     };
-                    self.refuse(start, end, refusal(sqlstate::INVALID_SQL_STATEMENT_NAME, what, None), false);
+                    self.refuse(
+                        start,
+                        end,
+                        refusal(sqlstate::INVALID_SQL_STATEMENT_NAME, what, None),
+                        false,
+                    );
                     return Ok(Step::Next);
                 };
-                if !shared.portals.contains_key(b.portal) && shared.portals.len() >= self.ctx.limits.max_portals {
+                if !shared.portals.contains_key(b.portal)
+                    && shared.portals.len() >= self.ctx.limits.max_portals
+                {
                     drop(shared);
                     let limit = self.ctx.limits.max_portals;
                     self.refuse(
@@ -403,7 +427,9 @@ impl Frontend<'_> {
                         end,
                         refusal(
                             sqlstate::PROGRAM_LIMIT_EXCEEDED,
-                            format!("this session holds {limit} open portals, the most Vigil allows"),
+                            format!(
+                                "this session holds {limit} open portals, the most Vigil allows"
+                            ),
                             Some("close portals you no longer need"),
                         ),
                         false,
@@ -447,7 +473,9 @@ impl Frontend<'_> {
                 let portal = {
                     let shared = self.link.shared.lock();
                     match shared.portals.get(e.portal) {
-                        Some(slot) if slot.by > shared.popped_through && slot.segment < self.segment => {
+                        Some(slot)
+                            if slot.by > shared.popped_through && slot.segment < self.segment =>
+                        {
                             return Ok(Step::WaitFor(slot.by))
                         }
                         Some(slot) => slot.entry.clone(),
@@ -460,7 +488,13 @@ impl Frontend<'_> {
                     } else {
                         format!("portal \"{}\" does not exist", show_name(e.portal))
                     };
-                    self.refuse(start, end, refusal(sqlstate::INVALID_CURSOR_NAME, what, None), false);
+                    self.refuse(
+                        start,
+                        end,
+                        refusal(sqlstate::INVALID_CURSOR_NAME, what, None),
+                        false,
+                    );
+                    self.copy_window = None;
                     return Ok(Step::Next);
                 };
                 let name = (!portal.statement_name.is_empty())
@@ -473,6 +507,7 @@ impl Frontend<'_> {
                     start,
                     end,
                 );
+                self.copy_window = Some(self.next_item);
             }
             tag::DESCRIBE => {
                 Describe::decode(body).map_err(|e| e.to_string())?;
@@ -497,9 +532,14 @@ impl Frontend<'_> {
                             }
                         }
                         let prev = shared.statements.get(c.name).and_then(|s| s.entry.clone());
-                        shared
-                            .statements
-                            .insert(c.name.into(), Slot { entry: None, by: id, segment });
+                        shared.statements.insert(
+                            c.name.into(),
+                            Slot {
+                                entry: None,
+                                by: id,
+                                segment,
+                            },
+                        );
                         (Namespace::Statement, prev.map(MutationEntry::Statement))
                     }
                     Target::Portal => {
@@ -509,9 +549,14 @@ impl Frontend<'_> {
                             }
                         }
                         let prev = shared.portals.get(c.name).and_then(|s| s.entry.clone());
-                        shared
-                            .portals
-                            .insert(c.name.into(), Slot { entry: None, by: id, segment });
+                        shared.portals.insert(
+                            c.name.into(),
+                            Slot {
+                                entry: None,
+                                by: id,
+                                segment,
+                            },
+                        );
                         (Namespace::Portal, prev.map(MutationEntry::Portal))
                     }
                 };
@@ -535,7 +580,9 @@ impl Frontend<'_> {
                 let id = self.new_item_id();
                 self.link.shared.lock().items.push_back(Item {
                     id,
-                    kind: ItemKind::Sync,
+                    kind: ItemKind::Sync {
+                        after_execute: self.copy_window,
+                    },
                     refusal: None,
                 });
                 self.segment += 1;
@@ -556,7 +603,14 @@ impl Frontend<'_> {
                     mode: ParameterMode::Redacted,
                     values: Vec::new(),
                 });
-                self.start_statement(StatementProtocol::FunctionCall, shape, None, parameters, start, end);
+                self.start_statement(
+                    StatementProtocol::FunctionCall,
+                    shape,
+                    None,
+                    parameters,
+                    start,
+                    end,
+                );
             }
             tag::FLUSH | tag::COPY_DATA | tag::COPY_DONE | tag::COPY_FAIL => {}
             tag::TERMINATE => return Ok(Step::Terminate),

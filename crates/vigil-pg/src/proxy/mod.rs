@@ -127,7 +127,12 @@ pub(crate) enum ItemKind {
         answered_by: u8,
     },
     Describe,
-    Sync,
+    /// `after_execute`: the Execute this Sync followed with no CopyDone/CopyFail between. If
+    /// that Execute started COPY FROM STDIN, the server was in copy-in mode when the Sync
+    /// arrived and ignored it (as the protocol says), so it will never be answered.
+    Sync {
+        after_execute: Option<u64>,
+    },
     /// A refused non-statement message (answered by the stand-in's ErrorResponse).
     Refused,
     Statement(Box<Run>),
@@ -153,6 +158,8 @@ pub(crate) struct Run {
     pub tags: Vec<String>,
     pub sqlstate: Option<[u8; 5]>,
     pub refused: bool,
+    /// The server answered CopyInResponse: it is (or was) in copy-in mode for this statement.
+    pub copy_in: bool,
 }
 
 impl Run {
@@ -168,6 +175,7 @@ impl Run {
             tags: Vec::new(),
             sqlstate: None,
             refused: false,
+            copy_in: false,
         }
     }
 

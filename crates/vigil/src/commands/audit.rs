@@ -1,0 +1,155 @@
+//! `vigil audit verify|public-key`: check the chain offline; hand out the key that checks it.
+
+use super::open;
+use crate::config::Config;
+use crate::StoreArgs;
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use vigil_audit::{AuditError, AuditOptions, AuditWriter, VerifyingKey};
+use vigil_store::Store;
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Verify the whole chain: hashes, sequence, checkpoint signatures and the anchor.
+    /// Exits 0 when intact, 1 when tampered (naming the first bad record), 2 on other errors.
+    Verify {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The gateway's public key (PEM), as exported by `vigil audit public-key`. Without
+        /// it, the key is derived from the gateway's own signing key file.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+        /// The anchor file (default: audit-anchor.json in the data directory).
+        #[arg(long)]
+        anchor: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the public key that verifies this gateway's checkpoints (PEM).
+    PublicKey {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// Where the signing key and anchor are, for a config or a bare store URL.
+fn data_paths(config: Option<&Config>, store_url: Option<&str>) -> Result<(PathBuf, PathBuf)> {
+    if let Some(c) = config {
+        if store_url.is_none() {
+            return Ok((c.signing_key_path()?, c.anchor_path()));
+        }
+    }
+    let dir = match (store_url, config) {
+        (Some(url), _) => crate::wiring::data_dir_of(url).unwrap_or_else(|| PathBuf::from(".")),
+        (None, Some(c)) => c.data_dir.clone(),
+        (None, None) => PathBuf::from("."),
+    };
+    Ok((
+        dir.join("audit-signing-key.pem"),
+        dir.join("audit-anchor.json"),
+    ))
+}
+
+fn own_public_key(key_path: &Path) -> Result<VerifyingKey> {
+    if !key_path.exists() {
+        anyhow::bail!(
+            "no --public-key given and no signing key at {}; pass the gateway's public key (vigil audit public-key)",
+            key_path.display()
+        );
+    }
+    Ok(vigil_audit::load_or_generate_signing_key(key_path)?.verifying_key())
+}
+
+/// An audit writer for a CLI command that records something (token issue/revoke).
+pub fn cli_writer(config: Option<&Config>, store: Arc<dyn Store>) -> Result<AuditWriter> {
+    let (key_path, anchor) = data_paths(config, None)?;
+    let key = vigil_audit::load_or_generate_signing_key(&key_path)
+        .with_context(|| format!("audit signing key {}", key_path.display()))?;
+    let mut options = AuditOptions::new(key);
+    options.anchor_path = Some(anchor);
+    AuditWriter::start(store, options).context("cannot open the audit trail")
+}
+
+pub fn run(cmd: AuditCommand) -> Result<i32> {
+    match cmd {
+        AuditCommand::Verify {
+            store,
+            public_key,
+            anchor,
+            json,
+        } => {
+            let (config, st) = open(&store)?;
+            let (key_path, default_anchor) = data_paths(config.as_ref(), store.store.as_deref())?;
+            let key = match public_key {
+                Some(p) => {
+                    let text = std::fs::read_to_string(&p)
+                        .with_context(|| format!("cannot read public key {}", p.display()))?;
+                    vigil_audit::parse_public_key(&text)?
+                }
+                None => {
+                    eprintln!(
+                        "note: verifying with the key derived from {}; an auditor should pass --public-key",
+                        key_path.display()
+                    );
+                    own_public_key(&key_path)?
+                }
+            };
+            let anchor = anchor.or_else(|| default_anchor.exists().then_some(default_anchor));
+            if anchor.is_none() {
+                eprintln!(
+                    "note: no anchor file: truncation of the chain's tail cannot be detected"
+                );
+            }
+            match vigil_audit::verify(&*st, &key, anchor.as_deref()) {
+                Ok(report) => {
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::json!({
+                                "intact": true,
+                                "records": report.records,
+                                "checkpoints": report.checkpoints,
+                                "last_seq": report.last_seq,
+                                "sealed_through": report.sealed_through,
+                                "unsealed": report.unsealed,
+                                "anchor_seq": report.anchor_seq,
+                                "key_id": vigil_audit::key_id(&key),
+                            })
+                        );
+                    } else {
+                        println!("audit trail intact: {report}");
+                    }
+                    Ok(0)
+                }
+                Err(e @ AuditError::Tamper { .. }) => {
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::json!({"intact": false, "first_bad_seq": e.tampered_seq(), "reason": e.to_string()})
+                        );
+                    } else {
+                        if let AuditError::Tamper { seq, reason } = &e {
+                            println!("AUDIT TRAIL TAMPERED at record {seq}: {reason}");
+                        }
+                    }
+                    Ok(1)
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        AuditCommand::PublicKey { store } => {
+            let config = match &store.config {
+                Some(p) => Some(Config::load(p)?),
+                None => None,
+            };
+            let (key_path, _) = data_paths(config.as_ref(), store.store.as_deref())?;
+            let key = own_public_key(&key_path)?;
+            print!("{}", vigil_audit::public_key_pem(&key));
+            eprintln!("key id {}", vigil_audit::key_id(&key));
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! The configuration file (TOML). docs/CONFIG.md documents every key; `examples/vigil.toml` is
+//! a complete example. Unknown keys are errors, so that a typo is caught rather than ignored.
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use vigil_core::event::ParameterMode;
+use vigil_core::SecretRef;
+use vigil_identity::{IdentityConfig, OidcProviderConfig};
+use vigil_pg::{Limits, ListenerSettings, ListenerTlsMode, UpstreamTlsMode};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where Vigil keeps its state: the embedded store, the audit signing key, the chain anchor.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
+    #[serde(default)]
+    pub api: Option<ApiConfig>,
+    #[serde(default)]
+    pub listeners: Vec<ListenerConfig>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub connections: Vec<ConnectionConfig>,
+    #[serde(default)]
+    pub identities: Vec<IdentityConfig>,
+    #[serde(default)]
+    pub oidc_providers: Vec<OidcProviderConfig>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("vigil-data")
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://PATH`; default: `vigil.db` in the data directory.
+    pub url: Option<String>,
+    /// Options of the embedded SQLite store (`[store.sqlite]`).
+    #[serde(default)]
+    pub sqlite: vigil_store::SqliteOptions,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// How often the chain's head is signed when there are new records.
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
+    /// Ed25519 signing key (PKCS#8 PEM) as `file:PATH`; default: generated into the data
+    /// directory on first start.
+    pub signing_key: Option<String>,
+    /// `redacted` (default) or `hmac-sha256`.
+    pub parameters: ParameterMode,
+    /// Key for `hmac-sha256` parameter recording, as `env:NAME` or `file:PATH`.
+    pub parameter_key: Option<SecretRef>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            checkpoint_interval: Duration::from_secs(10),
+            signing_key: None,
+            parameters: ParameterMode::Redacted,
+            parameter_key: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    /// Bearer token for the HTTP API, as `env:NAME` or `file:PATH`.
+    pub admin_token: SecretRef,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    #[default]
+    Postgres,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    #[serde(default)]
+    pub protocol: Protocol,
+    pub address: SocketAddr,
+    #[serde(default)]
+    pub tls: ListenerTlsMode,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+impl ListenerConfig {
+    pub fn settings(&self) -> ListenerSettings {
+        ListenerSettings {
+            address: self.address,
+            tls: self.tls,
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionConfig {
+    /// What clients give as `dbname`.
+    pub name: String,
+    #[serde(default)]
+    pub protocol: Protocol,
+    pub host: String,
+    #[serde(default = "default_pg_port")]
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    /// `env:NAME` or `file:PATH`; omit for trust authentication.
+    pub password: Option<SecretRef>,
+    #[serde(default)]
+    pub tls: UpstreamTlsMode,
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_pg_port() -> u16 {
+    5432
+}
+
+impl Config {
+    /// Reads and checks a config file. Errors name the file, and the line and key at fault.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let mut config = Config::parse(&text)
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        // Relative paths in the file are relative to the file.
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        Ok(config)
+    }
+
+    pub fn parse(text: &str) -> Result<Config> {
+        let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.data_dir);
+        for l in &mut self.listeners {
+            if let Some(p) = &mut l.tls_cert {
+                fix(p);
+            }
+            if let Some(p) = &mut l.tls_key {
+                fix(p);
+            }
+        }
+        for c in &mut self.connections {
+            if let Some(p) = &mut c.ca_file {
+                fix(p);
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let mut names = HashSet::new();
+        for c in &self.connections {
+            if c.name.is_empty() {
+                bail!("connections: a connection has an empty name");
+            }
+            if !names.insert(c.name.as_str()) {
+                bail!("connections: {:?} is declared twice", c.name);
+            }
+        }
+        let mut identities = HashSet::new();
+        for i in &self.identities {
+            if !identities.insert(i.name.as_str()) {
+                bail!("identities: {:?} is declared twice", i.name);
+            }
+            for c in &i.connections {
+                if !names.contains(c.as_str()) {
+                    bail!(
+                        "identities: {:?} may use connection {c:?}, which is not declared under [[connections]]",
+                        i.name
+                    );
+                }
+            }
+        }
+        let mut addrs = HashSet::new();
+        for l in &self.listeners {
+            if !addrs.insert(l.address) {
+                bail!("listeners: {} is used twice", l.address);
+            }
+            if l.tls_cert.is_some() != l.tls_key.is_some() {
+                bail!(
+                    "listeners: {} sets only one of tls_cert and tls_key; set both",
+                    l.address
+                );
+            }
+        }
+        if self.audit.parameters == ParameterMode::HmacSha256 && self.audit.parameter_key.is_none()
+        {
+            bail!(
+                "audit: parameters = \"hmac-sha256\" needs parameter_key (env:NAME or file:PATH)"
+            );
+        }
+        Ok(())
+    }
+
+    pub fn store_url(&self) -> String {
+        self.store
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("vigil.db").display()))
+    }
+
+    pub fn signing_key_path(&self) -> Result<PathBuf> {
+        match &self.audit.signing_key {
+            None => Ok(self.data_dir.join("audit-signing-key.pem")),
+            Some(s) => match s.strip_prefix("file:") {
+                Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
+                _ => bail!("audit.signing_key must be file:PATH (a PKCS#8 PEM Ed25519 key)"),
+            },
+        }
+    }
+
+    pub fn anchor_path(&self) -> PathBuf {
+        self.data_dir.join("audit-anchor.json")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_config_takes_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("vigil-data"));
+        assert!(c.store_url().ends_with("vigil-data/vigil.db"));
+        assert_eq!(c.audit.checkpoint_interval, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn errors_name_line_and_key() {
+        let err = Config::parse("[[connections]]\nname = \"a\"\nhots = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 3") && err.contains("hots"), "{err}");
+        let err = Config::parse(
+            "[[connections]]\nname=\"a\"\nhost=\"h\"\ndatabase=\"d\"\nuser=\"u\"\npassword=\"hunter2\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("env:NAME") && !err.contains("hunter2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn identities_must_name_declared_connections() {
+        let err = Config::parse("[[identities]]\nname = \"etl\"\nconnections = [\"nope\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nope"), "{err}");
+    }
+}

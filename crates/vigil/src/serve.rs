@@ -1,0 +1,199 @@
+//! `vigil serve`: build the store, the audit writer, the authenticator, the analyser and the
+//! gateways from the config, run them until SIGINT/SIGTERM, then stop in order (listeners,
+//! sessions, API, audit writer) so that every session's end record is sealed.
+
+use crate::config::{Config, Protocol};
+use crate::wiring::{self, ConfiguredAccess, IdentityAuth, SqlAnalyzer};
+use anyhow::{Context, Result};
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use vigil_audit::{AuditOptions, AuditWriter};
+use vigil_identity::Authenticator;
+use vigil_pg::{Gateway, GatewayParts};
+
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("VIGIL_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("vigil")
+        .build()
+        .context("cannot start the async runtime")
+}
+
+pub fn run_from_file(path: &Path) -> Result<()> {
+    let config = Config::load(path)?;
+    init_tracing();
+    runtime()?.block_on(async {
+        let running = start(config).await?;
+        wait_for_signal().await;
+        running.stop().await
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+/// A running gateway.
+pub struct Running {
+    pub store_url: String,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    writer: AuditWriter,
+}
+
+pub async fn start(config: Config) -> Result<Running> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    restrict_permissions(&config.data_dir);
+
+    let store = wiring::open_store(Some(&config), None)?;
+    let key_path = config.signing_key_path()?;
+    let signing_key = vigil_audit::load_or_generate_signing_key(&key_path)?;
+    let verifying_key = signing_key.verifying_key();
+    let mut options = AuditOptions::new(signing_key);
+    options.checkpoint_interval = config.audit.checkpoint_interval;
+    options.anchor_path = Some(config.anchor_path());
+    let writer =
+        AuditWriter::start(store.clone(), options).context("cannot start the audit trail")?;
+    tracing::info!(
+        key_id = %vigil_audit::key_id(&verifying_key),
+        store = %config.store_url(),
+        "audit trail ready"
+    );
+
+    let authenticator = Arc::new(
+        Authenticator::new(
+            store.clone(),
+            config.identities.clone(),
+            config.oidc_providers.clone(),
+        )
+        .context("invalid identities or OIDC providers")?,
+    );
+    {
+        let auth = authenticator.clone();
+        tokio::spawn(async move {
+            for status in auth.warm_up().await {
+                tracing::info!(?status, "OIDC provider");
+            }
+        });
+    }
+    let analyzer: Arc<dyn vigil_pg::StatementAnalyzer> =
+        Arc::new(SqlAnalyzer(vigil_sql::Analyzer::new(16_384)));
+    let access: Arc<dyn vigil_pg::ConnectionAuthorizer> =
+        Arc::new(ConfiguredAccess::new(&config.identities));
+    let targets = wiring::targets(&config)?;
+    let parameter_key = match &config.audit.parameter_key {
+        Some(r) => Some(Arc::<[u8]>::from(
+            r.resolve()
+                .context("audit.parameter_key")?
+                .expose()
+                .as_bytes(),
+        )),
+        None => None,
+    };
+
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    for listener in &config.listeners {
+        match listener.protocol {
+            Protocol::Postgres => {}
+        }
+        let settings = listener.settings();
+        let server_tls = match (&settings.tls_cert, &settings.tls_key) {
+            (Some(cert), Some(key)) => Some(vigil_pg::load_server_tls(cert, key)?),
+            _ => None,
+        };
+        let gateway = Gateway::new(GatewayParts {
+            listener: settings.clone(),
+            server_tls,
+            targets: targets.clone(),
+            limits: config.limits.clone(),
+            authenticator: Arc::new(IdentityAuth(authenticator.clone())),
+            authorizer: access.clone(),
+            analyzer: analyzer.clone(),
+            sink: Arc::new(writer.clone()),
+            parameter_mode: config.audit.parameters,
+            parameter_key: parameter_key.clone(),
+        })?;
+        let tcp = tokio::net::TcpListener::bind(settings.address)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.address))?;
+        let addr = tcp.local_addr()?;
+        tracing::info!(%addr, tls = ?settings.effective_tls(), "PostgreSQL listener ready");
+        tasks.spawn(vigil_pg::serve(tcp, Arc::new(gateway), stopped.clone()));
+    }
+
+    if let Some(api) = &config.api {
+        let token = api.admin_token.resolve().context("api.admin_token")?;
+        let state = vigil_api::ApiState {
+            store: store.clone(),
+            verifying_key,
+            anchor_path: Some(config.anchor_path()),
+            admin_token: token,
+        };
+        let tcp = tokio::net::TcpListener::bind(api.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (api)", api.listen))?;
+        tracing::info!(addr = %tcp.local_addr()?, "HTTP API ready");
+        let mut stopped = stopped.clone();
+        tasks.spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(tcp, vigil_api::router(state))
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "HTTP API stopped");
+            }
+        });
+    }
+
+    Ok(Running {
+        store_url: config.store_url(),
+        stop,
+        tasks,
+        writer,
+    })
+}
+
+impl Running {
+    /// Ends sessions, stops listeners and the API, then seals and closes the audit trail.
+    pub async fn stop(mut self) -> Result<()> {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || writer.shutdown())
+            .await
+            .context("audit writer shutdown panicked")?
+            .context("the audit trail could not be sealed at shutdown")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn restrict_permissions(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+}
