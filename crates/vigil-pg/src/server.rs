@@ -169,7 +169,7 @@ enum Refusal {
     /// Tell the client (FATAL) and, if `record` is set, record the refusal.
     Fatal {
         error: ErrorFields,
-        record: Option<AuthFailed>,
+        record: Option<Box<AuthFailed>>,
     },
     /// The client went away or sent garbage we answer with silence.
     Silent,
@@ -266,10 +266,10 @@ async fn handle_client(
             .await
         }
         Err(_) => {
-            let record = Some(auth_failed(
+            let record = Some(Box::new(auth_failed(
                 AuthFailureReason::Timeout,
                 "no token within the authentication timeout".into(),
-            ));
+            )));
             let error =
                 ErrorFields::fatal(sqlstate::CONNECTION_EXCEPTION, "authentication timed out");
             return refuse(gw, &mut stream, Refusal::Fatal { error, record }, None).await;
@@ -294,7 +294,7 @@ async fn handle_client(
                 &mut stream,
                 Refusal::Fatal {
                     error,
-                    record: Some(record),
+                    record: Some(Box::new(record)),
                 },
                 None,
             )
@@ -318,7 +318,7 @@ async fn handle_client(
             &mut stream,
             Refusal::Fatal {
                 error,
-                record: Some(record),
+                record: Some(Box::new(record)),
             },
             Some(&principal),
         )
@@ -332,7 +332,7 @@ async fn handle_client(
             &mut stream,
             Refusal::Fatal {
                 error,
-                record: Some(record),
+                record: Some(Box::new(record)),
             },
             Some(&principal),
         )
@@ -593,7 +593,7 @@ async fn refuse(
                 session_id: None,
                 identity: principal.cloned(),
                 connection: None,
-                event: Event::AuthFailed(record),
+                event: Event::AuthFailed(*record),
             });
         }
         let _ = stream.write_all(&error.to_bytes()).await;
@@ -693,7 +693,7 @@ async fn read_startup(
                     .with_hint("connect with sslmode=require (or verify-full)");
                     return Err(Refusal::Fatal {
                         error,
-                        record: Some(record),
+                        record: Some(Box::new(record)),
                     });
                 }
                 return accept_startup(stream, packet).await.map(Some);
