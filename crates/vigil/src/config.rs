@@ -171,9 +171,32 @@ impl Config {
                 fix(p);
             }
         }
+        let fix_secret = |r: &mut SecretRef| {
+            if let SecretRef::File(p) = r {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+        };
         for c in &mut self.connections {
             if let Some(p) = &mut c.ca_file {
                 fix(p);
+            }
+            if let Some(r) = &mut c.password {
+                fix_secret(r);
+            }
+        }
+        if let Some(api) = &mut self.api {
+            fix_secret(&mut api.admin_token);
+        }
+        if let Some(r) = &mut self.audit.parameter_key {
+            fix_secret(r);
+        }
+        if let Some(key) = &mut self.audit.signing_key {
+            if let Some(p) = key.strip_prefix("file:") {
+                if Path::new(p).is_relative() {
+                    *key = format!("file:{}", base.join(p).display());
+                }
             }
         }
     }
