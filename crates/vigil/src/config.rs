@@ -151,7 +151,7 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config> {
-        let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let config: Config = toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
         config.validate()?;
         Ok(config)
     }
@@ -268,6 +268,20 @@ impl Config {
     }
 }
 
+/// A parse error with its line and column but without the quoted source line: that line may
+/// be the one where someone pasted a password.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> anyhow::Error {
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+            anyhow::anyhow!("line {line}, column {column}: {}", e.message())
+        }
+        None => anyhow::anyhow!("{}", e.message()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +309,15 @@ mod tests {
             err.contains("env:NAME") && !err.contains("hunter2"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_shipped_example_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/vigil.toml");
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.connections.len(), 2);
+        assert_eq!(c.listeners.len(), 2);
+        assert_eq!(c.oidc_providers.len(), 1);
     }
 
     #[test]

@@ -46,7 +46,7 @@ enum Command {
     /// Issue, list and revoke Vigil service tokens.
     #[command(subcommand)]
     Token(commands::token::TokenCommand),
-    /// Check and export the tamper-evident audit trail.
+    /// Verify the tamper-evident audit trail; print the key that verifies it.
     #[command(subcommand)]
     Audit(commands::audit::AuditCommand),
     /// Read recorded sessions.

@@ -10,7 +10,10 @@ use support::*;
 
 #[test]
 fn demo_serves_the_synthetic_ehr_and_writes_an_env_file() {
-    let dir = tempfile::Builder::new().prefix("vigil-demo-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("vigil-demo-")
+        .tempdir()
+        .unwrap();
     let env_file = dir.path().join("demo.env");
     let (pg_port, api_port) = (free_port(), free_port());
     let mut child = Command::new(vigil_bin())
@@ -28,7 +31,10 @@ fn demo_serves_the_synthetic_ehr_and_writes_an_env_file() {
     while !env_file.exists() {
         if let Ok(Some(status)) = child.try_wait() {
             let out = child.wait_with_output().unwrap();
-            panic!("demo exited ({status}): {}", String::from_utf8_lossy(&out.stderr));
+            panic!(
+                "demo exited ({status}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         assert!(Instant::now() < deadline, "demo did not become ready");
         std::thread::sleep(Duration::from_millis(200));
@@ -36,18 +42,39 @@ fn demo_serves_the_synthetic_ehr_and_writes_an_env_file() {
     let env: HashMap<String, String> = std::fs::read_to_string(&env_file)
         .unwrap()
         .lines()
-        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
         .collect();
-    for key in ["PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "VIGIL_STORE", "VIGIL_API_URL"] {
+    for key in [
+        "PGHOST",
+        "PGPORT",
+        "PGUSER",
+        "PGPASSWORD",
+        "PGDATABASE",
+        "VIGIL_STORE",
+        "VIGIL_API_URL",
+    ] {
         assert!(env.contains_key(key), "{key} missing from the env file");
     }
     // psql with nothing but the env file.
     let out = Command::new("psql")
-        .args(["-X", "-A", "-t", "-c", "SELECT count(*) FROM patients WHERE ssn LIKE '9%'"])
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-c",
+            "SELECT count(*) FROM patients WHERE ssn LIKE '9%'",
+        ])
         .envs(&env)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "200");
     // The session is on record and the chain verifies.
     let sessions = Command::new(vigil_bin())
@@ -56,10 +83,21 @@ fn demo_serves_the_synthetic_ehr_and_writes_an_env_file() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&sessions.stdout).contains("demo-app"));
-    let verify = Command::new(vigil_bin()).args(["audit", "verify"]).envs(&env).output().unwrap();
-    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+    let verify = Command::new(vigil_bin())
+        .args(["audit", "verify"])
+        .envs(&env)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
 
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(status) = child.try_wait().unwrap() {

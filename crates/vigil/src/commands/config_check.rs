@@ -24,6 +24,11 @@ pub fn run(cmd: ConfigCommand) -> Result<()> {
             if let Some(api) = &config.api {
                 api.admin_token.resolve()?;
             }
+            for l in &config.listeners {
+                if let (Some(cert), Some(key)) = (&l.tls_cert, &l.tls_key) {
+                    vigil_pg::load_server_tls(cert, key)?;
+                }
+            }
             vigil_identity::Authenticator::validate(&config.identities, &config.oidc_providers)?;
             println!(
                 "{}: ok ({} listeners, {} connections, {} identities, {} OIDC providers)",

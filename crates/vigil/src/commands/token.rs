@@ -16,7 +16,7 @@ pub enum TokenCommand {
         /// The identity the token authenticates (must be declared in the config).
         #[arg(long)]
         identity: String,
-        /// Lifetime, e.g. 30d, 12h, 90m, or "never". Default: 90d.
+        /// Lifetime, e.g. 30d, 12h, 90m, or "never".
         #[arg(long, default_value = "90d")]
         expires: String,
         /// A note for whoever lists tokens later (e.g. the pipeline that uses it).
