@@ -19,6 +19,7 @@ else
 fi
 cargo test --workspace --doc --quiet
 
-if [[ "${VIGIL_SKIP_PSYCOPG2:-0}" != "1" && -x scripts/psycopg2-suite.sh ]]; then
-  scripts/psycopg2-suite.sh
+if [[ "${VIGIL_SKIP_PSYCOPG2:-0}" != "1" ]]; then
+  # The debug binary the tests above just built: no second (release) build.
+  VIGIL_BIN="${VIGIL_BIN:-${CARGO_TARGET_DIR:-target}/debug/vigil}" scripts/psycopg2-suite.sh
 fi

@@ -29,6 +29,7 @@ pub mod messages;
 
 mod cancel;
 mod config;
+mod encoding;
 mod proxy;
 mod server;
 pub mod sqlstate;

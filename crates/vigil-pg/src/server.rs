@@ -466,16 +466,7 @@ async fn handle_client(
     }
     .encode(&mut hello);
     let outcome = if stream.write_all(&hello).await.is_ok() && stream.flush().await.is_ok() {
-        Some(
-            run_proxy(
-                &ctx,
-                stream,
-                upstream.stream,
-                upstream.standard_conforming_strings,
-                shutdown,
-            )
-            .await,
-        )
+        Some(run_proxy(&ctx, stream, upstream.stream, upstream.settings, shutdown).await)
     } else {
         None
     };
@@ -502,7 +493,7 @@ async fn run_proxy(
     ctx: &SessionContext,
     client: Stream,
     upstream: Stream,
-    standard_conforming_strings: bool,
+    settings: proxy::ReportedSettings,
     shutdown: watch::Receiver<bool>,
 ) -> proxy::ProxyOutcome {
     match (client, upstream) {
@@ -510,30 +501,12 @@ async fn run_proxy(
         (Stream::Plain(c), Stream::Plain(u)) => {
             let (cr, mut cw) = c.into_split();
             let (ur, uw) = u.into_split();
-            proxy_until_end(
-                ctx,
-                cr,
-                &mut cw,
-                ur,
-                uw,
-                standard_conforming_strings,
-                shutdown,
-            )
-            .await
+            proxy_until_end(ctx, cr, &mut cw, ur, uw, settings, shutdown).await
         }
         (c, u) => {
             let (cr, mut cw) = tokio::io::split(c);
             let (ur, uw) = tokio::io::split(u);
-            proxy_until_end(
-                ctx,
-                cr,
-                &mut cw,
-                ur,
-                uw,
-                standard_conforming_strings,
-                shutdown,
-            )
-            .await
+            proxy_until_end(ctx, cr, &mut cw, ur, uw, settings, shutdown).await
         }
     }
 }
@@ -544,7 +517,7 @@ async fn proxy_until_end<CR, CW, UR, UW>(
     cw: &mut CW,
     ur: UR,
     mut uw: UW,
-    scs: bool,
+    settings: proxy::ReportedSettings,
     mut shutdown: watch::Receiver<bool>,
 ) -> proxy::ProxyOutcome
 where
@@ -554,7 +527,7 @@ where
     UW: AsyncWrite + Unpin,
 {
     let mut outcome = {
-        let proxied = proxy::run(ctx, cr, cw, ur, &mut uw, scs);
+        let proxied = proxy::run(ctx, cr, cw, ur, &mut uw, settings);
         tokio::pin!(proxied);
         tokio::select! {
             outcome = &mut proxied => outcome,

@@ -9,6 +9,7 @@ use crate::messages::error_response::field;
 use crate::messages::startup::{encode_cancel_request, encode_ssl_request, encode_startup};
 use crate::messages::tag::{backend, frontend};
 use crate::messages::{Authentication, BackendKeyData, ParameterStatus};
+use crate::proxy::ReportedSettings;
 use crate::stream::Stream;
 use bytes::BytesMut;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
@@ -50,7 +51,8 @@ pub struct Upstream {
     /// The server's ParameterStatus messages, encoded, to replay to the client.
     pub parameter_status: Vec<u8>,
     pub key: BackendKeyData,
-    pub standard_conforming_strings: bool,
+    /// The settings that decide how the server lexes statements, as it reported them.
+    pub(crate) settings: ReportedSettings,
 }
 
 /// Opens a TCP (and, per the target's mode, TLS) connection to the target.
@@ -105,7 +107,7 @@ pub async fn connect(
     let mut scram: Option<ScramSha256> = None;
     let mut parameter_status = Vec::new();
     let mut key = None;
-    let mut standard_conforming_strings = true;
+    let mut settings = ReportedSettings::default();
     loop {
         let (tag, body) = read_message(&mut stream, &mut buf).await?;
         match tag {
@@ -176,9 +178,7 @@ pub async fn connect(
             backend::PARAMETER_STATUS => {
                 let p = ParameterStatus::decode(&body)
                     .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-                if p.name == b"standard_conforming_strings" {
-                    standard_conforming_strings = p.value == b"on";
-                }
+                settings.update(p.name, p.value);
                 p.encode(&mut parameter_status);
             }
             backend::BACKEND_KEY_DATA => {
@@ -212,7 +212,7 @@ pub async fn connect(
                     stream,
                     parameter_status,
                     key,
-                    standard_conforming_strings,
+                    settings,
                 });
             }
             other => {

@@ -173,8 +173,8 @@ fn on_message(
         }
         tag::PARAMETER_STATUS => {
             if let Ok(p) = ParameterStatus::decode(body) {
-                if p.name == b"standard_conforming_strings" {
-                    shared.standard_conforming_strings = p.value == b"on";
+                if shared.settings.update(p.name, p.value) {
+                    shared.lex = shared.settings.lex();
                 }
             }
             None
@@ -289,6 +289,7 @@ fn on_ready(ctx: &SessionContext, shared: &mut Shared, body: &[u8]) {
         let id = item.id;
         pop_settle(ctx, shared, outcome);
         if ends_here {
+            shared.ready_through = id;
             if status == Some(TransactionStatus::Idle) {
                 end_of_transaction(shared, id);
             }

@@ -10,9 +10,11 @@
 //! having to fake a server.
 
 use super::{
-    Item, ItemKind, Link, MutationEntry, Namespace, Portal, Prepared, Run, SessionContext, Slot,
+    Item, ItemKind, LexSettings, Link, MutationEntry, Namespace, Portal, Prepared, Run,
+    SessionContext, Slot,
 };
 use crate::codec::{next_frame, Frame};
+use crate::encoding::TextEncoding;
 use crate::messages::execute::encode_sync;
 use crate::messages::tag::frontend as tag;
 use crate::messages::{
@@ -80,8 +82,46 @@ struct Frontend<'a> {
     statements: Vec<BatchStatement>,
     out: Vec<u8>,
     /// Prepared-statement shapes by text, so that re-preparing the same text (drivers do it
-    /// for every unnamed statement) skips the analyser.
+    /// for every unnamed statement) skips the analyser. All read with `shapes_read_with`: the
+    /// same bytes can hold other literals after `SET standard_conforming_strings` or
+    /// `SET client_encoding`, so the cache is emptied when the settings change.
     shapes_by_text: HashMap<Box<[u8]>, Arc<StatementShape>>,
+    shapes_read_with: Option<LexSettings>,
+    /// Item id of the last statement (Query, Execute, FunctionCall) forwarded.
+    last_statement: u64,
+    /// The item after `last_statement` that the server will answer with ReadyForQuery (the
+    /// statement itself if simple, or a later Sync), if any.
+    ready_after_last_statement: Option<u64>,
+    /// Whether the last Execute may have started COPY FROM STDIN (see `copy_window`).
+    execute_may_copy_in: bool,
+}
+
+/// How a statement's text is to be read.
+enum Reading {
+    /// With these settings: what the server does with it.
+    With(LexSettings),
+    /// The settings may have changed (a statement that may have changed them is still in
+    /// flight), the text reads differently depending on them, and no ReadyForQuery is coming
+    /// to settle it: record it without its text.
+    Withheld,
+}
+
+/// The shape recorded for a text whose literals Vigil cannot place for certain.
+fn withheld_shape() -> Arc<StatementShape> {
+    let text = "$1".to_string();
+    Arc::new(StatementShape {
+        fingerprint: fingerprint_of(&text),
+        text,
+        commands: Vec::new(),
+        command_classes: Vec::new(),
+        objects: Vec::new(),
+        parse_error: Some(
+            "not analysed: the text reads differently depending on standard_conforming_strings \
+             or client_encoding, which an earlier statement still in flight may have changed; \
+             recorded as one placeholder"
+                .into(),
+        ),
+    })
 }
 
 /// A message refused before it reached the server.
@@ -126,6 +166,10 @@ where
         statements: Vec::new(),
         out: Vec::new(),
         shapes_by_text: HashMap::new(),
+        shapes_read_with: None,
+        last_statement: 0,
+        ready_after_last_statement: None,
+        execute_may_copy_in: false,
     };
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     loop {
@@ -194,14 +238,58 @@ impl Frontend<'_> {
         self.next_item
     }
 
-    fn shape_of_prepared(&mut self, text: &[u8], scs: bool) -> Arc<StatementShape> {
+    /// The shape of statement text read with `settings`.
+    fn analyze(&self, text: &[u8], settings: LexSettings) -> Arc<StatementShape> {
+        self.ctx.analyzer.analyze(
+            &settings.encoding.decode(text),
+            settings.standard_conforming_strings,
+        )
+    }
+
+    /// How to read `text`, a statement the client sends now. `Err(id)`: wait until item `id`
+    /// (a ReadyForQuery) is answered, then ask again.
+    ///
+    /// The server lexes a text with its settings of the moment; it reports a change to them
+    /// (ParameterStatus) only just before its next ReadyForQuery. While a statement sent
+    /// earlier is not yet answered by one, it may have changed them (`SET`, `set_config()`, a
+    /// `ROLLBACK` undoing either…). That matters only for a text whose literals are placed
+    /// differently with other settings (it needs a backslash): it waits for the
+    /// ReadyForQuery if one is coming, and otherwise (same extended-protocol segment) is
+    /// recorded without its text.
+    fn reading(&self, text: &[u8]) -> Result<Reading, u64> {
+        let (settings, settled) = {
+            let shared = self.link.shared.lock();
+            (shared.lex, shared.ready_through >= self.last_statement)
+        };
+        if settled || !text.contains(&b'\\') {
+            return Ok(Reading::With(settings));
+        }
+        let other = LexSettings {
+            standard_conforming_strings: !settings.standard_conforming_strings,
+            ..settings
+        };
+        let ambiguous = TextEncoding::ambiguous_across_encodings(text)
+            || self.analyze(text, settings).text != self.analyze(text, other).text;
+        match (ambiguous, self.ready_after_last_statement) {
+            (false, _) => Ok(Reading::With(settings)),
+            (true, Some(id)) => Err(id),
+            (true, None) => Ok(Reading::Withheld),
+        }
+    }
+
+    fn shape_of_prepared(&mut self, text: &[u8], reading: Reading) -> Arc<StatementShape> {
+        let settings = match reading {
+            Reading::With(settings) => settings,
+            Reading::Withheld => return withheld_shape(),
+        };
+        if self.shapes_read_with != Some(settings) {
+            self.shapes_by_text.clear();
+            self.shapes_read_with = Some(settings);
+        }
         if let Some(shape) = self.shapes_by_text.get(text) {
             return shape.clone();
         }
-        let shape = self
-            .ctx
-            .analyzer
-            .analyze(&String::from_utf8_lossy(text), scs);
+        let shape = self.analyze(text, settings);
         // Bounded like the session's statements: a client cannot grow it without limit.
         if self.shapes_by_text.len() >= self.ctx.limits.max_prepared_statements {
             self.shapes_by_text.clear();
@@ -238,6 +326,7 @@ impl Frontend<'_> {
         self.statement_seq += 1;
         let seq = self.statement_seq;
         let simple = protocol != StatementProtocol::Extended;
+        let copies_in = may_copy_in(&shape);
         self.drafts
             .push(self.ctx.draft(Event::StatementStarted(StatementStarted {
                 statement_seq: seq,
@@ -252,6 +341,10 @@ impl Frontend<'_> {
             kind: ItemKind::Statement(Box::new(Run::new(seq, simple))),
             refusal: None,
         });
+        self.last_statement = id;
+        // A simple statement is answered with ReadyForQuery (once the client ends its COPY
+        // FROM STDIN, if it starts one); an Execute waits for a Sync.
+        self.ready_after_last_statement = (simple && !copies_in).then_some(id);
         self.statements.push(BatchStatement {
             item_id: id,
             start,
@@ -301,23 +394,26 @@ impl Frontend<'_> {
         match frame.tag {
             tag::QUERY => {
                 let q = Query::decode(body).map_err(|e| e.to_string())?;
-                let scs = {
+                let shape = match self.reading(q.text) {
+                    Err(id) => return Ok(Step::WaitFor(id)),
+                    Ok(Reading::With(settings)) => self.analyze(q.text, settings),
+                    Ok(Reading::Withheld) => withheld_shape(),
+                };
+                {
                     let mut shared = self.link.shared.lock();
                     // A simple Query drops the unnamed statement and portal.
                     shared.statements.remove(&b""[..]);
                     shared.portals.remove(&b""[..]);
-                    shared.standard_conforming_strings
-                };
-                let shape = self
-                    .ctx
-                    .analyzer
-                    .analyze(&String::from_utf8_lossy(q.text), scs);
+                }
                 self.start_statement(StatementProtocol::Simple, shape, None, None, start, end);
             }
             tag::PARSE => {
                 let p = Parse::decode(body).map_err(|e| e.to_string())?;
-                let scs = self.link.shared.lock().standard_conforming_strings;
-                let shape = self.shape_of_prepared(p.query, scs);
+                let reading = match self.reading(p.query) {
+                    Err(id) => return Ok(Step::WaitFor(id)),
+                    Ok(reading) => reading,
+                };
+                let shape = self.shape_of_prepared(p.query, reading);
                 let id = self.next_item + 1;
                 let mut shared = self.link.shared.lock();
                 let popped = shared.popped_through;
@@ -499,6 +595,7 @@ impl Frontend<'_> {
                 };
                 let name = (!portal.statement_name.is_empty())
                     .then(|| show_name(&portal.statement_name).into_owned());
+                self.execute_may_copy_in = may_copy_in(&portal.shape);
                 self.start_statement(
                     StatementProtocol::Extended,
                     portal.shape,
@@ -586,6 +683,12 @@ impl Frontend<'_> {
                     refusal: None,
                 });
                 self.segment += 1;
+                // A Sync right after an Execute that may start COPY FROM STDIN may be
+                // swallowed by copy-in mode: only count on one that is sure to be answered.
+                let swallowable = self.copy_window.is_some() && self.execute_may_copy_in;
+                if !swallowable && self.ready_after_last_statement.is_none() {
+                    self.ready_after_last_statement = Some(id);
+                }
             }
             tag::FUNCTION_CALL => {
                 let call = FunctionCall::decode(body).map_err(|e| e.to_string())?;
@@ -692,6 +795,14 @@ impl Frontend<'_> {
         result?;
         upstream.flush().await
     }
+}
+
+/// Whether running `shape` may put the server in copy-in mode, where it answers nothing until
+/// the client's CopyDone or CopyFail. Unknown commands (a text that did not parse) may be
+/// anything.
+fn may_copy_in(shape: &StatementShape) -> bool {
+    let classes = &shape.command_classes;
+    classes.is_empty() || classes.iter().any(|c| c == "copy_in")
 }
 
 /// The fingerprint of Vigil-made statement text (same definition as the analyser's).

@@ -18,11 +18,17 @@
 //!   outcome arrives (success keeps it; failure or skip restores what PostgreSQL keeps), and
 //!   the frontend waits for outcomes whenever a message's meaning depends on one that is still
 //!   unknown across a Sync. See [`Slot`].
+//! - the settings that decide how the server reads statement text (`standard_conforming_strings`,
+//!   `client_encoding`), as last reported in ParameterStatus, and the last item answered by
+//!   ReadyForQuery, before which the server sends those reports: a text whose literals depend on
+//!   settings that a statement still in flight may have changed is read only once they are
+//!   known (see [`ReportedSettings`]).
 
 mod backend;
 mod frontend;
 
 use crate::config::Limits;
+use crate::encoding::TextEncoding;
 use crate::StatementAnalyzer;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
@@ -205,25 +211,80 @@ impl Run {
     }
 }
 
+/// The settings the server reports (ParameterStatus) that decide how it lexes statement text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ReportedSettings {
+    pub standard_conforming_strings: bool,
+    pub client_encoding: String,
+    pub server_encoding: String,
+}
+
+impl Default for ReportedSettings {
+    /// PostgreSQL's defaults (it reports all three at login).
+    fn default() -> Self {
+        ReportedSettings {
+            standard_conforming_strings: true,
+            client_encoding: "UTF8".into(),
+            server_encoding: "UTF8".into(),
+        }
+    }
+}
+
+impl ReportedSettings {
+    /// Takes a ParameterStatus into account; `true` if it was one of these settings.
+    pub fn update(&mut self, name: &[u8], value: &[u8]) -> bool {
+        let value = || String::from_utf8_lossy(value).into_owned();
+        match name {
+            b"standard_conforming_strings" => self.standard_conforming_strings = value() == "on",
+            b"client_encoding" => self.client_encoding = value(),
+            b"server_encoding" => self.server_encoding = value(),
+            _ => return false,
+        }
+        true
+    }
+
+    pub fn lex(&self) -> LexSettings {
+        LexSettings {
+            standard_conforming_strings: self.standard_conforming_strings,
+            encoding: TextEncoding::from_settings(&self.client_encoding, &self.server_encoding),
+        }
+    }
+}
+
+/// How to read and lex a statement's text: what the server would do with it now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct LexSettings {
+    pub standard_conforming_strings: bool,
+    pub encoding: TextEncoding,
+}
+
 /// State shared by the two halves.
 pub(crate) struct Shared {
     pub items: VecDeque<Item>,
     /// Ids of items answered so far: every item with `id <= popped_through` is settled.
     pub popped_through: u64,
+    /// The id of the last item answered by ReadyForQuery. The server reports setting changes
+    /// (ParameterStatus) just before ReadyForQuery, so `settings` reflects every statement up
+    /// to this item; statements after it may have changed them without the report yet.
+    pub ready_through: u64,
     pub statements: HashMap<Arc<[u8]>, Slot<Prepared>>,
     pub portals: HashMap<Arc<[u8]>, Slot<Portal>>,
-    pub standard_conforming_strings: bool,
+    pub settings: ReportedSettings,
+    /// `settings.lex()`, kept up to date.
+    pub lex: LexSettings,
     pub totals: Totals,
 }
 
 impl Shared {
-    fn new(standard_conforming_strings: bool) -> Self {
+    fn new(settings: ReportedSettings) -> Self {
         Shared {
             items: VecDeque::new(),
             popped_through: 0,
+            ready_through: 0,
             statements: HashMap::new(),
             portals: HashMap::new(),
-            standard_conforming_strings,
+            lex: settings.lex(),
+            settings,
             totals: Totals::default(),
         }
     }
@@ -251,7 +312,7 @@ pub(crate) async fn run<CR, CW, UR, UW>(
     client_write: &mut CW,
     upstream_read: UR,
     upstream_write: UW,
-    standard_conforming_strings: bool,
+    settings: ReportedSettings,
 ) -> ProxyOutcome
 where
     CR: AsyncRead + Unpin,
@@ -260,7 +321,7 @@ where
     UW: AsyncWrite + Unpin,
 {
     let link = Link {
-        shared: parking_lot::Mutex::new(Shared::new(standard_conforming_strings)),
+        shared: parking_lot::Mutex::new(Shared::new(settings)),
         settled: Notify::new(),
     };
     let (reason, farewell) = {
@@ -286,5 +347,35 @@ where
         reason,
         totals: shared.totals,
         farewell,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reported_settings_follow_parameter_status() {
+        let mut s = ReportedSettings::default();
+        assert_eq!(
+            s.lex(),
+            LexSettings {
+                standard_conforming_strings: true,
+                encoding: TextEncoding::Utf8
+            }
+        );
+        assert!(s.update(b"client_encoding", b"SJIS"));
+        assert!(s.update(b"standard_conforming_strings", b"off"));
+        assert!(!s.update(b"DateStyle", b"ISO, MDY"));
+        assert_eq!(
+            s.lex(),
+            LexSettings {
+                standard_conforming_strings: false,
+                encoding: TextEncoding::ShiftJis
+            }
+        );
+        // A server that does no conversion lexes the client's bytes as they come.
+        assert!(s.update(b"server_encoding", b"SQL_ASCII"));
+        assert_eq!(s.lex().encoding, TextEncoding::Utf8);
     }
 }
