@@ -5,10 +5,12 @@
 //! - `analyze/shape_hit`: a new text of a known shape (pgbench -S with a new `aid`): normalize +
 //!   one lookup.
 //! - `analyze/miss`: a new shape: normalize + PostgreSQL's parser + tree walk + cache insert.
+//! - `access/*`: the same for [`Analyzer::access`] against a catalog holding pgbench's tables
+//!   (hits add the catalog's version to the key; a miss also resolves names and columns).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use std::sync::atomic::{AtomicU64, Ordering};
-use vigil_sql::{normalize, Analyzer, LexOptions};
+use vigil_sql::{normalize, Analyzer, CatalogRow, LexOptions, StaticCatalog};
 
 const PGBENCH: &str = "SELECT abalance FROM pgbench_accounts WHERE aid = 12345;";
 
@@ -83,6 +85,66 @@ fn benches(c: &mut Criterion) {
         )
     });
     g.finish();
+
+    let mut g = c.benchmark_group("access");
+    let analyzer = Analyzer::new(10_000);
+    let catalog = pgbench_catalog();
+    analyzer.access(prepared, opts, &catalog);
+    g.bench_function("exact_hit/pgbench_prepared", |b| {
+        b.iter(|| analyzer.access(black_box(prepared), opts, &catalog))
+    });
+    analyzer.access(PGBENCH, opts, &catalog);
+    g.bench_function("shape_hit/pgbench", |b| {
+        b.iter(|| analyzer.access(black_box(PGBENCH), opts, &catalog))
+    });
+    analyzer.access(ANALYTICS, opts, &catalog);
+    g.bench_function("shape_hit/analytics_20_lines", |b| {
+        b.iter(|| analyzer.access(black_box(ANALYTICS), opts, &catalog))
+    });
+    g.bench_function("miss/pgbench", |b| {
+        b.iter_batched(
+            || fresh(PGBENCH),
+            |sql| analyzer.access(&sql, opts, &catalog),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("miss/analytics_20_lines", |b| {
+        b.iter_batched(
+            || fresh(ANALYTICS),
+            |sql| analyzer.access(&sql, opts, &catalog),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+/// pgbench's four tables, and the analytics query's, in `public` (the analytics query's are
+/// schema-qualified and unknown: it is analysed all the same, with `unresolved` entries).
+fn pgbench_catalog() -> StaticCatalog {
+    let tables: &[(u32, &str, &[&str])] = &[
+        (
+            16001,
+            "pgbench_accounts",
+            &["aid", "bid", "abalance", "filler"],
+        ),
+        (16002, "pgbench_branches", &["bid", "bbalance", "filler"]),
+        (
+            16003,
+            "pgbench_tellers",
+            &["tid", "bid", "tbalance", "filler"],
+        ),
+        (
+            16004,
+            "pgbench_history",
+            &["tid", "bid", "aid", "delta", "mtime", "filler"],
+        ),
+    ];
+    let rows = tables.iter().flat_map(|&(oid, name, cols)| {
+        cols.iter().zip(1..).map(move |(c, attnum)| {
+            CatalogRow::new(oid, "public", name, 'r', Some(((*c).to_owned(), attnum)))
+        })
+    });
+    StaticCatalog::from_rows(rows, vec!["public".to_owned()])
 }
 
 criterion_group!(benches_group, benches);

@@ -1,5 +1,7 @@
-//! The shared analyzer: normalization, PostgreSQL's parser, and two bounded caches.
+//! The shared analyzer: normalization, PostgreSQL's parser, and bounded caches.
 
+use crate::access::{self, Access, StatementAccess};
+use crate::catalog::Catalog;
 use crate::lex::{self, LexOptions};
 use crate::normalize::{fingerprint, normalize, Normalized};
 use crate::redact::redact_message;
@@ -53,12 +55,20 @@ pub struct CacheStats {
 ///   texts that have no literal and no comment (prepared statements with `$n`, `BEGIN`…): those
 ///   repeat, and keeping them holds no value in memory; texts with literals rarely repeat
 ///   exactly and would only churn it.
+///
+/// [`Analyzer::access`] has two caches of its own, alike but keyed also by the catalog's
+/// [`Catalog::version`].
 pub struct Analyzer {
     exact: Cache<ExactKey, Arc<StatementShape>, EntryWeight>,
     shapes: Cache<ShapeKey, Arc<StatementShape>, EntryWeight>,
     exact_hits: AtomicU64,
     shape_hits: AtomicU64,
     misses: AtomicU64,
+    access_exact: Cache<AccessExactKey, Arc<Access>, EntryWeight>,
+    access_shapes: Cache<AccessShapeKey, Arc<Access>, EntryWeight>,
+    access_exact_hits: AtomicU64,
+    access_shape_hits: AtomicU64,
+    access_misses: AtomicU64,
 }
 
 impl std::fmt::Debug for Analyzer {
@@ -67,21 +77,35 @@ impl std::fmt::Debug for Analyzer {
             .field("exact_entries", &self.exact.len())
             .field("shape_entries", &self.shapes.len())
             .field("stats", &self.stats())
+            .field("access_exact_entries", &self.access_exact.len())
+            .field("access_shape_entries", &self.access_shapes.len())
+            .field("access_stats", &self.access_stats())
             .finish()
     }
 }
 
 impl Analyzer {
-    /// An analyzer whose two caches hold up to `capacity` weight units each (see [`Analyzer`]):
-    /// 10 000 means about 10 000 statements of usual size, and 30 MiB at the very most.
+    /// An analyzer whose caches hold up to `capacity` weight units each (see [`Analyzer`]):
+    /// 10 000 means about 10 000 statements of usual size, and 30 MiB at the very most per
+    /// cache (the access caches are empty until [`Analyzer::access`] is used).
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
+        macro_rules! cache {
+            () => {
+                Cache::with_weighter(capacity, capacity as u64, EntryWeight)
+            };
+        }
         Analyzer {
-            exact: Cache::with_weighter(capacity, capacity as u64, EntryWeight),
-            shapes: Cache::with_weighter(capacity, capacity as u64, EntryWeight),
+            exact: cache!(),
+            shapes: cache!(),
             exact_hits: AtomicU64::new(0),
             shape_hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            access_exact: cache!(),
+            access_shapes: cache!(),
+            access_exact_hits: AtomicU64::new(0),
+            access_shape_hits: AtomicU64::new(0),
+            access_misses: AtomicU64::new(0),
         }
     }
 
@@ -127,7 +151,89 @@ impl Analyzer {
         shape
     }
 
-    /// Hit and miss counts so far.
+    /// What each statement of `sql` reads, writes, calls and needs allowed by name (see
+    /// [`access`](crate::access)), resolved against `catalog`, with the text's shape. Never
+    /// fails: a text that cannot be analysed gets `parse_error` set and no statements (callers
+    /// refuse it), and names that do not resolve are listed in each statement's `unresolved`.
+    ///
+    /// Cached like [`Analyzer::analyze`] (by exact text for texts without literals or comments,
+    /// else by shape), under the catalog's [`Catalog::version`]: a hit costs what an `analyze`
+    /// hit costs. `opts` must be the session's settings.
+    pub fn access(&self, sql: &str, opts: LexOptions, catalog: &dyn Catalog) -> Arc<Access> {
+        let scs = opts.standard_conforming_strings;
+        let version = catalog.version();
+        if let Some(found) = self.access_exact.get(&AccessExactRef {
+            scs,
+            version,
+            text: sql,
+        }) {
+            self.access_exact_hits.fetch_add(1, Relaxed);
+            return found;
+        }
+        let n = normalize(sql, opts);
+        if !n.unterminated {
+            let key = AccessShapeRef {
+                hash: n.shape_hash,
+                version,
+                text: &n.text,
+            };
+            if let Some(found) = self.access_shapes.get(&key) {
+                self.access_shape_hits.fetch_add(1, Relaxed);
+                if n.is_verbatim() {
+                    self.remember_access_exact(sql, scs, version, &found);
+                }
+                return found;
+            }
+        }
+        self.access_misses.fetch_add(1, Relaxed);
+        let verbatim = n.is_verbatim();
+        let shape_hash = n.shape_hash;
+        let known = if n.unterminated {
+            None
+        } else {
+            self.shapes.get(&ShapeRef {
+                hash: shape_hash,
+                text: &n.text,
+            })
+        };
+        let found = Arc::new(parse_access(sql, opts, n, catalog, known));
+        if found.parse_error.is_none() {
+            self.shapes.insert(
+                ShapeKey(shape_hash, Arc::clone(&found.shape)),
+                Arc::clone(&found.shape),
+            );
+            self.access_shapes.insert(
+                AccessShapeKey(shape_hash, version, Arc::clone(&found)),
+                Arc::clone(&found),
+            );
+        }
+        if verbatim {
+            self.remember_access_exact(sql, scs, version, &found);
+        }
+        found
+    }
+
+    fn remember_access_exact(&self, sql: &str, scs: bool, version: u64, found: &Arc<Access>) {
+        self.access_exact.insert(
+            AccessExactKey {
+                scs,
+                version,
+                text: sql.into(),
+            },
+            Arc::clone(found),
+        );
+    }
+
+    /// Hit and miss counts of [`Analyzer::access`] so far.
+    pub fn access_stats(&self) -> CacheStats {
+        CacheStats {
+            exact_hits: self.access_exact_hits.load(Relaxed),
+            shape_hits: self.access_shape_hits.load(Relaxed),
+            misses: self.access_misses.load(Relaxed),
+        }
+    }
+
+    /// Hit and miss counts of [`Analyzer::analyze`] so far.
     pub fn stats(&self) -> CacheStats {
         CacheStats {
             exact_hits: self.exact_hits.load(Relaxed),
@@ -165,7 +271,7 @@ fn parse_shape(sql: &str, opts: LexOptions, n: Normalized) -> StatementShape {
         Ok((statements, objects)) => {
             for s in statements {
                 shape.commands.push(s.command);
-                shape.command_classes.push(s.class.to_owned());
+                shape.command_classes.push(s.class.as_str().to_owned());
             }
             shape.objects = objects.into_iter().collect();
         }
@@ -178,6 +284,70 @@ fn parse_shape(sql: &str, opts: LexOptions, n: Normalized) -> StatementShape {
 }
 
 type Described = (Vec<tree::StatementInfo>, BTreeSet<String>);
+
+/// Parses `sql` once for both its shape (around the normalized text `n`; `known` when the
+/// shape cache has it already) and its access analysis against `catalog`.
+fn parse_access(
+    sql: &str,
+    opts: LexOptions,
+    n: Normalized,
+    catalog: &dyn Catalog,
+    known: Option<Arc<StatementShape>>,
+) -> Access {
+    let fingerprint = fingerprint(&n.text);
+    let mut shape = StatementShape {
+        text: n.text,
+        fingerprint,
+        commands: Vec::new(),
+        command_classes: Vec::new(),
+        objects: Vec::new(),
+        parse_error: None,
+    };
+    let described = parse_with(sql, opts, |text, parsed| {
+        let mut objects = BTreeSet::new();
+        let mut infos = Vec::new();
+        let mut accesses: Vec<StatementAccess> = Vec::new();
+        for node in parsed
+            .stmts
+            .iter()
+            .filter_map(|raw| raw.stmt.as_ref()?.node.as_ref())
+        {
+            let info = tree::describe(node, &mut objects)
+                .map_err(|e| AnalyzeError::Internal(e.to_string()))?;
+            accesses.push(access::statement_access(
+                node,
+                info.command.clone(),
+                info.class,
+                text,
+                catalog,
+            ));
+            infos.push(info);
+        }
+        Ok(((infos, objects), accesses))
+    });
+    let (statements, parse_error) = match described {
+        Ok(((infos, objects), accesses)) => {
+            for s in infos {
+                shape.commands.push(s.command);
+                shape.command_classes.push(s.class.as_str().to_owned());
+            }
+            shape.objects = objects.into_iter().collect();
+            (accesses, None)
+        }
+        Err(AnalyzeError::Syntax(msg)) => (Vec::new(), Some(redact_message(&msg, sql, opts))),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
+    shape.parse_error.clone_from(&parse_error);
+    let shape = match known {
+        Some(known) if *known == shape => known,
+        _ => Arc::new(shape),
+    };
+    Access {
+        shape,
+        statements,
+        parse_error,
+    }
+}
 
 /// Texts whose [`lex::nesting_estimate`] exceeds this are refused unparsed: libpg_query turns
 /// its tree into protobuf by unchecked recursion, and so do the decoding, the walk and the drop
@@ -194,6 +364,26 @@ const STACK_PER_UNIT: usize = if cfg!(debug_assertions) {
 };
 
 fn describe(sql: &str, opts: LexOptions) -> Result<Described, AnalyzeError> {
+    parse_with(sql, opts, |_, parsed| {
+        let mut objects = BTreeSet::new();
+        let statements = parsed
+            .stmts
+            .iter()
+            .filter_map(|raw| raw.stmt.as_ref()?.node.as_ref())
+            .map(|node| tree::describe(node, &mut objects))
+            .collect::<Result<_, _>>()
+            .map_err(|e| AnalyzeError::Internal(e.to_string()))?;
+        Ok((statements, objects))
+    })
+}
+
+/// Parses `sql` with PostgreSQL's parser and runs `walk` over the tree (with the text the parser
+/// was given, which its locations index), guarding against deep nesting and panics.
+fn parse_with<R>(
+    sql: &str,
+    opts: LexOptions,
+    walk: impl FnOnce(&str, &pg_query::protobuf::ParseResult) -> Result<R, AnalyzeError>,
+) -> Result<R, AnalyzeError> {
     if sql.contains('\0') {
         return Err(AnalyzeError::NulByte);
     }
@@ -204,23 +394,14 @@ fn describe(sql: &str, opts: LexOptions) -> Result<Described, AnalyzeError> {
         return Err(AnalyzeError::TooDeep);
     }
     // Fail closed on a panic anywhere in pg_query or the walk: the statement is then unparseable.
-    let parse = || -> Result<Described, AnalyzeError> {
+    let parse = || -> Result<R, AnalyzeError> {
         let parsed = pg_query::parse(text).map_err(|e| match e {
             pg_query::Error::Parse(msg) => AnalyzeError::Syntax(msg),
             other @ pg_query::Error::Decode(_) => AnalyzeError::Internal(other.to_string()),
             pg_query::Error::Conversion(_) => AnalyzeError::NulByte,
             other => AnalyzeError::Internal(other.to_string()),
         })?;
-        let mut objects = BTreeSet::new();
-        let statements = parsed
-            .protobuf
-            .stmts
-            .iter()
-            .filter_map(|raw| raw.stmt.as_ref()?.node.as_ref())
-            .map(|node| tree::describe(node, &mut objects))
-            .collect::<Result<_, _>>()
-            .map_err(|e| AnalyzeError::Internal(e.to_string()))?;
-        Ok((statements, objects))
+        walk(text, &parsed.protobuf)
     };
     // Parse on this stack when it has room (nearly always), else on a new one mapped for the
     // purpose (the caller may be a runtime worker with 2 MiB). stacker carries a panic back.
@@ -283,6 +464,98 @@ struct ShapeRef<'a> {
 impl Equivalent<ShapeKey> for ShapeRef<'_> {
     fn equivalent(&self, key: &ShapeKey) -> bool {
         self.hash == key.0 && self.text == key.1.text
+    }
+}
+
+/// Key of the access exact-text cache.
+#[derive(PartialEq, Eq, Hash)]
+struct AccessExactKey {
+    scs: bool,
+    version: u64,
+    text: Box<str>,
+}
+
+#[derive(Hash)]
+struct AccessExactRef<'a> {
+    scs: bool,
+    version: u64,
+    text: &'a str,
+}
+
+impl Equivalent<AccessExactKey> for AccessExactRef<'_> {
+    fn equivalent(&self, key: &AccessExactKey) -> bool {
+        self.scs == key.scs && self.version == key.version && self.text == &*key.text
+    }
+}
+
+/// Key of the access shape cache: shape hash, catalog version, and the normalized text (held by
+/// the access's shape, compared in full).
+struct AccessShapeKey(u64, u64, Arc<Access>);
+
+impl PartialEq for AccessShapeKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0 && self.1 == other.1 && self.2.shape.text == other.2.shape.text
+    }
+}
+
+impl Eq for AccessShapeKey {}
+
+impl Hash for AccessShapeKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        AccessShapeRef {
+            hash: self.0,
+            version: self.1,
+            text: &self.2.shape.text,
+        }
+        .hash(state);
+    }
+}
+
+#[derive(Hash)]
+struct AccessShapeRef<'a> {
+    hash: u64,
+    version: u64,
+    text: &'a str,
+}
+
+impl Equivalent<AccessShapeKey> for AccessShapeRef<'_> {
+    fn equivalent(&self, key: &AccessShapeKey) -> bool {
+        self.hash == key.0 && self.version == key.1 && self.text == key.2.shape.text
+    }
+}
+
+fn access_weight(key_len: usize, a: &Access) -> u64 {
+    let names: usize = a
+        .statements
+        .iter()
+        .map(|s| {
+            let rels: usize = s
+                .relations
+                .iter()
+                .map(|r| {
+                    let cols = |c: &access::ColumnSet| match c {
+                        access::ColumnSet::All => 0,
+                        access::ColumnSet::Columns(c) => c.iter().map(|c| c.len() + 24).sum(),
+                    };
+                    r.relation.name.len() + 96 + cols(&r.read_columns) + cols(&r.write_columns)
+                })
+                .sum();
+            let funcs: usize = s.functions.iter().map(|f| f.name.len() + 48).sum();
+            rels + funcs + 64 * (s.hazards.len() + s.unresolved.len()) + 128
+        })
+        .sum();
+    1 + ((key_len + a.shape.text.len() + names) / 1024) as u64
+}
+
+impl Weighter<AccessExactKey, Arc<Access>> for EntryWeight {
+    fn weight(&self, key: &AccessExactKey, a: &Arc<Access>) -> u64 {
+        access_weight(key.text.len(), a)
+    }
+}
+
+impl Weighter<AccessShapeKey, Arc<Access>> for EntryWeight {
+    fn weight(&self, _key: &AccessShapeKey, a: &Arc<Access>) -> u64 {
+        access_weight(0, a)
     }
 }
 

@@ -12,6 +12,12 @@
 //!   command tag and class of each statement (`SELECT`/`read`, `COPY`/`copy_out`…), and the
 //!   relations it names, from PostgreSQL's own parser (`pg_query`), cached by shape and by
 //!   exact text.
+//! - [`Analyzer::access`]: for each statement, an [`access`] analysis against a [`Catalog`]
+//!   supplied by the gateway: every relation and column read or written (through CTEs,
+//!   subqueries, joins, `*` and whole-row references), every function called, the constructs a
+//!   least-privilege policy must allow by name ([`Hazard`]s: DO, COPY PROGRAM, SET ROLE,
+//!   `pg_read_file`…), and what could not be resolved ([`Unresolved`]: refuse). Cached like
+//!   the shape, under the catalog's version.
 //!
 //! This crate does no I/O and keeps no state but its caches. It never logs, and nothing it
 //! returns holds a literal of the text: parse errors from PostgreSQL, which quote the text near
@@ -42,9 +48,12 @@
 //! ## What the analysis cannot see
 //!
 //! Functions: `SELECT f()` is `read` whatever `f` does, and the relations a function body (or a
-//! DO block, a view, a rule, a trigger) touches are not in `objects`. `objects` are names as the
-//! parser resolves their spelling (unquoted names folded to lower case, quoted when not plain),
-//! qualified only when the text qualifies them: `search_path` decides the rest at run time.
+//! DO block, a view, a rule, a trigger) touches are not in `objects` nor in the access analysis
+//! (which lists the function, and DO and CREATE FUNCTION as hazards, for policy to allow by
+//! name). `objects` are names as the parser resolves their spelling (unquoted names folded to
+//! lower case, quoted when not plain), qualified only when the text qualifies them:
+//! `search_path` decides the rest at run time; the access analysis resolves them through its
+//! catalog. See [`access`] for its rules and limits.
 
 //! ```
 //! use vigil_sql::{normalize, Analyzer, LexOptions};
@@ -59,16 +68,33 @@
 //! assert_eq!(shape.command_classes, ["write"]);
 //! assert_eq!(shape.objects, ["public.patients"]);
 //! assert_eq!(shape.text, "UPDATE public.patients SET seen = now() WHERE id = $1");
+//!
+//! use vigil_sql::{CatalogRow, ColumnSet, StaticCatalog};
+//! let rows = ["id", "name", "ssn"].iter().zip(1..).map(|(c, n)| {
+//!     CatalogRow::new(16400, "public", "patients", 'r', Some((c.to_string(), n)))
+//! });
+//! let catalog = StaticCatalog::from_rows(rows, vec!["public".into()]);
+//! let access = analyzer.access("SELECT name FROM patients p WHERE p.ssn = '1'", opts, &catalog);
+//! let patients = access.statements[0].relation("public", "patients").unwrap();
+//! assert_eq!(patients.read_columns, ColumnSet::Columns(vec!["name".into(), "ssn".into()]));
+//! assert!(access.is_complete());
 //! ```
 //!
 //! [`StatementShape`]: vigil_core::event::StatementShape
 
+pub mod access;
 mod analyze;
+pub mod catalog;
 mod lex;
 mod normalize;
 mod redact;
 mod tree;
 
+pub use access::{
+    Access, ColumnSet, CommandClass, FunctionRisk, Hazard, QualifiedName, RelationAccess,
+    StatementAccess, Unresolved,
+};
 pub use analyze::{Analyzer, CacheStats};
+pub use catalog::{Catalog, CatalogRow, ColumnInfo, RelationInfo, RelationKind, StaticCatalog};
 pub use lex::LexOptions;
 pub use normalize::{fingerprint, normalize, Normalized};

@@ -7,27 +7,28 @@
 //! serves every text of the same shape: that is why any `ANALYZE` option, whatever its value,
 //! makes an EXPLAIN count as running its statement.
 
+use crate::access::CommandClass;
 use pg_query::protobuf::{self, ObjectType};
 use pg_query::NodeEnum;
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 
-pub(crate) const READ: &str = "read";
-pub(crate) const WRITE: &str = "write";
-pub(crate) const DDL: &str = "ddl";
-pub(crate) const COPY_IN: &str = "copy_in";
-pub(crate) const COPY_OUT: &str = "copy_out";
-pub(crate) const TRANSACTION: &str = "transaction";
-pub(crate) const SESSION: &str = "session";
-pub(crate) const FUNCTION: &str = "function";
-pub(crate) const UTILITY: &str = "utility";
-pub(crate) const OTHER: &str = "other";
+const READ: CommandClass = CommandClass::Read;
+const WRITE: CommandClass = CommandClass::Write;
+const DDL: CommandClass = CommandClass::Ddl;
+const COPY_IN: CommandClass = CommandClass::CopyIn;
+const COPY_OUT: CommandClass = CommandClass::CopyOut;
+const TRANSACTION: CommandClass = CommandClass::Transaction;
+const SESSION: CommandClass = CommandClass::Session;
+const FUNCTION: CommandClass = CommandClass::Function;
+const UTILITY: CommandClass = CommandClass::Utility;
+const OTHER: CommandClass = CommandClass::Other;
 
 /// One statement of a parsed text.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct StatementInfo {
     pub command: String,
-    pub class: &'static str,
+    pub class: CommandClass,
 }
 
 /// Describes one top-level statement and adds the relations it names to `objects`.
@@ -43,6 +44,7 @@ pub(crate) fn describe(
         scope: Vec::new(),
         dml: 0,
         locking: false,
+        scan: Scan::default(),
     };
     walk.value(&value);
     let (dml, locking) = (walk.dml, walk.locking);
@@ -51,10 +53,35 @@ pub(crate) fn describe(
     Ok(StatementInfo { command, class })
 }
 
+/// Relation names and function calls anywhere in a statement, for the statements that the
+/// access analysis does not walk node by node (DDL and utility statements).
+#[derive(Debug, Default)]
+pub(crate) struct Scan {
+    /// Name parts as written (catalog, schema, relation; empty parts left out) and location
+    /// (-1 when unknown) of each relation named, CTE references excluded.
+    pub relations: Vec<(Vec<String>, i64)>,
+    /// Name parts of each function called.
+    pub functions: Vec<Vec<String>>,
+}
+
+pub(crate) fn scan(stmt: &NodeEnum) -> Result<Scan, serde_json::Error> {
+    let value = serde_json::to_value(stmt)?;
+    let mut objects = BTreeSet::new();
+    let mut walk = Walk {
+        objects: &mut objects,
+        scope: Vec::new(),
+        dml: 0,
+        locking: false,
+        scan: Scan::default(),
+    };
+    walk.value(&value);
+    Ok(walk.scan)
+}
+
 /// The class of a statement. `writes`: the statement modifies rows somewhere inside (a
 /// data-modifying CTE, `FOR UPDATE`, which needs UPDATE privilege); `modifies`: the same without
 /// row locks.
-fn class(stmt: &NodeEnum, tag: &str, writes: bool, modifies: bool) -> &'static str {
+fn class(stmt: &NodeEnum, tag: &str, writes: bool, modifies: bool) -> CommandClass {
     use NodeEnum as N;
     let inner = |q: &Option<Box<pg_query::Node>>| match q.as_deref().and_then(|n| n.node.as_ref()) {
         Some(n) => class(n, &command_tag(n), writes, modifies),
@@ -98,7 +125,7 @@ fn class(stmt: &NodeEnum, tag: &str, writes: bool, modifies: bool) -> &'static s
 }
 
 /// Whether EXPLAIN's options include ANALYZE (with any value: see the module doc).
-fn has_analyze(options: &[pg_query::Node]) -> bool {
+pub(crate) fn has_analyze(options: &[pg_query::Node]) -> bool {
     options.iter().any(|o| {
         matches!(&o.node, Some(NodeEnum::DefElem(d)) if d.defname.eq_ignore_ascii_case("analyze"))
     })
@@ -339,7 +366,7 @@ fn names_relation(t: ObjectType) -> bool {
 
 /// Renders a name part as PostgreSQL would need it written to mean the same thing: as is when
 /// it is a plain lower-case identifier, double-quoted otherwise (so `"a.b"` differs from `a.b`).
-fn push_name_part(out: &mut String, part: &str) {
+pub(crate) fn push_name_part(out: &mut String, part: &str) {
     let plain = part
         .bytes()
         .next()
@@ -376,6 +403,8 @@ struct Walk<'v, 'o> {
     dml: usize,
     /// A SELECT with FOR UPDATE/SHARE seen.
     locking: bool,
+    /// What [`scan`] returns.
+    scan: Scan,
 }
 
 impl<'v> Walk<'v, '_> {
@@ -411,6 +440,17 @@ impl<'v> Walk<'v, '_> {
             "SelectStmt" | "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => {
                 self.query(kind, m)
             }
+            "FuncCall" => {
+                if let Some(Value::Array(parts)) = m.get("funcname") {
+                    let parts = parts
+                        .iter()
+                        .filter_map(|p| p.pointer("/node/String/sval").and_then(Value::as_str))
+                        .map(str::to_owned)
+                        .collect();
+                    self.scan.functions.push(parts);
+                }
+                self.object(m)
+            }
             "DropStmt" => {
                 if names_relation(object_type(int(m, "remove_type"))) {
                     if let Some(Value::Array(objects)) = m.get("objects") {
@@ -445,6 +485,8 @@ impl<'v> Walk<'v, '_> {
         if keep > 0 {
             self.objects
                 .insert(qualified(parts[..keep].iter().copied()));
+            let parts = parts[..keep].iter().map(|p| (*p).to_owned()).collect();
+            self.scan.relations.push((parts, -1));
         }
     }
 
@@ -458,6 +500,13 @@ impl<'v> Walk<'v, '_> {
             return;
         }
         self.objects.insert(qualified([catalog, schema, rel]));
+        let parts = [catalog, schema, rel]
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| (*p).to_owned())
+            .collect();
+        let location = m.get("location").and_then(Value::as_i64).unwrap_or(-1);
+        self.scan.relations.push((parts, location));
     }
 
     /// A query or DML statement, with its WITH clause's scope.

@@ -1,0 +1,599 @@
+//! Access analysis: for each statement of a text, the relations and columns it reads and
+//! writes, the functions it calls, and the constructs a least-privilege policy must allow by
+//! name ([`Hazard`]s), resolved against a [`Catalog`](crate::Catalog). Pure: no I/O, no policy.
+//!
+//! Made by [`Analyzer::access`](crate::Analyzer::access) from PostgreSQL's own parse tree. What
+//! it cannot resolve it lists in [`StatementAccess::unresolved`], and callers refuse such
+//! statements: the analysis over-approximates (counts a column against every relation it may
+//! belong to) but never guesses in the permissive direction.
+//!
+//! ## Rules
+//!
+//! - **Relations.** Every relation named in FROM, JOIN, a DML target, COPY, TABLE, a subquery or
+//!   a CTE body, anywhere in the statement. Names resolve through the catalog (search path for
+//!   unqualified names); a CTE name is not a relation, except a non-recursive CTE's own name
+//!   inside its body (that is the table, as in PostgreSQL). Views are relations like any other
+//!   (not expanded). A relation the catalog does not know is listed as written and also in
+//!   `unresolved`; so is a column that it cannot place.
+//! - **Reads.** A relation in a FROM clause is `read` (even `SELECT count(*)`, which reads no
+//!   column). A column is read when an expression anywhere mentions it: select list, WHERE,
+//!   JOIN … ON and USING (both sides), NATURAL joins (the common columns), GROUP BY, HAVING,
+//!   WINDOW, ORDER BY, DISTINCT ON, LIMIT, function arguments, FILTER, aggregate ORDER BY,
+//!   RETURNING, ON CONFLICT (arbiter columns, DO UPDATE expressions and WHERE), MERGE
+//!   conditions, COPY … WHERE. `SELECT *`, `t.*` and whole-row references (`SELECT p FROM
+//!   patients p`, `row_to_json(p)`, `p::text`, `t.f` where `f` is not a column, which
+//!   PostgreSQL reads as the function call `f(t)`) read all columns ([`ColumnSet::All`]);
+//!   `count(*)` reads none. System columns (`ctid`, `xmin`…) count as columns.
+//! - **Writes.** INSERT and COPY FROM write the listed columns, all of them without a list;
+//!   UPDATE, MERGE … UPDATE and ON CONFLICT DO UPDATE write the SET columns; DELETE, TRUNCATE
+//!   and MERGE … DELETE write rows, no column. SELECT INTO and CREATE TABLE AS write all columns
+//!   of the table they create. `FOR UPDATE/SHARE` marks the locked relations `write`
+//!   (PostgreSQL asks UPDATE privilege for it).
+//! - **Column resolution.** Qualified references (`p.ssn`, `patients.ssn`,
+//!   `public.patients.ssn`) resolve to the FROM item with that alias (or, without alias, that
+//!   name), at the current query level or an outer one. An unqualified name resolves, as in
+//!   PostgreSQL, against the items visible at the innermost level that has a column of that name
+//!   (JOIN … ON sees only the join's inputs, a non-LATERAL subquery in FROM does not see its
+//!   siblings), then outer levels (correlated subqueries); if several items at that level have
+//!   it, it counts against all of them. Failing any column, a name equal to a FROM item's alias
+//!   is a whole-row reference. ORDER BY and DISTINCT ON first try output column names, GROUP
+//!   BY tries them last, as PostgreSQL does. Anything else is `unresolved`.
+//! - **Derived tables and CTEs.** A subquery in FROM or a CTE is analysed where it is written:
+//!   its own reads are counted there, whether or not the outer query uses its columns. So a
+//!   reference to a derived column counts nothing more (its origin was counted when the body
+//!   computed it) and `SELECT id FROM (SELECT id, ssn FROM patients) x` reads `patients.ssn`
+//!   (conservative). Output names of a derived table follow PostgreSQL's naming rules (aliases,
+//!   then `FigureColname`), so that outer references resolve as the server resolves them.
+//!   Functions in FROM (`generate_series(…) g`) have columns the analysis cannot list without
+//!   the function catalog: an unqualified name that no other item has is taken to be theirs.
+//! - **EXPLAIN** without ANALYZE runs nothing: the statement's accesses are those of the
+//!   statement it plans, with [`StatementAccess::plan_only`] set, and its class is `read`. With
+//!   an ANALYZE option (whatever its value: one analysis serves every text of a shape) it runs
+//!   the statement: class of that statement, [`Hazard::ExplainAnalyze`].
+//! - **DDL and utility statements** list the relations they name (`ddl` for DDL; TRUNCATE
+//!   writes) and every function called in their expressions (a column DEFAULT runs when ALTER
+//!   TABLE adds it), not the columns of their definitions. Queries inside them (CREATE VIEW,
+//!   CREATE TABLE AS, CREATE RULE actions, SQL-standard function bodies) are analysed as
+//!   queries: what a definition reads is what it exposes.
+//!
+//! Nothing here depends on the value of a literal: one analysis serves every text of the same
+//! shape (see [`Analyzer`](crate::Analyzer)). Where PostgreSQL accepts a string literal in place
+//! of a name (`LANGUAGE 'plpgsql'`), the name is reported only when written as an identifier.
+//!
+//! ## Limits
+//!
+//! What runs without being named in the text is not seen: function and procedure bodies (the
+//! functions are listed; DO and CREATE FUNCTION are hazards), view definitions, rules,
+//! triggers, column defaults, row-level security policies, and the functions behind operators,
+//! casts and type input. Nor are relations named by value (`nextval('s')`, `'t'::regclass`,
+//! `table_to_xml('t')`, which is a hazard), relations reached by `TRUNCATE … CASCADE` or
+//! `DROP … CASCADE`, or the inheritance children and partitions that reading a parent reads.
+//! DDL is reported per relation, not per column. A derived table's select list counts in full
+//! even when the outer query uses part of it; a function in FROM whose columns are not declared
+//! absorbs unqualified names nothing else has (they are not reported unresolved); `t.f` where
+//! `f` is not a column is reported as a whole-row read plus the function `f`, even when no such
+//! function exists. The catalog is the gateway's: a statement after a `SET search_path` in the
+//! same text is resolved with the old path (and refused if that fails), and temporary tables
+//! need the session's temporary schema in the catalog's search path.
+
+use crate::catalog::RelationKind;
+use crate::tree;
+use serde::{Deserialize, Serialize, Serializer};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+use vigil_core::event::StatementShape;
+
+mod walk;
+
+pub(crate) use walk::statement_access;
+
+// ---------------------------------------------------------------------------------------------
+// What the analysis returns.
+
+/// A statement's class, for least-privilege policy (see the crate documentation for the table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandClass {
+    Read,
+    Write,
+    Ddl,
+    CopyIn,
+    CopyOut,
+    Transaction,
+    Session,
+    Function,
+    Utility,
+    Other,
+}
+
+impl CommandClass {
+    /// The name used in [`StatementShape::command_classes`] and in serde (`read`, `copy_in`…).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandClass::Read => "read",
+            CommandClass::Write => "write",
+            CommandClass::Ddl => "ddl",
+            CommandClass::CopyIn => "copy_in",
+            CommandClass::CopyOut => "copy_out",
+            CommandClass::Transaction => "transaction",
+            CommandClass::Session => "session",
+            CommandClass::Function => "function",
+            CommandClass::Utility => "utility",
+            CommandClass::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for CommandClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A possibly schema-qualified name, as PostgreSQL stores its parts (unquoted names folded to
+/// lower case). Displayed as SQL would need it written (`public."Mixed Case"`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct QualifiedName {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    pub name: String,
+}
+
+impl QualifiedName {
+    pub fn new(schema: Option<&str>, name: &str) -> Self {
+        QualifiedName {
+            schema: schema.map(str::to_owned),
+            name: name.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for QualifiedName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = String::new();
+        if let Some(schema) = &self.schema {
+            tree::push_name_part(&mut out, schema);
+            out.push('.');
+        }
+        tree::push_name_part(&mut out, &self.name);
+        f.write_str(&out)
+    }
+}
+
+/// Columns of one relation: some (sorted, possibly none), or all of them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ColumnSet {
+    /// Named columns, sorted, without duplicates.
+    Columns(Vec<String>),
+    /// Every column (`*`, a whole-row reference, an INSERT or COPY without column list…).
+    /// Serialized as `"*"`.
+    All,
+}
+
+impl Default for ColumnSet {
+    fn default() -> Self {
+        ColumnSet::Columns(Vec::new())
+    }
+}
+
+impl Serialize for ColumnSet {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ColumnSet::All => s.serialize_str("*"),
+            ColumnSet::Columns(c) => c.serialize(s),
+        }
+    }
+}
+
+impl ColumnSet {
+    /// Whether the set holds `column` (always, for [`ColumnSet::All`]).
+    pub fn contains(&self, column: &str) -> bool {
+        match self {
+            ColumnSet::All => true,
+            ColumnSet::Columns(c) => c.binary_search_by(|x| x.as_str().cmp(column)).is_ok(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        matches!(self, ColumnSet::Columns(c) if c.is_empty())
+    }
+
+    pub fn is_all(&self) -> bool {
+        matches!(self, ColumnSet::All)
+    }
+
+    /// The union of two sets.
+    pub fn union(&self, other: &ColumnSet) -> ColumnSet {
+        match (self, other) {
+            (ColumnSet::Columns(a), ColumnSet::Columns(b)) => {
+                let set: BTreeSet<&String> = a.iter().chain(b).collect();
+                ColumnSet::Columns(set.into_iter().cloned().collect())
+            }
+            _ => ColumnSet::All,
+        }
+    }
+}
+
+/// What one statement does to one relation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RelationAccess {
+    /// Schema-qualified when the catalog resolved it; as written otherwise.
+    pub relation: QualifiedName,
+    /// `None` when the catalog does not know the relation (then it is also in `unresolved`,
+    /// unless the statement creates it).
+    pub oid: Option<u32>,
+    pub kind: Option<RelationKind>,
+    /// Rows of the relation are read (a FROM item, a column read, RETURNING…).
+    pub read: bool,
+    /// Rows are inserted, updated, deleted, truncated or locked FOR UPDATE/SHARE.
+    pub write: bool,
+    /// A DDL statement creates, alters, drops, comments, grants… on the relation.
+    pub ddl: bool,
+    pub read_columns: ColumnSet,
+    pub write_columns: ColumnSet,
+}
+
+impl RelationAccess {
+    /// Every column the statement uses, read or written: what a policy's denied columns are
+    /// checked against.
+    pub fn columns(&self) -> ColumnSet {
+        self.read_columns.union(&self.write_columns)
+    }
+
+    /// Whether the statement reads or writes `column` of this relation.
+    pub fn uses_column(&self, column: &str) -> bool {
+        self.read_columns.contains(column) || self.write_columns.contains(column)
+    }
+}
+
+/// Why a function is dangerous: it reaches outside the relations a policy governs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FunctionRisk {
+    /// Server files: `pg_read_file`, `pg_ls_dir`, `lo_import`, `lo_export`…
+    FileSystem,
+    /// Large objects, data outside any relation: `lo_get`, `lo_put`, `loread`…
+    LargeObject,
+    /// Other servers: `dblink*`.
+    RemoteDatabase,
+    /// Other sessions and the server itself: `pg_terminate_backend`, `pg_reload_conf`…
+    ServerControl,
+    /// `set_config`: any setting, `search_path` and `role` included, by value.
+    Configuration,
+    /// Runs SQL given as text, or reads whole relations named by value: `query_to_xml`,
+    /// `table_to_xml`, `ts_stat`…
+    DynamicSql,
+    /// Replication slots and origins: `pg_logical_slot_get_changes` returns every change.
+    Replication,
+    /// `pg_notify`: sends data to other sessions.
+    Notification,
+}
+
+/// A construct that a least-privilege policy must allow by name, or refuse.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "hazard", rename_all = "snake_case")]
+pub enum Hazard {
+    /// `DO`: an anonymous code block; its body (a literal) is not analysed. `language`:
+    /// `plpgsql` when not given, `None` when given as a string literal.
+    DoBlock { language: Option<String> },
+    /// `CREATE [OR REPLACE] FUNCTION | PROCEDURE`: code that runs later, possibly as its owner
+    /// (`SECURITY DEFINER`), possibly native (`c`) or untrusted (`plpython3u`). `language` is
+    /// `None` when given as a string literal.
+    CreateFunction {
+        name: QualifiedName,
+        language: Option<String>,
+    },
+    /// `CALL`: runs a procedure (also listed in `functions`).
+    Call { procedure: QualifiedName },
+    /// `COPY … FROM/TO PROGRAM`: a shell command on the database server.
+    CopyProgram,
+    /// `COPY … FROM/TO 'file'`: a file on the database server.
+    CopyFile,
+    /// `SET [LOCAL] ROLE`, `RESET ROLE`: changes the privileges of the session.
+    SetRole,
+    /// `SET`/`RESET SESSION AUTHORIZATION`.
+    SetSessionAuthorization,
+    /// `SET`/`RESET search_path` (or `SET SCHEMA`): redirects unqualified names, so the gateway
+    /// must also reload the search path of its catalog.
+    SetSearchPath,
+    /// `EXPLAIN ANALYZE` (any ANALYZE option): runs the statement it explains.
+    ExplainAnalyze,
+    /// `PREPARE name AS …`: the statement is analysed here; the gateway remembers it for
+    /// `EXECUTE name`.
+    Prepare { name: String },
+    /// `EXECUTE name`: runs a statement this text does not show; the gateway must check the one
+    /// it recorded for `name`, or refuse.
+    Execute { name: String },
+    /// `LISTEN channel`.
+    Listen { channel: String },
+    /// `NOTIFY channel`: sends a payload to other sessions.
+    Notify { channel: String },
+    /// `ALTER SYSTEM`: rewrites the server's configuration.
+    AlterSystem,
+    /// `LOAD`: loads a shared library into the server.
+    Load,
+    /// `CREATE EXTENSION`: runs the extension's install script.
+    CreateExtension { name: String },
+    /// A call of a function that reaches outside SQL (also listed in `functions`).
+    Function {
+        name: QualifiedName,
+        risk: FunctionRisk,
+    },
+}
+
+/// Something the analysis could not place: callers refuse the statement (fail closed).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "unresolved", content = "name", rename_all = "snake_case")]
+pub enum Unresolved {
+    /// A relation the catalog does not have (as written).
+    Relation(String),
+    /// A column reference no relation in scope has (as written: `ssn`, `p.ssn`).
+    Column(String),
+    /// A parse-tree construct the analysis does not know (its node type).
+    Construct(String),
+}
+
+impl fmt::Display for Unresolved {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unresolved::Relation(n) => write!(f, "relation {n}"),
+            Unresolved::Column(n) => write!(f, "column {n}"),
+            Unresolved::Construct(n) => write!(f, "construct {n}"),
+        }
+    }
+}
+
+/// What one statement of a text accesses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StatementAccess {
+    /// PostgreSQL's command tag (`SELECT`, `INSERT`, `CREATE TABLE`…).
+    pub command: String,
+    pub class: CommandClass,
+    /// `EXPLAIN` without ANALYZE: nothing runs. The accesses are those of the statement it
+    /// would plan, so a policy may treat the statement as read-only metadata.
+    pub plan_only: bool,
+    /// Every relation touched, sorted by name.
+    pub relations: Vec<RelationAccess>,
+    /// Every function called anywhere (function calls, aggregates, window functions, functions
+    /// in FROM, CALL), as written; the `pg_catalog.` prefix is dropped (the grammar adds it to
+    /// `EXTRACT`, `SUBSTRING`…, and `pg_catalog` is searched first). Sorted.
+    pub functions: Vec<QualifiedName>,
+    /// Sorted, without duplicates.
+    pub hazards: Vec<Hazard>,
+    /// Sorted, without duplicates. Not empty: refuse the statement.
+    pub unresolved: Vec<Unresolved>,
+}
+
+impl StatementAccess {
+    /// The access to relation `schema.name`, if the statement touches it.
+    pub fn relation(&self, schema: &str, name: &str) -> Option<&RelationAccess> {
+        self.relations
+            .iter()
+            .find(|r| r.relation.schema.as_deref() == Some(schema) && r.relation.name == name)
+    }
+}
+
+/// The access analysis of one text: one [`StatementAccess`] per statement, in order.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Access {
+    /// The text's shape (normalized text, fingerprint, commands…), shared with
+    /// [`Analyzer::analyze`](crate::Analyzer::analyze).
+    #[serde(skip)]
+    pub shape: Arc<StatementShape>,
+    pub statements: Vec<StatementAccess>,
+    /// Why the text could not be analysed (PostgreSQL's parse error, redacted, or the
+    /// analysis's own): then `statements` is empty and the text must be refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parse_error: Option<String>,
+}
+
+impl Access {
+    /// Whether the text was analysed and every name in it resolved: the precondition for
+    /// allowing it. (Hazards and `EXECUTE` still need the policy's word.)
+    pub fn is_complete(&self) -> bool {
+        self.parse_error.is_none() && self.statements.iter().all(|s| s.unresolved.is_empty())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dangerous functions.
+
+/// The risk of calling a function named `name` (in any schema: a look-alike in another schema is
+/// treated as the built-in, which is the safe side).
+pub fn function_risk(name: &str) -> Option<FunctionRisk> {
+    use FunctionRisk as R;
+    Some(match name {
+        "pg_read_file"
+        | "pg_read_binary_file"
+        | "pg_stat_file"
+        | "pg_ls_dir"
+        | "pg_ls_logdir"
+        | "pg_ls_waldir"
+        | "pg_ls_tmpdir"
+        | "pg_ls_archive_statusdir"
+        | "pg_ls_logicalsnapdir"
+        | "pg_ls_logicalmapdir"
+        | "pg_ls_replslotdir"
+        | "pg_ls_summariesdir"
+        | "pg_current_logfile"
+        | "pg_file_write"
+        | "pg_file_rename"
+        | "pg_file_unlink"
+        | "pg_file_sync"
+        | "pg_logdir_ls"
+        | "pg_show_all_file_settings"
+        | "pg_hba_file_rules"
+        | "pg_ident_file_mappings"
+        | "lo_import"
+        | "lo_export" => R::FileSystem,
+        "lo_create" | "lo_creat" | "lo_unlink" | "lo_open" | "lo_close" | "loread" | "lowrite"
+        | "lo_get" | "lo_put" | "lo_from_bytea" | "lo_truncate" | "lo_truncate64" | "lo_lseek"
+        | "lo_lseek64" | "lo_tell" | "lo_tell64" => R::LargeObject,
+        n if n.starts_with("dblink") => R::RemoteDatabase,
+        "pg_terminate_backend"
+        | "pg_cancel_backend"
+        | "pg_reload_conf"
+        | "pg_rotate_logfile"
+        | "pg_promote"
+        | "pg_switch_wal"
+        | "pg_create_restore_point"
+        | "pg_backup_start"
+        | "pg_backup_stop"
+        | "pg_start_backup"
+        | "pg_stop_backup"
+        | "pg_wal_replay_pause"
+        | "pg_wal_replay_resume"
+        | "pg_log_backend_memory_contexts"
+        | "pg_import_system_collations" => R::ServerControl,
+        n if n.starts_with("pg_stat_reset") || n.starts_with("binary_upgrade_") => R::ServerControl,
+        "set_config" => R::Configuration,
+        "query_to_xml"
+        | "query_to_xmlschema"
+        | "query_to_xml_and_xmlschema"
+        | "cursor_to_xml"
+        | "cursor_to_xmlschema"
+        | "table_to_xml"
+        | "table_to_xmlschema"
+        | "table_to_xml_and_xmlschema"
+        | "schema_to_xml"
+        | "schema_to_xmlschema"
+        | "schema_to_xml_and_xmlschema"
+        | "database_to_xml"
+        | "database_to_xmlschema"
+        | "database_to_xml_and_xmlschema"
+        | "ts_stat"
+        | "ts_rewrite" => R::DynamicSql,
+        n if n.starts_with("pg_logical_slot_")
+            || n.starts_with("pg_replication_origin_")
+            || n.ends_with("_replication_slot")
+            || n == "pg_replication_slot_advance"
+            || n == "pg_logical_emit_message" =>
+        {
+            R::Replication
+        }
+        "pg_notify" => R::Notification,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_sets() {
+        let a = ColumnSet::Columns(vec!["id".into(), "ssn".into()]);
+        let b = ColumnSet::Columns(vec!["mrn".into(), "ssn".into()]);
+        assert!(a.contains("ssn") && !a.contains("mrn") && !a.is_empty() && !a.is_all());
+        assert_eq!(
+            a.union(&b),
+            ColumnSet::Columns(vec!["id".into(), "mrn".into(), "ssn".into()])
+        );
+        assert_eq!(a.union(&ColumnSet::All), ColumnSet::All);
+        assert!(ColumnSet::All.contains("anything"));
+        assert!(ColumnSet::default().is_empty());
+        let r = RelationAccess {
+            relation: QualifiedName::new(Some("public"), "patients"),
+            oid: Some(1),
+            kind: Some(RelationKind::Table),
+            read: true,
+            write: true,
+            ddl: false,
+            read_columns: ColumnSet::Columns(vec!["id".into()]),
+            write_columns: ColumnSet::Columns(vec!["phone".into()]),
+        };
+        assert!(r.uses_column("id") && r.uses_column("phone") && !r.uses_column("ssn"));
+        assert_eq!(
+            r.columns(),
+            ColumnSet::Columns(vec!["id".into(), "phone".into()])
+        );
+    }
+
+    #[test]
+    fn names_display_as_sql_needs_them() {
+        assert_eq!(
+            QualifiedName::new(Some("public"), "patients").to_string(),
+            "public.patients"
+        );
+        assert_eq!(
+            QualifiedName::new(Some("My Schema"), "T").to_string(),
+            "\"My Schema\".\"T\""
+        );
+        assert_eq!(QualifiedName::new(None, "a.b").to_string(), "\"a.b\"");
+        assert_eq!(
+            Unresolved::Column("p.ssn".into()).to_string(),
+            "column p.ssn"
+        );
+    }
+
+    #[test]
+    fn dangerous_functions() {
+        use FunctionRisk as R;
+        for (name, risk) in [
+            ("pg_read_file", Some(R::FileSystem)),
+            ("lo_export", Some(R::FileSystem)),
+            ("lo_get", Some(R::LargeObject)),
+            ("dblink_connect_u", Some(R::RemoteDatabase)),
+            ("pg_terminate_backend", Some(R::ServerControl)),
+            ("pg_stat_reset_shared", Some(R::ServerControl)),
+            ("set_config", Some(R::Configuration)),
+            ("query_to_xml", Some(R::DynamicSql)),
+            ("pg_logical_slot_peek_changes", Some(R::Replication)),
+            ("pg_create_logical_replication_slot", Some(R::Replication)),
+            ("pg_notify", Some(R::Notification)),
+            ("lower", None),
+            ("current_setting", None),
+            ("nextval", None),
+        ] {
+            assert_eq!(function_risk(name), risk, "{name}");
+        }
+    }
+
+    /// The serde form, for the audit trail and policy explanations.
+    #[test]
+    fn serializes_compactly() {
+        let s = StatementAccess {
+            command: "SELECT".into(),
+            class: CommandClass::CopyOut,
+            plan_only: false,
+            relations: vec![RelationAccess {
+                relation: QualifiedName::new(Some("public"), "patients"),
+                oid: Some(16400),
+                kind: Some(RelationKind::Table),
+                read: true,
+                write: false,
+                ddl: false,
+                read_columns: ColumnSet::All,
+                write_columns: ColumnSet::default(),
+            }],
+            functions: vec![QualifiedName::new(None, "lower")],
+            hazards: vec![
+                Hazard::CopyFile,
+                Hazard::Function {
+                    name: QualifiedName::new(None, "pg_read_file"),
+                    risk: FunctionRisk::FileSystem,
+                },
+            ],
+            unresolved: vec![Unresolved::Column("nosuch".into())],
+        };
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            r#"{"command":"SELECT","class":"copy_out","plan_only":false,"relations":[{"relation":{"schema":"public","name":"patients"},"oid":16400,"kind":"table","read":true,"write":false,"ddl":false,"read_columns":"*","write_columns":[]}],"functions":[{"name":"lower"}],"hazards":[{"hazard":"copy_file"},{"hazard":"function","name":{"name":"pg_read_file"},"risk":"file_system"}],"unresolved":[{"unresolved":"column","name":"nosuch"}]}"#
+        );
+        for c in [
+            CommandClass::Read,
+            CommandClass::Write,
+            CommandClass::Ddl,
+            CommandClass::CopyIn,
+            CommandClass::CopyOut,
+            CommandClass::Transaction,
+            CommandClass::Session,
+            CommandClass::Function,
+            CommandClass::Utility,
+            CommandClass::Other,
+        ] {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        }
+    }
+}
