@@ -276,6 +276,15 @@ tls = "disable"
 name = "pgbench"
 kind = "machine"
 connections = ["bench"]
+
+[[policies]]
+name = "pgbench"
+identities = ["pgbench"]
+connections = ["bench"]
+[policies.scope]
+commands = ["read", "write", "ddl", "copy_in", "copy_out", "transaction", "session", "function", "utility"]
+relations = ["*"]
+functions = ["*"]
 EOF
   export VIGIL_BENCH_UPSTREAM_PASSWORD="$upstream_password"
   vigil_token=$("$VIGIL_BIN" token create --identity pgbench --config "$config" \

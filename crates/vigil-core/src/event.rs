@@ -74,6 +74,10 @@ pub enum Event {
     Checkpoint(Checkpoint),
     TokenIssued(TokenIssued),
     TokenRevoked(TokenRevoked),
+    PolicyDenied(PolicyDenied),
+    GrantIssued(GrantIssued),
+    GrantRevoked(GrantRevoked),
+    GrantExpired(GrantExpired),
 }
 
 /// The `type` of an event, as a cheap value (for store columns and filters).
@@ -87,10 +91,14 @@ pub enum EventKind {
     Checkpoint,
     TokenIssued,
     TokenRevoked,
+    PolicyDenied,
+    GrantIssued,
+    GrantRevoked,
+    GrantExpired,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 12] = [
         EventKind::SessionStarted,
         EventKind::SessionEnded,
         EventKind::AuthFailed,
@@ -99,6 +107,10 @@ impl EventKind {
         EventKind::Checkpoint,
         EventKind::TokenIssued,
         EventKind::TokenRevoked,
+        EventKind::PolicyDenied,
+        EventKind::GrantIssued,
+        EventKind::GrantRevoked,
+        EventKind::GrantExpired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -111,6 +123,10 @@ impl EventKind {
             EventKind::Checkpoint => "Checkpoint",
             EventKind::TokenIssued => "TokenIssued",
             EventKind::TokenRevoked => "TokenRevoked",
+            EventKind::PolicyDenied => "PolicyDenied",
+            EventKind::GrantIssued => "GrantIssued",
+            EventKind::GrantRevoked => "GrantRevoked",
+            EventKind::GrantExpired => "GrantExpired",
         }
     }
 
@@ -130,6 +146,10 @@ impl Event {
             Event::Checkpoint(_) => EventKind::Checkpoint,
             Event::TokenIssued(_) => EventKind::TokenIssued,
             Event::TokenRevoked(_) => EventKind::TokenRevoked,
+            Event::PolicyDenied(_) => EventKind::PolicyDenied,
+            Event::GrantIssued(_) => EventKind::GrantIssued,
+            Event::GrantRevoked(_) => EventKind::GrantRevoked,
+            Event::GrantExpired(_) => EventKind::GrantExpired,
         }
     }
 }
@@ -154,6 +174,76 @@ pub struct SessionStarted {
     /// Upstream backend process id (what `pg_backend_pid()` returns), for correlation with server logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_pid: Option<i32>,
+    /// The grants the session runs under: what the identity was allowed, exactly.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<EnforcedGrant>,
+}
+
+/// A grant as a session record cites it: its id and a canonical snapshot of its scope.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EnforcedGrant {
+    pub grant_id: String,
+    /// `policy` or `approval`.
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// The scope, in canonical JSON (sorted keys and lists).
+    pub scope: serde_json::Value,
+    /// Hex SHA-256 of the canonical JSON of `scope`.
+    pub scope_digest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+}
+
+/// A statement Vigil refused under the session's grants: it was never forwarded.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PolicyDenied {
+    /// Place in the session's statement sequence (shared with StatementStarted).
+    pub statement_seq: u64,
+    pub protocol: StatementProtocol,
+    /// The refused text's shape: literal-free text, fingerprint, commands, objects.
+    #[serde(flatten)]
+    pub shape: Arc<StatementShape>,
+    /// The rule that refused it (`column_denied`, `relation_not_allowed`…).
+    pub rule: String,
+    /// Why, naming objects, never values.
+    pub reason: String,
+    /// The grant whose check came closest (the first one evaluated), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<String>,
+    pub sqlstate: String,
+}
+
+/// A grant was issued (from a standing policy or an approval).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct GrantIssued {
+    pub grant_id: String,
+    pub identity_name: String,
+    pub connection_name: String,
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    pub scope: serde_json::Value,
+    pub scope_digest: String,
+    pub not_before: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+}
+
+/// A grant was revoked: its live sessions end at their next statement (or when idle).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct GrantRevoked {
+    pub grant_id: String,
+    pub revoked_by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A grant reached its end (expiry, or the close of its time window) with sessions under it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct GrantExpired {
+    pub grant_id: String,
+    pub expired_at: Timestamp,
 }
 
 /// Why a session ended.
@@ -176,6 +266,14 @@ pub enum SessionEndReason {
     Shutdown,
     /// The client stayed idle for longer than allowed.
     IdleTimeout,
+    /// The grant the session ran under expired (or its time window closed).
+    GrantExpired,
+    /// The grant the session ran under was revoked.
+    GrantRevoked,
+    /// The session reached the longest duration its scope allows.
+    MaxSessionReached,
+    /// No grant allows the identity on the connection at this time.
+    NoGrant,
 }
 
 /// A session's end, with its totals.
@@ -355,6 +453,17 @@ pub struct StatementFinished {
     pub duration_us: u64,
     /// Hex SHA-256 over the DataRow / CopyData message bodies sent to the client, in order.
     pub result_digest: String,
+    /// Rows the server returned beyond the grant's row cap, withheld from the client.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rows_withheld: u64,
+    /// Values withheld (sent as NULL) because their column is denied to the session: the
+    /// second line of defence, behind the statement analysis.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub values_withheld: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A signature over the chain's head: everything up to `covers_seq` is sealed.
@@ -418,6 +527,8 @@ mod tests {
                 bytes: 11,
                 duration_us: 250,
                 result_digest: "00".into(),
+                rows_withheld: 0,
+                values_withheld: 0,
             }),
         };
         let json = serde_json::to_value(&rec).unwrap();

@@ -28,8 +28,10 @@ pub mod codec;
 pub mod messages;
 
 mod cancel;
+pub mod catalog;
 mod config;
 mod encoding;
+mod grants;
 mod proxy;
 mod server;
 pub mod sqlstate;
@@ -39,13 +41,14 @@ mod upstream;
 
 pub use cancel::CancelRegistry;
 pub use config::{Limits, ListenerSettings, ListenerTlsMode, Target, UpstreamTlsMode};
+pub use grants::{GrantProvider, Revocations};
 pub use server::{serve, Gateway, GatewayParts};
 pub use tls::{load_server_tls, TlsError};
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use vigil_core::event::{AuthFailureReason, StatementShape};
+use vigil_core::event::AuthFailureReason;
 use vigil_core::Principal;
 
 /// A refused login, as the gateway records it and tells the client.
@@ -75,10 +78,4 @@ pub trait ClientAuthenticator: Send + Sync + 'static {
 pub trait ConnectionAuthorizer: Send + Sync + 'static {
     /// `Err` carries a message for the client saying why not.
     fn may_connect(&self, principal: &Principal, connection: &str) -> Result<(), String>;
-}
-
-/// Turns statement text into its recorded shape (placeholders for literals, fingerprint,
-/// commands, objects). Called on every statement: implementations cache.
-pub trait StatementAnalyzer: Send + Sync + 'static {
-    fn analyze(&self, sql: &str, standard_conforming_strings: bool) -> Arc<StatementShape>;
 }

@@ -13,7 +13,7 @@ use crate::stream::Stream;
 use crate::tls::{upstream_client_config, TlsError};
 use crate::upstream::{self, UpstreamError};
 use crate::{
-    sqlstate, AuthRejection, ClientAuthenticator, ConnectionAuthorizer, StatementAnalyzer,
+    sqlstate, AuthRejection, ClientAuthenticator, ConnectionAuthorizer, GrantProvider, Revocations,
 };
 use bytes::BytesMut;
 use rustls::{ClientConfig, ServerConfig};
@@ -40,7 +40,9 @@ pub struct GatewayParts {
     pub limits: Limits,
     pub authenticator: Arc<dyn ClientAuthenticator>,
     pub authorizer: Arc<dyn ConnectionAuthorizer>,
-    pub analyzer: Arc<dyn StatementAnalyzer>,
+    pub analyzer: Arc<vigil_sql::Analyzer>,
+    pub grants: Arc<dyn GrantProvider>,
+    pub revocations: Arc<Revocations>,
     pub sink: Arc<dyn EventSink>,
     pub parameter_mode: ParameterMode,
     pub parameter_key: Option<Arc<[u8]>>,
@@ -49,6 +51,7 @@ pub struct GatewayParts {
 struct Upstreams {
     target: Arc<Target>,
     tls: Option<Arc<ClientConfig>>,
+    catalog: Arc<crate::catalog::CatalogCache>,
 }
 
 /// A PostgreSQL gateway: shared by all of a listener's sessions.
@@ -59,7 +62,9 @@ pub struct Gateway {
     limits: Limits,
     authenticator: Arc<dyn ClientAuthenticator>,
     authorizer: Arc<dyn ConnectionAuthorizer>,
-    analyzer: Arc<dyn StatementAnalyzer>,
+    analyzer: Arc<vigil_sql::Analyzer>,
+    grants: Arc<dyn GrantProvider>,
+    revocations: Arc<Revocations>,
     sink: Arc<dyn EventSink>,
     parameter_mode: ParameterMode,
     parameter_key: Option<Arc<[u8]>>,
@@ -87,6 +92,7 @@ impl Gateway {
                 Upstreams {
                     target: Arc::new(target),
                     tls,
+                    catalog: Arc::default(),
                 },
             );
         }
@@ -102,6 +108,8 @@ impl Gateway {
             authenticator: parts.authenticator,
             authorizer: parts.authorizer,
             analyzer: parts.analyzer,
+            grants: parts.grants,
+            revocations: parts.revocations,
             sink: parts.sink,
             parameter_mode: parts.parameter_mode,
             parameter_key: parts.parameter_key,
@@ -339,7 +347,49 @@ async fn handle_client(
         .await;
     }
 
+    let grants = match gw.grants.session_grants(&principal, &database).await {
+        Ok(g) if !g.is_empty() => g,
+        result => {
+            let why = match result {
+                Err(e) => {
+                    tracing::error!(error = %e, "grants unavailable: refusing session");
+                    "Vigil could not establish the grants for this session".to_string()
+                }
+                _ => format!(
+                    "no grant allows identity \"{}\" on connection \"{database}\" now",
+                    principal.name
+                ),
+            };
+            let record = auth_failed(AuthFailureReason::ConnectionNotAllowed, why.clone());
+            let error = ErrorFields::fatal(sqlstate::INSUFFICIENT_PRIVILEGE, why).with_hint(
+                "a policy must bind this identity to the connection, within its time window; ask your Vigil administrator",
+            );
+            return refuse(
+                gw,
+                &mut stream,
+                Refusal::Fatal {
+                    error,
+                    record: Some(Box::new(record)),
+                },
+                Some(&principal),
+            )
+            .await;
+        }
+    };
+
     let target = upstreams.target.clone();
+    let mut pass_on = pass_on;
+    // Read-only grants: the server enforces it too, as a second line behind the analysis.
+    if grants.iter().all(|g| g.scope.read_only) {
+        const READ_ONLY: &str = "-c default_transaction_read_only=on";
+        match pass_on.iter_mut().find(|(k, _)| k == "options") {
+            Some((_, v)) => {
+                v.push(' ');
+                v.push_str(READ_ONLY);
+            }
+            None => pass_on.push(("options".into(), READ_ONLY.into())),
+        }
+    }
     let params: Vec<(&str, &str)> = pass_on
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -349,7 +399,7 @@ async fn handle_client(
         upstream::connect(&target, upstreams.tls.as_ref(), &params),
     )
     .await;
-    let upstream = match connected {
+    let mut upstream = match connected {
         Ok(Ok(u)) => u,
         Ok(Err(e)) => {
             tracing::warn!(connection = %target.name, error = %e, "upstream login failed");
@@ -405,12 +455,64 @@ async fn handle_client(
         }
     };
 
+    // The catalog the analysis resolves names against, read before the client is let in.
+    let cache = upstreams.catalog.clone();
+    let sql = crate::catalog::refresh_query(cache.needs_builtins());
+    let catalog = match tokio::time::timeout(
+        gw.limits.upstream_connect_timeout,
+        upstream::simple_query(&mut upstream.stream, &sql),
+    )
+    .await
+    {
+        Ok(Ok(sets)) => cache.load(sets).map_err(|e| e.to_string()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".to_string()),
+    };
+    let catalog = match catalog {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(connection = %target.name, error = %e, "catalog unreadable: refusing session");
+            let error = ErrorFields::fatal(
+                sqlstate::CONNECTION_FAILURE,
+                "Vigil could not read the database catalog it checks statements against, so the session was not opened",
+            )
+            .with_hint("tell your Vigil operator (the gateway log has the cause)");
+            return refuse(
+                gw,
+                &mut stream,
+                Refusal::Fatal {
+                    error,
+                    record: None,
+                },
+                Some(&principal),
+            )
+            .await;
+        }
+    };
+    let withheld = Arc::new(withheld_columns(&grants, &catalog_relations(&cache)));
+    let enforced = grants
+        .iter()
+        .map(|g| vigil_core::event::EnforcedGrant {
+            grant_id: g.id.clone(),
+            source: g.source.as_str().to_string(),
+            policy: g.policy.clone(),
+            scope: serde_json::from_str(&g.scope.canonical_json()).unwrap_or_default(),
+            scope_digest: g.scope_digest.clone(),
+            expires_at: g.expires_at,
+        })
+        .collect();
+
     let ctx = SessionContext {
         session_id: SessionId::new(),
         principal,
         connection: target.name.clone(),
         sink: gw.sink.clone(),
         analyzer: gw.analyzer.clone(),
+        policy: proxy::SessionPolicy {
+            grants: grants.clone(),
+            withheld,
+            cache,
+        },
         limits: gw.limits.clone(),
         parameter_mode: gw.parameter_mode,
         parameter_key: gw.parameter_key.clone(),
@@ -426,6 +528,7 @@ async fn handle_client(
         upstream_user: target.user.clone(),
         upstream_tls: upstream.stream.is_tls(),
         upstream_pid: Some(upstream.key.process_id),
+        grants: enforced,
     };
     // Fail closed: no session without its start record.
     if let Err(e) = gw
@@ -466,7 +569,18 @@ async fn handle_client(
     }
     .encode(&mut hello);
     let outcome = if stream.write_all(&hello).await.is_ok() && stream.flush().await.is_ok() {
-        Some(run_proxy(&ctx, stream, upstream.stream, upstream.settings, shutdown).await)
+        let ends = session_ends(grants, gw.revocations.clone(), shutdown, started);
+        Some(
+            run_proxy(
+                &ctx,
+                stream,
+                upstream.stream,
+                upstream.settings,
+                catalog,
+                ends,
+            )
+            .await,
+        )
     } else {
         None
     };
@@ -489,55 +603,51 @@ async fn handle_client(
         })));
 }
 
-async fn run_proxy(
+async fn run_proxy<E>(
     ctx: &SessionContext,
     client: Stream,
     upstream: Stream,
     settings: proxy::ReportedSettings,
-    shutdown: watch::Receiver<bool>,
-) -> proxy::ProxyOutcome {
+    catalog: crate::catalog::SessionCatalog,
+    ends: E,
+) -> proxy::ProxyOutcome
+where
+    E: std::future::Future<Output = (SessionEndReason, Vec<u8>)>,
+{
     match (client, upstream) {
         // Plain TCP on both ends: split without a lock.
         (Stream::Plain(c), Stream::Plain(u)) => {
             let (cr, mut cw) = c.into_split();
             let (ur, uw) = u.into_split();
-            proxy_until_end(ctx, cr, &mut cw, ur, uw, settings, shutdown).await
+            proxy_until_end(ctx, cr, &mut cw, ur, uw, settings, catalog, ends).await
         }
         (c, u) => {
             let (cr, mut cw) = tokio::io::split(c);
             let (ur, uw) = tokio::io::split(u);
-            proxy_until_end(ctx, cr, &mut cw, ur, uw, settings, shutdown).await
+            proxy_until_end(ctx, cr, &mut cw, ur, uw, settings, catalog, ends).await
         }
     }
 }
 
-async fn proxy_until_end<CR, CW, UR, UW>(
+#[allow(clippy::too_many_arguments)]
+async fn proxy_until_end<CR, CW, UR, UW, E>(
     ctx: &SessionContext,
     cr: CR,
     cw: &mut CW,
     ur: UR,
     mut uw: UW,
     settings: proxy::ReportedSettings,
-    mut shutdown: watch::Receiver<bool>,
+    catalog: crate::catalog::SessionCatalog,
+    ends: E,
 ) -> proxy::ProxyOutcome
 where
     CR: AsyncRead + Unpin,
     CW: AsyncWrite + Unpin,
     UR: AsyncRead + Unpin,
     UW: AsyncWrite + Unpin,
+    E: std::future::Future<Output = (SessionEndReason, Vec<u8>)>,
 {
-    let mut outcome = {
-        let proxied = proxy::run(ctx, cr, cw, ur, &mut uw, settings);
-        tokio::pin!(proxied);
-        tokio::select! {
-            outcome = &mut proxied => outcome,
-            _ = shutdown.wait_for(|stop| *stop) => proxy::ProxyOutcome {
-                reason: SessionEndReason::Shutdown,
-                totals: Default::default(),
-                farewell: Some(ErrorFields::fatal(sqlstate::ADMIN_SHUTDOWN, "Vigil is shutting down").to_bytes()),
-            },
-        }
-    };
+    let mut outcome = proxy::run(ctx, cr, cw, ur, &mut uw, settings, catalog, ends).await;
     if let Some(farewell) = outcome.farewell.take() {
         let _ = cw.write_all(&farewell).await;
         let _ = cw.flush().await;
@@ -549,6 +659,102 @@ where
     let _ = uw.shutdown().await;
     let _ = cw.shutdown().await;
     outcome
+}
+
+/// Resolves when the session must end on its own: every grant expired or was revoked, the
+/// session reached its longest allowed duration, or the gateway shuts down.
+async fn session_ends(
+    grants: Vec<Arc<vigil_policy::Grant>>,
+    revocations: Arc<Revocations>,
+    mut shutdown: watch::Receiver<bool>,
+    started: Instant,
+) -> (SessionEndReason, Vec<u8>) {
+    let fatal =
+        |message: String| ErrorFields::fatal(sqlstate::INSUFFICIENT_PRIVILEGE, message).to_bytes();
+    let max_session = grants.iter().filter_map(|g| g.scope.max_session).min();
+    let mut revoked = revocations.subscribe();
+    loop {
+        let now = Timestamp::now();
+        let live: Vec<&Arc<vigil_policy::Grant>> = grants
+            .iter()
+            .filter(|g| g.live(now).is_ok() && !revocations.is_revoked(&g.id))
+            .collect();
+        if live.is_empty() {
+            let last = grants.last().map(|g| g.id.as_str()).unwrap_or("");
+            return if grants
+                .iter()
+                .any(|g| revocations.is_revoked(&g.id) || g.revoked_at.is_some())
+            {
+                (
+                    SessionEndReason::GrantRevoked,
+                    fatal(format!(
+                        "Vigil ended this session: its grant {last} was revoked"
+                    )),
+                )
+            } else {
+                (
+                    SessionEndReason::GrantExpired,
+                    fatal(format!("Vigil ended this session: its grant {last} expired (or its time window closed)")),
+                )
+            };
+        }
+        // The next moment the set of live grants can change on its own.
+        let next_end = live.iter().filter_map(|g| g.ends_at(now)).min();
+        let wait_grants = next_end
+            .map(|t| Duration::from_micros(t.micros_since(now)))
+            .unwrap_or(Duration::from_secs(3600));
+        let wait_session = max_session
+            .map(|m| m.saturating_sub(started.elapsed()))
+            .unwrap_or(Duration::from_secs(3600));
+        if max_session.is_some() && wait_session.is_zero() {
+            return (
+                SessionEndReason::MaxSessionReached,
+                fatal(
+                    "Vigil ended this session: it reached the longest duration its grant allows"
+                        .into(),
+                ),
+            );
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait_grants.min(wait_session) + Duration::from_millis(1)) => {}
+            _ = revoked.changed() => {}
+            _ = shutdown.wait_for(|stop| *stop) => {
+                return (
+                    SessionEndReason::Shutdown,
+                    ErrorFields::fatal(sqlstate::ADMIN_SHUTDOWN, "Vigil is shutting down").to_bytes(),
+                );
+            }
+        }
+    }
+}
+
+/// The connection's relations as last read (for the second line of defence).
+fn catalog_relations(cache: &crate::catalog::CatalogCache) -> Vec<Arc<vigil_sql::RelationInfo>> {
+    cache.relations()
+}
+
+/// `(table OID, column number)` of every column that no grant of the session may see: if one
+/// comes back in a result anyway, its values are withheld.
+fn withheld_columns(
+    grants: &[Arc<vigil_policy::Grant>],
+    relations: &[Arc<vigil_sql::RelationInfo>],
+) -> std::collections::HashSet<(u32, i16)> {
+    let mut out = std::collections::HashSet::new();
+    for r in relations {
+        for c in &r.columns {
+            let denied_by_all = grants.iter().all(|g| {
+                g.scope.deny_columns.iter().any(|(pattern, columns)| {
+                    vigil_policy::RelationPattern::parse(pattern)
+                        .is_ok_and(|p| p.matches(&r.schema, &r.name))
+                        && columns.iter().any(|cp| cp.matches(&c.name))
+                })
+            });
+            if denied_by_all {
+                out.insert((r.oid, c.attnum));
+            }
+        }
+    }
+    out
 }
 
 /// Sends a FATAL (if any), records the refusal (if asked), closes.

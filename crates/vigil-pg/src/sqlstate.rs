@@ -24,3 +24,5 @@ pub const INVALID_CURSOR_NAME: &str = "34000";
 /// Authentication did not finish in time.
 pub const CONNECTION_EXCEPTION: &str = "08000";
 pub const ADMIN_SHUTDOWN: &str = "57P01";
+/// The session's grants do not allow it.
+pub const INSUFFICIENT_PRIVILEGE: &str = "42501";

@@ -237,9 +237,17 @@ async fn read_message(
     stream: &mut Stream,
     buf: &mut BytesMut,
 ) -> Result<(u8, Vec<u8>), UpstreamError> {
+    read_message_limited(stream, buf, MAX_LOGIN_MESSAGE).await
+}
+
+async fn read_message_limited(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    limit: usize,
+) -> Result<(u8, Vec<u8>), UpstreamError> {
     loop {
-        if let Some(frame) = next_frame(buf, MAX_LOGIN_MESSAGE)
-            .map_err(|e| UpstreamError::Protocol(e.to_string()))?
+        if let Some(frame) =
+            next_frame(buf, limit).map_err(|e| UpstreamError::Protocol(e.to_string()))?
         {
             let out = (frame.tag, frame.body.to_vec());
             let len = frame.len;
@@ -277,4 +285,53 @@ pub async fn send_cancel(
     let mut sink = [0u8; 1];
     let _ = stream.read(&mut sink).await;
     Ok(())
+}
+
+/// Runs `sql` (simple protocol) on a logged-in connection that is idle, for Vigil's own use
+/// before the client is let in; returns each result set's rows as text.
+pub(crate) async fn simple_query(
+    stream: &mut Stream,
+    sql: &str,
+) -> Result<crate::catalog::ResultSets, UpstreamError> {
+    let mut out = Vec::with_capacity(sql.len() + 6);
+    put_message(&mut out, frontend::QUERY, |b| put_cstr(b, sql.as_bytes()));
+    stream.write_all(&out).await?;
+    stream.flush().await?;
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut sets = Vec::new();
+    let mut rows = Vec::new();
+    let mut error = None;
+    loop {
+        let (tag, body) = read_message_limited(stream, &mut buf, 1 << 30).await?;
+        match tag {
+            backend::DATA_ROW => rows.push(
+                crate::messages::data_row::text_fields(&body)
+                    .map_err(|e| UpstreamError::Protocol(e.to_string()))?,
+            ),
+            backend::COMMAND_COMPLETE => sets.push(std::mem::take(&mut rows)),
+            backend::ERROR_RESPONSE => {
+                let text = field(&body, b'M')
+                    .ok()
+                    .flatten()
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default();
+                let code = field(&body, b'C')
+                    .ok()
+                    .flatten()
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default();
+                error = Some(UpstreamError::Rejected {
+                    code,
+                    message: text,
+                });
+            }
+            backend::READY_FOR_QUERY => {
+                return match error {
+                    Some(e) => Err(e),
+                    None => Ok(sets),
+                };
+            }
+            _ => {}
+        }
+    }
 }

@@ -128,6 +128,37 @@ pub struct TokenRecord {
     pub label: Option<String>,
 }
 
+/// A grant as stored: the live instance of a scope for one identity on one connection. The
+/// scope is kept as its canonical JSON (the store does not interpret it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantRecord {
+    pub id: String,
+    pub identity: String,
+    pub connection: String,
+    /// `policy` or `approval`.
+    pub source: String,
+    pub policy: Option<String>,
+    pub scope_json: String,
+    pub scope_digest: String,
+    pub not_before: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+    pub revoked_by: Option<String>,
+    pub revoke_reason: Option<String>,
+    /// When the gateway recorded the grant's end (expiry or window close) as an event.
+    pub expired_at: Option<Timestamp>,
+}
+
+/// Which grants to list.
+#[derive(Clone, Debug, Default)]
+pub struct GrantFilter {
+    pub identity: Option<String>,
+    pub connection: Option<String>,
+    /// Only grants neither revoked nor expired at this time.
+    pub live_at: Option<Timestamp>,
+}
+
 /// Vigil's persistence. See the crate docs for the contract.
 pub trait Store: Send + Sync + 'static {
     // --- audit trail -------------------------------------------------------------------------
@@ -170,6 +201,34 @@ pub trait Store: Send + Sync + 'static {
     /// Marks a token revoked; returns it, or `None` if there is no token with that id.
     /// Revoking an already revoked token keeps the first revocation time.
     fn revoke_token(&self, id: &str, at: Timestamp) -> Result<Option<TokenRecord>, StoreError>;
+
+    // --- grants ------------------------------------------------------------------------------
+    // Defaults refuse, so that stores (and test doubles) without grants say so plainly.
+
+    fn insert_grant(&self, _grant: &GrantRecord) -> Result<(), StoreError> {
+        Err(StoreError::Backend("this store keeps no grants".into()))
+    }
+    fn grant(&self, _id: &str) -> Result<Option<GrantRecord>, StoreError> {
+        Err(StoreError::Backend("this store keeps no grants".into()))
+    }
+    /// Grants matching the filter, oldest first.
+    fn list_grants(&self, _filter: &GrantFilter) -> Result<Vec<GrantRecord>, StoreError> {
+        Err(StoreError::Backend("this store keeps no grants".into()))
+    }
+    /// Marks a grant revoked (the first revocation stands); returns it, or `None` if unknown.
+    fn revoke_grant(
+        &self,
+        _id: &str,
+        _at: Timestamp,
+        _by: &str,
+        _reason: Option<&str>,
+    ) -> Result<Option<GrantRecord>, StoreError> {
+        Err(StoreError::Backend("this store keeps no grants".into()))
+    }
+    /// Marks a grant's end as recorded; `false` if it already was (so only one writer records it).
+    fn mark_grant_expired(&self, _id: &str, _at: Timestamp) -> Result<bool, StoreError> {
+        Err(StoreError::Backend("this store keeps no grants".into()))
+    }
 }
 
 /// Opens the store a URL names: `sqlite://PATH`, `sqlite:PATH` or a plain file path.

@@ -16,7 +16,10 @@
 //!   automatic checkpoint would stall one append in a few hundred by milliseconds.
 //! - A lock held by someone else for longer than `busy_timeout` gives [`StoreError::Busy`].
 
-use crate::{AuditHead, AuditRow, SessionFilter, SessionIndex, Store, StoreError, TokenRecord};
+use crate::{
+    AuditHead, AuditRow, GrantFilter, GrantRecord, SessionFilter, SessionIndex, Store, StoreError,
+    TokenRecord,
+};
 use parking_lot::Mutex;
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
@@ -135,6 +138,26 @@ const MIGRATIONS: &[&str] = &[
         revoked_at_us INTEGER,
         label         TEXT
     );
+    ",
+    // 2: grants.
+    "
+    CREATE TABLE IF NOT EXISTS grants (
+        id             TEXT PRIMARY KEY,
+        identity       TEXT NOT NULL,
+        connection     TEXT NOT NULL,
+        source         TEXT NOT NULL,
+        policy         TEXT,
+        scope_json     TEXT NOT NULL,
+        scope_digest   TEXT NOT NULL,
+        not_before_us  INTEGER NOT NULL,
+        expires_at_us  INTEGER,
+        created_at_us  INTEGER NOT NULL,
+        revoked_at_us  INTEGER,
+        revoked_by     TEXT,
+        revoke_reason  TEXT,
+        expired_at_us  INTEGER
+    );
+    CREATE INDEX IF NOT EXISTS grants_subject ON grants(identity, connection);
     ",
 ];
 
@@ -793,7 +816,35 @@ impl Store for SqliteStore {
         while rows.next().map_err(db)?.is_some() {}
         Ok(token)
     }
+
+    fn insert_grant(&self, grant: &GrantRecord) -> Result<(), StoreError> {
+        grants::insert(&self.writer.lock().conn, grant)
+    }
+
+    fn grant(&self, id: &str) -> Result<Option<GrantRecord>, StoreError> {
+        self.read(|conn| grants::get(conn, id))
+    }
+
+    fn list_grants(&self, filter: &GrantFilter) -> Result<Vec<GrantRecord>, StoreError> {
+        self.read(|conn| grants::list(conn, filter))
+    }
+
+    fn revoke_grant(
+        &self,
+        id: &str,
+        at: Timestamp,
+        by: &str,
+        reason: Option<&str>,
+    ) -> Result<Option<GrantRecord>, StoreError> {
+        grants::revoke(&self.writer.lock().conn, id, at, by, reason)
+    }
+
+    fn mark_grant_expired(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
+        grants::mark_expired(&self.writer.lock().conn, id, at)
+    }
 }
+
+mod grants;
 
 #[cfg(test)]
 mod tests;

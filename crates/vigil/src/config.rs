@@ -34,6 +34,10 @@ pub struct Config {
     pub identities: Vec<IdentityConfig>,
     #[serde(default)]
     pub oidc_providers: Vec<OidcProviderConfig>,
+    /// Least-privilege policies (docs/POLICY.md). An identity may open a session on a
+    /// connection only under a policy that binds it there.
+    #[serde(default)]
+    pub policies: Vec<vigil_policy::PolicyConfig>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -152,7 +156,7 @@ impl Config {
 
     pub fn parse(text: &str) -> Result<Config> {
         let config: Config = toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
-        config.validate()?;
+        config.validate(text)?;
         Ok(config)
     }
 
@@ -201,7 +205,7 @@ impl Config {
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    fn validate(&self, text: &str) -> Result<()> {
         let mut names = HashSet::new();
         for c in &self.connections {
             if c.name.is_empty() {
@@ -237,6 +241,14 @@ impl Config {
                 );
             }
         }
+        let identities: Vec<(&str, &[String])> = self
+            .identities
+            .iter()
+            .map(|i| (i.name.as_str(), i.groups.as_slice()))
+            .collect();
+        let connections: Vec<&str> = self.connections.iter().map(|c| c.name.as_str()).collect();
+        vigil_policy::validate(&self.policies, &identities, &connections)
+            .map_err(|e| anyhow::anyhow!("policies: {e}{}", policy_line(text, &e.policy)))?;
         if self.audit.parameters == ParameterMode::HmacSha256 && self.audit.parameter_key.is_none()
         {
             bail!(
@@ -266,6 +278,18 @@ impl Config {
     pub fn anchor_path(&self) -> PathBuf {
         self.data_dir.join("audit-anchor.json")
     }
+}
+
+/// ` (line N)` of the `[[policies]]` entry named `name`, for error messages.
+fn policy_line(text: &str, name: &str) -> String {
+    let wanted = format!("\"{name}\"");
+    text.lines()
+        .position(|l| {
+            let l = l.trim();
+            l.starts_with("name") && l.contains(&wanted)
+        })
+        .map(|i| format!(" (line {})", i + 1))
+        .unwrap_or_default()
 }
 
 /// A parse error with its line and column but without the quoted source line: that line may

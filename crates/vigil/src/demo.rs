@@ -121,10 +121,11 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let rt = serve::runtime()?;
     let result = rt.block_on(async {
         let running = serve::start(config).await?;
-        let token = issue_token(&dir, &running.store_url).await?;
+        let token = issue_token(&dir, &running.store_url, "demo-app").await?;
+        let analyst = issue_token(&dir, &running.store_url, "demo-analyst").await?;
         let store_url = running.store_url.clone();
         let api_url = format!("http://{}", args.api_listen);
-        print_welcome(&args, &token, &store_url, &api_url, &config_path);
+        print_welcome(&args, &token, &analyst, &store_url, &api_url, &config_path);
         if let Some(path) = &args.env_file {
             let mut env = String::new();
             for (k, v) in [
@@ -138,6 +139,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
                 ("VIGIL_API_URL", api_url.clone()),
                 ("VIGIL_API_TOKEN", admin_token.clone()),
                 ("VIGIL_CONFIG", config_path.display().to_string()),
+                ("VIGIL_DEMO_ANALYST_TOKEN", analyst.clone()),
             ] {
                 let _ = writeln!(env, "{k}={v}");
             }
@@ -154,7 +156,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
 
 /// Issues the demo identity's token through the running gateway's store (recorded like
 /// `vigil token create` does).
-async fn issue_token(dir: &Path, store_url: &str) -> Result<String> {
+async fn issue_token(dir: &Path, store_url: &str, identity: &str) -> Result<String> {
     let store = crate::wiring::open_store(None, Some(store_url))?;
     let key =
         vigil_audit::load_or_generate_signing_key(&dir.join("data").join("audit-signing-key.pem"))?;
@@ -163,14 +165,14 @@ async fn issue_token(dir: &Path, store_url: &str) -> Result<String> {
     let writer = vigil_audit::AuditWriter::start(store.clone(), options)?;
     let service = vigil_identity::TokenService::new(store);
     let (token, record) = service.prepare(
-        "demo-app",
+        identity,
         Some(std::time::Duration::from_secs(7 * 86400)),
         Some("vigil demo"),
     )?;
     writer
         .append(EventDraft::new(Event::TokenIssued(TokenIssued {
             token_id: record.id.clone(),
-            identity_name: "demo-app".into(),
+            identity_name: identity.into(),
             expires_at: record.expires_at,
             issued_by: "demo".into(),
         })))
@@ -209,6 +211,34 @@ tls = "prefer"
 name = "demo-app"
 kind = "machine"
 connections = ["ehr"]
+
+# A second machine identity with a narrow scope: it reads encounters and diagnoses and the
+# non-identifying columns of patients, nothing else, at most 100 rows at a time.
+[[identities]]
+name = "demo-analyst"
+kind = "machine"
+connections = ["ehr"]
+
+# The clinical app: reads and writes the EHR tables; no DDL, no functions outside SQL.
+[[policies]]
+name = "demo-app-ehr"
+identities = ["demo-app"]
+connections = ["ehr"]
+[policies.scope]
+commands = ["read", "write", "copy_out", "transaction", "session"]
+relations = ["public.patients", "public.encounters", "public.diagnoses"]
+
+[[policies]]
+name = "demo-analyst-reads"
+identities = ["demo-analyst"]
+connections = ["ehr"]
+[policies.scope]
+commands = ["read", "transaction", "session"]
+relations = ["public.encounters", "public.diagnoses", "public.patients"]
+deny_columns = {{ "public.patients" = ["ssn", "phone", "email", "street", "first_name", "last_name", "date_of_birth"] }}
+row_cap = 100
+read_only = true
+max_session = "8h"
 "#,
         api = args.api_listen,
         listen = args.listen,
@@ -219,7 +249,14 @@ connections = ["ehr"]
     )
 }
 
-fn print_welcome(args: &DemoArgs, token: &str, store_url: &str, api_url: &str, config: &Path) {
+fn print_welcome(
+    args: &DemoArgs,
+    token: &str,
+    analyst: &str,
+    store_url: &str,
+    api_url: &str,
+    config: &Path,
+) {
     let vigil = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "vigil".into());
@@ -239,6 +276,12 @@ Connect as the machine identity "demo-app" (its token is its password):
 Try:
   SELECT mrn, last_name, date_of_birth FROM patients LIMIT 5;
   SELECT count(*) FROM encounters;
+
+"demo-analyst" has a narrow grant (encounters, diagnoses, non-identifying patient columns,
+read-only, 100 rows at most). Watch Vigil refuse what it does not allow:
+
+  PGPASSWORD='{analyst}' psql "host={host} port={port} dbname=ehr user=demo-analyst sslmode=disable" \
+      -c "SELECT mrn, ssn FROM patients LIMIT 5"
 
 Then look at what Vigil recorded:
   {vigil} sessions list --store {store_url}

@@ -4,6 +4,7 @@
 mod commands;
 mod config;
 mod demo;
+mod grants;
 mod serve;
 mod wiring;
 

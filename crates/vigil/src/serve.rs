@@ -3,7 +3,7 @@
 //! sessions, API, audit writer) so that every session's end record is sealed.
 
 use crate::config::{Config, Protocol};
-use crate::wiring::{self, ConfiguredAccess, IdentityAuth, SqlAnalyzer};
+use crate::wiring::{self, ConfiguredAccess, IdentityAuth};
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::sync::Arc;
@@ -98,8 +98,16 @@ pub async fn start(config: Config) -> Result<Running> {
             }
         });
     }
-    let analyzer: Arc<dyn vigil_pg::StatementAnalyzer> =
-        Arc::new(SqlAnalyzer(vigil_sql::Analyzer::new(16_384)));
+    let analyzer = Arc::new(vigil_sql::Analyzer::new(16_384));
+    let sink: Arc<dyn vigil_core::EventSink> = Arc::new(writer.clone());
+    let revocations = Arc::new(vigil_pg::Revocations::new());
+    let grant_provider: Arc<dyn vigil_pg::GrantProvider> =
+        Arc::new(crate::grants::PolicyGrants::new(
+            store.clone(),
+            sink.clone(),
+            config.policies.clone(),
+            &config.identities,
+        ));
     let access: Arc<dyn vigil_pg::ConnectionAuthorizer> =
         Arc::new(ConfiguredAccess::new(&config.identities));
     let targets = wiring::targets(&config)?;
@@ -132,7 +140,9 @@ pub async fn start(config: Config) -> Result<Running> {
             authenticator: Arc::new(IdentityAuth(authenticator.clone())),
             authorizer: access.clone(),
             analyzer: analyzer.clone(),
-            sink: Arc::new(writer.clone()),
+            grants: grant_provider.clone(),
+            revocations: revocations.clone(),
+            sink: sink.clone(),
             parameter_mode: config.audit.parameters,
             parameter_key: parameter_key.clone(),
         })?;
@@ -144,6 +154,16 @@ pub async fn start(config: Config) -> Result<Running> {
         tasks.spawn(vigil_pg::serve(tcp, Arc::new(gateway), stopped.clone()));
     }
 
+    {
+        let (store, sink, revocations) = (store.clone(), sink.clone(), revocations.clone());
+        let mut stopped = stopped.clone();
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = crate::grants::watch(store, sink, revocations, std::time::Duration::from_secs(1)) => {}
+                _ = stopped.wait_for(|s| *s) => {}
+            }
+        });
+    }
     if let Some(api) = &config.api {
         let token = api.admin_token.resolve().context("api.admin_token")?;
         let state = vigil_api::ApiState {

@@ -5,12 +5,9 @@ use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use vigil_core::event::StatementShape;
 use vigil_core::Principal;
 use vigil_identity::{Authenticator, IdentityConfig};
-use vigil_pg::{
-    AuthRejection, BoxFuture, ClientAuthenticator, ConnectionAuthorizer, StatementAnalyzer, Target,
-};
+use vigil_pg::{AuthRejection, BoxFuture, ClientAuthenticator, ConnectionAuthorizer, Target};
 use vigil_store::Store;
 
 /// Tokens and OIDC, from vigil-identity.
@@ -62,20 +59,6 @@ impl ConnectionAuthorizer for ConfiguredAccess {
                 principal.name
             )),
         }
-    }
-}
-
-/// The SQL analyser, from vigil-sql.
-pub struct SqlAnalyzer(pub vigil_sql::Analyzer);
-
-impl StatementAnalyzer for SqlAnalyzer {
-    fn analyze(&self, sql: &str, standard_conforming_strings: bool) -> Arc<StatementShape> {
-        self.0.analyze(
-            sql,
-            vigil_sql::LexOptions {
-                standard_conforming_strings,
-            },
-        )
     }
 }
 

@@ -76,6 +76,40 @@ fn demo_serves_the_synthetic_ehr_and_writes_an_env_file() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "200");
+    // The narrow identity is refused what its grant does not allow, and nothing leaks.
+    let analyst = &env["VIGIL_DEMO_ANALYST_TOKEN"];
+    let run = |sql: &str| {
+        Command::new("psql")
+            .args(["-X", "-A", "-t", "-c", sql])
+            .envs(&env)
+            .env("PGUSER", "demo-analyst")
+            .env("PGPASSWORD", analyst)
+            .output()
+            .unwrap()
+    };
+    let out = run("SELECT mrn, ssn FROM patients LIMIT 5");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Vigil refused this statement") && err.contains("ssn"),
+        "{err}"
+    );
+    let out = run("SELECT count(*) FROM encounters e JOIN diagnoses d ON d.encounter_id = e.id");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run("SELECT id, mrn FROM patients");
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        100,
+        "row cap"
+    );
+    let out = run("DELETE FROM diagnoses");
+    assert!(!out.status.success());
+
     // The session is on record and the chain verifies.
     let sessions = Command::new(vigil_bin())
         .args(["sessions", "list", "--json"])

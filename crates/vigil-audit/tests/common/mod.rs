@@ -118,6 +118,7 @@ pub fn session_started(session: SessionId) -> EventDraft {
             upstream_user: "vigil_etl".into(),
             upstream_tls: true,
             upstream_pid: Some(4242),
+            grants: Vec::new(),
         }),
     )
 }
@@ -158,6 +159,8 @@ pub fn statement_finished(session: SessionId, n: u64) -> EventDraft {
             bytes: 120,
             duration_us: 800,
             result_digest: "ab".repeat(32),
+            rows_withheld: 0,
+            values_withheld: 0,
         }),
     )
 }

@@ -9,6 +9,7 @@ pub mod authentication;
 pub mod backend_key_data;
 pub mod bind;
 pub mod command_complete;
+pub mod data_row;
 pub mod describe;
 pub mod error_response;
 pub mod execute;
@@ -17,6 +18,7 @@ pub mod parameter_status;
 pub mod parse;
 pub mod query;
 pub mod ready_for_query;
+pub mod row_description;
 pub mod startup;
 pub mod tag;
 

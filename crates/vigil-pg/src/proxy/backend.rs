@@ -8,7 +8,10 @@ use super::{Item, ItemKind, Link, MutationEntry, Namespace, Run, SessionContext,
 use crate::codec::{next_frame, pending_len};
 use crate::messages::error_response::sqlstate;
 use crate::messages::tag::backend as tag;
-use crate::messages::{CommandComplete, ParameterStatus, ReadyForQuery, TransactionStatus};
+use crate::messages::{
+    data_row, row_description, CommandComplete, ErrorFields, ParameterStatus, ReadyForQuery,
+    Severity, Target, TransactionStatus,
+};
 use bytes::{Buf, BytesMut};
 use sha2::Digest;
 use std::sync::Arc;
@@ -103,23 +106,68 @@ fn on_message(
     body: &[u8],
     len: usize,
 ) -> Option<Arc<[u8]>> {
+    if matches!(
+        shared.items.front(),
+        Some(Item {
+            kind: ItemKind::Internal(_),
+            ..
+        })
+    ) {
+        return on_internal(shared, kind, body);
+    }
     match kind {
         tag::DATA_ROW | tag::COPY_DATA => {
-            if let Some(run) = head_run(shared) {
-                run.rows_since_tag += 1;
-                run.bytes += len as u64;
-                run.digest.update(body);
+            let run = head_run(shared)?;
+            if run.row_cap.is_some_and(|cap| run.forwarded >= cap) {
+                run.capped += 1;
+                run.capped_since_tag += 1;
+                return Some(Arc::from(Vec::new()));
             }
+            run.forwarded += 1;
+            run.rows_since_tag += 1;
+            run.bytes += len as u64;
+            if let (tag::DATA_ROW, Some(mask)) = (kind, run.mask.clone()) {
+                let mut out = Vec::with_capacity(len + 1);
+                // A row that cannot be read cannot be cleaned: it is withheld whole (below).
+                if let Ok(values) = data_row::fields(body) {
+                    run.masked_values += values
+                        .iter()
+                        .zip(mask.iter())
+                        .filter(|(v, m)| **m && v.is_some())
+                        .count() as u64;
+                    if data_row::encode_with_nulls(body, &mask, &mut out).is_err() {
+                        out.clear();
+                    }
+                }
+                if out.is_empty() {
+                    run.capped += 1;
+                    return Some(Arc::from(Vec::new()));
+                }
+                run.digest.update(&out[5..]);
+                return Some(out.into());
+            }
+            run.digest.update(body);
             None
         }
         tag::COMMAND_COMPLETE => {
+            let mut replacement = None;
             let done = match head_run(shared) {
                 Some(run) => {
                     run.bytes += len as u64;
                     if let Ok(cc) = CommandComplete::decode(body) {
-                        run.rows += cc.rows().unwrap_or(run.rows_since_tag);
+                        let tag_text = String::from_utf8_lossy(cc.tag).into_owned();
+                        if run.capped_since_tag > 0 || run.masked_values > run.masked_reported {
+                            replacement = Some(withheld_notice(run, &tag_text));
+                        }
+                        run.rows += if run.capped_since_tag > 0 {
+                            run.rows_since_tag
+                        } else {
+                            cc.rows().unwrap_or(run.rows_since_tag)
+                        };
                         run.rows_since_tag = 0;
-                        run.tags.push(String::from_utf8_lossy(cc.tag).into_owned());
+                        run.capped_since_tag = 0;
+                        run.masked_reported = run.masked_values;
+                        run.tags.push(tag_text);
                     }
                     !run.until_ready
                 }
@@ -128,7 +176,7 @@ fn on_message(
             if done {
                 pop_settle(ctx, shared, Outcome::Ok);
             }
-            None
+            replacement
         }
         tag::EMPTY_QUERY_RESPONSE | tag::PORTAL_SUSPENDED => {
             let done = match head_run(shared) {
@@ -153,15 +201,29 @@ fn on_message(
             None
         }
         tag::NO_DATA | tag::ROW_DESCRIPTION => {
+            let mask = if kind == tag::ROW_DESCRIPTION {
+                withheld_mask(ctx, body)
+            } else {
+                None
+            };
             match shared.items.front_mut() {
                 Some(Item {
-                    kind: ItemKind::Describe,
+                    kind: ItemKind::Describe { target, name },
                     ..
-                }) => pop_settle(ctx, shared, Outcome::Ok),
+                }) => {
+                    let (target, name) = (*target, name.clone());
+                    pop_settle(ctx, shared, Outcome::Ok);
+                    apply_described_mask(shared, target, &name, mask);
+                }
                 Some(Item {
                     kind: ItemKind::Statement(run),
                     ..
-                }) => run.bytes += len as u64,
+                }) => {
+                    run.bytes += len as u64;
+                    if kind == tag::ROW_DESCRIPTION {
+                        run.mask = mask;
+                    }
+                }
                 _ => {}
             }
             None
@@ -200,6 +262,148 @@ fn on_message(
     }
 }
 
+/// An internal query's answer: collected, never forwarded (asynchronous messages excepted).
+fn on_internal(shared: &mut Shared, kind: u8, body: &[u8]) -> Option<Arc<[u8]>> {
+    let Some(Item {
+        kind: ItemKind::Internal(q),
+        ..
+    }) = shared.items.front_mut()
+    else {
+        return None;
+    };
+    match kind {
+        tag::NOTIFICATION_RESPONSE | tag::NOTICE_RESPONSE => return None,
+        tag::PARAMETER_STATUS => {
+            if let Ok(p) = ParameterStatus::decode(body) {
+                if shared.settings.update(p.name, p.value) {
+                    shared.lex = shared.settings.lex();
+                }
+            }
+            return None;
+        }
+        tag::DATA_ROW => q.rows.push(data_row::text_fields(body).unwrap_or_default()),
+        tag::COMMAND_COMPLETE => {
+            let rows = std::mem::take(&mut q.rows);
+            q.sets.push(rows);
+        }
+        tag::ERROR_RESPONSE => {
+            q.error = Some(
+                crate::messages::error_response::field(body, b'M')
+                    .ok()
+                    .flatten()
+                    .map(|m| String::from_utf8_lossy(m).into_owned())
+                    .unwrap_or_default(),
+            )
+        }
+        tag::READY_FOR_QUERY => {
+            if let Some(item) = shared.items.pop_front() {
+                shared.popped_through = item.id;
+                if let ItemKind::Internal(mut q) = item.kind {
+                    let result = match q.error.take() {
+                        Some(e) => Err(e),
+                        None => Ok(std::mem::take(&mut q.sets)),
+                    };
+                    if let Some(done) = q.done.take() {
+                        let _ = done.send(result);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    Some(Arc::from(Vec::new()))
+}
+
+/// Which result columns must be withheld, from a RowDescription: `None` if none.
+fn withheld_mask(ctx: &SessionContext, body: &[u8]) -> Option<Arc<[bool]>> {
+    if ctx.policy.withheld.is_empty() {
+        return None;
+    }
+    let sources = row_description::sources(body).ok()?;
+    let mask: Vec<bool> = sources
+        .iter()
+        .map(|s| s.is_some_and(|k| ctx.policy.withheld.contains(&k)))
+        .collect();
+    mask.iter().any(|m| *m).then(|| mask.into())
+}
+
+/// A Describe told what an Execute will return: its Executes withhold the same columns.
+fn apply_described_mask(
+    shared: &mut Shared,
+    target: Target,
+    name: &Arc<[u8]>,
+    mask: Option<Arc<[bool]>>,
+) {
+    for item in shared.items.iter_mut() {
+        if let ItemKind::Statement(run) = &mut item.kind {
+            let same = match target {
+                Target::Portal => run.portal.as_ref() == Some(name),
+                Target::Statement => run.statement.as_ref() == Some(name),
+            };
+            if same && !run.until_ready {
+                run.mask = mask.clone();
+            }
+        }
+    }
+    if target == Target::Statement {
+        match mask {
+            Some(m) => {
+                shared.statement_masks.insert(name.clone(), m);
+            }
+            None => {
+                shared.statement_masks.remove(name);
+            }
+        }
+    }
+}
+
+/// A notice saying what was withheld, then the command tag counting what the client got.
+fn withheld_notice(run: &Run, tag_text: &str) -> Arc<[u8]> {
+    let mut parts = Vec::new();
+    if run.capped_since_tag > 0 {
+        parts.push(format!(
+            "{} rows beyond the grant's row cap of {} were withheld",
+            run.capped_since_tag,
+            run.row_cap.unwrap_or(0)
+        ));
+    }
+    if run.masked_values > run.masked_reported {
+        parts.push(format!(
+            "{} values of columns denied to this session were withheld (sent as NULL)",
+            run.masked_values - run.masked_reported
+        ));
+    }
+    let mut out = ErrorFields::new(
+        Severity::Warning,
+        "01000",
+        format!("Vigil: {}", parts.join("; ")),
+    )
+    .to_bytes();
+    let tag = if run.capped_since_tag > 0 {
+        let mut words: Vec<&str> = tag_text.split(' ').collect();
+        let count = run.rows_since_tag.to_string();
+        if words.len() > 1
+            && words
+                .last()
+                .is_some_and(|w| w.bytes().all(|b| b.is_ascii_digit()))
+        {
+            words.pop();
+            let mut t = words.join(" ");
+            t.push(' ');
+            t.push_str(&count);
+            t
+        } else {
+            tag_text.to_string()
+        }
+    } else {
+        tag_text.to_string()
+    };
+    crate::codec::put_message(&mut out, tag::COMMAND_COMPLETE, |b| {
+        crate::codec::put_cstr(b, tag.as_bytes())
+    });
+    out.into()
+}
+
 fn head_run(shared: &mut Shared) -> Option<&mut Run> {
     match shared.items.front_mut() {
         Some(Item {
@@ -223,6 +427,8 @@ fn on_error(
         None => sqlstate(body).ok().flatten(),
     };
     match &mut head.kind {
+        // A refused simple statement: its stand-in's Sync brings the ReadyForQuery.
+        ItemKind::Refused { until_ready: true } => return replacement,
         ItemKind::Statement(run) if run.until_ready => {
             // A simple query: more may follow until ReadyForQuery.
             run.bytes += len as u64;
@@ -243,7 +449,7 @@ fn on_error(
     // is planned): the next Execute carries it, the rest are skipped.
     let mut carried = match &head.kind {
         ItemKind::Mutation { answered_by, .. } if *answered_by != tag::CLOSE_COMPLETE => code,
-        ItemKind::Describe => code,
+        ItemKind::Describe { .. } => code,
         _ => None,
     };
     pop_settle(ctx, shared, Outcome::Failed);
@@ -262,6 +468,7 @@ fn on_error(
             ItemKind::Sync { .. } => true,
             // A refused simple statement carries its own Sync, which ends the skipping.
             ItemKind::Statement(run) => run.until_ready && next.refusal.is_some(),
+            ItemKind::Refused { until_ready } => *until_ready,
             _ => false,
         };
         if stops {
@@ -277,7 +484,7 @@ fn on_ready(ctx: &SessionContext, shared: &mut Shared, body: &[u8]) {
     // Pop up to and including what this ReadyForQuery answers.
     while let Some(item) = shared.items.front() {
         let ends_here = match &item.kind {
-            ItemKind::Sync { .. } => true,
+            ItemKind::Sync { .. } | ItemKind::Refused { until_ready: true } => true,
             ItemKind::Statement(run) => run.until_ready,
             _ => false,
         };
@@ -357,7 +564,10 @@ fn pop_settle(ctx: &SessionContext, shared: &mut Shared, outcome: Outcome) {
             };
             settle_undone(shared, namespace, &name, item.id, result);
         }
-        ItemKind::Describe | ItemKind::Sync { .. } | ItemKind::Refused => {}
+        ItemKind::Describe { .. }
+        | ItemKind::Sync { .. }
+        | ItemKind::Refused { .. }
+        | ItemKind::Internal(_) => {}
     }
 }
 

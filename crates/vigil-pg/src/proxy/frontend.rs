@@ -10,9 +10,10 @@
 //! having to fake a server.
 
 use super::{
-    Item, ItemKind, LexSettings, Link, MutationEntry, Namespace, Portal, Prepared, Run,
+    Internal, Item, ItemKind, LexSettings, Link, MutationEntry, Namespace, Portal, Prepared, Run,
     SessionContext, Slot,
 };
+use crate::catalog::SessionCatalog;
 use crate::codec::{next_frame, Frame};
 use crate::encoding::TextEncoding;
 use crate::messages::execute::encode_sync;
@@ -28,16 +29,21 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use vigil_core::event::{
-    Event, ParameterMode, RecordedParameters, SessionEndReason, StatementProtocol, StatementShape,
-    StatementStarted,
+    Event, ParameterMode, PolicyDenied, RecordedParameters, SessionEndReason, StatementProtocol,
+    StatementShape, StatementStarted,
 };
 use vigil_core::EventDraft;
+use vigil_policy::{Decision, Denial, Grant};
+use vigil_sql::{Access, CommandClass, Hazard, StatementAccess};
 
 /// The portal name of stand-in Executes. Clients may not use it (a Bind naming it is refused),
 /// so the server always answers "portal does not exist".
 pub(crate) const STAND_IN_PORTAL: &[u8] = b"\x01vigil-refused";
 
 const READ_CHUNK: usize = 16 * 1024;
+
+/// The portal an Execute runs and the prepared statement it was bound from.
+type PortalNames = (Arc<[u8]>, Arc<[u8]>);
 
 /// A replacement of one message's bytes in the forwarded batch.
 struct Edit {
@@ -65,6 +71,9 @@ enum Step {
     WaitFor(u64),
     /// The client asked to end the session.
     Terminate,
+    /// The catalog must be read again before the message can be checked: forward what came
+    /// before, run the internal query, then look at the message again.
+    RefreshCatalog,
 }
 
 struct Frontend<'a> {
@@ -85,8 +94,19 @@ struct Frontend<'a> {
     /// for every unnamed statement) skips the analyser. All read with `shapes_read_with`: the
     /// same bytes can hold other literals after `SET standard_conforming_strings` or
     /// `SET client_encoding`, so the cache is emptied when the settings change.
-    shapes_by_text: HashMap<Box<[u8]>, Arc<StatementShape>>,
-    shapes_read_with: Option<LexSettings>,
+    accesses_by_text: HashMap<Box<[u8]>, Arc<Access>>,
+    accesses_read_with: Option<(LexSettings, u64)>,
+    /// The connection's catalog under this session's search path.
+    catalog: SessionCatalog,
+    /// A statement that may change the catalog or the search path was forwarded: read both
+    /// again before the next statement is checked.
+    catalog_stale: bool,
+    /// Extended-protocol messages were sent since the last Sync (no internal query then).
+    in_segment: bool,
+    /// The catalog was just read again for the message being looked at (read it once only).
+    just_refreshed: bool,
+    /// Statements prepared with SQL `PREPARE`, by name, for `EXECUTE`.
+    sql_prepared: HashMap<String, StatementAccess>,
     /// Item id of the last statement (Query, Execute, FunctionCall) forwarded.
     last_statement: u64,
     /// The item after `last_statement` that the server will answer with ReadyForQuery (the
@@ -149,6 +169,7 @@ pub(super) async fn run<R, W>(
     link: &Link,
     mut client: R,
     mut upstream: W,
+    catalog: SessionCatalog,
 ) -> (SessionEndReason, Option<Vec<u8>>)
 where
     R: AsyncRead + Unpin,
@@ -165,8 +186,13 @@ where
         edits: Vec::new(),
         statements: Vec::new(),
         out: Vec::new(),
-        shapes_by_text: HashMap::new(),
-        shapes_read_with: None,
+        accesses_by_text: HashMap::new(),
+        accesses_read_with: None,
+        catalog,
+        catalog_stale: false,
+        in_segment: false,
+        just_refreshed: false,
+        sql_prepared: HashMap::new(),
         last_statement: 0,
         ready_after_last_statement: None,
         execute_may_copy_in: false,
@@ -196,7 +222,10 @@ where
             };
             let (start, end) = (pos, pos + frame.len);
             match f.scan(frame, start, end) {
-                Ok(Step::Next) => pos = end,
+                Ok(Step::Next) => {
+                    pos = end;
+                    f.just_refreshed = false;
+                }
                 Ok(Step::Terminate) => {
                     pos = end;
                     if f.flush(&mut buf, pos, &mut upstream).await.is_err() {
@@ -223,6 +252,16 @@ where
                         settled.await;
                     }
                 }
+                Ok(Step::RefreshCatalog) => {
+                    if f.flush(&mut buf, pos, &mut upstream).await.is_err() {
+                        return (SessionEndReason::UpstreamClosed, None);
+                    }
+                    pos = 0;
+                    if f.refresh_catalog(&mut upstream).await.is_err() {
+                        return (SessionEndReason::UpstreamClosed, None);
+                    }
+                    f.just_refreshed = true;
+                }
                 Err(message) => return protocol_violation(message),
             }
         }
@@ -242,7 +281,9 @@ impl Frontend<'_> {
     fn analyze(&self, text: &[u8], settings: LexSettings) -> Arc<StatementShape> {
         self.ctx.analyzer.analyze(
             &settings.encoding.decode(text),
-            settings.standard_conforming_strings,
+            vigil_sql::LexOptions {
+                standard_conforming_strings: settings.standard_conforming_strings,
+            },
         )
     }
 
@@ -277,25 +318,203 @@ impl Frontend<'_> {
         }
     }
 
-    fn shape_of_prepared(&mut self, text: &[u8], reading: Reading) -> Arc<StatementShape> {
-        let settings = match reading {
-            Reading::With(settings) => settings,
-            Reading::Withheld => return withheld_shape(),
-        };
-        if self.shapes_read_with != Some(settings) {
-            self.shapes_by_text.clear();
-            self.shapes_read_with = Some(settings);
+    /// The access analysis of `text` read with `settings`, against the current catalog.
+    fn access(&mut self, text: &[u8], settings: LexSettings) -> Arc<Access> {
+        let catalog = self.catalog.current(&self.ctx.policy.cache);
+        let key = (settings, vigil_sql::Catalog::version(&*catalog));
+        // Re-preparing the same text (drivers do it for every unnamed statement) skips even
+        // the normalizer; the cache is emptied when the settings or the catalog change.
+        if self.accesses_read_with != Some(key) {
+            self.accesses_by_text.clear();
+            self.accesses_read_with = Some(key);
         }
-        if let Some(shape) = self.shapes_by_text.get(text) {
-            return shape.clone();
+        if let Some(a) = self.accesses_by_text.get(text) {
+            return a.clone();
         }
-        let shape = self.analyze(text, settings);
+        let access = self.ctx.analyzer.access(
+            &settings.encoding.decode(text),
+            vigil_sql::LexOptions {
+                standard_conforming_strings: settings.standard_conforming_strings,
+            },
+            &*catalog,
+        );
         // Bounded like the session's statements: a client cannot grow it without limit.
-        if self.shapes_by_text.len() >= self.ctx.limits.max_prepared_statements {
-            self.shapes_by_text.clear();
+        if self.accesses_by_text.len() >= self.ctx.limits.max_prepared_statements {
+            self.accesses_by_text.clear();
         }
-        self.shapes_by_text.insert(text.into(), shape.clone());
-        shape
+        self.accesses_by_text.insert(text.into(), access.clone());
+        access
+    }
+
+    /// The access of a statement text, or `None` when it cannot be read for certain (then it
+    /// cannot be checked either, and is refused).
+    fn access_of(&mut self, text: &[u8], reading: Reading) -> Option<Arc<Access>> {
+        match reading {
+            Reading::With(settings) => Some(self.access(text, settings)),
+            Reading::Withheld => None,
+        }
+    }
+
+    /// Decides a statement under the session's grants. `EXECUTE name` is decided on what
+    /// `PREPARE name` prepared in this session (an unknown name is refused).
+    fn decide(&self, access: &Access) -> Result<Arc<Grant>, (Denial, Option<String>)> {
+        let resolved;
+        let checked = if access.statements.iter().any(|s| {
+            s.hazards
+                .iter()
+                .any(|h| matches!(h, Hazard::Execute { .. }))
+        }) {
+            let mut copy = access.clone();
+            for statement in &mut copy.statements {
+                let name = statement.hazards.iter().find_map(|h| match h {
+                    Hazard::Execute { name } => Some(name.clone()),
+                    _ => None,
+                });
+                if let Some(prepared) = name.and_then(|n| self.sql_prepared.get(&n)) {
+                    *statement = prepared.clone();
+                }
+            }
+            resolved = copy;
+            &resolved
+        } else {
+            access
+        };
+        match vigil_policy::decide(
+            &self.ctx.policy.grants,
+            checked,
+            &self.catalog.functions(),
+            vigil_core::Timestamp::now(),
+        ) {
+            Decision::Allow(g) => Ok(g),
+            Decision::Deny { denial, grant_id } => Err((denial, grant_id)),
+        }
+    }
+
+    /// Bookkeeping after a statement was allowed: SQL-level prepared statements, and whether
+    /// the catalog must be read again.
+    fn allowed(&mut self, access: &Access) {
+        for s in &access.statements {
+            for h in &s.hazards {
+                match h {
+                    Hazard::Prepare { name } => {
+                        let mut inner = s.clone();
+                        inner
+                            .hazards
+                            .retain(|h| !matches!(h, Hazard::Prepare { .. }));
+                        self.sql_prepared.insert(name.clone(), inner);
+                    }
+                    Hazard::SetSearchPath => self.catalog_stale = true,
+                    _ => {}
+                }
+            }
+            let command = s.command.as_str();
+            if s.class == CommandClass::Ddl
+                || matches!(
+                    command,
+                    "DISCARD ALL" | "RESET" | "ROLLBACK" | "DISCARD" | "COMMIT"
+                )
+            {
+                self.catalog_stale = true;
+            }
+            if matches!(command, "DISCARD ALL" | "DISCARD") || s.command == "DEALLOCATE ALL" {
+                self.sql_prepared.clear();
+            } else if command == "DEALLOCATE" {
+                // `DEALLOCATE [PREPARE] name`: the name is an identifier, kept in the text.
+                let text = access.shape.text.trim_end_matches(';').trim();
+                if let Some(name) = text.split_whitespace().last() {
+                    self.sql_prepared.remove(name.trim_matches('"'));
+                }
+            }
+        }
+    }
+
+    /// Refuses a statement the grants do not allow: recorded as PolicyDenied, never forwarded.
+    #[allow(clippy::too_many_arguments)]
+    fn deny(
+        &mut self,
+        protocol: StatementProtocol,
+        shape: Arc<StatementShape>,
+        denial: Denial,
+        grant_id: Option<String>,
+        start: usize,
+        end: usize,
+        simple: bool,
+    ) {
+        self.statement_seq += 1;
+        let error = {
+            // A name that does not exist is reported as PostgreSQL reports it.
+            let message = if denial.rule == "unresolved" && denial.sqlstate != "42501" {
+                denial.reason.clone()
+            } else {
+                format!("Vigil refused this statement: {}", denial.reason)
+            };
+            let mut fields = ErrorFields::error(denial.sqlstate, message)
+            .with_hint(
+                "nothing was run; ask your Vigil administrator for a grant that allows it (`vigil policy test` shows what a grant allows)",
+            );
+            fields.detail = Some(format!(
+                "rule {}{}",
+                denial.rule,
+                grant_id
+                    .as_ref()
+                    .map(|g| format!(", grant {g}"))
+                    .unwrap_or_default()
+            ));
+            Arc::<[u8]>::from(fields.to_bytes())
+        };
+        self.drafts
+            .push(self.ctx.draft(Event::PolicyDenied(PolicyDenied {
+                statement_seq: self.statement_seq,
+                protocol,
+                shape,
+                rule: denial.rule.to_string(),
+                reason: denial.reason,
+                grant_id,
+                sqlstate: denial.sqlstate.to_string(),
+            })));
+        self.refuse(start, end, error, simple);
+    }
+
+    /// Reads the catalog and search path again, through an internal query on the session's
+    /// upstream connection, in sequence with the client's statements.
+    async fn refresh_catalog<W: AsyncWrite + Unpin>(
+        &mut self,
+        upstream: &mut W,
+    ) -> std::io::Result<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let id = self.new_item_id();
+        self.link.shared.lock().items.push_back(Item {
+            id,
+            kind: ItemKind::Internal(Box::new(Internal {
+                sets: Vec::new(),
+                rows: Vec::new(),
+                error: None,
+                done: Some(tx),
+            })),
+            refusal: None,
+        });
+        let sql = crate::catalog::refresh_query(self.ctx.policy.cache.needs_builtins());
+        let mut out = Vec::with_capacity(sql.len() + 6);
+        Query {
+            text: sql.as_bytes(),
+        }
+        .encode(&mut out);
+        upstream.write_all(&out).await?;
+        upstream.flush().await?;
+        self.catalog_stale = false;
+        match rx.await {
+            Ok(Ok(sets)) => match self.ctx.policy.cache.load(sets) {
+                Ok(catalog) => self.catalog = catalog,
+                Err(e) => {
+                    tracing::warn!(session = %self.ctx.session_id, error = %e, "catalog refresh unreadable")
+                }
+            },
+            // An aborted transaction refuses every query: keep the catalog; the ROLLBACK that
+            // must come next marks it stale again.
+            Ok(Err(_)) => {}
+            Err(_) => return Err(std::io::ErrorKind::BrokenPipe.into()),
+        }
+        Ok(())
     }
 
     /// Refuses the message at `start..end` with `error`: it is replaced by a stand-in whose
@@ -304,7 +523,9 @@ impl Frontend<'_> {
         let id = self.new_item_id();
         self.link.shared.lock().items.push_back(Item {
             id,
-            kind: ItemKind::Refused,
+            kind: ItemKind::Refused {
+                until_ready: with_sync,
+            },
             refusal: Some(error),
         });
         self.edits.push(Edit {
@@ -314,6 +535,7 @@ impl Frontend<'_> {
         });
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn start_statement(
         &mut self,
         protocol: StatementProtocol,
@@ -322,6 +544,8 @@ impl Frontend<'_> {
         parameters: Option<RecordedParameters>,
         start: usize,
         end: usize,
+        grant: Option<&Grant>,
+        names: Option<PortalNames>,
     ) {
         self.statement_seq += 1;
         let seq = self.statement_seq;
@@ -336,11 +560,20 @@ impl Frontend<'_> {
                 parameters,
             })));
         let id = self.new_item_id();
-        self.link.shared.lock().items.push_back(Item {
+        let mut run = Run::new(seq, simple);
+        run.row_cap = grant.and_then(|g| g.scope.row_cap);
+        let mut shared = self.link.shared.lock();
+        if let Some((portal, statement)) = names {
+            run.mask = shared.statement_masks.get(&statement).cloned();
+            run.portal = Some(portal);
+            run.statement = Some(statement);
+        }
+        shared.items.push_back(Item {
             id,
-            kind: ItemKind::Statement(Box::new(Run::new(seq, simple))),
+            kind: ItemKind::Statement(Box::new(run)),
             refusal: None,
         });
+        drop(shared);
         self.last_statement = id;
         // A simple statement is answered with ReadyForQuery (once the client ends its COPY
         // FROM STDIN, if it starts one); an Execute waits for a Sync.
@@ -391,13 +624,27 @@ impl Frontend<'_> {
         ) {
             self.copy_window = None;
         }
+        // The catalog is read again between statements, never inside a pipeline segment.
+        let may_refresh = !self.in_segment && !self.just_refreshed;
+        if matches!(
+            frame.tag,
+            tag::PARSE | tag::BIND | tag::DESCRIBE | tag::EXECUTE | tag::CLOSE
+        ) {
+            self.in_segment = true;
+        }
+        if self.catalog_stale
+            && may_refresh
+            && matches!(frame.tag, tag::QUERY | tag::FUNCTION_CALL | tag::PARSE)
+        {
+            self.in_segment = false;
+            return Ok(Step::RefreshCatalog);
+        }
         match frame.tag {
             tag::QUERY => {
                 let q = Query::decode(body).map_err(|e| e.to_string())?;
-                let shape = match self.reading(q.text) {
+                let access = match self.reading(q.text) {
                     Err(id) => return Ok(Step::WaitFor(id)),
-                    Ok(Reading::With(settings)) => self.analyze(q.text, settings),
-                    Ok(Reading::Withheld) => withheld_shape(),
+                    Ok(reading) => self.access_of(q.text, reading),
                 };
                 {
                     let mut shared = self.link.shared.lock();
@@ -405,7 +652,47 @@ impl Frontend<'_> {
                     shared.statements.remove(&b""[..]);
                     shared.portals.remove(&b""[..]);
                 }
-                self.start_statement(StatementProtocol::Simple, shape, None, None, start, end);
+                let Some(access) = access else {
+                    self.deny(
+                        StatementProtocol::Simple,
+                        withheld_shape(),
+                        unreadable(),
+                        None,
+                        start,
+                        end,
+                        true,
+                    );
+                    return Ok(Step::Next);
+                };
+                // A name the catalog lacks may be new (made by another session): read the
+                // catalog again once before refusing.
+                if may_refresh && has_unresolved(&access) {
+                    return Ok(Step::RefreshCatalog);
+                }
+                match self.decide(&access) {
+                    Ok(grant) => {
+                        self.allowed(&access);
+                        self.start_statement(
+                            StatementProtocol::Simple,
+                            access.shape.clone(),
+                            None,
+                            None,
+                            start,
+                            end,
+                            Some(&grant),
+                            None,
+                        );
+                    }
+                    Err((denial, grant_id)) => self.deny(
+                        StatementProtocol::Simple,
+                        access.shape.clone(),
+                        denial,
+                        grant_id,
+                        start,
+                        end,
+                        true,
+                    ),
+                }
             }
             tag::PARSE => {
                 let p = Parse::decode(body).map_err(|e| e.to_string())?;
@@ -413,7 +700,13 @@ impl Frontend<'_> {
                     Err(id) => return Ok(Step::WaitFor(id)),
                     Ok(reading) => reading,
                 };
-                let shape = self.shape_of_prepared(p.query, reading);
+                let access = self
+                    .access_of(p.query, reading)
+                    .unwrap_or_else(unreadable_access);
+                if may_refresh && has_unresolved(&access) {
+                    self.in_segment = false;
+                    return Ok(Step::RefreshCatalog);
+                }
                 let id = self.next_item + 1;
                 let mut shared = self.link.shared.lock();
                 let popped = shared.popped_through;
@@ -449,7 +742,10 @@ impl Frontend<'_> {
                 shared.statements.insert(
                     name.clone(),
                     Slot {
-                        entry: Some(Prepared { shape }),
+                        entry: Some(Prepared {
+                            shape: access.shape.clone(),
+                            access,
+                        }),
                         by: id,
                         segment: self.segment,
                     },
@@ -543,6 +839,7 @@ impl Frontend<'_> {
                     Slot {
                         entry: Some(Portal {
                             shape: statement.shape,
+                            access: statement.access,
                             statement_name: b.statement.into(),
                             parameters,
                         }),
@@ -595,23 +892,51 @@ impl Frontend<'_> {
                 };
                 let name = (!portal.statement_name.is_empty())
                     .then(|| show_name(&portal.statement_name).into_owned());
-                self.execute_may_copy_in = may_copy_in(&portal.shape);
-                self.start_statement(
-                    StatementProtocol::Extended,
-                    portal.shape,
-                    name,
-                    portal.parameters,
-                    start,
-                    end,
-                );
-                self.copy_window = Some(self.next_item);
+                let verdict =
+                    if portal.access.parse_error.as_deref() == Some(unreadable().reason.as_str()) {
+                        Err((unreadable(), None))
+                    } else {
+                        self.decide(&portal.access)
+                    };
+                match verdict {
+                    Ok(grant) => {
+                        self.allowed(&portal.access);
+                        self.execute_may_copy_in = may_copy_in(&portal.shape);
+                        self.start_statement(
+                            StatementProtocol::Extended,
+                            portal.shape,
+                            name,
+                            portal.parameters,
+                            start,
+                            end,
+                            Some(&grant),
+                            Some((e.portal.into(), portal.statement_name.clone())),
+                        );
+                        self.copy_window = Some(self.next_item);
+                    }
+                    Err((denial, grant_id)) => {
+                        self.deny(
+                            StatementProtocol::Extended,
+                            portal.shape,
+                            denial,
+                            grant_id,
+                            start,
+                            end,
+                            false,
+                        );
+                        self.copy_window = None;
+                    }
+                }
             }
             tag::DESCRIBE => {
-                Describe::decode(body).map_err(|e| e.to_string())?;
+                let d = Describe::decode(body).map_err(|e| e.to_string())?;
                 let id = self.new_item_id();
                 self.link.shared.lock().items.push_back(Item {
                     id,
-                    kind: ItemKind::Describe,
+                    kind: ItemKind::Describe {
+                        target: d.target,
+                        name: d.name.into(),
+                    },
                     refusal: None,
                 });
             }
@@ -683,6 +1008,7 @@ impl Frontend<'_> {
                     refusal: None,
                 });
                 self.segment += 1;
+                self.in_segment = false;
                 // A Sync right after an Execute that may start COPY FROM STDIN may be
                 // swallowed by copy-in mode: only count on one that is sure to be answered.
                 let swallowable = self.copy_window.is_some() && self.execute_may_copy_in;
@@ -706,14 +1032,42 @@ impl Frontend<'_> {
                     mode: ParameterMode::Redacted,
                     values: Vec::new(),
                 });
-                self.start_statement(
-                    StatementProtocol::FunctionCall,
-                    shape,
-                    None,
-                    parameters,
-                    start,
-                    end,
-                );
+                // The fast-path call names its function by OID, which the analysis cannot
+                // check: a grant must allow the message by name.
+                let grant = self.ctx.policy.grants.iter().find(|g| {
+                    g.live(vigil_core::Timestamp::now()).is_ok()
+                        && g.scope
+                            .allow
+                            .contains(&vigil_policy::Allowance::FunctionCall)
+                });
+                match grant.cloned() {
+                    Some(grant) => self.start_statement(
+                        StatementProtocol::FunctionCall,
+                        shape,
+                        None,
+                        parameters,
+                        start,
+                        end,
+                        Some(&grant),
+                        None,
+                    ),
+                    None => {
+                        let denial = Denial {
+                            rule: "construct_denied",
+                            reason: "a FunctionCall message (fast-path call by OID, used by large-object APIs) must be allowed by name in the grant (function_call)".into(),
+                            sqlstate: "42501",
+                        };
+                        self.deny(
+                            StatementProtocol::FunctionCall,
+                            shape,
+                            denial,
+                            None,
+                            start,
+                            end,
+                            true,
+                        );
+                    }
+                }
             }
             tag::FLUSH | tag::COPY_DATA | tag::COPY_DONE | tag::COPY_FAIL => {}
             tag::TERMINATE => return Ok(Step::Terminate),
@@ -795,6 +1149,29 @@ impl Frontend<'_> {
         result?;
         upstream.flush().await
     }
+}
+
+fn has_unresolved(access: &Access) -> bool {
+    access.statements.iter().any(|s| !s.unresolved.is_empty())
+}
+
+/// The refusal of a text Vigil cannot read for certain.
+fn unreadable() -> Denial {
+    Denial {
+        rule: "unreadable",
+        reason: "the statement reads differently depending on settings an earlier statement still in flight may have changed; send it again once that statement has completed".into(),
+        sqlstate: "42601",
+    }
+}
+
+/// The access of a prepared text Vigil cannot read for certain: unparseable, so refused at
+/// Execute.
+fn unreadable_access() -> Arc<Access> {
+    Arc::new(Access {
+        shape: withheld_shape(),
+        statements: Vec::new(),
+        parse_error: Some(unreadable().reason),
+    })
 }
 
 /// Whether running `shape` may put the server in copy-in mode, where it answers nothing until

@@ -29,7 +29,6 @@ mod frontend;
 
 use crate::config::Limits;
 use crate::encoding::TextEncoding;
-use crate::StatementAnalyzer;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -47,7 +46,8 @@ pub(crate) struct SessionContext {
     pub principal: Arc<Principal>,
     pub connection: Arc<str>,
     pub sink: Arc<dyn EventSink>,
-    pub analyzer: Arc<dyn StatementAnalyzer>,
+    pub analyzer: Arc<vigil_sql::Analyzer>,
+    pub policy: SessionPolicy,
     pub limits: Limits,
     pub parameter_mode: ParameterMode,
     /// Key for `hmac-sha256` parameter recording.
@@ -80,12 +80,15 @@ pub(crate) struct Totals {
 #[derive(Clone, Debug)]
 pub(crate) struct Prepared {
     pub shape: Arc<StatementShape>,
+    /// What it accesses, for the decision at each Execute.
+    pub access: Arc<vigil_sql::Access>,
 }
 
 /// A portal as Vigil believes the server holds it.
 #[derive(Clone, Debug)]
 pub(crate) struct Portal {
     pub shape: Arc<StatementShape>,
+    pub access: Arc<vigil_sql::Access>,
     pub statement_name: Arc<[u8]>,
     pub parameters: Option<vigil_core::event::RecordedParameters>,
 }
@@ -132,15 +135,25 @@ pub(crate) enum ItemKind {
         /// Close is answered by CloseComplete, Parse by ParseComplete, Bind by BindComplete.
         answered_by: u8,
     },
-    Describe,
+    Describe {
+        target: crate::messages::Target,
+        name: Arc<[u8]>,
+    },
+    /// A query Vigil runs for itself (a catalog refresh): nothing of its answer reaches the
+    /// client; the rows go to `done`.
+    Internal(Box<Internal>),
     /// `after_execute`: the Execute this Sync followed with no CopyDone/CopyFail between. If
     /// that Execute started COPY FROM STDIN, the server was in copy-in mode when the Sync
     /// arrived and ignored it (as the protocol says), so it will never be answered.
     Sync {
         after_execute: Option<u64>,
     },
-    /// A refused non-statement message (answered by the stand-in's ErrorResponse).
-    Refused,
+    /// A refused message (answered by the stand-in's ErrorResponse). `until_ready`: the
+    /// stand-in carries its own Sync (the refused message was a simple Query or FunctionCall),
+    /// so it ends at ReadyForQuery.
+    Refused {
+        until_ready: bool,
+    },
     Statement(Box<Run>),
 }
 
@@ -166,6 +179,40 @@ pub(crate) struct Run {
     pub refused: bool,
     /// The server answered CopyInResponse: it is (or was) in copy-in mode for this statement.
     pub copy_in: bool,
+    /// Most rows the client may receive (the grant's row cap).
+    pub row_cap: Option<u64>,
+    /// Rows received from the server but withheld from the client by the row cap.
+    pub capped: u64,
+    /// Of those, in the current result set (since the last command tag).
+    pub capped_since_tag: u64,
+    /// Rows forwarded to the client (DataRow or CopyData), for the row cap.
+    pub forwarded: u64,
+    /// Result columns whose values are withheld (NULL): columns the grant denies that reached a
+    /// result anyway (the second line of defence behind the analysis).
+    pub mask: Option<Arc<[bool]>>,
+    /// Values withheld by `mask`.
+    pub masked_values: u64,
+    /// Of those, already announced to the client in a notice.
+    pub masked_reported: u64,
+    /// The portal and prepared statement an Execute runs (to apply a Describe's mask).
+    pub portal: Option<Arc<[u8]>>,
+    pub statement: Option<Arc<[u8]>>,
+}
+
+/// The state of an internal query.
+pub(crate) struct Internal {
+    pub sets: crate::catalog::ResultSets,
+    pub rows: Vec<Vec<Option<String>>>,
+    pub error: Option<String>,
+    pub done: Option<tokio::sync::oneshot::Sender<Result<crate::catalog::ResultSets, String>>>,
+}
+
+/// What the session may do, and what the gateway needs to enforce it.
+pub(crate) struct SessionPolicy {
+    pub grants: Vec<Arc<vigil_policy::Grant>>,
+    /// `(table OID, column number)` of every column that no grant of the session allows.
+    pub withheld: Arc<std::collections::HashSet<(u32, i16)>>,
+    pub cache: Arc<crate::catalog::CatalogCache>,
 }
 
 impl Run {
@@ -182,6 +229,15 @@ impl Run {
             sqlstate: None,
             refused: false,
             copy_in: false,
+            row_cap: None,
+            capped: 0,
+            capped_since_tag: 0,
+            forwarded: 0,
+            mask: None,
+            masked_values: 0,
+            masked_reported: 0,
+            portal: None,
+            statement: None,
         }
     }
 
@@ -206,6 +262,8 @@ impl Run {
             bytes: self.bytes,
             duration_us: self.started.elapsed().as_micros() as u64,
             result_digest: hex::encode(self.digest.finalize()),
+            rows_withheld: self.capped,
+            values_withheld: self.masked_values,
         });
         (event, rows)
     }
@@ -269,6 +327,8 @@ pub(crate) struct Shared {
     pub ready_through: u64,
     pub statements: HashMap<Arc<[u8]>, Slot<Prepared>>,
     pub portals: HashMap<Arc<[u8]>, Slot<Portal>>,
+    /// Masks learnt from Describe of a prepared statement, for its later Executes.
+    pub statement_masks: HashMap<Arc<[u8]>, Arc<[bool]>>,
     pub settings: ReportedSettings,
     /// `settings.lex()`, kept up to date.
     pub lex: LexSettings,
@@ -283,6 +343,7 @@ impl Shared {
             ready_through: 0,
             statements: HashMap::new(),
             portals: HashMap::new(),
+            statement_masks: HashMap::new(),
             lex: settings.lex(),
             settings,
             totals: Totals::default(),
@@ -306,31 +367,40 @@ pub(crate) struct ProxyOutcome {
 }
 
 /// Runs the session until one side ends it.
-pub(crate) async fn run<CR, CW, UR, UW>(
+///
+/// `ends` resolves when the session must end for reasons of its own (its grants expired or were
+/// revoked, it reached its longest duration, the gateway shuts down): with the reason and the
+/// FATAL error to send.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run<CR, CW, UR, UW, E>(
     ctx: &SessionContext,
     client_read: CR,
     client_write: &mut CW,
     upstream_read: UR,
     upstream_write: UW,
     settings: ReportedSettings,
+    catalog: crate::catalog::SessionCatalog,
+    ends: E,
 ) -> ProxyOutcome
 where
     CR: AsyncRead + Unpin,
     CW: AsyncWrite + Unpin,
     UR: AsyncRead + Unpin,
     UW: AsyncWrite + Unpin,
+    E: std::future::Future<Output = (SessionEndReason, Vec<u8>)>,
 {
     let link = Link {
         shared: parking_lot::Mutex::new(Shared::new(settings)),
         settled: Notify::new(),
     };
     let (reason, farewell) = {
-        let front = frontend::run(ctx, &link, client_read, upstream_write);
+        let front = frontend::run(ctx, &link, client_read, upstream_write, catalog);
         let back = backend::run(ctx, &link, upstream_read, client_write);
-        tokio::pin!(front, back);
+        tokio::pin!(front, back, ends);
         tokio::select! {
             end = &mut front => end,
             end = &mut back => (end, None),
+            (reason, farewell) = &mut ends => (reason, Some(farewell)),
         }
     };
     // Statements still in flight never completed: record them as interrupted.

@@ -214,7 +214,23 @@ pub struct VigilConfig {
     pub identities: Vec<(String, String)>,
     pub listener_extra: String,
     pub audit_extra: String,
+    /// `[[policies]]` entries; by default one that lets the group `testers` (every identity
+    /// without groups of its own) do anything on `ehr`.
+    pub policies: String,
 }
+
+/// A policy that allows everything a test may do, dangerous functions included.
+pub const FULL_ACCESS_POLICY: &str = r#"
+[[policies]]
+name = "test-full-access"
+groups = ["testers"]
+connections = ["ehr"]
+[policies.scope]
+commands = ["read", "write", "ddl", "copy_in", "copy_out", "transaction", "session", "function", "utility"]
+relations = ["*"]
+functions = ["*", "pg_notify", "set_config", "pg_terminate_backend", "pg_cancel_backend", "lo_import", "lo_export", "lo_get", "lo_put", "lo_create", "lo_unlink", "lo_open", "lo_close", "loread", "lowrite", "lo_from_bytea"]
+allow = ["do", "create_function", "set_role", "set_session_authorization", "set_search_path", "function_call", "copy_file", "create_extension"]
+"#;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-7f3a";
 
@@ -239,6 +255,7 @@ impl VigilConfig {
             identities: vec![("etl".into(), "connections = [\"ehr\"]".into())],
             listener_extra: String::new(),
             audit_extra: String::new(),
+            policies: FULL_ACCESS_POLICY.to_string(),
         }
     }
 
@@ -260,8 +277,17 @@ impl VigilConfig {
             self.audit_extra, self.api_port, self.pg_port, self.listener_extra, self.connection
         );
         for (name, extra) in &self.identities {
-            text.push_str(&format!("[[identities]]\nname = \"{name}\"\n{extra}\n\n"));
+            let groups = if extra.contains("groups") {
+                ""
+            } else {
+                "groups = [\"testers\"]\n"
+            };
+            text.push_str(&format!(
+                "[[identities]]\nname = \"{name}\"\n{extra}\n{groups}\n"
+            ));
         }
+        text.push_str(&self.policies);
+        text.push('\n');
         text.push_str(&self.extra);
         let path = self.path();
         std::fs::write(&path, text).unwrap();

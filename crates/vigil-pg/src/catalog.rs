@@ -1,0 +1,260 @@
+//! The database catalog the access analysis resolves names against, cached per connection
+//! (target) and shared by its sessions, with each session's own search path.
+//!
+//! It is read on a session's own upstream connection: at login (before the client is let in)
+//! and again after the session runs DDL or changes its search path (an internal query the
+//! proxy slips in between the client's statements). A refresh by one session replaces the
+//! connection's shared relations, so every session sees a new table at its next statement.
+
+use parking_lot::Mutex;
+use std::collections::HashSet;
+use std::sync::Arc;
+use vigil_policy::FunctionCatalog;
+use vigil_sql::{CatalogRow, QualifiedName, StaticCatalog};
+
+/// The query whose result sets [`Catalog::load`] reads: the search path, the relations and
+/// their columns, and (first load only) the names of built-in functions.
+pub(crate) fn refresh_query(with_builtins: bool) -> String {
+    let mut sql = String::from(
+        "SELECT s::text FROM unnest(pg_catalog.current_schemas(true)) WITH ORDINALITY AS t(s, i) ORDER BY i;",
+    );
+    sql.push_str(vigil_sql::catalog::CATALOG_QUERY);
+    sql.push(';');
+    if with_builtins {
+        sql.push_str(
+            "SELECT DISTINCT p.proname::text FROM pg_catalog.pg_proc p \
+             WHERE p.pronamespace IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace);",
+        );
+    }
+    sql
+}
+
+/// Result sets of an internal query: rows of text values (`None` = NULL).
+pub(crate) type ResultSets = Vec<Vec<Vec<Option<String>>>>;
+
+#[derive(Default)]
+struct Shared {
+    /// Relations as last read, with the search path of the session that read them.
+    relations: Option<Arc<StaticCatalog>>,
+    generation: u64,
+    builtins: Option<Arc<HashSet<String>>>,
+}
+
+/// One connection's catalog, shared by its sessions.
+#[derive(Default)]
+pub struct CatalogCache {
+    shared: Mutex<Shared>,
+}
+
+/// A catalog problem: the session cannot be checked, so it is refused.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the database catalog: {0}")]
+pub struct CatalogError(pub String);
+
+impl CatalogCache {
+    /// Whether the built-in function names are still to be read.
+    pub(crate) fn needs_builtins(&self) -> bool {
+        self.shared.lock().builtins.is_none()
+    }
+
+    /// Takes the result sets of [`refresh_query`] into the cache; returns the session's view.
+    pub(crate) fn load(&self, sets: ResultSets) -> Result<SessionCatalog, CatalogError> {
+        let mut sets = sets.into_iter();
+        let path: Vec<String> = sets
+            .next()
+            .ok_or_else(|| CatalogError("no search path".into()))?
+            .into_iter()
+            .filter_map(|row| row.into_iter().next().flatten())
+            .collect();
+        let rows = sets
+            .next()
+            .ok_or_else(|| CatalogError("no relations".into()))?
+            .into_iter()
+            .map(parse_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let builtins = sets.next().map(|rows| {
+            Arc::new(
+                rows.into_iter()
+                    .filter_map(|row| row.into_iter().next().flatten())
+                    .collect::<HashSet<_>>(),
+            )
+        });
+        let catalog = Arc::new(StaticCatalog::from_rows(rows, path.clone()));
+        let mut shared = self.shared.lock();
+        shared.relations = Some(catalog.clone());
+        shared.generation += 1;
+        if let Some(b) = builtins {
+            shared.builtins = Some(b);
+        }
+        let builtins = shared
+            .builtins
+            .clone()
+            .ok_or_else(|| CatalogError("no built-in function names".into()))?;
+        Ok(SessionCatalog {
+            catalog,
+            search_path: path,
+            generation: shared.generation,
+            builtins,
+        })
+    }
+
+    /// Every relation as last read.
+    pub(crate) fn relations(&self) -> Vec<Arc<vigil_sql::RelationInfo>> {
+        self.shared
+            .lock()
+            .relations
+            .as_ref()
+            .map(|c| c.relations().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The latest relations under `path`, if the cache moved past `generation`.
+    fn newer(&self, generation: u64) -> Option<(Arc<StaticCatalog>, u64)> {
+        let shared = self.shared.lock();
+        (shared.generation > generation)
+            .then(|| shared.relations.clone().map(|c| (c, shared.generation)))
+            .flatten()
+    }
+}
+
+fn parse_row(row: Vec<Option<String>>) -> Result<CatalogRow, CatalogError> {
+    let bad = || CatalogError("unexpected catalog row".into());
+    let mut it = row.into_iter();
+    let oid: i64 = it
+        .next()
+        .flatten()
+        .ok_or_else(bad)?
+        .parse()
+        .map_err(|_| bad())?;
+    let schema = it.next().flatten().ok_or_else(bad)?;
+    let name = it.next().flatten().ok_or_else(bad)?;
+    let kind = it
+        .next()
+        .flatten()
+        .and_then(|k| k.chars().next())
+        .ok_or_else(bad)?;
+    let column = match (it.next().flatten(), it.next().flatten()) {
+        (Some(c), Some(n)) => Some((c, n.parse().map_err(|_| bad())?)),
+        _ => None,
+    };
+    Ok(CatalogRow::new(oid as u32, schema, name, kind, column))
+}
+
+/// A session's view of its connection's catalog.
+pub(crate) struct SessionCatalog {
+    catalog: Arc<StaticCatalog>,
+    search_path: Vec<String>,
+    generation: u64,
+    builtins: Arc<HashSet<String>>,
+}
+
+impl SessionCatalog {
+    /// The catalog to analyse with now: the connection's latest relations under this
+    /// session's search path.
+    pub(crate) fn current(&mut self, cache: &CatalogCache) -> Arc<StaticCatalog> {
+        if let Some((newer, generation)) = cache.newer(self.generation) {
+            self.generation = generation;
+            self.catalog = if newer.search_path() == self.search_path.as_slice() {
+                newer
+            } else {
+                Arc::new(newer.with_search_path(self.search_path.clone()))
+            };
+        }
+        self.catalog.clone()
+    }
+
+    pub(crate) fn functions(&self) -> BuiltinFunctions<'_> {
+        BuiltinFunctions(&self.builtins)
+    }
+}
+
+/// PostgreSQL's own functions, by name.
+pub(crate) struct BuiltinFunctions<'a>(&'a HashSet<String>);
+
+impl FunctionCatalog for BuiltinFunctions<'_> {
+    fn is_builtin(&self, name: &QualifiedName) -> bool {
+        match name.schema.as_deref() {
+            None => self.0.contains(&name.name),
+            Some("pg_catalog") | Some("information_schema") => true,
+            Some(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_sql::Catalog;
+
+    fn sets() -> ResultSets {
+        let s = |v: &str| Some(v.to_string());
+        vec![
+            vec![vec![s("pg_catalog")], vec![s("public")]],
+            vec![
+                vec![
+                    s("16001"),
+                    s("public"),
+                    s("patients"),
+                    s("r"),
+                    s("id"),
+                    s("1"),
+                ],
+                vec![
+                    s("16001"),
+                    s("public"),
+                    s("patients"),
+                    s("r"),
+                    s("ssn"),
+                    s("2"),
+                ],
+                vec![s("16002"), s("public"), s("empty"), s("r"), None, None],
+            ],
+            vec![vec![s("count")], vec![s("upper")]],
+        ]
+    }
+
+    #[test]
+    fn loads_relations_path_and_builtins() {
+        let cache = CatalogCache::default();
+        assert!(cache.needs_builtins());
+        let mut session = cache.load(sets()).unwrap();
+        assert!(!cache.needs_builtins());
+        let c = session.current(&cache);
+        let p = c.relation(None, "patients").unwrap();
+        assert_eq!((p.oid, p.columns.len()), (16001, 2));
+        assert!(c.relation(None, "empty").unwrap().columns.is_empty());
+        let f = session.functions();
+        assert!(f.is_builtin(&QualifiedName::new(None, "upper")));
+        assert!(!f.is_builtin(&QualifiedName::new(None, "my_fn")));
+        assert!(!f.is_builtin(&QualifiedName::new(Some("public"), "upper")));
+    }
+
+    #[test]
+    fn a_refresh_by_another_session_is_seen() {
+        let cache = CatalogCache::default();
+        let mut a = cache.load(sets()).unwrap();
+        let before = a.current(&cache).version();
+        let mut more = sets();
+        more[1].push(vec![
+            Some("16003".into()),
+            Some("public".into()),
+            Some("new_table".into()),
+            Some("r".into()),
+            Some("x".into()),
+            Some("1".into()),
+        ]);
+        more.truncate(2);
+        let _b = cache.load(more).unwrap();
+        let after = a.current(&cache);
+        assert_ne!(after.version(), before);
+        assert!(after.relation(None, "new_table").is_some());
+    }
+
+    #[test]
+    fn garbage_rows_are_an_error() {
+        let cache = CatalogCache::default();
+        let mut bad = sets();
+        bad[1].push(vec![Some("x".into())]);
+        assert!(cache.load(bad).is_err());
+    }
+}

@@ -1,0 +1,67 @@
+//! The grants a session runs under: where they come from (the binary's [`GrantProvider`]),
+//! and how revocations reach live sessions ([`Revocations`]).
+
+use crate::BoxFuture;
+use parking_lot::RwLock;
+use std::collections::HashSet;
+use std::sync::Arc;
+use tokio::sync::watch;
+use vigil_core::Principal;
+use vigil_policy::Grant;
+
+/// Finds or issues the grants under which an identity may open a session on a connection
+/// now. Standing grants from policies are issued here (and recorded before they are used).
+pub trait GrantProvider: Send + Sync + 'static {
+    /// `Ok(empty)`: no grant; the session is refused. `Err`: the grants could not be
+    /// established (store down): refused too.
+    fn session_grants<'a>(
+        &'a self,
+        principal: &'a Principal,
+        connection: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Arc<Grant>>, String>>;
+}
+
+/// Revoked grant ids, shared by every session of a gateway. Whoever learns of a revocation
+/// (the store poller, the API) calls [`Revocations::revoke`]; sessions under the grant end.
+#[derive(Default)]
+pub struct Revocations {
+    revoked: RwLock<HashSet<String>>,
+    changed: watch::Sender<u64>,
+}
+
+impl Revocations {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Marks a grant revoked; sessions under it are told at once.
+    pub fn revoke(&self, grant_id: &str) {
+        if self.revoked.write().insert(grant_id.to_string()) {
+            self.changed.send_modify(|n| *n += 1);
+        }
+    }
+
+    pub fn is_revoked(&self, grant_id: &str) -> bool {
+        self.revoked.read().contains(grant_id)
+    }
+
+    /// A receiver that changes whenever a grant is revoked.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn subscribers_hear_of_revocations() {
+        let r = Revocations::new();
+        let mut rx = r.subscribe();
+        assert!(!r.is_revoked("g1"));
+        r.revoke("g1");
+        rx.changed().await.unwrap();
+        assert!(r.is_revoked("g1"));
+    }
+}

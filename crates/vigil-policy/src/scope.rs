@@ -1,0 +1,419 @@
+//! Scopes: what a grant lets an identity do on a connection, and the check of one analysed
+//! statement against it.
+
+use crate::pattern::{NamePattern, RelationPattern};
+use crate::window::Window;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use vigil_sql::{Access, ColumnSet, CommandClass, Hazard, QualifiedName, StatementAccess};
+
+/// Constructs a scope must allow by name (`allow = [...]`), beyond its command classes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Allowance {
+    /// `DO` blocks: their bodies are code the analysis cannot see.
+    Do,
+    /// `CREATE FUNCTION` / `CREATE PROCEDURE`: bodies run later, unseen.
+    CreateFunction,
+    /// `COPY … PROGRAM`: a shell command on the database server.
+    CopyProgram,
+    /// `COPY … 'file'`: a file on the database server.
+    CopyFile,
+    /// `SET ROLE` / `RESET ROLE`.
+    SetRole,
+    /// `SET SESSION AUTHORIZATION`.
+    SetSessionAuthorization,
+    /// `SET search_path`: redirects unqualified names.
+    SetSearchPath,
+    /// `ALTER SYSTEM`.
+    AlterSystem,
+    /// `LOAD`.
+    Load,
+    /// `CREATE EXTENSION`.
+    CreateExtension,
+    /// FunctionCall protocol messages (fast-path calls by OID, used by large-object APIs):
+    /// the function is named by number, so the analysis cannot check it.
+    FunctionCall,
+}
+
+impl Allowance {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Allowance::Do => "do",
+            Allowance::CreateFunction => "create_function",
+            Allowance::CopyProgram => "copy_program",
+            Allowance::CopyFile => "copy_file",
+            Allowance::SetRole => "set_role",
+            Allowance::SetSessionAuthorization => "set_session_authorization",
+            Allowance::SetSearchPath => "set_search_path",
+            Allowance::AlterSystem => "alter_system",
+            Allowance::Load => "load",
+            Allowance::CreateExtension => "create_extension",
+            Allowance::FunctionCall => "function_call",
+        }
+    }
+}
+
+/// What to do when a result has more rows than `row_cap`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RowCapAction {
+    /// Rows beyond the cap are withheld; the client gets a notice and the command tag counts
+    /// the rows it received. (Refusing after rows have been sent would leave a pipelining
+    /// client and the server disagreeing about which statements ran.)
+    #[default]
+    Truncate,
+}
+
+/// A scope, as written in a policy (`[policies.scope]`) and as snapshotted into every session
+/// record. Everything not allowed is refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Scope {
+    /// Command classes allowed: `read`, `write`, `ddl`, `copy_in`, `copy_out`, `transaction`,
+    /// `session`, `function`, `utility`.
+    #[serde(default)]
+    pub commands: BTreeSet<CommandClass>,
+    /// Relations that may be used (`schema.name` patterns; `name` means `*.name`).
+    #[serde(default)]
+    pub relations: BTreeSet<RelationPattern>,
+    /// Relations that may not be used, even if `relations` matches them.
+    #[serde(default)]
+    pub deny_relations: BTreeSet<RelationPattern>,
+    /// Per relation pattern, the columns (patterns) that may not be used anywhere in a
+    /// statement: select list, WHERE, JOIN, ORDER BY, RETURNING, SET…
+    #[serde(default)]
+    pub deny_columns: BTreeMap<String, BTreeSet<NamePattern>>,
+    /// Functions allowed beyond PostgreSQL's built-in ones (patterns on the function name, or
+    /// `schema.name`); dangerous built-ins (`pg_read_file`, `set_config`, `dblink`…) must be
+    /// listed by exact name.
+    #[serde(default)]
+    pub functions: BTreeSet<String>,
+    /// Constructs allowed by name (`do`, `set_role`, `set_search_path`…).
+    #[serde(default)]
+    pub allow: BTreeSet<Allowance>,
+    /// Most rows a statement may return.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_cap: Option<u64>,
+    #[serde(default)]
+    pub row_cap_action: RowCapAction,
+    /// The session runs upstream in read-only transaction mode, and writes and DDL are refused
+    /// whatever `commands` says.
+    #[serde(default)]
+    pub read_only: bool,
+    /// Longest a session under this scope may last.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_session: Option<Duration>,
+    /// When the scope may be used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<Window>,
+}
+
+/// Why a statement was refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Denial {
+    /// A stable rule name (`command_class`, `relation_not_allowed`, `column_denied`…).
+    pub rule: &'static str,
+    /// What was refused, for the client and the record. Names objects, never values.
+    pub reason: String,
+    /// SQLSTATE for the client.
+    #[serde(skip)]
+    pub sqlstate: &'static str,
+}
+
+impl Denial {
+    fn new(rule: &'static str, reason: impl Into<String>) -> Denial {
+        Denial {
+            rule,
+            reason: reason.into(),
+            sqlstate: "42501",
+        }
+    }
+}
+
+/// What the decision needs to know of the database beyond the analysis.
+pub trait FunctionCatalog {
+    /// Whether `name` is one of PostgreSQL's own functions (`pg_catalog`,
+    /// `information_schema`), as opposed to one defined in the database.
+    fn is_builtin(&self, name: &QualifiedName) -> bool;
+}
+
+/// Treats every unqualified function as built-in: for tests and offline checks.
+pub struct AssumeBuiltins;
+
+impl FunctionCatalog for AssumeBuiltins {
+    fn is_builtin(&self, name: &QualifiedName) -> bool {
+        matches!(
+            name.schema.as_deref(),
+            None | Some("pg_catalog") | Some("information_schema")
+        )
+    }
+}
+
+impl Scope {
+    /// The scope in its canonical JSON form: what session records carry, and what the digest
+    /// is computed over.
+    pub fn canonical_json(&self) -> String {
+        serde_json::to_string(self).expect("a scope always serializes")
+    }
+
+    /// Hex SHA-256 of the canonical JSON.
+    pub fn digest(&self) -> String {
+        hex::encode(Sha256::digest(self.canonical_json().as_bytes()))
+    }
+
+    /// Checks the scope's own consistency (patterns, window).
+    pub fn validate(&self) -> Result<(), String> {
+        for key in self.deny_columns.keys() {
+            RelationPattern::parse(key).map_err(|e| format!("deny_columns: {e}"))?;
+        }
+        if let Some(w) = &self.window {
+            w.validate().map_err(|e| format!("window: {e}"))?;
+        }
+        if self.row_cap == Some(0) {
+            return Err("row_cap must be at least 1".into());
+        }
+        if self.commands.contains(&CommandClass::Other) {
+            return Err(
+                "commands: \"other\" cannot be allowed (it names what the analyser does not know)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Checks a whole text (every statement must pass: one refused → the text is refused).
+    pub fn check(&self, access: &Access, functions: &dyn FunctionCatalog) -> Result<(), Denial> {
+        if let Some(e) = &access.parse_error {
+            return Err(Denial {
+                rule: "unparseable",
+                reason: format!("the statement could not be parsed ({e})"),
+                sqlstate: "42601",
+            });
+        }
+        if access.statements.is_empty() {
+            return Ok(()); // an empty query string runs nothing
+        }
+        for statement in &access.statements {
+            self.check_statement(statement, functions)?;
+        }
+        Ok(())
+    }
+
+    fn check_statement(
+        &self,
+        s: &StatementAccess,
+        functions: &dyn FunctionCatalog,
+    ) -> Result<(), Denial> {
+        // DDL is governed by relation names (it may name what does not exist yet, or no
+        // longer: `DROP TABLE IF EXISTS`); columns and constructs must still resolve.
+        let unresolved = s.unresolved.iter().find(|u| {
+            !(s.class == CommandClass::Ddl && matches!(u, vigil_sql::Unresolved::Relation(_)))
+        });
+        if let Some(u) = unresolved {
+            // Said as PostgreSQL would say it (the server would refuse the statement too), so
+            // that clients branching on the SQLSTATE behave as they would without Vigil.
+            return Err(match u {
+                vigil_sql::Unresolved::Relation(name) => Denial {
+                    rule: "unresolved",
+                    reason: format!("relation \"{name}\" does not exist"),
+                    sqlstate: "42P01",
+                },
+                vigil_sql::Unresolved::Column(name) => Denial {
+                    rule: "unresolved",
+                    reason: format!("column \"{name}\" does not exist"),
+                    sqlstate: "42703",
+                },
+                vigil_sql::Unresolved::Construct(what) => Denial::new(
+                    "unresolved",
+                    format!(
+                        "{} uses a construct Vigil cannot check ({what}), so it is refused",
+                        s.command
+                    ),
+                ),
+            });
+        }
+        // EXPLAIN without ANALYZE plans but runs nothing: it needs read access to what it plans.
+        let class = if s.plan_only {
+            CommandClass::Read
+        } else {
+            s.class
+        };
+        if !self.commands.contains(&class) {
+            return Err(Denial::new(
+                "command_class",
+                format!(
+                    "{} is a {} command, which this grant does not allow",
+                    s.command, class
+                ),
+            ));
+        }
+        if self.read_only
+            && !s.plan_only
+            && (matches!(
+                class,
+                CommandClass::Write | CommandClass::Ddl | CommandClass::CopyIn
+            ) || s.relations.iter().any(|r| r.write || r.ddl))
+        {
+            return Err(Denial::new(
+                "read_only",
+                format!("{} writes, and this grant is read-only", s.command),
+            ));
+        }
+        for r in &s.relations {
+            let schema = r.relation.schema.as_deref().unwrap_or("public");
+            let name = r.relation.name.as_str();
+            if self.deny_relations.iter().any(|p| p.matches(schema, name)) {
+                return Err(Denial::new(
+                    "relation_denied",
+                    format!("relation {} is denied to this grant", r.relation),
+                ));
+            }
+            if !self.relations.iter().any(|p| p.matches(schema, name)) {
+                return Err(Denial::new(
+                    "relation_not_allowed",
+                    format!(
+                        "relation {} is not among the relations this grant allows",
+                        r.relation
+                    ),
+                ));
+            }
+            if !s.plan_only
+                && r.write
+                && !matches!(
+                    class,
+                    CommandClass::Write | CommandClass::CopyIn | CommandClass::Ddl
+                )
+            {
+                // A read command that writes (SELECT … FOR UPDATE, a data-modifying CTE).
+                if !self.commands.contains(&CommandClass::Write) {
+                    return Err(Denial::new(
+                        "command_class",
+                        format!(
+                            "{} writes to {}, and this grant does not allow writes",
+                            s.command, r.relation
+                        ),
+                    ));
+                }
+            }
+            if r.ddl && !self.commands.contains(&CommandClass::Ddl) {
+                return Err(Denial::new(
+                    "command_class",
+                    format!(
+                        "{} changes the definition of {}, and this grant does not allow DDL",
+                        s.command, r.relation
+                    ),
+                ));
+            }
+            for (pattern, columns) in &self.deny_columns {
+                let Ok(p) = RelationPattern::parse(pattern) else {
+                    continue;
+                };
+                if !p.matches(schema, name) || columns.is_empty() {
+                    continue;
+                }
+                match r.columns() {
+                    ColumnSet::All => {
+                        return Err(Denial::new(
+                            "column_denied",
+                            format!(
+                                "the statement uses every column of {} (*, a whole row, or no column list), and some are denied to this grant; name the columns you need",
+                                r.relation
+                            ),
+                        ))
+                    }
+                    ColumnSet::Columns(used) => {
+                        if let Some(c) = used.iter().find(|c| columns.iter().any(|d| d.matches(c))) {
+                            return Err(Denial::new(
+                                "column_denied",
+                                format!("column {c} of {} is denied to this grant (using it anywhere, even in WHERE or ORDER BY, reveals it)", r.relation),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        for f in &s.functions {
+            let dangerous = vigil_sql::access::function_risk(&f.name).is_some();
+            let listed = self
+                .functions
+                .iter()
+                .any(|p| function_matches(p, f, dangerous));
+            if dangerous && !listed {
+                return Err(Denial::new(
+                    "function_denied",
+                    format!("function {f} reaches outside the relations a grant governs; it must be allowed by name"),
+                ));
+            }
+            if !dangerous && !functions.is_builtin(f) && !listed {
+                return Err(Denial::new(
+                    "function_not_allowed",
+                    format!("function {f} is not a PostgreSQL built-in and is not among the functions this grant allows"),
+                ));
+            }
+        }
+        for h in &s.hazards {
+            let needed = match h {
+                Hazard::DoBlock { .. } => Some(Allowance::Do),
+                Hazard::CreateFunction { .. } => Some(Allowance::CreateFunction),
+                Hazard::CopyProgram => Some(Allowance::CopyProgram),
+                Hazard::CopyFile => Some(Allowance::CopyFile),
+                Hazard::SetRole => Some(Allowance::SetRole),
+                Hazard::SetSessionAuthorization => Some(Allowance::SetSessionAuthorization),
+                Hazard::SetSearchPath => Some(Allowance::SetSearchPath),
+                Hazard::AlterSystem => Some(Allowance::AlterSystem),
+                Hazard::Load => Some(Allowance::Load),
+                Hazard::CreateExtension { .. } => Some(Allowance::CreateExtension),
+                Hazard::Execute { name } => {
+                    // The gateway substitutes the prepared statement's analysis; one that
+                    // reaches here was not prepared in this session.
+                    return Err(Denial::new(
+                        "execute_unknown",
+                        format!(
+                            "EXECUTE {name}: no statement prepared under that name in this session"
+                        ),
+                    ));
+                }
+                // Checked through `functions`, the class, or the inner statement.
+                _ => None,
+            };
+            if let Some(a) = needed {
+                if !self.allow.contains(&a) {
+                    return Err(Denial::new(
+                        "construct_denied",
+                        format!(
+                            "{} ({}) must be allowed by name in the grant",
+                            s.command,
+                            a.as_str()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A `functions` entry matches a function by name pattern, or `schema.name` exactly; a
+/// dangerous function only by its exact name (a wildcard never opens `pg_read_file`).
+fn function_matches(pattern: &str, f: &QualifiedName, dangerous: bool) -> bool {
+    if let Some((schema, name)) = pattern.split_once('.') {
+        return f.schema.as_deref() == Some(schema)
+            && (if dangerous {
+                name == f.name
+            } else {
+                NamePattern::new(name).matches(&f.name)
+            });
+    }
+    if dangerous {
+        pattern == f.name
+    } else {
+        NamePattern::new(pattern).matches(&f.name)
+    }
+}

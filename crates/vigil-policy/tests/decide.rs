@@ -1,0 +1,212 @@
+//! Scopes and decisions over real analyses of statements against an EHR-shaped catalog.
+
+use std::sync::Arc;
+use vigil_core::Timestamp;
+use vigil_policy::{decide, AssumeBuiltins, Decision, Grant, GrantSource, Scope};
+use vigil_sql::{Analyzer, CatalogRow, LexOptions, StaticCatalog};
+
+fn catalog() -> StaticCatalog {
+    let mut rows = Vec::new();
+    let mut table = |oid: u32, schema: &str, name: &str, kind: char, cols: &[&str]| {
+        for (i, c) in cols.iter().enumerate() {
+            rows.push(CatalogRow::new(
+                oid,
+                schema,
+                name,
+                kind,
+                Some((c.to_string(), i as i16 + 1)),
+            ));
+        }
+    };
+    table(
+        16_001,
+        "public",
+        "patients",
+        'r',
+        &[
+            "id",
+            "mrn",
+            "first_name",
+            "last_name",
+            "date_of_birth",
+            "ssn",
+            "phone",
+            "email",
+        ],
+    );
+    table(
+        16_002,
+        "public",
+        "encounters",
+        'r',
+        &["id", "patient_id", "started_at", "kind", "notes"],
+    );
+    table(
+        16_003,
+        "public",
+        "diagnoses",
+        'r',
+        &["id", "encounter_id", "icd10", "description"],
+    );
+    table(
+        16_004,
+        "billing",
+        "claims",
+        'r',
+        &["id", "patient_id", "amount"],
+    );
+    StaticCatalog::from_rows(rows, vec!["pg_catalog".into(), "public".into()])
+}
+
+fn scope(toml_text: &str) -> Scope {
+    let s: Scope = toml::from_str(toml_text).unwrap();
+    s.validate().unwrap();
+    s
+}
+
+const CLINICAL_READER: &str = r#"
+commands = ["read", "transaction", "session"]
+relations = ["public.encounters", "public.diagnoses", "public.patients"]
+deny_columns = { "public.patients" = ["ssn", "phone", "email"] }
+read_only = true
+"#;
+
+fn check(s: &Scope, sql: &str) -> Result<(), String> {
+    let a = Analyzer::new(64).access(sql, LexOptions::default(), &catalog());
+    s.check(&a, &AssumeBuiltins)
+        .map_err(|d| format!("{}: {}", d.rule, d.reason))
+}
+
+#[test]
+fn a_clinical_reader_scope() {
+    let s = scope(CLINICAL_READER);
+    for ok in [
+        "SELECT e.kind, d.icd10 FROM encounters e JOIN diagnoses d ON d.encounter_id = e.id",
+        "SELECT mrn, last_name FROM patients WHERE id = 7",
+        "SELECT count(*) FROM patients",
+        "BEGIN",
+        "SET statement_timeout = '5s'",
+        "SELECT upper(last_name) FROM patients ORDER BY date_of_birth",
+    ] {
+        assert_eq!(check(&s, ok), Ok(()), "{ok}");
+    }
+    for (bad, rule) in [
+        ("SELECT * FROM patients", "column_denied"),
+        (
+            "SELECT mrn FROM patients WHERE ssn = '123-45-6789'",
+            "column_denied",
+        ),
+        ("SELECT mrn FROM patients ORDER BY phone", "column_denied"),
+        ("SELECT p FROM patients p", "column_denied"),
+        ("SELECT * FROM billing.claims", "relation_not_allowed"),
+        ("DELETE FROM encounters", "command_class"),
+        ("UPDATE patients SET last_name = 'x'", "command_class"),
+        ("DROP TABLE diagnoses", "command_class"),
+        ("SELECT pg_read_file('/etc/passwd')", "function_denied"),
+        ("SELECT * FROM nosuchtable", "unresolved"),
+        ("SELEC 1", "unparseable"),
+        ("SELECT 1; DELETE FROM encounters", "command_class"),
+        ("SET ROLE postgres", "construct_denied"),
+        ("DO $$ BEGIN PERFORM 1; END $$", "command_class"),
+    ] {
+        let got = check(&s, bad);
+        assert!(
+            matches!(&got, Err(e) if e.starts_with(rule)),
+            "{bad}: expected {rule}, got {got:?}"
+        );
+    }
+}
+
+#[test]
+fn read_only_wins_over_commands() {
+    let s = scope(
+        r#"
+commands = ["read", "write"]
+relations = ["*"]
+read_only = true
+"#,
+    );
+    assert!(check(&s, "SELECT 1").is_ok());
+    assert!(check(&s, "INSERT INTO encounters (id) VALUES (1)")
+        .unwrap_err()
+        .starts_with("read_only"));
+    assert!(check(&s, "SELECT * FROM encounters FOR UPDATE").is_err());
+}
+
+#[test]
+fn dangerous_functions_need_their_exact_name() {
+    let wildcard = scope("commands = [\"read\"]\nrelations = [\"*\"]\nfunctions = [\"*\"]\n");
+    assert!(check(&wildcard, "SELECT pg_read_file('x')")
+        .unwrap_err()
+        .starts_with("function_denied"));
+    let named =
+        scope("commands = [\"read\"]\nrelations = [\"*\"]\nfunctions = [\"pg_read_file\"]\n");
+    assert!(check(&named, "SELECT pg_read_file('x')").is_ok());
+}
+
+#[test]
+fn scope_digest_is_stable_and_sensitive() {
+    let a = scope(CLINICAL_READER);
+    let b = scope(CLINICAL_READER);
+    assert_eq!(a.digest(), b.digest());
+    let mut c = a.clone();
+    c.read_only = false;
+    assert_ne!(a.digest(), c.digest());
+    let json: serde_json::Value = serde_json::from_str(&a.canonical_json()).unwrap();
+    assert_eq!(json["deny_columns"]["public.patients"][0], "email");
+}
+
+fn grant(s: Scope, expires_at: Option<Timestamp>) -> Arc<Grant> {
+    Arc::new(Grant {
+        id: "g1".into(),
+        identity: "etl".into(),
+        connection: "ehr".into(),
+        source: GrantSource::Policy,
+        policy: Some("p".into()),
+        scope_digest: s.digest(),
+        scope: s,
+        not_before: Timestamp::from_micros(0),
+        expires_at,
+        created_at: Timestamp::from_micros(0),
+        revoked_at: None,
+        revoked_by: None,
+        revoke_reason: None,
+    })
+}
+
+#[test]
+fn decisions_over_grants() {
+    let a = Analyzer::new(16).access(
+        "SELECT mrn FROM patients",
+        LexOptions::default(),
+        &catalog(),
+    );
+    let now = Timestamp::now();
+    let live = grant(scope(CLINICAL_READER), None);
+    assert!(matches!(
+        decide(std::slice::from_ref(&live), &a, &AssumeBuiltins, now),
+        Decision::Allow(_)
+    ));
+    let expired = grant(
+        scope(CLINICAL_READER),
+        Some(Timestamp::from_micros(now.as_micros() - 1)),
+    );
+    match decide(&[expired], &a, &AssumeBuiltins, now) {
+        Decision::Deny { denial, grant_id } => {
+            assert_eq!(denial.rule, "grant_not_live");
+            assert_eq!(grant_id.as_deref(), Some("g1"));
+        }
+        other => panic!("{other:?}"),
+    }
+    match decide(&[], &a, &AssumeBuiltins, now) {
+        Decision::Deny { denial, .. } => assert_eq!(denial.rule, "no_grant"),
+        other => panic!("{other:?}"),
+    }
+    // A second grant that allows what the first refuses.
+    let wide = grant(scope("commands = [\"read\"]\nrelations = [\"*\"]\n"), None);
+    let star =
+        Analyzer::new(16).access("SELECT * FROM patients", LexOptions::default(), &catalog());
+    assert!(
+        matches!(decide(&[live, wide], &star, &AssumeBuiltins, now), Decision::Allow(g) if g.scope.deny_columns.is_empty())
+    );
+}
