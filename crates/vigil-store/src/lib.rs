@@ -42,7 +42,7 @@
 
 mod sqlite;
 
-pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
+pub use sqlite::{SqliteOptions, SqliteStore, Synchronous, WalStats};
 
 use vigil_core::Timestamp;
 

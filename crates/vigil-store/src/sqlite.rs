@@ -13,7 +13,8 @@
 //!   the session listing reads the small `sessions` table, indexed by start time.
 //! - **WAL checkpoints** (copying the WAL back into the database file, with an `fsync`) run on
 //!   a background thread with its own connection, not inside an append's commit: SQLite's
-//!   automatic checkpoint would stall one append in a few hundred by milliseconds.
+//!   automatic checkpoint would stall one append in a few hundred by milliseconds. The thread
+//!   also keeps the WAL bounded under sustained load (see [`wal`]).
 //! - A lock held by someone else for longer than `busy_timeout` gives [`StoreError::Busy`].
 
 use crate::{
@@ -26,10 +27,12 @@ use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Tran
 use serde::{Deserialize, Deserializer};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, SyncSender};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::Duration;
 use vigil_core::Timestamp;
+use wal::{Checkpointer, WalTuning};
+
+pub use wal::WalStats;
 
 /// How hard SQLite works to make a commit durable.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -165,19 +168,18 @@ const AUDIT_COLUMNS: &str = "seq, at_us, kind, session_id, identity, connection,
 const TOKEN_COLUMNS: &str =
     "id, identity, hash, created_at_us, expires_at_us, revoked_at_us, label";
 
-/// Ask the checkpointer to run after this much appended work, counted as one per commit
-/// plus one per 16 rows (roughly the pages the WAL grew by).
-const CHECKPOINT_AFTER: u64 = 256;
-/// Cap on the WAL file's size once a checkpoint has emptied it (it is reused, not shrunk,
-/// otherwise).
+/// Cap on the WAL file's size when it starts over (it is reused, not shrunk, otherwise). Above
+/// [`WalTuning::restart_bytes`], so that a WAL kept bounded by the checkpointer is never
+/// truncated (truncating costs a pause; reusing costs nothing).
 const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 /// The SQLite store. Cheap to share (`Arc<SqliteStore>`); every method is blocking.
 pub struct SqliteStore {
     path: PathBuf,
     options: SqliteOptions,
-    writer: Mutex<Writer>,
+    writer: Arc<Mutex<Writer>>,
     checkpointer: Checkpointer,
+    kick_after: u64,
     /// Idle read connections. A reader takes one (or opens one when none is idle) and puts it
     /// back if fewer than `read_connections` are idle, so readers never wait for each other.
     readers: Mutex<Vec<Connection>>,
@@ -194,62 +196,22 @@ impl fmt::Debug for SqliteStore {
 
 struct Writer {
     conn: Connection,
-    /// Appended work since the checkpointer was last kicked (see [`CHECKPOINT_AFTER`]).
+    /// Appended work since the checkpointer was last kicked (see [`WalTuning::kick_after`]).
     unkicked: u64,
-}
-
-/// The background WAL checkpointer. Dropping it stops and joins its thread.
-struct Checkpointer {
-    kick: Option<SyncSender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Checkpointer {
-    fn start(path: &Path, options: &SqliteOptions) -> Result<Checkpointer, String> {
-        let conn = open_connection(path, options, true).map_err(|e| e.to_string())?;
-        let (kick, kicks) = std::sync::mpsc::sync_channel(1);
-        let thread = std::thread::Builder::new()
-            .name("vigil-store-wal".into())
-            .spawn(move || run_checkpointer(conn, kicks))
-            .map_err(|e| e.to_string())?;
-        Ok(Checkpointer {
-            kick: Some(kick),
-            thread: Some(thread),
-        })
-    }
-
-    /// Asks for a checkpoint without waiting; kicks coalesce while one is pending.
-    fn kick(&self) {
-        if let Some(kick) = &self.kick {
-            // Full: a checkpoint is already due. Disconnected: the thread is gone; the WAL
-            // then grows until the last connection closes, which checkpoints it.
-            let _ = kick.try_send(());
-        }
-    }
-}
-
-impl Drop for Checkpointer {
-    fn drop(&mut self) {
-        self.kick.take();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn run_checkpointer(conn: Connection, kicks: Receiver<()>) {
-    while kicks.recv().is_ok() {
-        // PASSIVE never waits for, nor blocks, the writer or the readers; frames it cannot
-        // copy yet (a reader still uses them) are taken next time. A failure here costs only
-        // WAL size, and the next kick tries again.
-        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-    }
 }
 
 impl SqliteStore {
     /// Opens (creating if missing) the store at `path`: the file (mode 0600 on Unix), its
     /// parent directories, WAL mode and the schema.
     pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
+        Self::open_tuned(path, options, WalTuning::default())
+    }
+
+    pub(crate) fn open_tuned(
+        path: &Path,
+        options: SqliteOptions,
+        tuning: WalTuning,
+    ) -> Result<SqliteStore, StoreError> {
         let open_err = |reason: String| StoreError::Open {
             location: path.display().to_string(),
             reason,
@@ -269,21 +231,31 @@ impl SqliteStore {
             StoreError::Open { .. } => e,
             other => open_err(other.to_string()),
         })?;
-        let checkpointer = Checkpointer::start(path, &options).map_err(open_err)?;
         writer
             .pragma_update(None, "wal_autocheckpoint", 0)
             .and_then(|()| writer.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT))
             .map_err(|e| open_err(e.to_string()))?;
+        let writer = Arc::new(Mutex::new(Writer {
+            conn: writer,
+            unkicked: 0,
+        }));
+        let checkpointer_conn =
+            open_connection(path, &options, true).map_err(|e| open_err(e.to_string()))?;
+        let checkpointer =
+            Checkpointer::start(checkpointer_conn, writer.clone(), tuning).map_err(open_err)?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
             options,
-            writer: Mutex::new(Writer {
-                conn: writer,
-                unkicked: 0,
-            }),
+            writer,
             checkpointer,
+            kick_after: tuning.kick_after,
             readers: Mutex::new(Vec::new()),
         })
+    }
+
+    /// What the background checkpointer did so far (for monitoring and tests).
+    pub fn wal_stats(&self) -> WalStats {
+        self.checkpointer.shared.stats()
     }
 
     /// The file this store lives in.
@@ -609,8 +581,9 @@ impl Store for SqliteStore {
             }
         }
         tx.commit().map_err(db)?;
+        self.checkpointer.shared.committed();
         writer.unkicked += 1 + rows.len() as u64 / 16;
-        if writer.unkicked >= CHECKPOINT_AFTER {
+        if writer.unkicked >= self.kick_after {
             writer.unkicked = 0;
             self.checkpointer.kick();
         }
@@ -845,6 +818,7 @@ impl Store for SqliteStore {
 }
 
 mod grants;
+mod wal;
 
 #[cfg(test)]
 mod tests;

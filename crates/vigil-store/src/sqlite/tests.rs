@@ -664,3 +664,105 @@ fn the_wal_is_checkpointed_in_the_background() {
         .unwrap();
     assert_eq!(autocheckpoint, 0);
 }
+
+fn wal_size(path: &Path) -> u64 {
+    std::fs::metadata(format!("{}-wal", path.display())).map_or(0, |m| m.len())
+}
+
+/// The WAL header's checkpoint sequence number: it goes up each time the WAL starts over.
+fn wal_generation(path: &Path) -> u32 {
+    let header = std::fs::read(format!("{}-wal", path.display())).unwrap_or_default();
+    header
+        .get(12..16)
+        .map_or(0, |b| u32::from_be_bytes(b.try_into().unwrap()))
+}
+
+/// Appends rows of 1,000-byte bodies in batches of `batch`, as fast as it can, for `bytes` of
+/// bodies; returns the largest WAL file size seen after a commit and how many times the WAL
+/// started over meanwhile.
+fn append_flat_out(store: &SqliteStore, path: &Path, bytes: u64, batch: u64) -> (u64, u32) {
+    let body_len = 1_000;
+    let mut seq = store.audit_head().unwrap().map_or(0, |h| h.seq);
+    let mut max_wal = 0;
+    let mut generation = wal_generation(path);
+    let mut restarts = 0;
+    for _ in 0..bytes / (body_len * batch) {
+        let rows: Vec<_> = (seq + 1..=seq + batch)
+            .map(|s| {
+                let mut r = row(s, "StatementStarted", Some(&format!("s{}", s % 16)));
+                r.body = vec![b'x'; body_len as usize];
+                r
+            })
+            .collect();
+        store.append_audit(&rows).unwrap();
+        seq += batch;
+        max_wal = max_wal.max(wal_size(path));
+        let now = wal_generation(path);
+        if now != generation {
+            restarts += 1;
+            generation = now;
+        }
+    }
+    (max_wal, restarts)
+}
+
+#[test]
+fn sustained_appends_keep_the_wal_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vigil.db");
+    let tuning = WalTuning {
+        kick_after: 16,
+        restart_bytes: 1 << 20,
+        ..WalTuning::default()
+    };
+    let store = Arc::new(SqliteStore::open_tuned(&path, SqliteOptions::default(), tuning).unwrap());
+    // Readers keep reading meanwhile (short read transactions, as the API makes).
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (store, stop) = (store.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                store.audit_head().unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    // 40 MB of records with no pause long enough to count as idle: without catching up, the
+    // WAL would hold all of it (several times over).
+    let (max_wal, restarts) = append_flat_out(&store, &path, 40 << 20, 8);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    reader.join().unwrap();
+    let stats = store.wal_stats();
+    assert!(restarts >= 5, "{restarts} restarts ({stats:?})");
+    assert!(
+        max_wal < 8 << 20,
+        "the WAL grew to {max_wal} bytes under sustained appends ({stats:?})"
+    );
+    assert_eq!(
+        store.audit_head().unwrap().unwrap().seq,
+        (40 << 20) / 8_000 * 8
+    );
+}
+
+#[test]
+fn an_idle_writer_lets_the_wal_start_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vigil.db");
+    // Never catch up under load: here only going idle lets the WAL start over.
+    let tuning = WalTuning {
+        restart_bytes: u64::MAX,
+        idle_after: Duration::from_millis(20),
+        ..WalTuning::default()
+    };
+    let store = SqliteStore::open_tuned(&path, SqliteOptions::default(), tuning).unwrap();
+    let (first, _) = append_flat_out(&store, &path, 4 << 20, 4);
+    for burst in 0..3 {
+        std::thread::sleep(Duration::from_millis(300));
+        let (wal, restarts) = append_flat_out(&store, &path, 4 << 20, 4);
+        assert!(
+            restarts >= 1,
+            "burst {burst}: the WAL did not start over ({restarts})"
+        );
+        assert!(wal < first * 2, "burst {burst}: {wal} bytes after {first}");
+    }
+}
