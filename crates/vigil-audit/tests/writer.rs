@@ -298,7 +298,7 @@ fn many_threads_appending_concurrently_make_a_clean_chain() {
 
     for (s, acked) in results {
         // Each caller's records are in the order it made the calls.
-        let rows = env.store.session_rows(&s.to_string()).unwrap();
+        let rows = records_of(&env, s);
         assert_eq!(rows.len() as u64, per_thread);
         let order: Vec<u64> = rows
             .iter()
@@ -383,10 +383,7 @@ fn store_failure_refuses_waited_appends_and_retries_detached_ones() {
     assert_eq!(wait_durable(writer.append(statement_started(s, 6))), Ok(4));
     writer.shutdown().unwrap();
 
-    let statement_seqs: Vec<u64> = env
-        .store
-        .session_rows(&s.to_string())
-        .unwrap()
+    let statement_seqs: Vec<u64> = records_of(&env, s)
         .iter()
         .map(|r| {
             let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
@@ -521,4 +518,49 @@ fn the_writer_works_as_a_dyn_event_sink() {
     sink.append_detached(session_ended(s));
     writer.shutdown().unwrap();
     assert_eq!(env.verify().unwrap().records, 6);
+}
+
+#[test]
+fn detached_records_wait_for_the_next_waited_append_or_their_linger() {
+    let env = Env::new();
+    let mut options = env.options();
+    options.detached_linger = Duration::from_secs(60);
+    options.max_batch = 8;
+    let writer = AuditWriter::start(env.dyn_store(), options).unwrap();
+    let s = SessionId::new();
+    assert_eq!(wait_durable(writer.append(session_started(s))), Ok(2));
+
+    // Alone, a detached record waits for company.
+    writer.append_detached(statement_finished(s, 1));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(env.store.audit_head().unwrap().unwrap().seq, 2);
+    // The next waited append takes it along, in order.
+    assert_eq!(wait_durable(writer.append(statement_started(s, 2))), Ok(4));
+    assert_eq!(
+        env.store.audit_row(3).unwrap().unwrap().kind,
+        "StatementFinished"
+    );
+
+    // A full batch of detached records does not wait.
+    for n in 3..11 {
+        writer.append_detached(statement_finished(s, n));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while env.store.audit_head().unwrap().unwrap().seq < 12 {
+        assert!(Instant::now() < deadline, "a full batch kept waiting");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    // Nor does one whose linger is over.
+    let env = Env::new();
+    let mut options = env.options();
+    options.detached_linger = Duration::from_millis(20);
+    let writer = AuditWriter::start(env.dyn_store(), options).unwrap();
+    writer.append_detached(statement_finished(s, 1));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while env.store.audit_head().unwrap().unwrap().seq < 2 {
+        assert!(Instant::now() < deadline, "the linger never ended");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    writer.shutdown().unwrap();
 }

@@ -183,7 +183,8 @@ pub trait Store: Send + Sync + 'static {
         visit: &mut dyn FnMut(AuditRow) -> bool,
     ) -> Result<(), StoreError>;
 
-    /// Rows of one session, ascending by seq.
+    /// Rows of one session, ascending by seq: those between its start record and its (first)
+    /// end record. Empty for a session with no start record.
     fn session_rows(&self, session_id: &str) -> Result<Vec<AuditRow>, StoreError>;
 
     /// One row by seq.

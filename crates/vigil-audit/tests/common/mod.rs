@@ -275,3 +275,19 @@ pub fn swap(conn: &Connection, a: u64, b: u64) {
     conn.execute("UPDATE audit_log SET seq = ?1 WHERE seq = -1", [b as i64])
         .unwrap();
 }
+
+/// Every stored record of `session`, by a full scan: unlike `Store::session_rows`, this does
+/// not need the session's start record.
+pub fn records_of(env: &Env, session: SessionId) -> Vec<vigil_store::AuditRow> {
+    let id = session.to_string();
+    let mut rows = Vec::new();
+    env.store
+        .scan_audit(0, &mut |row| {
+            if row.session_id.as_deref() == Some(id.as_str()) {
+                rows.push(row);
+            }
+            true
+        })
+        .unwrap();
+    rows
+}
