@@ -78,6 +78,7 @@ pub enum Event {
     GrantIssued(GrantIssued),
     GrantRevoked(GrantRevoked),
     GrantExpired(GrantExpired),
+    MaskingApplied(MaskingApplied),
 }
 
 /// The `type` of an event, as a cheap value (for store columns and filters).
@@ -95,10 +96,11 @@ pub enum EventKind {
     GrantIssued,
     GrantRevoked,
     GrantExpired,
+    MaskingApplied,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 12] = [
+    pub const ALL: [EventKind; 13] = [
         EventKind::SessionStarted,
         EventKind::SessionEnded,
         EventKind::AuthFailed,
@@ -111,6 +113,7 @@ impl EventKind {
         EventKind::GrantIssued,
         EventKind::GrantRevoked,
         EventKind::GrantExpired,
+        EventKind::MaskingApplied,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -127,6 +130,7 @@ impl EventKind {
             EventKind::GrantIssued => "GrantIssued",
             EventKind::GrantRevoked => "GrantRevoked",
             EventKind::GrantExpired => "GrantExpired",
+            EventKind::MaskingApplied => "MaskingApplied",
         }
     }
 
@@ -150,6 +154,7 @@ impl Event {
             Event::GrantIssued(_) => EventKind::GrantIssued,
             Event::GrantRevoked(_) => EventKind::GrantRevoked,
             Event::GrantExpired(_) => EventKind::GrantExpired,
+            Event::MaskingApplied(_) => EventKind::MaskingApplied,
         }
     }
 }
@@ -212,6 +217,26 @@ pub struct PolicyDenied {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant_id: Option<String>,
     pub sqlstate: String,
+}
+
+/// Values masked in what a statement returned (or in a message outside any statement), for one
+/// column (or message field) and one rule or detector. Counts only: never a value.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MaskingApplied {
+    /// The statement whose results were masked; `None` for asynchronous messages
+    /// (notifications, notices between statements).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_seq: Option<u64>,
+    /// Where the values came from: `schema.table.column` for a table column, the result's column
+    /// name for a computed one, or the channel (`notice`, `error`, `notification`, `copy`).
+    pub column: String,
+    /// The column rule's name, or `detector:<name>`.
+    pub rule: String,
+    /// The entity type masked (`ssn`, `person_name`…).
+    pub entity: String,
+    pub operator: String,
+    /// How many values.
+    pub count: u64,
 }
 
 /// A grant was issued (from a standing policy or an approval).
@@ -287,6 +312,9 @@ pub struct SessionEnded {
     pub rows: u64,
     pub bytes_to_client: u64,
     pub bytes_from_client: u64,
+    /// Values masked in flight during the session, by entity type (`ssn`: 12…).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub masked: std::collections::BTreeMap<String, u64>,
 }
 
 /// Why an authentication attempt was refused. Stable names (an export format).
@@ -460,6 +488,9 @@ pub struct StatementFinished {
     /// second line of defence, behind the statement analysis.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub values_withheld: u64,
+    /// Values masked in flight (the detail is in the statement's `MaskingApplied` records).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub values_masked: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -529,6 +560,7 @@ mod tests {
                 result_digest: "00".into(),
                 rows_withheld: 0,
                 values_withheld: 0,
+                values_masked: 0,
             }),
         };
         let json = serde_json::to_value(&rec).unwrap();

@@ -32,6 +32,7 @@ pub mod catalog;
 mod config;
 mod encoding;
 mod grants;
+pub mod masking;
 mod proxy;
 mod server;
 pub mod sqlstate;

@@ -46,6 +46,8 @@ pub struct GatewayParts {
     pub sink: Arc<dyn EventSink>,
     pub parameter_mode: ParameterMode,
     pub parameter_key: Option<Arc<[u8]>>,
+    /// Masking of results in flight; `None`: off.
+    pub masking: Option<Arc<dyn crate::masking::Masking>>,
 }
 
 struct Upstreams {
@@ -68,6 +70,7 @@ pub struct Gateway {
     sink: Arc<dyn EventSink>,
     parameter_mode: ParameterMode,
     parameter_key: Option<Arc<[u8]>>,
+    masking: Option<Arc<dyn crate::masking::Masking>>,
     cancels: CancelRegistry,
     active: AtomicUsize,
     idle: Notify,
@@ -113,6 +116,7 @@ impl Gateway {
             sink: parts.sink,
             parameter_mode: parts.parameter_mode,
             parameter_key: parts.parameter_key,
+            masking: parts.masking,
             cancels: CancelRegistry::default(),
             active: AtomicUsize::new(0),
             idle: Notify::new(),
@@ -502,7 +506,12 @@ async fn handle_client(
         })
         .collect();
 
+    let masking = gw
+        .masking
+        .as_ref()
+        .and_then(|m| m.session(&principal, &target.name));
     let ctx = SessionContext {
+        masking,
         session_id: SessionId::new(),
         principal,
         connection: target.name.clone(),
@@ -586,9 +595,13 @@ async fn handle_client(
     };
     gw.cancels.unregister(&client_key);
 
-    let (reason, totals) = match outcome {
-        Some(o) => (o.reason, o.totals),
-        None => (SessionEndReason::ClientDisconnected, Default::default()),
+    let (reason, totals, masked) = match outcome {
+        Some(o) => (o.reason, o.totals, o.masked),
+        None => (
+            SessionEndReason::ClientDisconnected,
+            Default::default(),
+            Default::default(),
+        ),
     };
     gw.sink
         .append_detached(ctx.draft(Event::SessionEnded(SessionEnded {
@@ -600,6 +613,7 @@ async fn handle_client(
             rows: totals.rows,
             bytes_to_client: totals.bytes_to_client,
             bytes_from_client: totals.bytes_from_client,
+            masked,
         })));
 }
 

@@ -145,6 +145,7 @@ pub async fn start(config: Config) -> Result<Running> {
             sink: sink.clone(),
             parameter_mode: config.audit.parameters,
             parameter_key: parameter_key.clone(),
+            masking: None,
         })?;
         let tcp = tokio::net::TcpListener::bind(settings.address)
             .await

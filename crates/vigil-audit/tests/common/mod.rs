@@ -161,6 +161,7 @@ pub fn statement_finished(session: SessionId, n: u64) -> EventDraft {
             result_digest: "ab".repeat(32),
             rows_withheld: 0,
             values_withheld: 0,
+            values_masked: 0,
         }),
     )
 }
@@ -177,6 +178,7 @@ pub fn session_ended(session: SessionId) -> EventDraft {
             rows: 1,
             bytes_to_client: 120,
             bytes_from_client: 80,
+            masked: Default::default(),
         }),
     )
 }

@@ -4,13 +4,17 @@
 //! and written on in one write, so memory stays flat for any result size. Only a stand-in's
 //! error is rewritten; every other byte goes out as it came in.
 
-use super::{Item, ItemKind, Link, MutationEntry, Namespace, Run, SessionContext, Shared};
+use super::{
+    finish_run, record_masking, Item, ItemKind, Link, MutationEntry, NameLookup, Namespace, Run,
+    SessionContext, Shared,
+};
 use crate::codec::{next_frame, pending_len};
+use crate::masking::{self, MaskTally, RowPlan, Scratch};
 use crate::messages::error_response::sqlstate;
 use crate::messages::tag::backend as tag;
 use crate::messages::{
-    data_row, row_description, CommandComplete, ErrorFields, ParameterStatus, ReadyForQuery,
-    Severity, Target, TransactionStatus,
+    data_row, CommandComplete, ErrorFields, ParameterStatus, ReadyForQuery, Severity, Target,
+    TransactionStatus,
 };
 use bytes::{Buf, BytesMut};
 use sha2::Digest;
@@ -21,6 +25,26 @@ use vigil_core::event::{SessionEndReason, StatementStatus};
 /// The server is trusted to frame correctly; this only stops a runaway allocation.
 const MAX_BACKEND_MESSAGE: usize = 1 << 30;
 const READ_CHUNK: usize = 64 * 1024;
+
+/// What to send instead of a server message.
+enum Replacement {
+    Bytes(Arc<[u8]>),
+    /// This range of [`Rewrites::out`].
+    Rewritten(usize, usize),
+}
+
+/// Buffers for rewritten messages, reused across reads: nothing is allocated per row.
+#[derive(Default)]
+struct Rewrites {
+    out: Vec<u8>,
+    scratch: Scratch,
+}
+
+impl Rewrites {
+    fn since(&self, start: usize) -> Option<Replacement> {
+        Some(Replacement::Rewritten(start, self.out.len()))
+    }
+}
 
 /// How an item ended.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -41,7 +65,8 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let mut edits: Vec<(usize, usize, Arc<[u8]>)> = Vec::new();
+    let mut edits: Vec<(usize, usize, Replacement)> = Vec::new();
+    let mut rewrites = Rewrites::default();
     let mut out: Vec<u8> = Vec::new();
     loop {
         let want = pending_len(&buf)
@@ -65,9 +90,14 @@ where
                         return SessionEndReason::Error;
                     }
                 };
-                if let Some(replacement) =
-                    on_message(ctx, &mut shared, frame.tag, frame.body, frame.len)
-                {
+                if let Some(replacement) = on_message(
+                    ctx,
+                    &mut shared,
+                    frame.tag,
+                    frame.body,
+                    frame.len,
+                    &mut rewrites,
+                ) {
                     edits.push((pos, pos + frame.len, replacement));
                 }
                 pos += frame.len;
@@ -85,9 +115,15 @@ where
             let mut at = 0;
             for (start, end, replacement) in edits.drain(..) {
                 out.extend_from_slice(&buf[at..start]);
-                out.extend_from_slice(&replacement);
+                match replacement {
+                    Replacement::Bytes(b) => out.extend_from_slice(&b),
+                    Replacement::Rewritten(from, to) => {
+                        out.extend_from_slice(&rewrites.out[from..to])
+                    }
+                }
                 at = end;
             }
+            rewrites.out.clear();
             out.extend_from_slice(&buf[at..pos]);
             client.write_all(&out).await
         };
@@ -98,14 +134,15 @@ where
     }
 }
 
-/// Accounts for one server message; returns the bytes to send instead, if any.
+/// Accounts for one server message; returns what to send instead, if anything.
 fn on_message(
     ctx: &SessionContext,
     shared: &mut Shared,
     kind: u8,
     body: &[u8],
     len: usize,
-) -> Option<Arc<[u8]>> {
+    rw: &mut Rewrites,
+) -> Option<Replacement> {
     if matches!(
         shared.items.front(),
         Some(Item {
@@ -113,7 +150,7 @@ fn on_message(
             ..
         })
     ) {
-        return on_internal(shared, kind, body);
+        return on_internal(shared, kind, body).map(Replacement::Bytes);
     }
     match kind {
         tag::DATA_ROW | tag::COPY_DATA => {
@@ -121,30 +158,39 @@ fn on_message(
             if run.row_cap.is_some_and(|cap| run.forwarded >= cap) {
                 run.capped += 1;
                 run.capped_since_tag += 1;
-                return Some(Arc::from(Vec::new()));
+                return Some(Replacement::Bytes(Arc::from(Vec::new())));
             }
             run.forwarded += 1;
             run.rows_since_tag += 1;
             run.bytes += len as u64;
-            if let (tag::DATA_ROW, Some(mask)) = (kind, run.mask.clone()) {
-                let mut out = Vec::with_capacity(len + 1);
-                // A row that cannot be read cannot be cleaned: it is withheld whole (below).
-                if let Ok(values) = data_row::fields(body) {
-                    run.masked_values += values
-                        .iter()
-                        .zip(mask.iter())
-                        .filter(|(v, m)| **m && v.is_some())
-                        .count() as u64;
-                    if data_row::encode_with_nulls(body, &mask, &mut out).is_err() {
-                        out.clear();
+            if kind == tag::COPY_DATA && !run.copy_in {
+                if let Some(masking) = &ctx.masking {
+                    return copy_row(run, masking.as_ref(), body, rw);
+                }
+            }
+            if let (tag::DATA_ROW, Some(plan)) = (kind, &run.plan) {
+                let start = rw.out.len();
+                match masking::rewrite_row(
+                    body,
+                    plan,
+                    &run.result_formats,
+                    &mut rw.out,
+                    &mut rw.scratch,
+                    &mut run.tally,
+                ) {
+                    Ok(r) if r.changed => {
+                        run.masked_values += r.withheld;
+                        run.digest.update(&rw.out[start + 5..]);
+                        return rw.since(start);
+                    }
+                    Ok(_) => {}
+                    // A row that cannot be read cannot be cleaned: it is withheld whole.
+                    Err(_) => {
+                        rw.out.truncate(start);
+                        run.capped += 1;
+                        return Some(Replacement::Bytes(Arc::from(Vec::new())));
                     }
                 }
-                if out.is_empty() {
-                    run.capped += 1;
-                    return Some(Arc::from(Vec::new()));
-                }
-                run.digest.update(&out[5..]);
-                return Some(out.into());
             }
             run.digest.update(body);
             None
@@ -157,7 +203,7 @@ fn on_message(
                     if let Ok(cc) = CommandComplete::decode(body) {
                         let tag_text = String::from_utf8_lossy(cc.tag).into_owned();
                         if run.capped_since_tag > 0 || run.masked_values > run.masked_reported {
-                            replacement = Some(withheld_notice(run, &tag_text));
+                            replacement = Some(Replacement::Bytes(withheld_notice(run, &tag_text)));
                         }
                         run.rows += if run.capped_since_tag > 0 {
                             run.rows_since_tag
@@ -201,11 +247,20 @@ fn on_message(
             None
         }
         tag::NO_DATA | tag::ROW_DESCRIPTION => {
-            let mask = if kind == tag::ROW_DESCRIPTION {
-                withheld_mask(ctx, body)
+            let plan = if kind == tag::ROW_DESCRIPTION {
+                row_plan(ctx, shared, body)
             } else {
-                None
+                Ok(None)
             };
+            // A description Vigil cannot read: its rows cannot be checked, so none go out.
+            let (plan, unreadable) = match plan {
+                Ok(p) => (p, false),
+                Err(()) => (None, true),
+            };
+            let replacement = plan
+                .as_ref()
+                .and_then(|p| p.description.clone())
+                .map(Replacement::Bytes);
             match shared.items.front_mut() {
                 Some(Item {
                     kind: ItemKind::Describe { target, name },
@@ -213,7 +268,7 @@ fn on_message(
                 }) => {
                     let (target, name) = (*target, name.clone());
                     pop_settle(ctx, shared, Outcome::Ok);
-                    apply_described_mask(shared, target, &name, mask);
+                    apply_described_mask(shared, target, &name, plan);
                 }
                 Some(Item {
                     kind: ItemKind::Statement(run),
@@ -221,14 +276,25 @@ fn on_message(
                 }) => {
                     run.bytes += len as u64;
                     if kind == tag::ROW_DESCRIPTION {
-                        run.mask = mask;
+                        run.plan = plan;
+                        if unreadable {
+                            run.row_cap = Some(0);
+                        }
                     }
                 }
                 _ => {}
             }
-            None
+            replacement
         }
-        tag::ERROR_RESPONSE => on_error(ctx, shared, body, len),
+        tag::ERROR_RESPONSE => {
+            let ours = on_error(ctx, shared, body, len);
+            if ours.is_some() {
+                return ours.map(Replacement::Bytes);
+            }
+            scrub_message(ctx, shared, kind, body, rw, "error")
+        }
+        tag::NOTICE_RESPONSE => scrub_message(ctx, shared, kind, body, rw, "notice"),
+        tag::NOTIFICATION_RESPONSE => scrub_message(ctx, shared, kind, body, rw, "notification"),
         tag::READY_FOR_QUERY => {
             on_ready(ctx, shared, body);
             None
@@ -248,10 +314,14 @@ fn on_message(
             }
             None
         }
-        tag::COPY_OUT_RESPONSE
-        | tag::COPY_DONE
-        | tag::COPY_BOTH_RESPONSE
-        | tag::FUNCTION_CALL_RESPONSE => {
+        tag::COPY_OUT_RESPONSE => {
+            if let Some(run) = head_run(shared) {
+                run.bytes += len as u64;
+                run.copy_out_binary = body.first() == Some(&1);
+            }
+            None
+        }
+        tag::COPY_DONE | tag::COPY_BOTH_RESPONSE | tag::FUNCTION_CALL_RESPONSE => {
             if let Some(run) = head_run(shared) {
                 run.bytes += len as u64;
             }
@@ -314,17 +384,94 @@ fn on_internal(shared: &mut Shared, kind: u8, body: &[u8]) -> Option<Arc<[u8]>> 
     Some(Arc::from(Vec::new()))
 }
 
-/// Which result columns must be withheld, from a RowDescription: `None` if none.
-fn withheld_mask(ctx: &SessionContext, body: &[u8]) -> Option<Arc<[bool]>> {
-    if ctx.policy.withheld.is_empty() {
-        return None;
+/// The row plan of a RowDescription: `Ok(None)` when its rows go out untouched, `Err` when it
+/// cannot be read (and the session has columns to withhold or masking).
+fn row_plan(
+    ctx: &SessionContext,
+    shared: &mut Shared,
+    body: &[u8],
+) -> Result<Option<Arc<RowPlan>>, ()> {
+    if ctx.policy.withheld.is_empty() && ctx.masking.is_none() {
+        return Ok(None);
     }
-    let sources = row_description::sources(body).ok()?;
-    let mask: Vec<bool> = sources
-        .iter()
-        .map(|s| s.is_some_and(|k| ctx.policy.withheld.contains(&k)))
-        .collect();
-    mask.iter().any(|m| *m).then(|| mask.into())
+    let withheld = |table: u32, column: i16| ctx.policy.withheld.contains(&(table, column));
+    let mut names = NameLookup::new(&mut shared.names, &ctx.policy.cache);
+    masking::plan(body, &withheld, ctx.masking.as_deref(), &mut names).map_err(|_| ())
+}
+
+/// A row of COPY … TO STDOUT under masking: text and CSV rows are scrubbed by the detectors as
+/// free text (column rules cannot be placed in a copy stream: COPY of a column under a rule is
+/// refused before it runs); binary rows cannot be read and are withheld.
+fn copy_row(
+    run: &mut Run,
+    masking: &dyn masking::SessionMasking,
+    body: &[u8],
+    rw: &mut Rewrites,
+) -> Option<Replacement> {
+    if run.copy_out_binary {
+        run.capped += 1;
+        return Some(Replacement::Bytes(Arc::from(Vec::new())));
+    }
+    let label: Arc<str> = Arc::from("copy");
+    let start = rw.out.len();
+    rw.out.extend_from_slice(&[tag::COPY_DATA, 0, 0, 0, 0]);
+    match masking.scrub(body, &mut rw.out) {
+        masking::MaskOutcome::Unchanged => {
+            rw.out.truncate(start);
+            run.digest.update(body);
+            None
+        }
+        masking::MaskOutcome::Replaced(key) => {
+            run.tally.add(&label, key);
+            let len = (rw.out.len() - start - 1) as u32;
+            rw.out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
+            run.digest.update(&rw.out[start + 5..]);
+            rw.since(start)
+        }
+        masking::MaskOutcome::Null(key) => {
+            run.tally.add(&label, key);
+            rw.out.truncate(start);
+            run.capped += 1;
+            Some(Replacement::Bytes(Arc::from(Vec::new())))
+        }
+    }
+}
+
+/// Masks the free text of an error, notice or notification from the server. Values masked in
+/// a statement's messages count for the statement; others are recorded at once.
+fn scrub_message(
+    ctx: &SessionContext,
+    shared: &mut Shared,
+    kind: u8,
+    body: &[u8],
+    rw: &mut Rewrites,
+    channel: &str,
+) -> Option<Replacement> {
+    let masking = ctx.masking.as_deref()?;
+    let label: Arc<str> = Arc::from(channel);
+    let mut loose = MaskTally::default();
+    let tally = match head_run(shared) {
+        Some(run) if kind != tag::NOTIFICATION_RESPONSE => &mut run.tally,
+        _ => &mut loose,
+    };
+    let start = rw.out.len();
+    let changed = if kind == tag::NOTIFICATION_RESPONSE {
+        masking::scrub_notification(body, masking, &mut rw.out, &mut rw.scratch, tally, &label)
+    } else {
+        masking::scrub_error_fields(
+            kind,
+            body,
+            masking,
+            &mut rw.out,
+            &mut rw.scratch,
+            tally,
+            &label,
+        )
+    };
+    if !loose.entries.is_empty() {
+        record_masking(ctx, shared, None, loose);
+    }
+    changed.then(|| rw.since(start)).flatten()
 }
 
 /// A Describe told what an Execute will return: its Executes withhold the same columns.
@@ -332,7 +479,7 @@ fn apply_described_mask(
     shared: &mut Shared,
     target: Target,
     name: &Arc<[u8]>,
-    mask: Option<Arc<[bool]>>,
+    plan: Option<Arc<RowPlan>>,
 ) {
     for item in shared.items.iter_mut() {
         if let ItemKind::Statement(run) = &mut item.kind {
@@ -341,12 +488,12 @@ fn apply_described_mask(
                 Target::Statement => run.statement.as_ref() == Some(name),
             };
             if same && !run.until_ready {
-                run.mask = mask.clone();
+                run.plan = plan.clone();
             }
         }
     }
     if target == Target::Statement {
-        match mask {
+        match plan {
             Some(m) => {
                 shared.statement_masks.insert(name.clone(), m);
             }
@@ -540,15 +687,9 @@ fn pop_settle(ctx: &SessionContext, shared: &mut Shared, outcome: Outcome) {
                 Outcome::Failed => StatementStatus::Error,
                 Outcome::Skipped => StatementStatus::Skipped,
             };
-            let (event, rows) = run.finish(status);
-            if let vigil_core::Event::StatementFinished(f) = &event {
-                if matches!(f.status, StatementStatus::Error | StatementStatus::Refused) {
-                    shared.totals.errors += 1;
-                }
-            }
+            let rows = finish_run(ctx, shared, run, status);
             shared.totals.statements += 1;
             shared.totals.rows += rows;
-            ctx.sink.append_detached(ctx.draft(event));
         }
         ItemKind::Mutation {
             namespace,

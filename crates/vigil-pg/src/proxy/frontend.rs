@@ -43,7 +43,8 @@ pub(crate) const STAND_IN_PORTAL: &[u8] = b"\x01vigil-refused";
 const READ_CHUNK: usize = 16 * 1024;
 
 /// The portal an Execute runs and the prepared statement it was bound from.
-type PortalNames = (Arc<[u8]>, Arc<[u8]>);
+/// An Execute's portal, its prepared statement and its result formats.
+type PortalNames = (Arc<[u8]>, Arc<[u8]>, Arc<[u8]>);
 
 /// A replacement of one message's bytes in the forwarded batch.
 struct Edit {
@@ -385,9 +386,59 @@ impl Frontend<'_> {
             &self.catalog.functions(),
             vigil_core::Timestamp::now(),
         ) {
-            Decision::Allow(g) => Ok(g),
+            Decision::Allow(g) => match self.copied_masked_column(checked) {
+                Some(column) => Err((
+                    vigil_policy::Denial {
+                        rule: "copy_of_masked_column",
+                        reason: format!(
+                            "COPY … TO would send column {column}, which is masked for this \
+                             session, unmasked; SELECT it instead (its values are masked)"
+                        ),
+                        sqlstate: crate::sqlstate::INSUFFICIENT_PRIVILEGE,
+                    },
+                    Some(g.id.clone()),
+                )),
+                None => Ok(g),
+            },
             Decision::Deny { denial, grant_id } => Err((denial, grant_id)),
         }
+    }
+
+    /// A column under a masking rule that a COPY … TO would send: rows of a copy stream carry
+    /// no column identities, so the rule could not be applied to them.
+    fn copied_masked_column(&self, access: &Access) -> Option<String> {
+        let masking = self.ctx.masking.as_deref()?;
+        let mut relations = None;
+        for s in &access.statements {
+            if s.class != vigil_sql::CommandClass::CopyOut {
+                continue;
+            }
+            for r in s.relations.iter().filter(|r| r.read) {
+                let schema = r.relation.schema.as_deref().unwrap_or("public");
+                let columns: Vec<String> = match &r.read_columns {
+                    vigil_sql::ColumnSet::Columns(c) => c.clone(),
+                    vigil_sql::ColumnSet::All => {
+                        let all =
+                            relations.get_or_insert_with(|| self.ctx.policy.cache.relations());
+                        all.iter()
+                            .find(|rel| Some(rel.oid) == r.oid)
+                            .map(|rel| rel.columns.iter().map(|c| c.name.clone()).collect())
+                            .unwrap_or_default()
+                    }
+                };
+                for column in &columns {
+                    let source = crate::masking::ColumnSource {
+                        schema,
+                        table: &r.relation.name,
+                        column,
+                    };
+                    if masking.has_rule(source) {
+                        return Some(format!("{schema}.{}.{column}", r.relation.name));
+                    }
+                }
+            }
+        }
+        None
     }
 
     /// Bookkeeping after a statement was allowed: SQL-level prepared statements, and whether
@@ -563,8 +614,9 @@ impl Frontend<'_> {
         let mut run = Run::new(seq, simple);
         run.row_cap = grant.and_then(|g| g.scope.row_cap);
         let mut shared = self.link.shared.lock();
-        if let Some((portal, statement)) = names {
-            run.mask = shared.statement_masks.get(&statement).cloned();
+        if let Some((portal, statement, formats)) = names {
+            run.plan = shared.statement_masks.get(&statement).cloned();
+            run.result_formats = formats;
             run.portal = Some(portal);
             run.statement = Some(statement);
         }
@@ -842,6 +894,7 @@ impl Frontend<'_> {
                             access: statement.access,
                             statement_name: b.statement.into(),
                             parameters,
+                            result_formats: b.result_formats.into(),
                         }),
                         by: id,
                         segment: self.segment,
@@ -910,7 +963,11 @@ impl Frontend<'_> {
                             start,
                             end,
                             Some(&grant),
-                            Some((e.portal.into(), portal.statement_name.clone())),
+                            Some((
+                                e.portal.into(),
+                                portal.statement_name.clone(),
+                                portal.result_formats.clone(),
+                            )),
                         );
                         self.copy_window = Some(self.next_item);
                     }

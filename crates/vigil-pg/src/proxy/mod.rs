@@ -52,6 +52,8 @@ pub(crate) struct SessionContext {
     pub parameter_mode: ParameterMode,
     /// Key for `hmac-sha256` parameter recording.
     pub parameter_key: Option<Arc<[u8]>>,
+    /// Masking of results, when any applies to this session.
+    pub masking: Option<Arc<dyn crate::masking::SessionMasking>>,
 }
 
 impl SessionContext {
@@ -91,6 +93,8 @@ pub(crate) struct Portal {
     pub access: Arc<vigil_sql::Access>,
     pub statement_name: Arc<[u8]>,
     pub parameters: Option<vigil_core::event::RecordedParameters>,
+    /// The Bind's result format codes.
+    pub result_formats: Arc<[u8]>,
 }
 
 /// One name's state in a namespace (statements or portals).
@@ -179,6 +183,8 @@ pub(crate) struct Run {
     pub refused: bool,
     /// The server answered CopyInResponse: it is (or was) in copy-in mode for this statement.
     pub copy_in: bool,
+    /// The server answered CopyOutResponse in binary format.
+    pub copy_out_binary: bool,
     /// Most rows the client may receive (the grant's row cap).
     pub row_cap: Option<u64>,
     /// Rows received from the server but withheld from the client by the row cap.
@@ -187,13 +193,17 @@ pub(crate) struct Run {
     pub capped_since_tag: u64,
     /// Rows forwarded to the client (DataRow or CopyData), for the row cap.
     pub forwarded: u64,
-    /// Result columns whose values are withheld (NULL): columns the grant denies that reached a
-    /// result anyway (the second line of defence behind the analysis).
-    pub mask: Option<Arc<[bool]>>,
-    /// Values withheld by `mask`.
+    /// How result rows are rewritten: columns the grant denies that reached a result anyway
+    /// (withheld: the second line of defence behind the analysis) and masking.
+    pub plan: Option<Arc<crate::masking::RowPlan>>,
+    /// The result format codes of the Execute's Bind (empty: text).
+    pub result_formats: Arc<[u8]>,
+    /// Values withheld by `plan` (denied columns).
     pub masked_values: u64,
     /// Of those, already announced to the client in a notice.
     pub masked_reported: u64,
+    /// Values masked, per column and rule.
+    pub tally: crate::masking::MaskTally,
     /// The portal and prepared statement an Execute runs (to apply a Describe's mask).
     pub portal: Option<Arc<[u8]>>,
     pub statement: Option<Arc<[u8]>>,
@@ -229,12 +239,15 @@ impl Run {
             sqlstate: None,
             refused: false,
             copy_in: false,
+            copy_out_binary: false,
             row_cap: None,
             capped: 0,
             capped_since_tag: 0,
             forwarded: 0,
-            mask: None,
+            plan: None,
+            result_formats: Arc::from(&[][..]),
             masked_values: 0,
+            tally: Default::default(),
             masked_reported: 0,
             portal: None,
             statement: None,
@@ -264,6 +277,7 @@ impl Run {
             result_digest: hex::encode(self.digest.finalize()),
             rows_withheld: self.capped,
             values_withheld: self.masked_values,
+            values_masked: self.tally.total(),
         });
         (event, rows)
     }
@@ -327,8 +341,12 @@ pub(crate) struct Shared {
     pub ready_through: u64,
     pub statements: HashMap<Arc<[u8]>, Slot<Prepared>>,
     pub portals: HashMap<Arc<[u8]>, Slot<Portal>>,
-    /// Masks learnt from Describe of a prepared statement, for its later Executes.
-    pub statement_masks: HashMap<Arc<[u8]>, Arc<[bool]>>,
+    /// Row plans learnt from Describe of a prepared statement, for its later Executes.
+    pub statement_masks: HashMap<Arc<[u8]>, Arc<crate::masking::RowPlan>>,
+    /// Values masked so far, by entity type (the session's summary).
+    pub masked: std::collections::BTreeMap<String, u64>,
+    /// Table columns' names by `(table OID, column number)`, for masking rules and evidence.
+    pub names: ColumnNameCache,
     pub settings: ReportedSettings,
     /// `settings.lex()`, kept up to date.
     pub lex: LexSettings,
@@ -344,6 +362,8 @@ impl Shared {
             statements: HashMap::new(),
             portals: HashMap::new(),
             statement_masks: HashMap::new(),
+            masked: Default::default(),
+            names: ColumnNameCache::default(),
             lex: settings.lex(),
             settings,
             totals: Totals::default(),
@@ -357,10 +377,104 @@ pub(crate) struct Link {
     pub settled: Notify,
 }
 
+/// Table and column names by `(table OID, column number)`, from the connection's catalog.
+#[derive(Default)]
+pub(crate) struct ColumnNameCache {
+    by_oid: HashMap<u32, Arc<vigil_sql::RelationInfo>>,
+}
+
+/// [`ColumnNameCache`] with the catalog to reload from when it meets a table it does not know.
+pub(crate) struct NameLookup<'a> {
+    pub names: &'a mut ColumnNameCache,
+    pub cache: &'a crate::catalog::CatalogCache,
+    reloaded: bool,
+}
+
+impl<'a> NameLookup<'a> {
+    pub fn new(names: &'a mut ColumnNameCache, cache: &'a crate::catalog::CatalogCache) -> Self {
+        NameLookup {
+            names,
+            cache,
+            reloaded: false,
+        }
+    }
+}
+
+impl crate::masking::ColumnNames for NameLookup<'_> {
+    fn names(&mut self, table: u32, column: i16) -> Option<(Arc<str>, Arc<str>, Arc<str>)> {
+        if !self.names.by_oid.contains_key(&table) && !self.reloaded {
+            // At most once per RowDescription: a table created since the last refresh.
+            self.reloaded = true;
+            self.names.by_oid = self
+                .cache
+                .relations()
+                .into_iter()
+                .map(|r| (r.oid, r))
+                .collect();
+        }
+        let rel = self.names.by_oid.get(&table)?;
+        let col = rel.columns.iter().find(|c| c.attnum == column)?;
+        Some((
+            rel.schema.as_str().into(),
+            rel.name.as_str().into(),
+            col.name.as_str().into(),
+        ))
+    }
+}
+
+/// Settles a finished statement: its `StatementFinished` record, then one `MaskingApplied`
+/// record per column and rule that masked values. Returns the rows it counted.
+pub(crate) fn finish_run(
+    ctx: &SessionContext,
+    shared: &mut Shared,
+    mut run: Box<Run>,
+    status: StatementStatus,
+) -> u64 {
+    let seq = run.seq;
+    let tally = std::mem::take(&mut run.tally);
+    let (event, rows) = run.finish(status);
+    if let Event::StatementFinished(f) = &event {
+        if matches!(f.status, StatementStatus::Error | StatementStatus::Refused) {
+            shared.totals.errors += 1;
+        }
+    }
+    ctx.sink.append_detached(ctx.draft(event));
+    record_masking(ctx, shared, Some(seq), tally);
+    rows
+}
+
+/// `MaskingApplied` records for a tally, and the session's summary.
+pub(crate) fn record_masking(
+    ctx: &SessionContext,
+    shared: &mut Shared,
+    statement_seq: Option<u64>,
+    tally: crate::masking::MaskTally,
+) {
+    let Some(masking) = &ctx.masking else {
+        return;
+    };
+    for (column, key, count) in tally.entries {
+        let label = masking.label(key);
+        *shared.masked.entry(label.entity.clone()).or_default() += count;
+        ctx.sink.append_detached(ctx.draft(Event::MaskingApplied(
+            vigil_core::event::MaskingApplied {
+                statement_seq,
+                column: column.to_string(),
+                rule: label.rule,
+                entity: label.entity,
+                operator: label.operator,
+                count,
+            },
+        )));
+    }
+}
+
 /// How the proxy loop ended.
 pub(crate) struct ProxyOutcome {
     pub reason: SessionEndReason,
     pub totals: Totals,
+    /// Values masked, by entity type.
+    pub masked: std::collections::BTreeMap<String, u64>,
     /// A FATAL error to send to the client before closing (protocol violation…), if the client
     /// connection is still usable.
     pub farewell: Option<Vec<u8>>,
@@ -408,14 +522,14 @@ where
     let items: Vec<Item> = shared.items.drain(..).collect();
     for item in items {
         if let ItemKind::Statement(run) = item.kind {
-            let (event, rows) = run.finish(StatementStatus::Interrupted);
+            let rows = finish_run(ctx, &mut shared, run, StatementStatus::Interrupted);
             shared.totals.rows += rows;
-            ctx.sink.append_detached(ctx.draft(event));
         }
     }
     ProxyOutcome {
         reason,
         totals: shared.totals,
+        masked: std::mem::take(&mut shared.masked),
         farewell,
     }
 }

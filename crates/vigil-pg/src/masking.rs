@@ -1,0 +1,589 @@
+//! Masking results in flight: the data path's side.
+//!
+//! The masking engine (rules, detectors, operators: `vigil-mask`) sits behind [`Masking`]; this
+//! module asks it once per result column (on RowDescription) how that column's values are to be
+//! masked, and then rewrites DataRows, the RowDescriptions of retyped columns, and the free text
+//! of notices, errors and notifications. A row that no plan touches is forwarded as the bytes
+//! that came in; a rewritten row is built in a buffer the proxy reuses, so nothing is allocated
+//! per row.
+//!
+//! Formats and types (see docs/MASKING.md):
+//! - a column under a **column rule** on a type other than text is announced as `text`
+//!   (RowDescription rewritten) so that a masked value such as `1980` (a generalized date) or a
+//!   redaction token is a valid value of the announced type, in text and in binary format
+//!   (binary `text` is the bytes themselves); its binary values are read as text first
+//!   (integers and dates; any other binary type is sent as NULL);
+//! - values that **detectors** change in a column whose type is not text-like are sent as NULL
+//!   (a token is not a valid integer, date or JSON document); the type is kept.
+//!
+//! Fail closed: whatever the engine cannot mask it withholds (NULL), and a DataRow that cannot
+//! be read is withheld whole.
+
+use crate::codec::{put_message, DecodeError, Reader};
+use crate::messages::tag::backend;
+use std::sync::Arc;
+use vigil_core::Principal;
+
+/// The masking engine, as the gateway sees it.
+pub trait Masking: Send + Sync {
+    /// The masking that applies to this identity on this connection; `None` when nothing does
+    /// (masking off, or the identity is exempt).
+    fn session(&self, principal: &Principal, connection: &str) -> Option<Arc<dyn SessionMasking>>;
+}
+
+/// One session's masking.
+pub trait SessionMasking: Send + Sync {
+    /// How values of this result column are masked; `None`: they pass untouched.
+    fn column(&self, column: &ResultColumn<'_>) -> Option<ColumnMask>;
+    /// Masks free text (notice and error fields, notification payloads): appends the masked
+    /// text to `out` and says what it did; `Unchanged` leaves `out` as it was.
+    fn scrub(&self, text: &[u8], out: &mut Vec<u8>) -> MaskOutcome;
+    /// What an evidence key stands for, for the `MaskingApplied` records.
+    fn label(&self, key: EvidenceKey) -> MaskLabel;
+
+    /// Whether a column rule masks this table column.
+    fn has_rule(&self, source: ColumnSource<'_>) -> bool {
+        let column = ResultColumn {
+            name: source.column,
+            source: Some(source),
+            type_oid: TEXT,
+        };
+        self.column(&column).is_some_and(|m| m.rule)
+    }
+}
+
+/// Masks the values of one column.
+pub trait ValueMasker: Send + Sync {
+    /// Appends the masked form of `value` (text) to `out` and says what it did; `Unchanged`
+    /// and `Null` leave `out` as it was.
+    fn mask(&self, value: &[u8], out: &mut Vec<u8>) -> MaskOutcome;
+}
+
+/// Identifies a (rule or detector, entity, operator) in a session's evidence table.
+pub type EvidenceKey = u32;
+
+/// What masking did to one value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaskOutcome {
+    Unchanged,
+    /// Replaced by what was appended to `out`.
+    Replaced(EvidenceKey),
+    /// To be sent as SQL NULL (the null operator, or a failure: withheld).
+    Null(EvidenceKey),
+}
+
+/// The evidence of a key: never a value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MaskLabel {
+    /// The column rule's name, or `detector:<name>`.
+    pub rule: String,
+    /// The entity type (`ssn`, `person_name`…).
+    pub entity: String,
+    pub operator: String,
+}
+
+/// A result column, as the engine is asked about it.
+#[derive(Clone, Copy, Debug)]
+pub struct ResultColumn<'a> {
+    /// The name the result gives it (an alias, or `?column?`).
+    pub name: &'a str,
+    /// The table column it comes straight from, when it does.
+    pub source: Option<ColumnSource<'a>>,
+    pub type_oid: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct ColumnSource<'a> {
+    pub schema: &'a str,
+    pub table: &'a str,
+    pub column: &'a str,
+}
+
+/// The engine's answer for one column.
+#[derive(Clone)]
+pub struct ColumnMask {
+    pub masker: Arc<dyn ValueMasker>,
+    /// A column rule: every value is masked, so the column is announced as text when its type
+    /// is not. `false`: detectors, which change only the values they recognise.
+    pub rule: bool,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Types.
+
+const TEXT: u32 = 25;
+
+/// Types whose binary form is their text.
+fn is_text_like(type_oid: u32) -> bool {
+    matches!(
+        type_oid,
+        25 /* text */ | 1043 /* varchar */ | 1042 /* bpchar */ | 19 /* name */ | 18 /* char */
+            | 705 /* unknown */
+    )
+}
+
+/// The text of a binary value of a type Vigil can read, into `out`; `false` otherwise.
+fn binary_as_text(type_oid: u32, value: &[u8], out: &mut Vec<u8>) -> bool {
+    use std::io::Write;
+    match (type_oid, value.len()) {
+        (t, _) if is_text_like(t) => out.extend_from_slice(value),
+        (21, 2) => {
+            let _ = write!(out, "{}", i16::from_be_bytes([value[0], value[1]]));
+        }
+        (23, 4) => {
+            let _ = write!(
+                out,
+                "{}",
+                i32::from_be_bytes(value.try_into().unwrap_or([0; 4]))
+            );
+        }
+        (20, 8) => {
+            let _ = write!(
+                out,
+                "{}",
+                i64::from_be_bytes(value.try_into().unwrap_or([0; 8]))
+            );
+        }
+        (1082, 4) => {
+            // Days since 2000-01-01.
+            let days = i32::from_be_bytes(value.try_into().unwrap_or([0; 4]));
+            let Some(date) = civil_date(days) else {
+                return false;
+            };
+            let _ = write!(out, "{:04}-{:02}-{:02}", date.0, date.1, date.2);
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// (year, month, day) of a day count from 2000-01-01 (proleptic Gregorian), for years 1–9999.
+fn civil_date(days_since_2000: i32) -> Option<(i32, u32, u32)> {
+    // Days since 0000-03-01, then 400-year eras (Hinnant's civil-from-days).
+    let z = days_since_2000 as i64 + 730_425;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (1..=9999).contains(&y).then_some((y as i32, m, d))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plans.
+
+/// What happens to one result column's values.
+#[derive(Clone)]
+pub(crate) enum ColumnAction {
+    Pass,
+    /// Denied to the session (the second line of least privilege): always NULL.
+    Withhold,
+    Mask {
+        masker: Arc<dyn ValueMasker>,
+        /// The type the server sends.
+        type_oid: u32,
+        /// Announced as text (a rule on a type that is not).
+        retyped: bool,
+    },
+}
+
+/// How one result's rows are rewritten: from its RowDescription.
+pub(crate) struct RowPlan {
+    pub columns: Box<[ColumnAction]>,
+    /// Source `(schema.table, column)` of each column, for the evidence (empty for computed).
+    pub names: Box<[Arc<str>]>,
+    /// The RowDescription to send instead of the server's (retyped columns), if any.
+    pub description: Option<Arc<[u8]>>,
+}
+
+/// One field of a RowDescription.
+struct Field<'a> {
+    name: &'a [u8],
+    table: u32,
+    column: i16,
+    type_oid: u32,
+}
+
+fn fields(body: &[u8]) -> Result<Vec<Field<'_>>, DecodeError> {
+    let mut r = Reader::new(body, "RowDescription");
+    let n = r.count16("field count")?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let name = r.cstr("field name")?;
+        let table = r.i32("table oid")? as u32;
+        let column = r.i16("column number")?;
+        let type_oid = r.i32("type oid")? as u32;
+        r.bytes(2 + 4 + 2, "size, modifier, format")?;
+        out.push(Field {
+            name,
+            table,
+            column,
+            type_oid,
+        });
+    }
+    r.finish()?;
+    Ok(out)
+}
+
+/// Finds a table column's names: `(schema, table, column)`.
+pub(crate) trait ColumnNames {
+    fn names(&mut self, table: u32, column: i16) -> Option<(Arc<str>, Arc<str>, Arc<str>)>;
+}
+
+/// The plan for a RowDescription; `None` when every column passes untouched. An unreadable
+/// RowDescription gives a plan that withholds nothing but cannot be applied: its rows are
+/// withheld (see [`rewrite_row`]).
+pub(crate) fn plan(
+    body: &[u8],
+    withheld: &dyn Fn(u32, i16) -> bool,
+    masking: Option<&dyn SessionMasking>,
+    names: &mut dyn ColumnNames,
+) -> Result<Option<Arc<RowPlan>>, DecodeError> {
+    let fields = fields(body)?;
+    let mut columns = Vec::with_capacity(fields.len());
+    let mut labels = Vec::with_capacity(fields.len());
+    let mut retype = false;
+    for f in &fields {
+        let source = (f.table != 0 && f.column > 0)
+            .then(|| names.names(f.table, f.column))
+            .flatten();
+        labels.push(match &source {
+            Some((s, t, c)) => Arc::from(format!("{s}.{t}.{c}")),
+            None => Arc::from(String::from_utf8_lossy(f.name).as_ref()),
+        });
+        if f.table != 0 && f.column > 0 && withheld(f.table, f.column) {
+            columns.push(ColumnAction::Withhold);
+            continue;
+        }
+        let action = masking.and_then(|m| {
+            let name = String::from_utf8_lossy(f.name);
+            let column = ResultColumn {
+                name: &name,
+                source: source.as_ref().map(|(s, t, c)| ColumnSource {
+                    schema: s,
+                    table: t,
+                    column: c,
+                }),
+                type_oid: f.type_oid,
+            };
+            m.column(&column)
+        });
+        columns.push(match action {
+            Some(ColumnMask { masker, rule }) => {
+                let retyped = rule && !is_text_like(f.type_oid);
+                retype |= retyped;
+                ColumnAction::Mask {
+                    masker,
+                    type_oid: f.type_oid,
+                    retyped,
+                }
+            }
+            None => ColumnAction::Pass,
+        });
+    }
+    if columns.iter().all(|c| matches!(c, ColumnAction::Pass)) {
+        return Ok(None);
+    }
+    let description = retype.then(|| retyped_description(body, &columns).into());
+    Ok(Some(Arc::new(RowPlan {
+        columns: columns.into(),
+        names: labels.into(),
+        description,
+    })))
+}
+
+/// The RowDescription with retyped columns announced as `text`.
+fn retyped_description(body: &[u8], columns: &[ColumnAction]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 5);
+    put_message(&mut out, backend::ROW_DESCRIPTION, |b| {
+        b.extend_from_slice(&body[..2]);
+        let mut at = 2;
+        for action in columns {
+            let nul = body[at..].iter().position(|&c| c == 0).unwrap_or(0);
+            let name_end = at + nul + 1;
+            b.extend_from_slice(&body[at..name_end]);
+            let rest = &body[name_end..name_end + 18];
+            if matches!(action, ColumnAction::Mask { retyped: true, .. }) {
+                b.extend_from_slice(&rest[..6]); // table OID, column number
+                b.extend_from_slice(&TEXT.to_be_bytes());
+                b.extend_from_slice(&(-1i16).to_be_bytes()); // size
+                b.extend_from_slice(&(-1i32).to_be_bytes()); // modifier
+                b.extend_from_slice(&rest[16..18]); // format
+            } else {
+                b.extend_from_slice(rest);
+            }
+            at = name_end + 18;
+        }
+    });
+    out
+}
+
+/// The result format of column `i` from a Bind's format codes (none: text; one: all).
+pub(crate) fn is_binary(formats: &[u8], i: usize) -> bool {
+    let code = match formats.len() / 2 {
+        0 => return false,
+        1 => &formats[..2],
+        _ => match formats.get(i * 2..i * 2 + 2) {
+            Some(c) => c,
+            None => return false,
+        },
+    };
+    code == [0, 1]
+}
+
+/// Per-statement evidence: values masked per (column, key).
+#[derive(Default, Debug, Clone)]
+pub(crate) struct MaskTally {
+    pub entries: Vec<(Arc<str>, EvidenceKey, u64)>,
+}
+
+impl MaskTally {
+    pub fn add(&mut self, column: &Arc<str>, key: EvidenceKey) {
+        for (c, k, n) in self.entries.iter_mut() {
+            if *k == key && (Arc::ptr_eq(c, column) || **c == **column) {
+                *n += 1;
+                return;
+            }
+        }
+        self.entries.push((column.clone(), key, 1));
+    }
+
+    pub fn total(&self) -> u64 {
+        self.entries.iter().map(|e| e.2).sum()
+    }
+}
+
+/// Scratch buffers reused across rows.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    text: Vec<u8>,
+    masked: Vec<u8>,
+}
+
+/// What rewriting a row did.
+pub(crate) struct RowRewrite {
+    /// Values withheld by the second line (denied columns).
+    pub withheld: u64,
+    /// Whether `out` holds a new row (else the original goes out).
+    pub changed: bool,
+}
+
+/// Appends to `out` the DataRow `body` as the plan wants it, if anything changes; counts
+/// masked values into `tally`. `Err`: the row cannot be read (the caller withholds it).
+pub(crate) fn rewrite_row(
+    body: &[u8],
+    plan: &RowPlan,
+    formats: &[u8],
+    out: &mut Vec<u8>,
+    scratch: &mut Scratch,
+    tally: &mut MaskTally,
+) -> Result<RowRewrite, DecodeError> {
+    let start = out.len();
+    let mut changed = false;
+    let mut withheld = 0;
+    let mut r = Reader::new(body, "DataRow");
+    let n = r.count16("column count")?;
+    out.extend_from_slice(&[backend::DATA_ROW, 0, 0, 0, 0]);
+    out.extend_from_slice(&(n as i16).to_be_bytes());
+    for i in 0..n {
+        let len = r.i32("value length")?;
+        if len < -1 {
+            return Err(r.invalid(format!("invalid value length {len}")));
+        }
+        let value = if len == -1 {
+            None
+        } else {
+            Some(r.bytes(len as usize, "value")?)
+        };
+        let action = plan.columns.get(i).unwrap_or(&ColumnAction::Pass);
+        let value = match (value, action) {
+            (None, _) | (_, ColumnAction::Pass) => {
+                put_value(out, value);
+                continue;
+            }
+            (Some(_), ColumnAction::Withhold) => {
+                withheld += 1;
+                changed = true;
+                put_value(out, None);
+                continue;
+            }
+            (Some(v), ColumnAction::Mask { .. }) => v,
+        };
+        let ColumnAction::Mask {
+            masker,
+            type_oid,
+            retyped,
+        } = action
+        else {
+            unreachable!("matched above");
+        };
+        let binary = is_binary(formats, i);
+        // The value as text: itself, unless it is binary of a type whose binary is not text.
+        let text: &[u8] = if binary && !is_text_like(*type_oid) {
+            scratch.text.clear();
+            if !binary_as_text(*type_oid, value, &mut scratch.text) {
+                // Unreadable to Vigil: a rule withholds it; detectors cannot look into it.
+                if *retyped {
+                    changed = true;
+                    put_value(out, None);
+                } else {
+                    put_value(out, Some(value));
+                }
+                continue;
+            }
+            &scratch.text
+        } else {
+            value
+        };
+        scratch.masked.clear();
+        let outcome = masker.mask(text, &mut scratch.masked);
+        let label = &plan.names[i];
+        match outcome {
+            MaskOutcome::Unchanged if *retyped && binary && !is_text_like(*type_oid) => {
+                // Announced as text: the server's binary form is not text.
+                changed = true;
+                put_value(out, Some(text));
+            }
+            MaskOutcome::Unchanged => put_value(out, Some(value)),
+            MaskOutcome::Null(key) => {
+                tally.add(label, key);
+                changed = true;
+                put_value(out, None);
+            }
+            MaskOutcome::Replaced(key) => {
+                tally.add(label, key);
+                changed = true;
+                if *retyped || is_text_like(*type_oid) {
+                    put_value(out, Some(&scratch.masked));
+                } else {
+                    // A token is not a value of this type.
+                    put_value(out, None);
+                }
+            }
+        }
+    }
+    r.finish()?;
+    if !changed {
+        out.truncate(start);
+        return Ok(RowRewrite {
+            withheld,
+            changed: false,
+        });
+    }
+    let len = (out.len() - start - 1) as u32;
+    out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
+    Ok(RowRewrite {
+        withheld,
+        changed: true,
+    })
+}
+
+fn put_value(out: &mut Vec<u8>, value: Option<&[u8]>) {
+    match value {
+        Some(v) => {
+            out.extend_from_slice(&(v.len() as i32).to_be_bytes());
+            out.extend_from_slice(v);
+        }
+        None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+    }
+}
+
+/// Rewrites the free-text fields of an ErrorResponse or NoticeResponse body (all but the
+/// severity, code and position fields) into `out` as a whole message of kind `tag`; `false`
+/// when nothing changed (then `out` is as it was).
+pub(crate) fn scrub_error_fields(
+    tag: u8,
+    body: &[u8],
+    masking: &dyn SessionMasking,
+    out: &mut Vec<u8>,
+    scratch: &mut Scratch,
+    tally: &mut MaskTally,
+    label: &Arc<str>,
+) -> bool {
+    let start = out.len();
+    let mut changed = false;
+    put_message(out, tag, |b| {
+        let mut rest = body;
+        while let Some((&code, tail)) = rest.split_first() {
+            if code == 0 {
+                break;
+            }
+            let nul = tail.iter().position(|&c| c == 0).unwrap_or(tail.len());
+            let value = &tail[..nul];
+            rest = tail.get(nul + 1..).unwrap_or(&[]);
+            b.push(code);
+            let free_text = !matches!(code, b'S' | b'V' | b'C' | b'P' | b'p' | b'L' | b'R');
+            scratch.masked.clear();
+            let outcome = if free_text {
+                masking.scrub(value, &mut scratch.masked)
+            } else {
+                MaskOutcome::Unchanged
+            };
+            match outcome {
+                MaskOutcome::Unchanged => b.extend_from_slice(value),
+                MaskOutcome::Replaced(key) => {
+                    changed = true;
+                    tally.add(label, key);
+                    b.extend_from_slice(&scratch.masked);
+                }
+                MaskOutcome::Null(key) => {
+                    changed = true;
+                    tally.add(label, key);
+                    b.extend_from_slice(b"[withheld by Vigil]");
+                }
+            }
+            b.push(0);
+        }
+        b.push(0);
+    });
+    if !changed {
+        out.truncate(start);
+    }
+    changed
+}
+
+/// Rewrites a NotificationResponse's payload (and channel name) into `out`; `false` when
+/// nothing changed.
+pub(crate) fn scrub_notification(
+    body: &[u8],
+    masking: &dyn SessionMasking,
+    out: &mut Vec<u8>,
+    scratch: &mut Scratch,
+    tally: &mut MaskTally,
+    label: &Arc<str>,
+) -> bool {
+    let mut r = Reader::new(body, "NotificationResponse");
+    let (Ok(pid), Ok(channel), Ok(payload)) = (r.i32("pid"), r.cstr("channel"), r.cstr("payload"))
+    else {
+        return false;
+    };
+    scratch.masked.clear();
+    let (payload, changed) = match masking.scrub(payload, &mut scratch.masked) {
+        MaskOutcome::Unchanged => (payload, false),
+        MaskOutcome::Replaced(key) => {
+            tally.add(label, key);
+            (&scratch.masked[..], true)
+        }
+        MaskOutcome::Null(key) => {
+            tally.add(label, key);
+            (&b"[withheld by Vigil]"[..], true)
+        }
+    };
+    if !changed {
+        return false;
+    }
+    put_message(out, backend::NOTIFICATION_RESPONSE, |b| {
+        b.extend_from_slice(&pid.to_be_bytes());
+        b.extend_from_slice(channel);
+        b.push(0);
+        b.extend_from_slice(payload);
+        b.push(0);
+    });
+    true
+}
+
+#[cfg(test)]
+mod tests;

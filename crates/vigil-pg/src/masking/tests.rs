@@ -1,0 +1,308 @@
+use super::*;
+
+/// Masks values containing "secret" by a token, "null-me" by NULL.
+struct Toy;
+
+impl ValueMasker for Toy {
+    fn mask(&self, value: &[u8], out: &mut Vec<u8>) -> MaskOutcome {
+        if value.windows(6).any(|w| w == b"secret") {
+            out.extend_from_slice(b"[SECRET]");
+            MaskOutcome::Replaced(1)
+        } else if value == b"null-me" {
+            MaskOutcome::Null(2)
+        } else {
+            MaskOutcome::Unchanged
+        }
+    }
+}
+
+/// Always replaces with "[RULE]".
+struct Rule;
+
+impl ValueMasker for Rule {
+    fn mask(&self, value: &[u8], out: &mut Vec<u8>) -> MaskOutcome {
+        out.extend_from_slice(b"[RULE:");
+        out.extend_from_slice(value);
+        out.push(b']');
+        MaskOutcome::Replaced(7)
+    }
+}
+
+struct Session;
+
+impl SessionMasking for Session {
+    fn column(&self, column: &ResultColumn<'_>) -> Option<ColumnMask> {
+        match column.source {
+            Some(s) if s.column == "dob" || s.column == "mrn" => Some(ColumnMask {
+                masker: Arc::new(Rule),
+                rule: true,
+            }),
+            _ if column.name == "plain" => None,
+            _ => Some(ColumnMask {
+                masker: Arc::new(Toy),
+                rule: false,
+            }),
+        }
+    }
+
+    fn scrub(&self, text: &[u8], out: &mut Vec<u8>) -> MaskOutcome {
+        Toy.mask(text, out)
+    }
+
+    fn label(&self, key: EvidenceKey) -> MaskLabel {
+        MaskLabel {
+            rule: format!("r{key}"),
+            entity: "e".into(),
+            operator: "redact".into(),
+        }
+    }
+}
+
+struct Names;
+
+impl ColumnNames for Names {
+    fn names(&mut self, table: u32, column: i16) -> Option<(Arc<str>, Arc<str>, Arc<str>)> {
+        let col = match (table, column) {
+            (100, 1) => "note",
+            (100, 2) => "dob",
+            (100, 3) => "mrn",
+            (100, 4) => "ssn",
+            _ => return None,
+        };
+        Some(("public".into(), "patients".into(), col.into()))
+    }
+}
+
+fn description(fields: &[(&str, u32, i16, u32)]) -> Vec<u8> {
+    let mut b = (fields.len() as i16).to_be_bytes().to_vec();
+    for (name, table, column, type_oid) in fields {
+        b.extend_from_slice(name.as_bytes());
+        b.push(0);
+        b.extend_from_slice(&table.to_be_bytes());
+        b.extend_from_slice(&column.to_be_bytes());
+        b.extend_from_slice(&type_oid.to_be_bytes());
+        b.extend_from_slice(&4i16.to_be_bytes());
+        b.extend_from_slice(&(-1i32).to_be_bytes());
+        b.extend_from_slice(&0i16.to_be_bytes());
+    }
+    b
+}
+
+fn row(values: &[Option<&[u8]>]) -> Vec<u8> {
+    let mut b = (values.len() as i16).to_be_bytes().to_vec();
+    for v in values {
+        put_value(&mut b, *v);
+    }
+    b
+}
+
+fn values(message: &[u8]) -> Vec<Option<Vec<u8>>> {
+    assert_eq!(message[0], backend::DATA_ROW);
+    let len = u32::from_be_bytes(message[1..5].try_into().unwrap()) as usize;
+    assert_eq!(len + 1, message.len(), "length field");
+    crate::messages::data_row::fields(&message[5..])
+        .unwrap()
+        .into_iter()
+        .map(|v| v.map(<[u8]>::to_vec))
+        .collect()
+}
+
+fn plan_of(desc: &[u8], withheld: &dyn Fn(u32, i16) -> bool) -> Option<Arc<RowPlan>> {
+    plan(desc, withheld, Some(&Session), &mut Names).unwrap()
+}
+
+#[test]
+fn rows_no_rule_touches_go_out_as_they_came() {
+    let desc = description(&[("plain", 0, 0, 25)]);
+    assert!(plan_of(&desc, &|_, _| false).is_none());
+    let desc = description(&[("note", 100, 1, 25)]);
+    let plan = plan_of(&desc, &|_, _| false).unwrap();
+    let mut out = Vec::new();
+    let mut scratch = Scratch::default();
+    let mut tally = MaskTally::default();
+    let r = rewrite_row(
+        &row(&[Some(b"nothing here")]),
+        &plan,
+        &[],
+        &mut out,
+        &mut scratch,
+        &mut tally,
+    )
+    .unwrap();
+    assert!(!r.changed);
+    assert!(out.is_empty());
+    assert_eq!(tally.total(), 0);
+}
+
+#[test]
+fn detectors_rules_and_withheld_columns_in_text_format() {
+    let desc = description(&[
+        ("note", 100, 1, 25),
+        ("dob", 100, 2, 1082),
+        ("ssn", 100, 4, 25),
+        ("n", 0, 0, 23),
+    ]);
+    let plan = plan_of(&desc, &|t, c| (t, c) == (100, 4)).unwrap();
+    // The date column under a rule is announced as text; the others keep their types.
+    let retyped = plan.description.clone().unwrap();
+    let f = fields(&retyped[5..]).unwrap();
+    assert_eq!(
+        f.iter().map(|f| f.type_oid).collect::<Vec<_>>(),
+        [25, 25, 25, 23]
+    );
+    assert_eq!(f[1].name, b"dob");
+    let mut out = b"prefix".to_vec();
+    let mut scratch = Scratch::default();
+    let mut tally = MaskTally::default();
+    let r = rewrite_row(
+        &row(&[
+            Some(b"my secret note"),
+            Some(b"1980-02-03"),
+            Some(b"912-34-5678"),
+            Some(b"secret"),
+        ]),
+        &plan,
+        &[],
+        &mut out,
+        &mut scratch,
+        &mut tally,
+    )
+    .unwrap();
+    assert!(r.changed);
+    assert_eq!(r.withheld, 1);
+    assert_eq!(&out[..6], b"prefix");
+    assert_eq!(
+        values(&out[6..]),
+        [
+            Some(b"[SECRET]".to_vec()),
+            Some(b"[RULE:1980-02-03]".to_vec()),
+            None,
+            // A detector's token is not an int4: NULL.
+            None,
+        ]
+    );
+    assert_eq!(tally.total(), 3);
+    assert!(tally
+        .entries
+        .iter()
+        .any(|(c, k, n)| &**c == "public.patients.dob" && *k == 7 && *n == 1));
+}
+
+#[test]
+fn binary_values_are_read_as_text_for_rules_and_left_alone_when_unreadable() {
+    let desc = description(&[
+        ("dob", 100, 2, 1082),
+        ("mrn", 100, 3, 20),
+        ("note", 100, 1, 25),
+        ("x", 0, 0, 1700),
+    ]);
+    let plan = plan_of(&desc, &|_, _| false).unwrap();
+    let days: i32 = 366 + 31 + 2; // 2001-02-03
+    let mut out = Vec::new();
+    let mut scratch = Scratch::default();
+    let mut tally = MaskTally::default();
+    rewrite_row(
+        &row(&[
+            Some(&days.to_be_bytes()),
+            Some(&(-42i64).to_be_bytes()),
+            Some(b"secret"),
+            Some(&[0, 1, 2, 3]),
+        ]),
+        &plan,
+        &[0, 1],
+        &mut out,
+        &mut scratch,
+        &mut tally,
+    )
+    .unwrap();
+    assert_eq!(
+        values(&out),
+        [
+            Some(b"[RULE:2001-02-03]".to_vec()),
+            Some(b"[RULE:-42]".to_vec()),
+            Some(b"[SECRET]".to_vec()),
+            // Numeric in binary: detectors cannot read it; it passes.
+            Some(vec![0, 1, 2, 3]),
+        ]
+    );
+}
+
+#[test]
+fn dates_from_day_counts() {
+    assert_eq!(civil_date(0), Some((2000, 1, 1)));
+    assert_eq!(civil_date(-1), Some((1999, 12, 31)));
+    assert_eq!(civil_date(59), Some((2000, 2, 29)));
+    assert_eq!(civil_date(-10957), Some((1970, 1, 1)));
+    assert_eq!(civil_date(i32::MAX), None);
+}
+
+#[test]
+fn a_broken_row_is_an_error_not_a_pass() {
+    let desc = description(&[("note", 100, 1, 25)]);
+    let plan = plan_of(&desc, &|_, _| false).unwrap();
+    let body = row(&[Some(b"secret")]);
+    let mut out = Vec::new();
+    let mut tally = MaskTally::default();
+    assert!(rewrite_row(
+        &body[..body.len() - 1],
+        &plan,
+        &[],
+        &mut out,
+        &mut Scratch::default(),
+        &mut tally
+    )
+    .is_err());
+}
+
+#[test]
+fn notices_and_notifications_are_scrubbed_but_codes_are_kept() {
+    let mut body = Vec::new();
+    for (code, text) in [
+        (b'S', "ERROR"),
+        (b'C', "23505"),
+        (b'M', "duplicate key value"),
+        (b'D', "Key (ssn)=(secret-1) already exists."),
+    ] {
+        body.push(code);
+        body.extend_from_slice(text.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let label: Arc<str> = "error".into();
+    let mut out = Vec::new();
+    let mut tally = MaskTally::default();
+    assert!(scrub_error_fields(
+        backend::ERROR_RESPONSE,
+        &body,
+        &Session,
+        &mut out,
+        &mut Scratch::default(),
+        &mut tally,
+        &label
+    ));
+    let text = String::from_utf8_lossy(&out);
+    assert!(!text.contains("secret-1"), "{text}");
+    assert!(
+        text.contains("23505") && text.contains("[SECRET]"),
+        "{text}"
+    );
+    assert_eq!(
+        crate::messages::error_response::sqlstate(&out[5..]).unwrap(),
+        Some(*b"23505")
+    );
+
+    let mut n = 7i32.to_be_bytes().to_vec();
+    n.extend_from_slice(b"chan\0the secret payload\0");
+    out.clear();
+    assert!(scrub_notification(
+        &n,
+        &Session,
+        &mut out,
+        &mut Scratch::default(),
+        &mut tally,
+        &label
+    ));
+    assert_eq!(&out[5..9], &7i32.to_be_bytes());
+    assert_eq!(&out[9..], b"chan\0[SECRET]\0");
+    assert_eq!(tally.total(), 2);
+}
