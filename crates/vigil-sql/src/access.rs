@@ -232,6 +232,12 @@ pub struct RelationAccess {
     pub ddl: bool,
     pub read_columns: ColumnSet,
     pub write_columns: ColumnSet,
+    /// Columns read other than as a bare output column of the client's result: in
+    /// expressions, filters, joins, ordering, grouping, subqueries in expressions, set
+    /// operations, RETURNING, or into another table. Values of a masked column must not be
+    /// read this way: the result would carry them (or facts about them) unmasked.
+    #[serde(default, skip_serializing_if = "ColumnSet::is_empty")]
+    pub derived_columns: ColumnSet,
 }
 
 impl RelationAccess {
@@ -502,6 +508,7 @@ mod tests {
             ddl: false,
             read_columns: ColumnSet::Columns(vec!["id".into()]),
             write_columns: ColumnSet::Columns(vec!["phone".into()]),
+            derived_columns: ColumnSet::default(),
         };
         assert!(r.uses_column("id") && r.uses_column("phone") && !r.uses_column("ssn"));
         assert_eq!(
@@ -566,6 +573,7 @@ mod tests {
                 ddl: false,
                 read_columns: ColumnSet::All,
                 write_columns: ColumnSet::default(),
+                derived_columns: ColumnSet::default(),
             }],
             functions: vec![QualifiedName::new(None, "lower")],
             hazards: vec![

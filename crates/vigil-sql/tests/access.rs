@@ -966,3 +966,80 @@ const SOUP: &[&str] = &[
     "FILTER",
     "LIMIT",
 ];
+
+/// Whether `patients.ssn` is read other than as a bare output column of the client's result
+/// (what masking refuses for a masked column), statement by statement.
+#[test]
+fn derived_use_of_a_column() {
+    let catalog = catalog();
+    let analyzer = Analyzer::new(100);
+    let derived = |sql: &str| -> bool {
+        let access = analyzer.access(sql, ON, catalog.as_ref());
+        assert!(access.parse_error.is_none(), "{sql}: {access:?}");
+        access.statements.iter().any(|s| {
+            s.relations
+                .iter()
+                .any(|r| r.relation.name == "patients" && r.derived_columns.contains("ssn"))
+        })
+    };
+    let bare = [
+        "SELECT ssn FROM patients",
+        "SELECT id, ssn AS s FROM patients WHERE id = 1",
+        "SELECT * FROM patients",
+        "SELECT p.* FROM patients p",
+        "SELECT ssn FROM patients ORDER BY id",
+        "SELECT DISTINCT ssn FROM patients",
+        "SELECT s.ssn FROM (SELECT ssn FROM patients) s",
+        "WITH c AS (SELECT ssn FROM patients) SELECT ssn FROM c",
+        "SELECT ssn FROM patients p JOIN encounters e ON e.patient_id = p.id",
+        "EXPLAIN SELECT ssn FROM patients",
+        "DECLARE c CURSOR FOR SELECT ssn FROM patients",
+        "PREPARE q AS SELECT ssn FROM patients WHERE id = $1",
+        "SELECT ssn FROM patients LIMIT 5",
+    ];
+    for sql in bare {
+        assert!(!derived(sql), "bare, but counted derived: {sql}");
+    }
+    let derived_uses = [
+        "SELECT upper(ssn) FROM patients",
+        "SELECT ssn || '' FROM patients",
+        "SELECT ssn::text FROM patients",
+        "SELECT left(ssn, 3) AS area FROM patients",
+        "SELECT id FROM patients WHERE ssn = '123-45-6789'",
+        "SELECT id FROM patients WHERE ssn LIKE '9%'",
+        "SELECT id, ssn FROM patients ORDER BY ssn",
+        "SELECT id FROM patients ORDER BY 1, ssn",
+        "SELECT ssn, count(*) FROM patients GROUP BY ssn",
+        "SELECT count(DISTINCT ssn) FROM patients",
+        "SELECT max(ssn) FROM patients",
+        "SELECT row_to_json(p) FROM patients p",
+        "SELECT p FROM patients p",
+        "SELECT json_build_object('s', ssn) FROM patients",
+        "SELECT ROW(ssn) FROM patients",
+        "SELECT ARRAY[ssn] FROM patients",
+        "SELECT (SELECT ssn FROM patients LIMIT 1)",
+        "SELECT id FROM encounters WHERE patient_id IN (SELECT id FROM patients WHERE ssn > '5')",
+        "SELECT EXISTS (SELECT 1 FROM patients WHERE ssn = 'x')",
+        "SELECT ssn FROM patients UNION SELECT mrn FROM patients",
+        "SELECT upper(s.ssn) FROM (SELECT ssn FROM patients) s",
+        "WITH c AS (SELECT ssn FROM patients) SELECT md5(ssn) FROM c",
+        "SELECT s.x FROM (SELECT upper(ssn) AS x FROM patients) s",
+        "SELECT e.id FROM encounters e JOIN patients p ON p.ssn = e.notes",
+        "SELECT DISTINCT ON (ssn) id FROM patients",
+        "SELECT id, lag(ssn) OVER (ORDER BY id) FROM patients",
+        "SELECT id FROM patients WHERE id = 1 AND CASE WHEN ssn > '5' THEN true END",
+        "INSERT INTO encounters (notes) SELECT ssn FROM patients",
+        "CREATE TABLE leak AS SELECT ssn FROM patients",
+        "SELECT ssn INTO leak FROM patients",
+        "CREATE VIEW leak AS SELECT ssn FROM patients",
+        "UPDATE encounters SET notes = p.ssn FROM patients p WHERE p.id = encounters.patient_id",
+        "UPDATE patients SET phone = ssn",
+        "DELETE FROM patients WHERE ssn = 'x'",
+        "UPDATE patients SET phone = '1' RETURNING ssn",
+        "SELECT id FROM patients GROUP BY id HAVING max(ssn) > '5'",
+        "SELECT t.s FROM patients p, LATERAL (SELECT p.ssn AS s) t WHERE t.s > '1'",
+    ];
+    for sql in derived_uses {
+        assert!(derived(sql), "derived, but counted bare: {sql}");
+    }
+}

@@ -386,36 +386,35 @@ impl Frontend<'_> {
             &self.catalog.functions(),
             vigil_core::Timestamp::now(),
         ) {
-            Decision::Allow(g) => match self.copied_masked_column(checked) {
-                Some(column) => Err((
-                    vigil_policy::Denial {
-                        rule: "copy_of_masked_column",
-                        reason: format!(
-                            "COPY … TO would send column {column}, which is masked for this \
-                             session, unmasked; SELECT it instead (its values are masked)"
-                        ),
-                        sqlstate: crate::sqlstate::INSUFFICIENT_PRIVILEGE,
-                    },
-                    Some(g.id.clone()),
-                )),
+            Decision::Allow(g) => match self.masking_refusal(checked) {
+                Some(denial) => Err((denial, Some(g.id.clone()))),
                 None => Ok(g),
             },
             Decision::Deny { denial, grant_id } => Err((denial, grant_id)),
         }
     }
 
-    /// A column under a masking rule that a COPY … TO would send: rows of a copy stream carry
-    /// no column identities, so the rule could not be applied to them.
-    fn copied_masked_column(&self, access: &Access) -> Option<String> {
+    /// Masked columns may only leave as bare result columns, where PostgreSQL names them in
+    /// RowDescription and their values are masked on the way: a statement that reads one in an
+    /// expression, a filter, an ordering, a join, a set operation or into another table (its
+    /// result would carry the value, or facts about it, unmasked), or copies one out (a copy
+    /// stream names no columns), is refused.
+    fn masking_refusal(&self, access: &Access) -> Option<vigil_policy::Denial> {
         let masking = self.ctx.masking.as_deref()?;
         let mut relations = None;
         for s in &access.statements {
-            if s.class != vigil_sql::CommandClass::CopyOut {
-                continue;
-            }
+            let copy_out = s.class == vigil_sql::CommandClass::CopyOut;
             for r in s.relations.iter().filter(|r| r.read) {
+                let used = if copy_out {
+                    &r.read_columns
+                } else {
+                    &r.derived_columns
+                };
+                if used.is_empty() {
+                    continue;
+                }
                 let schema = r.relation.schema.as_deref().unwrap_or("public");
-                let columns: Vec<String> = match &r.read_columns {
+                let columns: Vec<String> = match used {
                     vigil_sql::ColumnSet::Columns(c) => c.clone(),
                     vigil_sql::ColumnSet::All => {
                         let all =
@@ -432,9 +431,31 @@ impl Frontend<'_> {
                         table: &r.relation.name,
                         column,
                     };
-                    if masking.has_rule(source) {
-                        return Some(format!("{schema}.{}.{column}", r.relation.name));
+                    if !masking.has_rule(source) {
+                        continue;
                     }
+                    let name = format!("{schema}.{}.{column}", r.relation.name);
+                    return Some(vigil_policy::Denial {
+                        rule: if copy_out {
+                            "copy_of_masked_column"
+                        } else {
+                            "masked_column_derived"
+                        },
+                        reason: if copy_out {
+                            format!(
+                                "COPY … TO would send column {name}, which is masked for this \
+                                 session, unmasked; SELECT it instead (its values are masked)"
+                            )
+                        } else {
+                            format!(
+                                "column {name} is masked for this session: select it as a bare \
+                                 column (its values are then masked); it cannot be used in \
+                                 expressions, filters, joins, ordering, grouping, set \
+                                 operations or copied into another table"
+                            )
+                        },
+                        sqlstate: crate::sqlstate::INSUFFICIENT_PRIVILEGE,
+                    });
                 }
             }
         }

@@ -34,9 +34,14 @@ pub(crate) fn statement_access(
         plan_only: false,
         levels: Vec::new(),
         ctes: Vec::new(),
+        attributable: true,
+        bare: Bare::No,
+        derived_any: false,
     };
     w.statement(stmt);
-    let mut relations: Vec<RelationAccess> = w.rels.into_iter().map(Rel::finish).collect();
+    let derived_any = w.derived_any;
+    let mut relations: Vec<RelationAccess> =
+        w.rels.into_iter().map(|r| r.finish(derived_any)).collect();
     relations.sort_by(|a, b| a.relation.cmp(&b.relation).then(a.oid.cmp(&b.oid)));
     StatementAccess {
         command,
@@ -86,10 +91,24 @@ struct Rel {
     ddl: bool,
     reads: Cols,
     writes: Cols,
+    /// Columns read other than as a bare output column of the client's result.
+    derived: Cols,
 }
 
 impl Rel {
-    fn finish(self) -> RelationAccess {
+    /// `derived_any`: a derived use of a subquery's or CTE's output was seen, which may stand
+    /// for any column read inside: every read counts as derived.
+    fn finish(mut self, derived_any: bool) -> RelationAccess {
+        if derived_any {
+            if self.reads.all {
+                self.derived.set_all();
+            } else {
+                for n in std::mem::take(&mut self.reads.names) {
+                    self.derived.add(&n);
+                    self.reads.names.insert(n);
+                }
+            }
+        }
         RelationAccess {
             relation: self.name,
             oid: self.info.as_ref().map(|i| i.oid),
@@ -99,6 +118,7 @@ impl Rel {
             ddl: self.ddl,
             read_columns: self.reads.finish(),
             write_columns: self.writes.finish(),
+            derived_columns: self.derived.finish(),
         }
     }
 }
@@ -151,6 +171,8 @@ struct Level {
     hi: usize,
     /// Output column names (for ORDER BY, DISTINCT ON and GROUP BY).
     outputs: Vec<String>,
+    /// Bare column references among the outputs, by output name (their fields).
+    output_refs: Vec<(String, Vec<Node>)>,
     /// Relations read by this level's FROM items (for `FOR UPDATE` without `OF`).
     from_rels: Vec<usize>,
 }
@@ -162,6 +184,7 @@ impl Level {
             lo: 0,
             hi: usize::MAX,
             outputs: Vec::new(),
+            output_refs: Vec::new(),
             from_rels: Vec::new(),
         }
     }
@@ -214,6 +237,15 @@ struct Walker<'a> {
     plan_only: bool,
     levels: Vec<Level>,
     ctes: Vec<Cte>,
+    /// The query being walked sends its rows to the client, where PostgreSQL's RowDescription
+    /// names the table column behind each bare column output (so masking rules find them):
+    /// the top-level SELECT, its FROM subqueries and CTEs. Not a subquery in an expression, a
+    /// set operation's branch, RETURNING, or a query whose rows go into a table or view.
+    attributable: bool,
+    /// Walking a bare column reference that is an output of an attributable query.
+    bare: Bare,
+    /// A subquery's, CTE's or function's output was used other than bare.
+    derived_any: bool,
 }
 
 fn node(n: &Option<Box<Node>>) -> Option<&N> {
@@ -299,6 +331,7 @@ impl<'a> Walker<'a> {
             ddl: false,
             reads: Cols::default(),
             writes: Cols::default(),
+            derived: Cols::default(),
         });
         self.rels.len() - 1
     }
@@ -333,11 +366,19 @@ impl<'a> Walker<'a> {
     fn read_col(&mut self, r: usize, col: &str) {
         self.rels[r].read = true;
         self.rels[r].reads.add(col);
+        if self.bare == Bare::No {
+            self.rels[r].derived.add(col);
+        }
     }
 
     fn read_all(&mut self, r: usize) {
         self.rels[r].read = true;
         self.rels[r].reads.set_all();
+        // `*` expands to bare columns; a whole row as one value (`SELECT p`) is a composite
+        // that names no table column.
+        if self.bare != Bare::Star {
+            self.rels[r].derived.set_all();
+        }
     }
 
     /// A column written to relation `r`; unknown columns of known relations are unresolved.
@@ -413,8 +454,15 @@ impl<'a> Walker<'a> {
     }
 
     fn statement(&mut self, e: &N) {
+        let attributable = std::mem::replace(&mut self.attributable, false);
+        self.statement_in(e, attributable);
+        self.attributable = false;
+    }
+
+    fn statement_in(&mut self, e: &N, attributable: bool) {
         match e {
             N::SelectStmt(s) => {
+                self.attributable = attributable && s.into_clause.is_none();
                 self.select(s);
             }
             N::InsertStmt(s) => {
@@ -436,12 +484,14 @@ impl<'a> Walker<'a> {
                 } else {
                     self.plan_only = true;
                 }
+                self.attributable = attributable;
                 self.statement_node(&x.query);
             }
             N::PrepareStmt(p) => {
                 self.hazard(Hazard::Prepare {
                     name: p.name.clone(),
                 });
+                self.attributable = attributable;
                 self.statement_node(&p.query);
             }
             N::ExecuteStmt(x) => {
@@ -452,7 +502,10 @@ impl<'a> Walker<'a> {
                 self.exprs(&x.params);
                 self.pop_level();
             }
-            N::DeclareCursorStmt(d) => self.statement_node(&d.query),
+            N::DeclareCursorStmt(d) => {
+                self.attributable = attributable;
+                self.statement_node(&d.query)
+            }
             N::CreateTableAsStmt(c) => {
                 if let Some(rel) = c.into.as_ref().and_then(|i| i.rel.as_ref()) {
                     let r = self.created(rel);
@@ -765,6 +818,8 @@ impl<'a> Walker<'a> {
             op,
             pb::SetOperation::SetopNone | pb::SetOperation::Undefined
         ) {
+            // PostgreSQL names no table column behind a set operation's outputs.
+            let attributable = std::mem::replace(&mut self.attributable, false);
             let left = match &s.larg {
                 Some(l) => self.select(l),
                 None => QueryOut::none(),
@@ -773,6 +828,7 @@ impl<'a> Walker<'a> {
                 Some(r) => self.select(r),
                 None => QueryOut::none(),
             };
+            self.attributable = attributable;
             // ORDER BY and LIMIT of a set operation see its output columns only.
             self.push_level();
             let cols = left.cols.clone().unwrap_or_default();
@@ -1199,18 +1255,40 @@ impl<'a> Walker<'a> {
                 continue;
             };
             if let Some(N::ColumnRef(c)) = &val.node {
-                if matches!(
+                // A bare column output: PostgreSQL names its table column to the client.
+                let star = matches!(
                     c.fields.last().and_then(|f| f.node.as_ref()),
                     Some(N::AStar(_))
-                ) {
+                );
+                self.bare = match (self.attributable, star) {
+                    (false, _) => Bare::No,
+                    (true, false) => Bare::Column,
+                    (true, true) => Bare::Star,
+                };
+                if star {
                     let expanded = self.star_names(&c.fields);
                     self.column_ref(&c.fields, RefCtx::Normal);
+                    self.bare = Bare::No;
                     match (&mut names, expanded) {
                         (Some(n), Some(e)) => n.extend(e),
                         _ => names = None,
                     }
                     continue;
                 }
+                self.column_ref(&c.fields, RefCtx::Normal);
+                self.bare = Bare::No;
+                let name = if rt.name.is_empty() {
+                    figure_colname(val)
+                } else {
+                    rt.name.clone()
+                };
+                self.level()
+                    .output_refs
+                    .push((name.clone(), c.fields.clone()));
+                if let Some(n) = &mut names {
+                    n.push(name);
+                }
+                continue;
             }
             self.expr(val);
             if let Some(n) = &mut names {
@@ -1269,12 +1347,29 @@ impl<'a> Walker<'a> {
             if let [f] = c.fields.as_slice() {
                 if let Some(name) = string(f) {
                     if self.level().outputs.iter().any(|o| o == name) {
+                        self.output_used(name);
                         return;
                     }
                 }
             }
         }
         self.expr(n);
+    }
+
+    /// An output column used by name (ORDER BY, DISTINCT ON, GROUP BY): a derived use of what
+    /// it stands for.
+    fn output_used(&mut self, name: &str) {
+        let fields = self
+            .level()
+            .output_refs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, f)| f.clone());
+        if let Some(fields) = fields {
+            let bare = std::mem::replace(&mut self.bare, Bare::No);
+            self.column_ref(&fields, RefCtx::Normal);
+            self.bare = bare;
+        }
     }
 
     fn group_item(&mut self, n: &Node) {
@@ -1550,6 +1645,16 @@ impl<'a> Walker<'a> {
         }
     }
 
+    /// An expression: whatever it reads is derived, and a subquery in it sends nothing to the
+    /// client directly.
+    fn expr_enum(&mut self, e: &N) {
+        let attributable = std::mem::replace(&mut self.attributable, false);
+        let bare = std::mem::replace(&mut self.bare, Bare::No);
+        self.expr_enum_inner(e);
+        self.attributable = attributable;
+        self.bare = bare;
+    }
+
     fn exprs(&mut self, ns: &[Node]) {
         for n in ns {
             self.expr(n);
@@ -1597,7 +1702,7 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn expr_enum(&mut self, e: &N) {
+    fn expr_enum_inner(&mut self, e: &N) {
         match e {
             N::ColumnRef(c) => self.column_ref(&c.fields, RefCtx::Normal),
             N::ParamRef(_)
@@ -1888,6 +1993,7 @@ impl<'a> Walker<'a> {
                 .last()
                 .is_some_and(|l| l.outputs.iter().any(|o| o == name))
         {
+            self.output_used(name);
             return;
         }
         self.unresolved
@@ -1913,7 +2019,7 @@ impl<'a> Walker<'a> {
                     self.column_of(l, i, name);
                 }
             }
-            Target::Derived(_) | Target::Opaque => {}
+            Target::Derived(_) | Target::Opaque => self.derived_any |= self.bare == Bare::No,
         }
     }
 
@@ -1928,9 +2034,21 @@ impl<'a> Walker<'a> {
                     }
                 }
             }
-            Target::Derived(_) | Target::Opaque => {}
+            Target::Derived(_) | Target::Opaque => {
+                self.derived_any |= self.bare != Bare::Star;
+            }
         }
     }
+}
+
+/// What kind of bare output is being walked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Bare {
+    No,
+    /// `col`, `t.col`.
+    Column,
+    /// `*`, `t.*`.
+    Star,
 }
 
 /// Output names with an alias's column names over the first ones.
