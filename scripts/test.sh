@@ -4,13 +4,15 @@
 # suite through the gateway compared with the same suite run directly.
 #
 # Needs: the Rust toolchain with cargo-nextest, PostgreSQL 15 server binaries and clients,
-# pgbench, libclang (pg_query), Node.js + npm (OIDC provider), Python 3 with venv.
+# pgbench, libclang (pg_query), Node.js + npm (OIDC provider), Python 3 with venv, tshark
+# (pcapng exports of replay captures).
 # .ci/run installs whatever is missing; run that on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The OIDC tests must run, not skip, when this script is the test command.
+# The OIDC and pcapng tests must run, not skip, when this script is the test command.
 export VIGIL_TEST_REQUIRE_NODE=1
+export VIGIL_TEST_REQUIRE_TSHARK=1
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast --failure-output final

@@ -315,6 +315,10 @@ pub struct SessionEnded {
     /// Values masked in flight during the session, by entity type (`ssn`: 12…).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub masked: std::collections::BTreeMap<String, u64>,
+    /// SHA-256 (hex) of the session's replay capture file, when captures are on: ties the
+    /// capture to the chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_sha256: Option<String>,
 }
 
 /// Why an authentication attempt was refused. Stable names (an export format).

@@ -31,7 +31,9 @@ pub mod time;
 pub use event::{Event, EventDraft, EventKind, Record};
 pub use identity::{AuthMethod, IdentityKind, Principal};
 pub use secret::{SecretError, SecretRef, SecretString};
-pub use sink::{AuditUnavailable, DurableTicket, EventSink};
+pub use sink::{
+    AuditUnavailable, DurableTicket, EventSink, ReplayHeader, ReplayRecorder, ReplaySink,
+};
 pub use time::Timestamp;
 
 use serde::{Deserialize, Serialize};

@@ -97,3 +97,32 @@ mod tests {
         assert!(ticket.await.is_err());
     }
 }
+
+/// Where sessions' replay captures go: what the client sent and what it received (after
+/// masking), with timing. See `vigil-replay` for the file format.
+pub trait ReplaySink: Send + Sync {
+    /// Starts the capture of one session.
+    fn open(&self, session: &ReplayHeader) -> Result<Box<dyn ReplayRecorder>, String>;
+}
+
+/// One session's capture. Calls never block on I/O.
+pub trait ReplayRecorder: Send + Sync {
+    /// Bytes the client sent (`from_client`) or was sent, as they crossed the gateway.
+    fn record(&self, from_client: bool, bytes: &[u8]);
+    /// `false` once the capture has failed (the session must then end: no unrecorded access).
+    fn healthy(&self) -> bool;
+    /// Ends the capture; returns the SHA-256 (hex) of the complete capture file, for the
+    /// session's end record, or `None` if it failed.
+    fn finish(&self, reason: &str) -> Option<String>;
+}
+
+/// What a capture file says of its session first.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct ReplayHeader {
+    pub session_id: String,
+    pub identity: String,
+    pub identity_kind: crate::IdentityKind,
+    pub connection: String,
+    pub client_addr: String,
+    pub started_at: crate::Timestamp,
+}

@@ -48,6 +48,8 @@ pub struct GatewayParts {
     pub parameter_key: Option<Arc<[u8]>>,
     /// Masking of results in flight; `None`: off.
     pub masking: Option<Arc<dyn crate::masking::Masking>>,
+    /// Replay captures of sessions; `None`: off.
+    pub replay: Option<Arc<dyn vigil_core::ReplaySink>>,
 }
 
 struct Upstreams {
@@ -71,6 +73,7 @@ pub struct Gateway {
     parameter_mode: ParameterMode,
     parameter_key: Option<Arc<[u8]>>,
     masking: Option<Arc<dyn crate::masking::Masking>>,
+    replay: Option<Arc<dyn vigil_core::ReplaySink>>,
     cancels: CancelRegistry,
     active: AtomicUsize,
     idle: Notify,
@@ -117,6 +120,7 @@ impl Gateway {
             parameter_mode: parts.parameter_mode,
             parameter_key: parts.parameter_key,
             masking: parts.masking,
+            replay: parts.replay,
             cancels: CancelRegistry::default(),
             active: AtomicUsize::new(0),
             idle: Notify::new(),
@@ -510,8 +514,9 @@ async fn handle_client(
         .masking
         .as_ref()
         .and_then(|m| m.session(&principal, &target.name));
-    let ctx = SessionContext {
+    let mut ctx = SessionContext {
         masking,
+        replay: None,
         session_id: SessionId::new(),
         principal,
         connection: target.name.clone(),
@@ -565,6 +570,52 @@ async fn handle_client(
         .await;
     }
 
+    if let Some(sink) = &gw.replay {
+        let header = vigil_core::ReplayHeader {
+            session_id: ctx.session_id.to_string(),
+            identity: ctx.principal.name.clone(),
+            identity_kind: ctx.principal.kind,
+            connection: ctx.connection.to_string(),
+            client_addr: client_addr.clone(),
+            started_at,
+        };
+        match sink.open(&header) {
+            Ok(recorder) => ctx.replay = Some(recorder),
+            Err(e) => {
+                // Fail closed: no session that its capture would miss.
+                tracing::error!(error = %e, "replay capture unavailable: refusing session");
+                let error = ErrorFields::fatal(
+                    sqlstate::SYSTEM_ERROR,
+                    "Vigil could not start this session's replay capture, so it was not opened",
+                )
+                .with_hint("retry later; if this persists, tell your Vigil operator");
+                ctx.sink
+                    .append_detached(ctx.draft(Event::SessionEnded(SessionEnded {
+                        reason: SessionEndReason::AuditUnavailable,
+                        started_at,
+                        duration_us: started.elapsed().as_micros() as u64,
+                        statements: 0,
+                        errors: 0,
+                        rows: 0,
+                        bytes_to_client: 0,
+                        bytes_from_client: 0,
+                        masked: Default::default(),
+                        replay_sha256: None,
+                    })));
+                return refuse(
+                    gw,
+                    &mut stream,
+                    Refusal::Fatal {
+                        error,
+                        record: None,
+                    },
+                    None,
+                )
+                .await;
+            }
+        }
+    }
+
     let client_key = gw.cancels.register(CancelTarget {
         target: target.clone(),
         upstream_key: upstream.key,
@@ -577,6 +628,9 @@ async fn handle_client(
         status: TransactionStatus::Idle,
     }
     .encode(&mut hello);
+    if let Some(replay) = &ctx.replay {
+        replay.record(false, &hello);
+    }
     let outcome = if stream.write_all(&hello).await.is_ok() && stream.flush().await.is_ok() {
         let ends = session_ends(grants, gw.revocations.clone(), shutdown, started);
         Some(
@@ -603,6 +657,20 @@ async fn handle_client(
             Default::default(),
         ),
     };
+    // Closing the capture waits for its file to be complete: off the async path.
+    let replay_sha256 = match ctx.replay.take() {
+        Some(replay) => {
+            let why = serde_json::to_value(reason)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            tokio::task::spawn_blocking(move || replay.finish(&why))
+                .await
+                .ok()
+                .flatten()
+        }
+        None => None,
+    };
     gw.sink
         .append_detached(ctx.draft(Event::SessionEnded(SessionEnded {
             reason,
@@ -614,6 +682,7 @@ async fn handle_client(
             bytes_to_client: totals.bytes_to_client,
             bytes_from_client: totals.bytes_from_client,
             masked,
+            replay_sha256,
         })));
 }
 

@@ -38,6 +38,37 @@ pub struct Config {
     /// connection only under a policy that binds it there.
     #[serde(default)]
     pub policies: Vec<vigil_policy::PolicyConfig>,
+    /// Session replay captures (docs/EVIDENCE.md).
+    #[serde(default)]
+    pub replay: ReplayConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplayConfig {
+    /// Capture every session (what the client sent and received, after masking, with timing).
+    pub enabled: bool,
+    /// Where captures go; default: `replay/` in the data directory.
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        ReplayConfig {
+            enabled: true,
+            dir: None,
+        }
+    }
+}
+
+impl Config {
+    /// The directory of replay captures.
+    pub fn replay_dir(&self) -> PathBuf {
+        self.replay
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("replay"))
+    }
 }
 
 fn default_data_dir() -> PathBuf {
@@ -167,6 +198,9 @@ impl Config {
             }
         };
         fix(&mut self.data_dir);
+        if let Some(d) = &mut self.replay.dir {
+            fix(d);
+        }
         for l in &mut self.listeners {
             if let Some(p) = &mut l.tls_cert {
                 fix(p);

@@ -53,6 +53,8 @@ enum Command {
     /// Read recorded sessions.
     #[command(subcommand)]
     Sessions(commands::sessions::SessionsCommand),
+    /// Play a recorded session: each statement and what the client saw (after masking).
+    Replay(commands::replay::ReplayArgs),
     /// Validate configuration files.
     #[command(subcommand)]
     Config(commands::config_check::ConfigCommand),
@@ -67,6 +69,7 @@ fn main() {
         Command::Audit(cmd) => commands::audit::run(cmd),
         Command::Sessions(cmd) => commands::sessions::run(cmd).map(|()| 0),
         Command::Config(cmd) => commands::config_check::run(cmd).map(|()| 0),
+        Command::Replay(args) => commands::replay::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -120,6 +120,14 @@ pub async fn start(config: Config) -> Result<Running> {
         )),
         None => None,
     };
+    let replay: Option<Arc<dyn vigil_core::ReplaySink>> = if config.replay.enabled {
+        let dir = config.replay_dir();
+        let writer = vigil_replay::CaptureWriter::start(&dir)
+            .with_context(|| format!("replay captures in {}", dir.display()))?;
+        Some(Arc::new(writer))
+    } else {
+        None
+    };
 
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -146,6 +154,7 @@ pub async fn start(config: Config) -> Result<Running> {
             parameter_mode: config.audit.parameters,
             parameter_key: parameter_key.clone(),
             masking: None,
+            replay: replay.clone(),
         })?;
         let tcp = tokio::net::TcpListener::bind(settings.address)
             .await

@@ -179,6 +179,7 @@ pub fn session_ended(session: SessionId) -> EventDraft {
             bytes_to_client: 120,
             bytes_from_client: 80,
             masked: Default::default(),
+            replay_sha256: None,
         }),
     )
 }

@@ -109,6 +109,9 @@ where
             continue;
         }
         let written = if edits.is_empty() {
+            if let Some(replay) = &ctx.replay {
+                replay.record(false, &buf[..pos]);
+            }
             client.write_all(&buf[..pos]).await
         } else {
             out.clear();
@@ -125,6 +128,9 @@ where
             }
             rewrites.out.clear();
             out.extend_from_slice(&buf[at..pos]);
+            if let Some(replay) = &ctx.replay {
+                replay.record(false, &out);
+            }
             client.write_all(&out).await
         };
         if written.is_err() || client.flush().await.is_err() {

@@ -161,6 +161,21 @@ fn protocol_violation(message: String) -> (SessionEndReason, Option<Vec<u8>>) {
     )
 }
 
+fn replay_failed() -> (SessionEndReason, Option<Vec<u8>>) {
+    tracing::error!("replay capture failed: ending the session");
+    (
+        SessionEndReason::AuditUnavailable,
+        Some(
+            ErrorFields::fatal(
+                sqlstate::SYSTEM_ERROR,
+                "Vigil could not record this session's replay capture, so the session was ended",
+            )
+            .with_hint("tell your Vigil operator (the gateway log has the cause)")
+            .to_bytes(),
+        ),
+    )
+}
+
 fn show_name(name: &[u8]) -> Cow<'_, str> {
     String::from_utf8_lossy(name)
 }
@@ -213,6 +228,13 @@ where
             Err(_) => return (SessionEndReason::ClientDisconnected, None),
         };
         link.shared.lock().totals.bytes_from_client += n as u64;
+        if let Some(replay) = &ctx.replay {
+            // Nothing the capture missed may reach the database.
+            if !replay.healthy() {
+                return replay_failed();
+            }
+            replay.record(true, &buf[buf.len() - n..]);
+        }
 
         let mut pos = 0;
         loop {

@@ -54,6 +54,8 @@ pub(crate) struct SessionContext {
     pub parameter_key: Option<Arc<[u8]>>,
     /// Masking of results, when any applies to this session.
     pub masking: Option<Arc<dyn crate::masking::SessionMasking>>,
+    /// The session's replay capture, when captures are on.
+    pub replay: Option<Box<dyn vigil_core::ReplayRecorder>>,
 }
 
 impl SessionContext {

@@ -1,0 +1,190 @@
+//! Replay captures: a psql session through the real gateway, played back by `vigil replay` as
+//! psql showed it, checked against the audit trail, and exported as pcapng that tshark decodes.
+
+mod support;
+
+use std::process::Command;
+use support::*;
+
+/// psql in its default (aligned) output format, as a person runs it.
+fn psql_aligned(port: u16, token: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-d",
+            "ehr",
+            "-U",
+            "etl",
+        ])
+        .args(["-c", sql])
+        .env("PGPASSWORD", token)
+        .env("PGSSLMODE", "disable")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_psql_session_replays_as_psql_showed_it() {
+    let pg = PgCluster::start();
+    pg.sql(
+        "postgres",
+        "CREATE TABLE encounters (id int primary key, kind text, cost numeric, note text);
+         INSERT INTO encounters VALUES (1, 'visit', 120.5, 'follow-up'), (2, 'lab', 42, NULL),
+                                       (10, 'telehealth', 7.25, 'ok')",
+    );
+    let cfg = VigilConfig::new(&pg);
+    let token = cfg.create_token("etl");
+    let vigil = Vigil::start(&cfg);
+
+    let queries = [
+        "SELECT id, kind, cost, note FROM encounters ORDER BY id",
+        "SELECT count(*) AS n, max(kind) AS longest_kind_name FROM encounters",
+        "UPDATE encounters SET note = 'seen' WHERE id = 2",
+    ];
+    let mut shown = Vec::new();
+    for q in queries {
+        shown.push(psql_aligned(vigil.port, &token, q));
+    }
+
+    let store = cfg.store_path();
+    let ended = eventually("three sessions ended", || {
+        let e = records_of(&store, "SessionEnded");
+        (e.len() >= 3).then_some(e)
+    });
+    for (i, q) in queries.iter().enumerate() {
+        let session = ended[i]["session_id"].as_str().unwrap().to_string();
+        assert_eq!(ended[i]["replay_sha256"].as_str().unwrap().len(), 64);
+        let out = cfg.cli(&["replay", &session, "--speed", "0"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("matches its session's end record"),
+            "{stderr}"
+        );
+        assert!(stdout.contains(q), "{stdout}");
+        // What psql printed appears, exactly, in the replay.
+        assert!(
+            stdout.contains(shown[i].trim_end()),
+            "psql showed:\n{}\nreplay:\n{stdout}",
+            shown[i]
+        );
+    }
+
+    // The sandbox check: the same data gives the same result digests; other data does not.
+    let first = ended[0]["session_id"].as_str().unwrap().to_string();
+    let second = ended[1]["session_id"].as_str().unwrap().to_string();
+    pg.sql("postgres", "CREATE DATABASE sandbox");
+    pg.sql(
+        "sandbox",
+        "CREATE TABLE encounters (id int primary key, kind text, cost numeric, note text);
+         INSERT INTO encounters VALUES (1, 'visit', 120.5, 'follow-up'), (2, 'lab', 42, NULL),
+                                       (10, 'telehealth', 7.25, 'ok')",
+    );
+    let sandbox = format!(
+        "postgres://postgres:{UPSTREAM_PASSWORD}@127.0.0.1:{}/sandbox",
+        pg.port
+    );
+    for s in [&first, &second] {
+        let out = cfg.cli(&["replay", s, "--against", &sandbox, "--check"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("1 matched, 0 mismatched"), "{stdout}");
+    }
+    pg.sql("sandbox", "UPDATE encounters SET cost = 43 WHERE id = 2");
+    let out = cfg.cli(&["replay", &first, "--against", &sandbox, "--check"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("[1] MISMATCH: recorded 3 rows"), "{stdout}");
+    let third = ended[2]["session_id"].as_str().unwrap().to_string();
+    let out = cfg.cli(&["replay", &third, "--against", &sandbox, "--check"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("skipped (not a read)"), "{stdout}");
+
+    // An edited capture no longer matches its session's end record.
+    let session = ended[0]["session_id"].as_str().unwrap().to_string();
+    let path = cfg
+        .data_dir()
+        .join("replay")
+        .join(format!("{session}.jsonl"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let pcap = cfg.data_dir().join("s.pcapng");
+    let out = cfg.cli(&[
+        "replay",
+        &session,
+        "--format",
+        "pcapng",
+        "-o",
+        pcap.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&path, text.replacen("\"d\":\"s\"", "\"d\":\"c\"", 1)).unwrap();
+    let out = cfg.cli(&["replay", &session, "--speed", "0"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("was altered"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // tshark decodes the pcapng export with its PostgreSQL dissector.
+    if Command::new("tshark").arg("--version").output().is_err() {
+        if std::env::var_os("VIGIL_TEST_REQUIRE_TSHARK").is_some() {
+            panic!("tshark is required (apt-get install tshark)");
+        }
+        eprintln!("tshark not installed: pcapng check skipped");
+        return;
+    }
+    let out = Command::new("tshark")
+        .args(["-r", pcap.to_str().unwrap(), "-Y", "pgsql", "-T", "fields"])
+        .args(["-e", "pgsql.type", "-e", "pgsql.query", "-e", "pgsql.tag"])
+        .output()
+        .unwrap();
+    let decoded = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(decoded.contains(queries[0]), "{decoded}");
+    assert!(decoded.contains("SELECT 3"), "{decoded}");
+}
+
+#[test]
+fn no_session_runs_without_its_capture() {
+    let pg = PgCluster::start();
+    let cfg = VigilConfig::new(&pg);
+    let token = cfg.create_token("etl");
+    let vigil = Vigil::start(&cfg);
+    let (ok, out, err) = vigil.psql("etl", &token, "SELECT 41 + 1");
+    assert!(ok, "{err}");
+    assert_eq!(out, "42");
+    // The capture directory disappears under the running gateway.
+    std::fs::remove_dir_all(cfg.data_dir().join("replay")).unwrap();
+    let (ok, _, err) = vigil.psql("etl", &token, "SELECT 1");
+    assert!(!ok);
+    assert!(err.contains("replay capture"), "{err}");
+    let ended = eventually("the refused session's end", || {
+        let e = records_of(&cfg.store_path(), "SessionEnded");
+        (e.len() >= 2).then_some(e)
+    });
+    assert_eq!(ended[1]["reason"], "audit_unavailable");
+}
