@@ -101,7 +101,7 @@ mod tests {
 /// Where sessions' replay captures go: what the client sent and what it received (after
 /// masking), with timing. See `vigil-replay` for the file format.
 pub trait ReplaySink: Send + Sync {
-    /// Starts the capture of one session.
+    /// Starts the capture of one session. May block on file I/O: call it off the async path.
     fn open(&self, session: &ReplayHeader) -> Result<Box<dyn ReplayRecorder>, String>;
 }
 

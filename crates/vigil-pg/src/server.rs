@@ -579,7 +579,11 @@ async fn handle_client(
             client_addr: client_addr.clone(),
             started_at,
         };
-        match sink.open(&header) {
+        let sink = sink.clone();
+        let opened = tokio::task::spawn_blocking(move || sink.open(&header))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+        match opened {
             Ok(recorder) => ctx.replay = Some(recorder),
             Err(e) => {
                 // Fail closed: no session that its capture would miss.

@@ -2,20 +2,22 @@
 //! thread appends them to the files.
 
 use crate::file::{frame_line, Header, Trailer, FORMAT};
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use vigil_core::{ReplayHeader, ReplayRecorder, ReplaySink, Timestamp};
 
-/// Lines waiting for the writer thread, across sessions. A disk that falls this far behind
-/// fails the captures (and so ends their sessions) rather than growing memory without bound.
-const QUEUE: usize = 65_536;
+/// Bytes a session may have waiting for the writer thread. A disk that falls this far behind
+/// fails the capture (and so ends the session) rather than growing memory without bound.
+const MAX_PENDING: usize = 64 << 20;
+/// How often the writer thread takes what sessions have formatted. Sessions never wake it:
+/// on a busy gateway one sweep writes many statements' lines at once.
+const SWEEP: Duration = Duration::from_millis(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriterError {
@@ -28,28 +30,23 @@ pub enum WriterError {
     Thread(std::io::Error),
 }
 
-enum Msg {
-    Open {
-        id: String,
-        line: Vec<u8>,
-        failed: Arc<AtomicBool>,
-    },
-    Line {
-        id: String,
-        line: Vec<u8>,
-    },
-    Close {
-        id: String,
-        line: Vec<u8>,
-        done: Sender<bool>,
-    },
+/// One session's lines on their way to its file.
+struct SessionBuf {
+    id: String,
+    pending: Mutex<Vec<u8>>,
+    failed: AtomicBool,
+}
+
+enum Control {
+    Open(Arc<SessionBuf>, std::fs::File),
+    Close(Arc<SessionBuf>, Sender<bool>),
 }
 
 /// Writes capture files into one directory. Cheap to clone.
 #[derive(Clone)]
 pub struct CaptureWriter {
     dir: PathBuf,
-    tx: Sender<Msg>,
+    tx: Sender<Control>,
 }
 
 impl CaptureWriter {
@@ -64,11 +61,10 @@ impl CaptureWriter {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         }
-        let (tx, rx) = crossbeam_channel::bounded(QUEUE);
-        let thread_dir = dir.to_path_buf();
+        let (tx, rx) = crossbeam_channel::unbounded();
         std::thread::Builder::new()
             .name("vigil-replay".into())
-            .spawn(move || run(&thread_dir, rx))
+            .spawn(move || run(rx))
             .map_err(WriterError::Thread)?;
         Ok(CaptureWriter {
             dir: dir.to_path_buf(),
@@ -86,74 +82,84 @@ impl CaptureWriter {
     }
 }
 
-fn run(dir: &Path, rx: Receiver<Msg>) {
-    struct Open {
-        file: std::io::BufWriter<std::fs::File>,
-        failed: Arc<AtomicBool>,
-    }
-    let mut files: HashMap<String, Open> = HashMap::new();
-    let write = |open: &mut Open, line: &[u8]| {
-        if open.failed.load(Ordering::Relaxed) {
+struct OpenFile {
+    buf: Arc<SessionBuf>,
+    file: Option<std::fs::File>,
+}
+
+impl OpenFile {
+    /// Writes what the session has formatted since the last sweep.
+    fn drain(&mut self, spare: &mut Vec<u8>) {
+        spare.clear();
+        std::mem::swap(&mut *self.buf.pending.lock(), spare);
+        if spare.is_empty() || self.buf.failed.load(Ordering::Relaxed) {
             return;
         }
-        if let Err(e) = open.file.write_all(line) {
-            tracing::error!(error = %e, "replay capture write failed");
-            open.failed.store(true, Ordering::Relaxed);
+        let written = match &mut self.file {
+            Some(f) => f.write_all(spare),
+            None => Err(std::io::Error::other(
+                "the capture file could not be created",
+            )),
+        };
+        if let Err(e) = written {
+            tracing::error!(session = %self.buf.id, error = %e, "replay capture write failed");
+            self.buf.failed.store(true, Ordering::Relaxed);
         }
-    };
-    while let Ok(msg) = rx.recv() {
-        match msg {
-            Msg::Open { id, line, failed } => {
-                let path = CaptureWriter::path_of(dir, &id);
-                let file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&path);
-                match file {
-                    Ok(f) => {
-                        let mut open = Open {
-                            file: std::io::BufWriter::with_capacity(64 * 1024, f),
-                            failed,
-                        };
-                        write(&mut open, &line);
-                        files.insert(id, open);
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, path = %path.display(), "cannot create a replay capture");
-                        failed.store(true, Ordering::Relaxed);
-                    }
-                }
+    }
+}
+
+fn run(rx: Receiver<Control>) {
+    let mut open: Vec<OpenFile> = Vec::new();
+    let mut spare = Vec::new();
+    loop {
+        // No session open: nothing to sweep until one opens.
+        let next = if open.is_empty() {
+            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            rx.recv_timeout(SWEEP)
+        };
+        let control = match next {
+            Ok(c) => Some(c),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) if open.is_empty() => return,
+            Err(RecvTimeoutError::Disconnected) => {
+                std::thread::sleep(SWEEP);
+                None
             }
-            Msg::Line { id, line } => {
-                if let Some(open) = files.get_mut(&id) {
-                    write(open, &line);
-                }
-            }
-            Msg::Close { id, line, done } => {
-                let ok = match files.remove(&id) {
-                    Some(mut open) => {
-                        write(&mut open, &line);
-                        let flushed = open.file.flush().is_ok();
-                        flushed && !open.failed.load(Ordering::Relaxed)
+        };
+        match control {
+            Some(Control::Open(buf, file)) => open.push(OpenFile {
+                buf,
+                file: Some(file),
+            }),
+            Some(Control::Close(buf, done)) => {
+                let ok = match open.iter().position(|o| Arc::ptr_eq(&o.buf, &buf)) {
+                    Some(i) => {
+                        let mut o = open.swap_remove(i);
+                        o.drain(&mut spare);
+                        !o.buf.failed.load(Ordering::Relaxed)
                     }
                     None => false,
                 };
                 let _ = done.send(ok);
             }
+            None => {}
         }
-        // Flush what is buffered when the queue runs dry, so a reader sees recent frames.
-        if rx.is_empty() {
-            for open in files.values_mut() {
-                if open.file.flush().is_err() {
-                    open.failed.store(true, Ordering::Relaxed);
-                }
-            }
+        for o in &mut open {
+            o.drain(&mut spare);
         }
     }
 }
 
 impl ReplaySink for CaptureWriter {
+    /// Creates the capture file (blocking: call it off the async path).
     fn open(&self, session: &ReplayHeader) -> Result<Box<dyn ReplayRecorder>, String> {
+        let path = CaptureWriter::path_of(&self.dir, &session.session_id);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         let header = Header {
             format: FORMAT.into(),
             session: session.clone(),
@@ -162,18 +168,17 @@ impl ReplaySink for CaptureWriter {
         line.push(b'\n');
         let mut digest = Sha256::new();
         digest.update(&line);
-        let failed = Arc::new(AtomicBool::new(false));
-        self.tx
-            .try_send(Msg::Open {
-                id: session.session_id.clone(),
-                line,
-                failed: failed.clone(),
-            })
-            .map_err(|_| "the replay writer is not keeping up".to_string())?;
-        Ok(Box::new(Recorder {
+        let buf = Arc::new(SessionBuf {
             id: session.session_id.clone(),
+            pending: Mutex::new(line),
+            failed: AtomicBool::new(false),
+        });
+        self.tx
+            .send(Control::Open(buf.clone(), file))
+            .map_err(|_| "the replay writer has stopped".to_string())?;
+        Ok(Box::new(Recorder {
+            buf,
             tx: self.tx.clone(),
-            failed,
             state: Mutex::new(State {
                 started: Instant::now(),
                 digest,
@@ -184,9 +189,8 @@ impl ReplaySink for CaptureWriter {
 }
 
 struct Recorder {
-    id: String,
-    tx: Sender<Msg>,
-    failed: Arc<AtomicBool>,
+    buf: Arc<SessionBuf>,
+    tx: Sender<Control>,
     state: Mutex<State>,
 }
 
@@ -198,34 +202,25 @@ struct State {
 
 impl ReplayRecorder for Recorder {
     fn record(&self, from_client: bool, bytes: &[u8]) {
-        if bytes.is_empty() || self.failed.load(Ordering::Relaxed) {
+        if bytes.is_empty() || self.buf.failed.load(Ordering::Relaxed) {
             return;
         }
         let mut state = self.state.lock();
         if state.finished {
             return;
         }
-        let mut line = Vec::with_capacity(bytes.len() * 4 / 3 + 40);
-        frame_line(
-            state.started.elapsed().as_micros() as u64,
-            from_client,
-            bytes,
-            &mut line,
-        );
-        state.digest.update(&line);
-        // Sent under the lock: the file's order is the digest's order.
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-            self.tx.try_send(Msg::Line {
-                id: self.id.clone(),
-                line,
-            })
-        {
-            self.failed.store(true, Ordering::Relaxed);
+        let t = state.started.elapsed().as_micros() as u64;
+        let mut pending = self.buf.pending.lock();
+        let start = pending.len();
+        frame_line(t, from_client, bytes, &mut pending);
+        state.digest.update(&pending[start..]);
+        if pending.len() > MAX_PENDING {
+            self.buf.failed.store(true, Ordering::Relaxed);
         }
     }
 
     fn healthy(&self) -> bool {
-        !self.failed.load(Ordering::Relaxed)
+        !self.buf.failed.load(Ordering::Relaxed)
     }
 
     fn finish(&self, reason: &str) -> Option<String> {
@@ -241,15 +236,10 @@ impl ReplayRecorder for Recorder {
         let mut line = serde_json::to_vec(&trailer).ok()?;
         line.push(b'\n');
         state.digest.update(&line);
+        self.buf.pending.lock().extend_from_slice(&line);
         let digest = hex::encode(std::mem::take(&mut state.digest).finalize());
         let (done, wait) = crossbeam_channel::bounded(1);
-        self.tx
-            .send(Msg::Close {
-                id: self.id.clone(),
-                line,
-                done,
-            })
-            .ok()?;
+        self.tx.send(Control::Close(self.buf.clone(), done)).ok()?;
         // The file is complete (or failed) before its digest is reported.
         let ok = wait.recv().unwrap_or(false);
         (ok && self.healthy()).then_some(digest)
