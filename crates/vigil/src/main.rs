@@ -56,6 +56,12 @@ enum Command {
     /// Validate configuration files.
     #[command(subcommand)]
     Config(commands::config_check::ConfigCommand),
+    /// Test, check and replay least-privilege policies without running anything.
+    #[command(subcommand)]
+    Policy(commands::policy::PolicyCommand),
+    /// List and revoke the grants sessions run under.
+    #[command(subcommand)]
+    Grant(commands::grant::GrantCommand),
 }
 
 fn main() {
@@ -67,6 +73,8 @@ fn main() {
         Command::Audit(cmd) => commands::audit::run(cmd),
         Command::Sessions(cmd) => commands::sessions::run(cmd).map(|()| 0),
         Command::Config(cmd) => commands::config_check::run(cmd).map(|()| 0),
+        Command::Policy(cmd) => commands::policy::run(cmd),
+        Command::Grant(cmd) => commands::grant::run(cmd).map(|()| 0),
     };
     match result {
         Ok(code) => std::process::exit(code),
