@@ -306,6 +306,12 @@ impl Scope {
         if access.statements.is_empty() {
             return Ok(()); // an empty query string runs nothing
         }
+        if self.read_only && lifts_read_only(access) {
+            return Err(Denial::new(
+                "read_only",
+                "the statement would turn off the read-only transaction mode this grant runs in",
+            ));
+        }
         for statement in &access.statements {
             self.check_statement(statement, functions)?;
         }
@@ -531,4 +537,16 @@ fn suspicious_wildcard(pattern: &str) -> Option<String> {
         .chars()
         .any(|c| matches!(c, '%' | '?' | '[' | '^' | '+' | '\\'))
         .then(|| format!("{pattern:?} contains a character other tools use as a wildcard; Vigil's only wildcard is * (others match themselves)"))
+}
+
+/// Whether a text could lift the upstream's read-only mode (the second line of a read-only
+/// grant): `BEGIN/START/SET TRANSACTION … READ WRITE`, `SET SESSION CHARACTERISTICS AS
+/// TRANSACTION READ WRITE`, `SET [default_]transaction_read_only`. Read from the
+/// literal-free text, so a value cannot hide it; `SHOW` of the settings is harmless.
+fn lifts_read_only(access: &Access) -> bool {
+    if access.statements.iter().all(|s| s.command == "SHOW") {
+        return false;
+    }
+    let text = access.shape.text.to_ascii_lowercase();
+    text.contains("read write") || text.contains("transaction_read_only")
 }
