@@ -323,6 +323,17 @@ impl Scope {
         s: &StatementAccess,
         functions: &dyn FunctionCatalog,
     ) -> Result<(), Denial> {
+        // The gateway substitutes the analysis of what `PREPARE name` prepared in the
+        // session; an `EXECUTE` that reaches here names nothing prepared.
+        if let Some(name) = s.hazards.iter().find_map(|h| match h {
+            Hazard::Execute { name } => Some(name),
+            _ => None,
+        }) {
+            return Err(Denial::new(
+                "execute_unknown",
+                format!("EXECUTE {name}: no statement prepared under that name in this session"),
+            ));
+        }
         // DDL is governed by relation names (it may name what does not exist yet, or no
         // longer: `DROP TABLE IF EXISTS`); columns and constructs must still resolve.
         let unresolved = s.unresolved.iter().find(|u| {

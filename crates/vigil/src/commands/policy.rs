@@ -846,25 +846,42 @@ fn replay(
             }
         }
         let catalog = &catalogs[&connection];
+        // A text PostgreSQL's grammar refused is refused under any policy. (Its recorded,
+        // literal-free form may well parse: `SELECT 'unterminated` is kept as `SELECT $1`.)
+        if !was_allowed && str_of("rule") == "unparseable" {
+            totals.unchanged_refused += 1;
+            return true;
+        }
+        if was_allowed && body["parse_error"].is_string() {
+            totals.newly_refused += 1;
+            add(
+                &mut groups,
+                &identity,
+                &connection,
+                Change::NewlyRefused,
+                &fingerprint,
+                &text,
+                at,
+                Some("unparseable".into()),
+                Some("the statement could not be parsed".into()),
+                None,
+            );
+            return true;
+        }
         let Some(access) = recorded_access(&analyzer, &text, catalog.relations()) else {
-            // A text PostgreSQL's grammar refused when it was recorded is refused now too.
-            if was_allowed || str_of("rule") != "unparseable" {
-                totals.not_replayable += 1;
-                add(
-                    &mut groups,
-                    &identity,
-                    &connection,
-                    Change::NotReplayable,
-                    &fingerprint,
-                    &text,
-                    at,
-                    None,
-                    None,
-                    None,
-                );
-            } else {
-                totals.unchanged_refused += 1;
-            }
+            totals.not_replayable += 1;
+            add(
+                &mut groups,
+                &identity,
+                &connection,
+                Change::NotReplayable,
+                &fingerprint,
+                &text,
+                at,
+                None,
+                None,
+                None,
+            );
             return true;
         };
         let session_prepared = prepared.entry(session).or_default();
@@ -881,7 +898,8 @@ fn replay(
             }
         };
         if was_allowed {
-            // What ran is what later EXECUTEs of the session run.
+            // What ran is what later EXECUTEs of the session run (as the gateway keeps it).
+            forget_deallocated(&access, session_prepared);
             for s in &access.statements {
                 for h in &s.hazards {
                     if let Hazard::Prepare { name } = h {
@@ -968,6 +986,23 @@ fn replay(
     } else {
         0
     })
+}
+
+/// `DEALLOCATE name`, `DEALLOCATE ALL`, `DISCARD ALL` forget prepared statements.
+fn forget_deallocated(access: &Access, prepared: &mut HashMap<String, StatementAccess>) {
+    for s in &access.statements {
+        match s.command.as_str() {
+            "DISCARD ALL" | "DISCARD" | "DEALLOCATE ALL" => prepared.clear(),
+            "DEALLOCATE" => {
+                // The name is an identifier, kept in the literal-free text.
+                let text = access.shape.text.trim_end_matches(';').trim();
+                if let Some(name) = text.split_whitespace().last() {
+                    prepared.remove(name.trim_matches('"'));
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
