@@ -852,7 +852,7 @@ window = {{ not_after = "2001-01-01T00:00:00Z" }}
     let (idle, idle_conn) = tokio_postgres::connect(&vigil.conn_string("ops", &ops), NoTls)
         .await
         .unwrap();
-    let idle_ended = tokio::spawn(async move { idle_conn.await });
+    let idle_ended = tokio::spawn(idle_conn);
     busy.simple_query("SELECT x FROM t").await.unwrap();
     idle.simple_query("SELECT 1").await.unwrap();
 
@@ -901,7 +901,7 @@ window = {{ not_after = "2001-01-01T00:00:00Z" }}
     let (short, short_conn) = tokio_postgres::connect(&vigil.conn_string("brief", &brief), NoTls)
         .await
         .unwrap();
-    let short_ended = tokio::spawn(async move { short_conn.await });
+    let short_ended = tokio::spawn(short_conn);
     short.simple_query("SELECT x FROM t").await.unwrap();
     let e = tokio::time::timeout(Duration::from_secs(15), short_ended)
         .await
