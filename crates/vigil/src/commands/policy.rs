@@ -1079,3 +1079,57 @@ fn print_replay(
         println!("  {:<23}{}", "", c.text);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_texts_parse_again() {
+        assert_eq!(
+            relitteralize(
+                r#"SELECT "a$1", x$1 FROM t WHERE d < DATE $1 LIMIT $23"#,
+                "'0'"
+            ),
+            r#"SELECT "a$1", x$1 FROM t WHERE d < DATE '0' LIMIT '0'"#
+        );
+        let analyzer = Analyzer::new(16);
+        let catalog = StaticCatalog::new([], vec!["public".into()]);
+        for text in [
+            "SELECT id FROM t WHERE d < DATE $1 AND n = $2",
+            "COPY t TO $1",
+            "DO $1",
+            "SET application_name = $1",
+            "SELECT $1::varchar($2)",
+            "CREATE TABLE x (c varchar($1))",
+            "EXECUTE q($1, $2)",
+        ] {
+            assert!(
+                recorded_access(&analyzer, text, &catalog).is_some(),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn problems_point_at_their_line() {
+        let text = "[[identities]]\nname = \"a\"\n\n[[policies]]\nname = \"p\"\nidentities = [\"a\"]\n[policies.scope]\nrow_cap = 0\n[policies.scope.window]\ntimezone = \"X\"\n\n[[policies]]\nname = \"q\"\nconnections = []\n";
+        assert_eq!(locate_policy_field(text, "p", None), Some(5));
+        assert_eq!(
+            locate_policy_field(text, "p", Some("scope.row_cap")),
+            Some(8)
+        );
+        assert_eq!(
+            locate_policy_field(text, "p", Some("scope.window.timezone")),
+            Some(10)
+        );
+        // Not written: the policy's name line.
+        assert_eq!(locate_policy_field(text, "p", Some("connections")), Some(5));
+        assert_eq!(
+            locate_policy_field(text, "q", Some("connections")),
+            Some(14)
+        );
+        // An identity's name is not a policy's.
+        assert_eq!(locate_policy_field(text, "a", None), None);
+    }
+}
