@@ -549,13 +549,46 @@ fn print_statement(n: usize, s: &StatementAccess) {
         println!("  functions: {}", f.join(", "));
     }
     for h in &s.hazards {
-        println!(
-            "  construct: {}",
-            serde_json::to_string(h).unwrap_or_default()
-        );
+        println!("  construct: {}", describe_hazard(h));
     }
     for u in &s.unresolved {
         println!("  unresolved: {u}");
+    }
+}
+
+/// A construct as an operator reads it.
+fn describe_hazard(h: &Hazard) -> String {
+    let named = |what: &str, name: &dyn std::fmt::Display| format!("{what} {name}");
+    match h {
+        Hazard::DoBlock { language } => format!(
+            "DO block ({})",
+            language.as_deref().unwrap_or("language given as a string")
+        ),
+        Hazard::CreateFunction { name, language } => format!(
+            "CREATE FUNCTION {name} ({})",
+            language.as_deref().unwrap_or("language given as a string")
+        ),
+        Hazard::Call { procedure } => named("CALL", procedure),
+        Hazard::CopyProgram => "COPY … PROGRAM (a shell command on the server)".into(),
+        Hazard::CopyFile => "COPY … 'file' (a file on the server)".into(),
+        Hazard::SetRole => "SET ROLE".into(),
+        Hazard::SetSessionAuthorization => "SET SESSION AUTHORIZATION".into(),
+        Hazard::SetSearchPath => "SET search_path".into(),
+        Hazard::ExplainAnalyze => "EXPLAIN ANALYZE (runs the statement)".into(),
+        Hazard::Prepare { name } => named("PREPARE", name),
+        Hazard::Execute { name } => named("EXECUTE", name),
+        Hazard::Listen { channel } => named("LISTEN", channel),
+        Hazard::Notify { channel } => named("NOTIFY", channel),
+        Hazard::AlterSystem => "ALTER SYSTEM".into(),
+        Hazard::Load => "LOAD".into(),
+        Hazard::CreateExtension { name } => named("CREATE EXTENSION", name),
+        Hazard::Function { name, risk } => format!(
+            "function {name} ({})",
+            serde_json::to_value(risk)
+                .ok()
+                .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
+                .unwrap_or_default()
+        ),
     }
 }
 
