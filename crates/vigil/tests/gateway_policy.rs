@@ -896,6 +896,9 @@ window = {{ not_after = "2001-01-01T00:00:00Z" }}
     assert_eq!(ends.len(), 2);
     let (_, listed, _) = vigil_cli(&cfg, &["grant", "list", "--identity", "ops", "--all"]);
     assert!(listed.contains("revoked"), "{listed}");
+    // The CLI's record joined the gateway's chain: it still verifies.
+    let (code, out, err) = vigil_cli(&cfg, &["audit", "verify"]);
+    assert_eq!(code, 0, "{out}{err}");
 
     // Expiry: a session under a grant whose window closes in a few seconds.
     let (short, short_conn) = tokio_postgres::connect(&vigil.conn_string("brief", &brief), NoTls)

@@ -670,6 +670,8 @@ fn check(path: &Path, json: bool) -> Result<i32> {
             }
         }
     }
+    // In file order (problems without a line, about the file as a whole, last).
+    findings.sort_by_key(|f| f.line.unwrap_or(usize::MAX));
     let errors = findings
         .iter()
         .filter(|f| f.severity == Severity::Error)
