@@ -367,28 +367,34 @@ fn verdict(
     if !catalog.offline() || access.parse_error.is_some() || access.is_complete() {
         return decided(access);
     }
-    // Decide what does not depend on names; say what needs the catalog.
+    // Without a catalog, a refusal is certain only if every grant refuses for a reason that
+    // does not depend on what the names resolve to; anything else is not guessed.
     let mut without_names = access.clone();
     for s in &mut without_names.statements {
         s.unresolved.clear();
     }
-    match decided(&without_names) {
-        v @ Verdict::Refused { .. } if matches!(&v, Verdict::Refused { rule, .. } if CATALOG_FREE_RULES.contains(&rule.as_str())) => {
-            v
+    let certain = |v: &Verdict| matches!(v, Verdict::Refused { rule, .. } if CATALOG_FREE_RULES.contains(&rule.as_str()));
+    let overall = decided(&without_names);
+    let every_grant_refuses = grants.iter().all(|g| {
+        let one = std::slice::from_ref(g);
+        match vigil_policy::decide(one, &without_names, &*catalog.functions(), at) {
+            Decision::Allow(_) => false,
+            Decision::Deny { denial, .. } => CATALOG_FREE_RULES.contains(&denial.rule),
         }
-        _ => {
-            let names: Vec<String> = access
-                .statements
-                .iter()
-                .flat_map(|s| s.unresolved.iter().map(|u| u.to_string()))
-                .collect();
-            Verdict::Undecided {
-                reason: format!(
-                    "without a catalog Vigil cannot resolve {} (which schema a relation is in, which relation a column belongs to, what * stands for); pass --catalog-from upstream or a URL",
-                    names.join(", ")
-                ),
-            }
-        }
+    });
+    if certain(&overall) && every_grant_refuses {
+        return overall;
+    }
+    let names: Vec<String> = access
+        .statements
+        .iter()
+        .flat_map(|s| s.unresolved.iter().map(|u| u.to_string()))
+        .collect();
+    Verdict::Undecided {
+        reason: format!(
+            "without a catalog Vigil cannot resolve {} (which schema a relation is in, which relation a column belongs to, what * stands for); pass --catalog-from upstream or a URL",
+            names.join(", ")
+        ),
     }
 }
 
@@ -1144,6 +1150,54 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    fn grant(scope: &str) -> Arc<Grant> {
+        let policy: vigil_policy::PolicyConfig = toml::from_str(&format!(
+            "name = \"p\"\nidentities = [\"i\"]\nconnections = [\"c\"]\n[scope]\n{scope}"
+        ))
+        .unwrap();
+        Arc::new(Grant::from_policy(&policy, "i", "c", Timestamp::now(), "g".into()).unwrap())
+    }
+
+    #[test]
+    fn without_a_catalog_only_certain_refusals_are_reported() {
+        let offline = LoadedCatalog {
+            database: None,
+            empty: StaticCatalog::new([], vec!["public".into()]),
+            source: String::new(),
+        };
+        let reader = grant(
+            "commands = [\"read\"]\nrelations = [\"*\"]\ndeny_columns = { \"t\" = [\"secret\"] }",
+        );
+        let writer = grant("commands = [\"write\"]\nrelations = [\"public.t\"]");
+        let analyzer = Analyzer::new(16);
+        let decide = |grants: &[Arc<Grant>], sql: &str| {
+            let access = analyzer.access(sql, LexOptions::default(), offline.relations());
+            verdict(grants, &access, &offline, Timestamp::now())
+        };
+        let both = [reader.clone(), writer];
+        assert!(
+            matches!(decide(&both, "DROP TABLE t"), Verdict::Refused { rule, .. } if rule == "command_class")
+        );
+        assert!(matches!(
+            decide(&both, "SET ROLE admin"),
+            Verdict::Refused { .. }
+        ));
+        // The reader refuses a DELETE for certain, but the writer might allow it: undecided.
+        assert!(matches!(
+            decide(&both, "DELETE FROM t"),
+            Verdict::Undecided { .. }
+        ));
+        // `*` over a relation with denied columns cannot be judged without the catalog.
+        let star = decide(&[reader], "SELECT * FROM t");
+        assert!(
+            matches!(&star, Verdict::Undecided { reason } if reason.contains("relation t")),
+            "{star:?}"
+        );
+        assert!(
+            matches!(decide(&[], "SELECT 1"), Verdict::Refused { rule, .. } if rule == "no_grant")
+        );
     }
 
     #[test]
