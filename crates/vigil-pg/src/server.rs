@@ -1039,7 +1039,7 @@ mod tests {
         let strict = grant(
             "relations = [\"*\"]\ndeny_columns = { \"public.patients\" = [\"ssn\", \"*phone*\"] }",
         );
-        let mut got: Vec<_> = withheld_columns(&[strict.clone()], &relations)
+        let mut got: Vec<_> = withheld_columns(std::slice::from_ref(&strict), &relations)
             .into_iter()
             .collect();
         got.sort();
