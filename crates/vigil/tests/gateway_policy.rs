@@ -934,6 +934,14 @@ window = {{ not_after = "2001-01-01T00:00:00Z" }}
     let idle_ended = tokio::spawn(idle_conn);
     busy.simple_query("SELECT x FROM t").await.unwrap();
     idle.simple_query("SELECT 1").await.unwrap();
+    // And one in the middle of a long statement when the revocation lands.
+    let sleeper = connect(&vigil, "ops", &ops).await;
+    let sleeping = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let result = sleeper.simple_query("SELECT pg_sleep(30)").await;
+        (result.map(|_| ()), started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
     let (_, out, _) = vigil_cli(&cfg, &["grant", "list", "--identity", "ops", "--json"]);
     let grant: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
@@ -953,7 +961,16 @@ window = {{ not_after = "2001-01-01T00:00:00Z" }}
         .unwrap();
     let e = ended.expect_err("closed with an error");
     assert_eq!(e.code().map(|c| c.code()), Some("42501"), "{e}");
-    // The busy one fails at its next statement.
+    // The running statement is interrupted: the session ends with it.
+    let (result, took) = tokio::time::timeout(Duration::from_secs(10), sleeping)
+        .await
+        .expect("the running statement ends with its session")
+        .unwrap();
+    assert!(
+        result.is_err() && took < Duration::from_secs(10),
+        "{result:?} after {took:?}"
+    );
+    // The other one fails at its next statement.
     let e = busy.simple_query("SELECT x FROM t").await.unwrap_err();
     assert!(e.code().is_none_or(|c| c.code() == "42501"), "{e}");
     // And a new session is refused: the revocation stands.
@@ -970,9 +987,9 @@ window = {{ not_after = "2001-01-01T00:00:00Z" }}
             .into_iter()
             .filter(|r| r["reason"] == "grant_revoked")
             .collect();
-        (e.len() == 2).then_some(e)
+        (e.len() == 3).then_some(e)
     });
-    assert_eq!(ends.len(), 2);
+    assert_eq!(ends.len(), 3);
     let (_, listed, _) = vigil_cli(&cfg, &["grant", "list", "--identity", "ops", "--all"]);
     assert!(listed.contains("revoked"), "{listed}");
     // The CLI's record joined the gateway's chain: it still verifies.
