@@ -255,7 +255,7 @@ pub struct GrantIssued {
     pub expires_at: Option<Timestamp>,
 }
 
-/// A grant was revoked: its live sessions end at their next statement (or when idle).
+/// A grant was revoked: its live sessions end (idle or busy) as soon as the gateway learns of it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct GrantRevoked {
     pub grant_id: String,

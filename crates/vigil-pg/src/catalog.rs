@@ -181,6 +181,56 @@ impl FunctionCatalog for BuiltinFunctions<'_> {
     }
 }
 
+/// A database's catalog read once, outside any session: what `vigil policy test` and
+/// `vigil policy replay` analyse against. Read through the same upstream login (vaulted
+/// credentials, TLS mode) as a session, so it sees what the gateway's sessions see.
+pub struct DatabaseCatalog {
+    pub relations: Arc<StaticCatalog>,
+    builtins: Arc<HashSet<String>>,
+}
+
+impl DatabaseCatalog {
+    /// PostgreSQL's own functions, for [`vigil_policy::decide`].
+    pub fn functions(&self) -> impl FunctionCatalog + '_ {
+        BuiltinFunctions(&self.builtins)
+    }
+
+    /// Logs in to `target` and reads its relations, columns, search path and built-in
+    /// function names.
+    pub async fn read(
+        target: &crate::Target,
+        timeout: std::time::Duration,
+    ) -> Result<DatabaseCatalog, CatalogError> {
+        let tls = crate::tls::upstream_client_config(target.tls, target.ca_file.as_deref())
+            .map_err(|e| CatalogError(e.to_string()))?;
+        let read = async {
+            let mut upstream =
+                crate::upstream::connect(target, tls.as_ref(), &[("application_name", "vigil")])
+                    .await
+                    .map_err(|e| CatalogError(e.to_string()))?;
+            let sets = crate::upstream::simple_query(&mut upstream.stream, &refresh_query(true))
+                .await
+                .map_err(|e| CatalogError(e.to_string()))?;
+            use tokio::io::AsyncWriteExt;
+            let mut terminate = Vec::with_capacity(5);
+            crate::codec::put_message(
+                &mut terminate,
+                crate::messages::tag::frontend::TERMINATE,
+                |_| {},
+            );
+            let _ = upstream.stream.write_all(&terminate).await;
+            let session = CatalogCache::default().load(sets)?;
+            Ok(DatabaseCatalog {
+                relations: session.catalog,
+                builtins: session.builtins,
+            })
+        };
+        tokio::time::timeout(timeout, read)
+            .await
+            .map_err(|_| CatalogError("timed out".into()))?
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

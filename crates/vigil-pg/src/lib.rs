@@ -41,6 +41,7 @@ mod tls;
 mod upstream;
 
 pub use cancel::CancelRegistry;
+pub use catalog::DatabaseCatalog;
 pub use config::{Limits, ListenerSettings, ListenerTlsMode, Target, UpstreamTlsMode};
 pub use grants::{GrantProvider, Revocations};
 pub use server::{serve, Gateway, GatewayParts};

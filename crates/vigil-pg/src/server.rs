@@ -1083,3 +1083,62 @@ async fn forward_cancel(gw: &Gateway, key: BackendKeyData) {
         tracing::warn!(connection = %route.target.name, error = %e, "cancel could not be forwarded");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_policy::{Grant, Scope};
+    use vigil_sql::{CatalogRow, StaticCatalog};
+
+    fn grant(scope_toml: &str) -> Arc<Grant> {
+        let scope: Scope = toml::from_str(scope_toml).unwrap();
+        Arc::new(Grant {
+            id: "g".into(),
+            identity: "i".into(),
+            connection: "c".into(),
+            source: vigil_policy::GrantSource::Policy,
+            policy: None,
+            scope_digest: scope.digest(),
+            scope,
+            not_before: Timestamp::from_micros(0),
+            expires_at: None,
+            created_at: Timestamp::from_micros(0),
+            revoked_at: None,
+            revoked_by: None,
+            revoke_reason: None,
+        })
+    }
+
+    #[test]
+    fn withheld_columns_are_those_every_grant_denies() {
+        let rows = [
+            (16001, "public", "patients", "id", 1),
+            (16001, "public", "patients", "ssn", 2),
+            (16001, "public", "patients", "home_phone", 3),
+            (16002, "archive", "patients", "ssn", 1),
+            (16003, "public", "encounters", "ssn", 1),
+        ]
+        .map(|(oid, schema, name, column, attnum)| {
+            CatalogRow::new(oid, schema, name, 'r', Some((column.to_string(), attnum)))
+        });
+        let catalog = StaticCatalog::from_rows(rows, vec!["public".into()]);
+        let relations: Vec<_> = catalog.relations().cloned().collect();
+        let strict = grant(
+            "relations = [\"*\"]\ndeny_columns = { \"public.patients\" = [\"ssn\", \"*phone*\"] }",
+        );
+        let mut got: Vec<_> = withheld_columns(std::slice::from_ref(&strict), &relations)
+            .into_iter()
+            .collect();
+        got.sort();
+        // Only public.patients' columns, by (OID, attnum); archive.patients and other
+        // relations' `ssn` are not matched by the pattern.
+        assert_eq!(got, [(16001, 2), (16001, 3)]);
+        // A second grant that allows ssn: a column is withheld only if every grant denies it.
+        let lenient =
+            grant("relations = [\"*\"]\ndeny_columns = { \"patients\" = [\"home_phone\"] }");
+        let got: Vec<_> = withheld_columns(&[strict, lenient], &relations)
+            .into_iter()
+            .collect();
+        assert_eq!(got, [(16001, 3)]);
+    }
+}

@@ -31,6 +31,6 @@ pub mod window;
 
 pub use grant::{decide, Decision, Grant, GrantSource, NotLive};
 pub use pattern::{NamePattern, RelationPattern};
-pub use policy::{validate, PolicyConfig, PolicyError};
+pub use policy::{check, validate, DeclaredIdentity, PolicyConfig, PolicyError, Problem, Severity};
 pub use scope::{Allowance, AssumeBuiltins, Denial, FunctionCatalog, RowCapAction, Scope};
 pub use window::{Hours, Weekday, Window, WindowError};

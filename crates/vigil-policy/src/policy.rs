@@ -54,54 +54,142 @@ pub struct PolicyError {
     pub problem: String,
 }
 
-/// Checks a set of policies against the declared identities, groups and connections.
+/// How bad a [`Problem`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// The gateway refuses to start with it.
+    Error,
+    /// Valid, but almost certainly not what was meant.
+    Warning,
+}
+
+/// One finding of [`check`]: which policy, which field (dotted path from the policy, e.g.
+/// `scope.window.timezone`), and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub severity: Severity,
+    pub policy: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub message: String,
+}
+
+/// An identity as [`check`] needs it: name, groups, connections it may use.
+pub struct DeclaredIdentity<'a> {
+    pub name: &'a str,
+    pub groups: &'a [String],
+    pub connections: &'a [String],
+}
+
+/// Checks a set of policies against the declared identities, groups and connections; returns
+/// the first error.
 pub fn validate(
     policies: &[PolicyConfig],
     identities: &[(&str, &[String])],
     connections: &[&str],
 ) -> Result<(), PolicyError> {
+    let declared: Vec<DeclaredIdentity<'_>> = identities
+        .iter()
+        .map(|(name, groups)| DeclaredIdentity {
+            name,
+            groups,
+            connections: &[],
+        })
+        .collect();
+    match check(policies, &declared, connections)
+        .into_iter()
+        .find(|p| p.severity == Severity::Error)
+    {
+        Some(p) => Err(PolicyError {
+            policy: p.policy,
+            problem: match p.field {
+                Some(f) => format!("{f}: {}", p.message),
+                None => p.message,
+            },
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Every error and warning in a set of policies, in file order.
+pub fn check(
+    policies: &[PolicyConfig],
+    identities: &[DeclaredIdentity<'_>],
+    connections: &[&str],
+) -> Vec<Problem> {
+    let mut out = Vec::new();
     let mut names = HashSet::new();
     let groups: HashSet<&str> = identities
         .iter()
-        .flat_map(|(_, g)| g.iter().map(String::as_str))
+        .flat_map(|i| i.groups.iter().map(String::as_str))
         .collect();
     for p in policies {
-        let err = |problem: String| PolicyError {
-            policy: p.name.clone(),
-            problem,
+        let mut push = |severity, field: &str, message: String| {
+            out.push(Problem {
+                severity,
+                policy: p.name.clone(),
+                field: (!field.is_empty()).then(|| field.to_string()),
+                message,
+            })
         };
+        use Severity::{Error, Warning};
         if p.name.is_empty() {
-            return Err(err("a policy needs a name".into()));
-        }
-        if !names.insert(p.name.as_str()) {
-            return Err(err("declared twice".into()));
+            push(Error, "name", "a policy needs a name".into());
+        } else if !names.insert(p.name.as_str()) {
+            push(Error, "name", "declared twice".into());
         }
         if p.identities.is_empty() && p.groups.is_empty() {
-            return Err(err("binds nobody: give identities or groups".into()));
+            push(
+                Error,
+                "identities",
+                "binds nobody: give identities or groups".into(),
+            );
         }
         for i in &p.identities {
-            if !identities.iter().any(|(n, _)| n == i) {
-                return Err(err(format!(
-                    "identity {i:?} is not declared under [[identities]]"
-                )));
+            match identities.iter().find(|d| d.name == i) {
+                None => push(
+                    Error,
+                    "identities",
+                    format!("identity {i:?} is not declared under [[identities]]"),
+                ),
+                Some(d) if !d.connections.is_empty() => {
+                    for c in &p.connections {
+                        if !d.connections.contains(c) {
+                            push(Warning, "identities", format!("identity {i:?} may not use connection {c:?} (its `connections` lack it), so this policy never applies to it there"));
+                        }
+                    }
+                }
+                Some(_) => {}
             }
         }
         for g in &p.groups {
             if !groups.contains(g.as_str()) {
-                return Err(err(format!("no identity belongs to group {g:?}")));
+                push(
+                    Error,
+                    "groups",
+                    format!("no identity belongs to group {g:?}"),
+                );
             }
         }
         if p.connections.is_empty() {
-            return Err(err("names no connection".into()));
+            push(Error, "connections", "names no connection".into());
         }
         for c in &p.connections {
             if !connections.contains(&c.as_str()) {
-                return Err(err(format!(
-                    "connection {c:?} is not declared under [[connections]]"
-                )));
+                push(
+                    Error,
+                    "connections",
+                    format!("connection {c:?} is not declared under [[connections]]"),
+                );
             }
         }
-        p.scope.validate().map_err(|e| err(format!("scope: {e}")))?;
+        for (field, message) in p.scope.problems(Error) {
+            push(Error, &format!("scope.{field}"), message);
+        }
+        for (field, message) in p.scope.problems(Warning) {
+            push(Warning, &format!("scope.{field}"), message);
+        }
     }
-    Ok(())
+    out
 }

@@ -2,6 +2,7 @@
 //! statement against it.
 
 use crate::pattern::{NamePattern, RelationPattern};
+use crate::policy::Severity;
 use crate::window::Window;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -168,24 +169,129 @@ impl Scope {
         hex::encode(Sha256::digest(self.canonical_json().as_bytes()))
     }
 
-    /// Checks the scope's own consistency (patterns, window).
+    /// Checks the scope's own consistency (patterns, window): the first error.
     pub fn validate(&self) -> Result<(), String> {
-        for key in self.deny_columns.keys() {
-            RelationPattern::parse(key).map_err(|e| format!("deny_columns: {e}"))?;
+        match self.problems(Severity::Error).into_iter().next() {
+            Some((field, message)) => Err(format!("{field}: {message}")),
+            None => Ok(()),
+        }
+    }
+
+    /// Problems of one severity, as (field, message): errors make the scope unusable,
+    /// warnings point at what is valid but almost certainly not meant.
+    pub fn problems(&self, severity: Severity) -> Vec<(String, String)> {
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        for (key, columns) in &self.deny_columns {
+            if let Err(e) = RelationPattern::parse(key) {
+                errors.push(("deny_columns".to_string(), e));
+            }
+            if columns.iter().any(|c| c.as_str().is_empty()) {
+                errors.push((
+                    "deny_columns".to_string(),
+                    format!("{key:?} lists an empty column name"),
+                ));
+            }
+            if columns.is_empty() {
+                warnings.push((
+                    "deny_columns".to_string(),
+                    format!("{key:?} denies no column (an empty list)"),
+                ));
+            }
+            for c in columns {
+                if let Some(w) = suspicious_wildcard(c.as_str()) {
+                    warnings.push(("deny_columns".to_string(), w));
+                }
+            }
+        }
+        for p in self.relations.iter().chain(&self.deny_relations) {
+            for part in [p.schema.as_str(), p.name.as_str()] {
+                if let Some(w) = suspicious_wildcard(part) {
+                    warnings.push(("relations".to_string(), w));
+                }
+            }
         }
         if let Some(w) = &self.window {
-            w.validate().map_err(|e| format!("window: {e}"))?;
+            match w.validate() {
+                Err(e @ crate::window::WindowError::UnknownTimeZone(_)) => {
+                    errors.push(("window.timezone".into(), e.to_string()))
+                }
+                Err(e) => errors.push(("window.not_after".into(), e.to_string())),
+                Ok(()) => {}
+            }
         }
         if self.row_cap == Some(0) {
-            return Err("row_cap must be at least 1".into());
+            errors.push(("row_cap".into(), "must be at least 1".into()));
+        }
+        if self.max_session == Some(Duration::ZERO) {
+            errors.push(("max_session".into(), "must be longer than zero".into()));
         }
         if self.commands.contains(&CommandClass::Other) {
-            return Err(
-                "commands: \"other\" cannot be allowed (it names what the analyser does not know)"
-                    .into(),
-            );
+            errors.push((
+                "commands".into(),
+                "\"other\" cannot be allowed (it names what the analyser does not know)".into(),
+            ));
         }
-        Ok(())
+        for f in &self.functions {
+            let (schema, name) = match f.split_once('.') {
+                Some((s, n)) => (Some(s), n),
+                None => (None, f.as_str()),
+            };
+            if name.is_empty() || schema == Some("") || name.contains('.') {
+                errors.push((
+                    "functions".into(),
+                    format!("{f:?} must be `name` or `schema.name`"),
+                ));
+            } else if schema.is_some_and(|s| s.contains('*')) {
+                errors.push((
+                    "functions".into(),
+                    format!("{f:?}: the schema part cannot be a wildcard (write the name alone to match it in any schema)"),
+                ));
+            } else if let Some(w) = suspicious_wildcard(name) {
+                warnings.push(("functions".into(), w));
+            }
+        }
+        if self.relations.is_empty()
+            && self.commands.iter().any(|c| {
+                matches!(
+                    c,
+                    CommandClass::Read
+                        | CommandClass::Write
+                        | CommandClass::CopyIn
+                        | CommandClass::CopyOut
+                )
+            })
+        {
+            warnings.push((
+                "relations".into(),
+                "allows no relation, so only statements that touch none (SHOW, SELECT 1…) can pass"
+                    .into(),
+            ));
+        }
+        if self.read_only {
+            for c in [CommandClass::Write, CommandClass::Ddl, CommandClass::CopyIn] {
+                if self.commands.contains(&c) {
+                    warnings.push((
+                        "read_only".into(),
+                        format!("read_only refuses {c} statements, although `commands` lists {c}"),
+                    ));
+                }
+            }
+        }
+        if self
+            .deny_relations
+            .iter()
+            .any(|p| p.schema.as_str() == "*" && p.name.as_str() == "*")
+        {
+            warnings.push((
+                "deny_relations".into(),
+                "\"*\" denies every relation".into(),
+            ));
+        }
+        match severity {
+            Severity::Error => errors,
+            Severity::Warning => warnings,
+        }
     }
 
     /// Checks a whole text (every statement must pass: one refused → the text is refused).
@@ -200,6 +306,12 @@ impl Scope {
         if access.statements.is_empty() {
             return Ok(()); // an empty query string runs nothing
         }
+        if self.read_only && lifts_read_only(access) {
+            return Err(Denial::new(
+                "read_only",
+                "the statement would turn off the read-only transaction mode this grant runs in",
+            ));
+        }
         for statement in &access.statements {
             self.check_statement(statement, functions)?;
         }
@@ -211,6 +323,17 @@ impl Scope {
         s: &StatementAccess,
         functions: &dyn FunctionCatalog,
     ) -> Result<(), Denial> {
+        // The gateway substitutes the analysis of what `PREPARE name` prepared in the
+        // session; an `EXECUTE` that reaches here names nothing prepared.
+        if let Some(name) = s.hazards.iter().find_map(|h| match h {
+            Hazard::Execute { name } => Some(name),
+            _ => None,
+        }) {
+            return Err(Denial::new(
+                "execute_unknown",
+                format!("EXECUTE {name}: no statement prepared under that name in this session"),
+            ));
+        }
         // DDL is governed by relation names (it may name what does not exist yet, or no
         // longer: `DROP TABLE IF EXISTS`); columns and constructs must still resolve.
         let unresolved = s.unresolved.iter().find(|u| {
@@ -416,4 +539,25 @@ fn function_matches(pattern: &str, f: &QualifiedName, dangerous: bool) -> bool {
     } else {
         NamePattern::new(pattern).matches(&f.name)
     }
+}
+
+/// A name pattern written with another syntax's wildcards (`%`, `?`, `_` in SQL LIKE, regular
+/// expressions): Vigil's only wildcard is `*`, so these match themselves literally.
+fn suspicious_wildcard(pattern: &str) -> Option<String> {
+    pattern
+        .chars()
+        .any(|c| matches!(c, '%' | '?' | '[' | '^' | '+' | '\\'))
+        .then(|| format!("{pattern:?} contains a character other tools use as a wildcard; Vigil's only wildcard is * (others match themselves)"))
+}
+
+/// Whether a text could lift the upstream's read-only mode (the second line of a read-only
+/// grant): `BEGIN/START/SET TRANSACTION … READ WRITE`, `SET SESSION CHARACTERISTICS AS
+/// TRANSACTION READ WRITE`, `SET [default_]transaction_read_only`. Read from the
+/// literal-free text, so a value cannot hide it; `SHOW` of the settings is harmless.
+fn lifts_read_only(access: &Access) -> bool {
+    if access.statements.iter().all(|s| s.command == "SHOW") {
+        return false;
+    }
+    let text = access.shape.text.to_ascii_lowercase();
+    text.contains("read write") || text.contains("transaction_read_only")
 }

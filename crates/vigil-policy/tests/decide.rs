@@ -134,6 +134,90 @@ read_only = true
 }
 
 #[test]
+fn a_read_only_grant_cannot_lift_the_upstream_read_only_mode() {
+    let s = scope(
+        r#"
+commands = ["read", "transaction", "session"]
+relations = ["*"]
+read_only = true
+"#,
+    );
+    for lifts in [
+        "SET default_transaction_read_only = off",
+        "SET SESSION default_transaction_read_only TO 'off'",
+        "SET transaction_read_only = false",
+        "BEGIN READ WRITE",
+        "START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ WRITE",
+        "BEGIN; SET TRANSACTION READ WRITE",
+        "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
+    ] {
+        let got = check(&s, lifts);
+        assert!(
+            got.as_ref().is_err_and(|e| e.starts_with("read_only")),
+            "{lifts}: {got:?}"
+        );
+    }
+    for fine in [
+        "BEGIN",
+        "BEGIN READ ONLY",
+        "SHOW transaction_read_only",
+        "SET application_name = 'x'",
+    ] {
+        assert!(check(&s, fine).is_ok(), "{fine}");
+    }
+}
+
+#[test]
+fn policy_check_lists_every_problem_with_its_field() {
+    use vigil_policy::{check as check_policies, DeclaredIdentity, PolicyConfig, Severity};
+    let text = r#"
+[[policies]]
+name = "p"
+identities = ["analyst", "ghost"]
+groups = ["nobody"]
+connections = ["ehr", "billing"]
+[policies.scope]
+commands = ["read", "write"]
+relations = ["claims_%"]
+functions = ["*.f"]
+read_only = true
+row_cap = 0
+window = { timezone = "Mars/Base" }
+"#;
+    #[derive(serde::Deserialize)]
+    struct File {
+        policies: Vec<PolicyConfig>,
+    }
+    let file: File = toml::from_str(text).unwrap();
+    let connections = vec!["ehr".to_string()];
+    let identities = [DeclaredIdentity {
+        name: "analyst",
+        groups: &[],
+        connections: &connections,
+    }];
+    let problems = check_policies(&file.policies, &identities, &["ehr"]);
+    let found = |severity: Severity, field: &str, needle: &str| {
+        problems.iter().any(|p| {
+            p.severity == severity
+                && p.field.as_deref() == Some(field)
+                && p.message.contains(needle)
+        })
+    };
+    assert!(
+        found(Severity::Error, "identities", "ghost"),
+        "{problems:#?}"
+    );
+    assert!(found(Severity::Warning, "identities", "billing"));
+    assert!(found(Severity::Error, "groups", "nobody"));
+    assert!(found(Severity::Error, "connections", "billing"));
+    assert!(found(Severity::Error, "scope.functions", "*.f"));
+    assert!(found(Severity::Error, "scope.row_cap", "at least 1"));
+    assert!(found(Severity::Error, "scope.window.timezone", "Mars/Base"));
+    assert!(found(Severity::Warning, "scope.relations", "claims_%"));
+    assert!(found(Severity::Warning, "scope.read_only", "write"));
+}
+
+#[test]
 fn dangerous_functions_need_their_exact_name() {
     let wildcard = scope("commands = [\"read\"]\nrelations = [\"*\"]\nfunctions = [\"*\"]\n");
     assert!(check(&wildcard, "SELECT pg_read_file('x')")

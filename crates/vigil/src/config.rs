@@ -191,6 +191,12 @@ impl Config {
         Ok(config)
     }
 
+    /// The file's syntax and keys only (for `vigil policy check`, which reports the rest
+    /// itself, every problem rather than the first).
+    pub fn parse_unchecked(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
     fn resolve_paths(&mut self, base: &Path) {
         let fix = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -240,6 +246,20 @@ impl Config {
     }
 
     fn validate(&self, text: &str) -> Result<()> {
+        self.validate_sections()?;
+        let identities: Vec<(&str, &[String])> = self
+            .identities
+            .iter()
+            .map(|i| (i.name.as_str(), i.groups.as_slice()))
+            .collect();
+        let connections: Vec<&str> = self.connections.iter().map(|c| c.name.as_str()).collect();
+        vigil_policy::validate(&self.policies, &identities, &connections)
+            .map_err(|e| anyhow::anyhow!("policies: {e}{}", policy_line(text, &e.policy)))?;
+        Ok(())
+    }
+
+    /// Every check but the policies'.
+    pub fn validate_sections(&self) -> Result<()> {
         let mut names = HashSet::new();
         for c in &self.connections {
             if c.name.is_empty() {
@@ -275,14 +295,6 @@ impl Config {
                 );
             }
         }
-        let identities: Vec<(&str, &[String])> = self
-            .identities
-            .iter()
-            .map(|i| (i.name.as_str(), i.groups.as_slice()))
-            .collect();
-        let connections: Vec<&str> = self.connections.iter().map(|c| c.name.as_str()).collect();
-        vigil_policy::validate(&self.policies, &identities, &connections)
-            .map_err(|e| anyhow::anyhow!("policies: {e}{}", policy_line(text, &e.policy)))?;
         if self.audit.parameters == ParameterMode::HmacSha256 && self.audit.parameter_key.is_none()
         {
             bail!(
@@ -316,26 +328,76 @@ impl Config {
 
 /// ` (line N)` of the `[[policies]]` entry named `name`, for error messages.
 fn policy_line(text: &str, name: &str) -> String {
-    let wanted = format!("\"{name}\"");
-    text.lines()
-        .position(|l| {
-            let l = l.trim();
-            l.starts_with("name") && l.contains(&wanted)
-        })
-        .map(|i| format!(" (line {})", i + 1))
+    locate_policy_field(text, name, None)
+        .map(|line| format!(" (line {line})"))
         .unwrap_or_default()
+}
+
+/// The line (1-based) of the `[[policies]]` entry named `policy`, or of `field` within it
+/// (the last part of a dotted path: `scope.window.timezone` → the `timezone = …` line), for
+/// messages. Falls back to the entry's `name` line when the field is not written (a default).
+pub fn locate_policy_field(text: &str, policy: &str, field: Option<&str>) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let wanted = format!("\"{policy}\"");
+    let is_key = |l: &str, key: &str| {
+        let l = l.trim_start();
+        l.strip_prefix(key)
+            .or_else(|| l.strip_prefix(&format!("\"{key}\"")))
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+    };
+    let name_line = lines.iter().enumerate().position(|(i, l)| {
+        is_key(l, "name")
+            && l.contains(&wanted)
+            // The `name` of a policy: the nearest table header above is [[policies]].
+            && lines[..i]
+                .iter()
+                .rev()
+                .find(|h| h.trim_start().starts_with('['))
+                .is_some_and(|h| h.trim() == "[[policies]]")
+    })?;
+    let Some(field) = field else {
+        return Some(name_line + 1);
+    };
+    let key = field.rsplit('.').next().unwrap_or(field);
+    // The entry runs from its [[policies]] header to the next header that is not one of its
+    // own sub-tables ([policies.scope], [policies.scope.window]).
+    let start = lines[..name_line]
+        .iter()
+        .rposition(|h| h.trim() == "[[policies]]")
+        .unwrap_or(name_line);
+    for (i, l) in lines.iter().enumerate().skip(start + 1) {
+        let t = l.trim_start();
+        if t.starts_with('[') && !t.starts_with("[policies.") {
+            break;
+        }
+        if t.starts_with('[')
+            && t.trim_end()
+                .trim_end_matches(']')
+                .ends_with(&format!(".{key}"))
+        {
+            return Some(i + 1);
+        }
+        if is_key(l, key) {
+            return Some(i + 1);
+        }
+    }
+    Some(name_line + 1)
+}
+
+/// The line and column (1-based) where a TOML error is, if it says.
+pub fn toml_error_position(text: &str, e: &toml::de::Error) -> Option<(usize, usize)> {
+    let span = e.span()?;
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    Some((line, column))
 }
 
 /// A parse error with its line and column but without the quoted source line: that line may
 /// be the one where someone pasted a password.
 fn describe_toml_error(text: &str, e: &toml::de::Error) -> anyhow::Error {
-    match e.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
-            anyhow::anyhow!("line {line}, column {column}: {}", e.message())
-        }
+    match toml_error_position(text, e) {
+        Some((line, column)) => anyhow::anyhow!("line {line}, column {column}: {}", e.message()),
         None => anyhow::anyhow!("{}", e.message()),
     }
 }

@@ -89,12 +89,18 @@ impl PolicyGrants {
         let _one_at_a_time = self.issuing.lock().await;
         let now = Timestamp::now();
         let store = self.store.clone();
+        // Every grant of the pair, revoked ones included: a revoked standing grant is not
+        // re-issued under the same scope (see below).
         let filter = GrantFilter {
             identity: Some(identity.to_string()),
             connection: Some(connection.to_string()),
-            live_at: Some(now),
+            live_at: None,
         };
-        let existing = tokio::task::spawn_blocking(move || store.list_grants(&filter)).await??;
+        let all = tokio::task::spawn_blocking(move || store.list_grants(&filter)).await??;
+        let live_record = |r: &GrantRecord| {
+            r.revoked_at.is_none() && r.not_before <= now && r.expires_at.is_none_or(|e| e > now)
+        };
+        let existing: Vec<&GrantRecord> = all.iter().filter(|r| live_record(r)).collect();
         let groups = self.groups.get(identity).cloned().unwrap_or_default();
         let mut out = Vec::new();
         for policy in self
@@ -108,8 +114,21 @@ impl PolicyGrants {
                     && r.policy.as_deref() == Some(&policy.name)
                     && r.scope_digest == digest
             });
+            // An operator revoked this policy's grant: the revocation stands until the
+            // policy's scope changes (a new digest), rather than being undone at the next
+            // login.
+            let revoked = all.iter().any(|r| {
+                r.revoked_at.is_some()
+                    && r.source == "policy"
+                    && r.policy.as_deref() == Some(&policy.name)
+                    && r.scope_digest == digest
+            });
             let grant = match reusable {
                 Some(r) => from_record(r)?,
+                None if revoked => {
+                    tracing::info!(policy = %policy.name, identity, connection, "standing grant revoked: not re-issued");
+                    continue;
+                }
                 None => {
                     let id = uuid::Uuid::now_v7().to_string();
                     // A window that is closed now grants nothing now.

@@ -58,6 +58,12 @@ enum Command {
     /// Validate configuration files.
     #[command(subcommand)]
     Config(commands::config_check::ConfigCommand),
+    /// Test, check and replay least-privilege policies without running anything.
+    #[command(subcommand)]
+    Policy(commands::policy::PolicyCommand),
+    /// List and revoke the grants sessions run under.
+    #[command(subcommand)]
+    Grant(commands::grant::GrantCommand),
 }
 
 fn main() {
@@ -70,6 +76,8 @@ fn main() {
         Command::Sessions(cmd) => commands::sessions::run(cmd).map(|()| 0),
         Command::Config(cmd) => commands::config_check::run(cmd).map(|()| 0),
         Command::Replay(args) => commands::replay::run(args),
+        Command::Policy(cmd) => commands::policy::run(cmd),
+        Command::Grant(cmd) => commands::grant::run(cmd).map(|()| 0),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -64,34 +64,33 @@ impl ConnectionAuthorizer for ConfiguredAccess {
 
 /// Upstream targets with their credentials read from the vault references.
 pub fn targets(config: &Config) -> Result<Vec<Target>> {
-    config
-        .connections
-        .iter()
-        .map(|c| {
-            // Only PostgreSQL targets exist so far; the match makes a new protocol a
-            // compile error here rather than a silent misroute.
-            match c.protocol {
-                crate::config::Protocol::Postgres => {}
-            }
-            let password = match &c.password {
-                Some(r) => Some(
-                    r.resolve()
-                        .with_context(|| format!("connection {:?}: password", c.name))?,
-                ),
-                None => None,
-            };
-            Ok(Target {
-                name: c.name.as_str().into(),
-                host: c.host.clone(),
-                port: c.port,
-                database: c.database.clone(),
-                user: c.user.clone(),
-                password,
-                tls: c.tls,
-                ca_file: c.ca_file.clone(),
-            })
-        })
-        .collect()
+    config.connections.iter().map(target).collect()
+}
+
+/// One connection's upstream target, its credentials read from the vault reference.
+pub fn target(c: &crate::config::ConnectionConfig) -> Result<Target> {
+    // Only PostgreSQL targets exist so far; the match makes a new protocol a compile error
+    // here rather than a silent misroute.
+    match c.protocol {
+        crate::config::Protocol::Postgres => {}
+    }
+    let password = match &c.password {
+        Some(r) => Some(
+            r.resolve()
+                .with_context(|| format!("connection {:?}: password", c.name))?,
+        ),
+        None => None,
+    };
+    Ok(Target {
+        name: c.name.as_str().into(),
+        host: c.host.clone(),
+        port: c.port,
+        database: c.database.clone(),
+        user: c.user.clone(),
+        password,
+        tls: c.tls,
+        ca_file: c.ca_file.clone(),
+    })
 }
 
 /// Opens the store a command should use: `--store` if given, else the config's.

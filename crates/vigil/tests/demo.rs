@@ -109,6 +109,37 @@ fn demo_serves_the_synthetic_ehr_and_writes_an_env_file() {
     );
     let out = run("DELETE FROM diagnoses");
     assert!(!out.status.success());
+    // What the README's tour shows: the decision, without running anything.
+    let vigil = |args: &[&str]| {
+        Command::new(vigil_bin())
+            .args(args)
+            .envs(&env)
+            .output()
+            .unwrap()
+    };
+    let test = vigil(&[
+        "policy",
+        "test",
+        "--identity",
+        "demo-analyst",
+        "--connection",
+        "ehr",
+        "SELECT count(*) FROM patients WHERE ssn LIKE '9%'",
+    ]);
+    let said = String::from_utf8_lossy(&test.stdout);
+    assert_eq!(
+        test.status.code(),
+        Some(1),
+        "{said}{}",
+        String::from_utf8_lossy(&test.stderr)
+    );
+    assert!(said.contains("rule column_denied"), "{said}");
+    let grants = vigil(&["grant", "list"]);
+    let listed = String::from_utf8_lossy(&grants.stdout);
+    assert!(
+        listed.contains("policy:demo-analyst-reads") && listed.contains("live"),
+        "{listed}"
+    );
 
     // The session is on record and the chain verifies.
     let sessions = Command::new(vigil_bin())

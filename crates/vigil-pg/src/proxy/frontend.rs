@@ -872,7 +872,7 @@ impl Frontend<'_> {
                 }
                 let parameters = self.record_parameters(&b);
                 let id = self.next_item + 1;
-                let mut shared = self.link.shared.lock();
+                let shared = self.link.shared.lock();
                 let popped = shared.popped_through;
                 let statement = match shared.statements.get(b.statement) {
                     Some(slot) if slot.by > popped && slot.segment < self.segment => {
@@ -904,6 +904,43 @@ impl Frontend<'_> {
                     );
                     return Ok(Step::Next);
                 };
+                // Decided already at Bind, not only at Execute: binding an unnamed statement
+                // plans it, and planning evaluates immutable and stable functions (constant
+                // folding, estimates), so a refused statement must not get that far. Execute
+                // decides again (grants expire in between); this Bind's portal is not created,
+                // so the client's Execute of it is refused as unknown, and skipped by the
+                // server after this error anyway.
+                drop(shared);
+                let verdict = if statement.access.parse_error.as_deref()
+                    == Some(unreadable().reason.as_str())
+                {
+                    Err((unreadable(), None))
+                } else {
+                    self.decide(&statement.access).map(|_| ())
+                };
+                if let Err((denial, grant_id)) = verdict {
+                    // The portal name now names nothing Vigil will run: the client's Execute
+                    // of it is refused (the server skips it after this error anyway), rather
+                    // than deciding on whatever portal had the name before.
+                    if let Some(slot) = self.link.shared.lock().portals.get_mut(b.portal) {
+                        *slot = Slot {
+                            entry: None,
+                            by: self.next_item + 1,
+                            segment: self.segment,
+                        };
+                    }
+                    self.deny(
+                        StatementProtocol::Extended,
+                        statement.shape,
+                        denial,
+                        grant_id,
+                        start,
+                        end,
+                        false,
+                    );
+                    return Ok(Step::Next);
+                }
+                let mut shared = self.link.shared.lock();
                 if !shared.portals.contains_key(b.portal)
                     && shared.portals.len() >= self.ctx.limits.max_portals
                 {

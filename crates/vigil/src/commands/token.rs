@@ -43,7 +43,7 @@ pub enum TokenCommand {
     },
 }
 
-fn operator() -> String {
+pub(crate) fn operator() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     format!("cli:{user}")
 }

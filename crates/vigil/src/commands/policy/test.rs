@@ -1,0 +1,188 @@
+//! `vigil policy test`: decide one text without running it, and show the analysis.
+
+use super::catalog::{CatalogChoice, LoadedCatalog};
+use super::decide::{grants_at, verdict, Verdict};
+use crate::config::Config;
+use anyhow::{bail, Result};
+use std::path::Path;
+use vigil_core::Timestamp;
+use vigil_sql::{Analyzer, Hazard, LexOptions, StatementAccess};
+
+pub(super) fn run(
+    config_path: &Path,
+    identity: &str,
+    connection: &str,
+    catalog_from: &str,
+    at: Option<String>,
+    json: bool,
+    sql: &str,
+) -> Result<i32> {
+    let config = Config::load(config_path)?;
+    if !config.identities.iter().any(|i| i.name == identity) {
+        bail!(
+            "identity {identity:?} is not declared in {}",
+            config_path.display()
+        );
+    }
+    if !config.connections.iter().any(|c| c.name == connection) {
+        bail!(
+            "connection {connection:?} is not declared in {}",
+            config_path.display()
+        );
+    }
+    let at = match at {
+        Some(t) => super::time("at", &t)?,
+        None => Timestamp::now(),
+    };
+    let catalog = LoadedCatalog::load(&CatalogChoice::parse(catalog_from)?, &config, connection)?;
+    let analyzer = Analyzer::new(64);
+    let access = analyzer.access(sql, LexOptions::default(), catalog.relations());
+    let (verdict, notes) = match grants_at(&config, identity, connection, at) {
+        Ok((grants, notes)) => (verdict(&grants, &access, &catalog, at), notes),
+        Err(refusal) => (refusal, Vec::new()),
+    };
+    let code = match verdict {
+        Verdict::Allowed { .. } => 0,
+        Verdict::Refused { .. } => 1,
+        Verdict::Undecided { .. } => 2,
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "verdict": verdict,
+                "identity": identity,
+                "connection": connection,
+                "at": at,
+                "text": access.shape.text,
+                "fingerprint": access.shape.fingerprint,
+                "parse_error": access.parse_error,
+                "statements": access.statements,
+                "catalog": catalog.source,
+                "notes": notes,
+            }))?
+        );
+        return Ok(code);
+    }
+    match &verdict {
+        Verdict::Allowed { policy } => println!(
+            "allowed{}",
+            policy
+                .as_ref()
+                .map(|p| format!(" by policy {p:?}"))
+                .unwrap_or_default()
+        ),
+        Verdict::Refused {
+            rule,
+            reason,
+            sqlstate,
+            policy,
+        } => {
+            println!("refused: rule {rule}, SQLSTATE {sqlstate}");
+            println!("  reason: {reason}");
+            if let Some(p) = policy {
+                println!("  closest policy: {p:?}");
+            }
+        }
+        Verdict::Undecided { reason } => println!("undecided: {reason}"),
+    }
+    for n in &notes {
+        println!("  note: {n}");
+    }
+    println!("text: {}", access.shape.text);
+    println!("fingerprint: {}", access.shape.fingerprint);
+    if let Some(e) = &access.parse_error {
+        println!("parse error: {e}");
+    }
+    for (i, s) in access.statements.iter().enumerate() {
+        print_statement(i + 1, s);
+    }
+    println!(
+        "catalog: {}{}",
+        catalog.source,
+        if catalog.offline() {
+            String::new()
+        } else {
+            format!(", {} relations", catalog.relation_count())
+        }
+    );
+    println!("nothing was run");
+    Ok(code)
+}
+
+fn print_statement(n: usize, s: &StatementAccess) {
+    let plan = if s.plan_only { ", plan only" } else { "" };
+    println!("statement {n}: {} ({}{plan})", s.command, s.class);
+    for r in &s.relations {
+        let mut how = Vec::new();
+        if r.read {
+            how.push("read");
+        }
+        if r.write {
+            how.push("write");
+        }
+        if r.ddl {
+            how.push("ddl");
+        }
+        let cols = |c: &vigil_sql::ColumnSet| match c {
+            vigil_sql::ColumnSet::All => "*".to_string(),
+            vigil_sql::ColumnSet::Columns(c) if c.is_empty() => "-".to_string(),
+            vigil_sql::ColumnSet::Columns(c) => c.join(", "),
+        };
+        println!(
+            "  relation {} [{}] columns read: {}; written: {}",
+            r.relation,
+            how.join(", "),
+            cols(&r.read_columns),
+            cols(&r.write_columns)
+        );
+    }
+    if !s.functions.is_empty() {
+        let f: Vec<String> = s.functions.iter().map(|f| f.to_string()).collect();
+        println!("  functions: {}", f.join(", "));
+    }
+    for h in &s.hazards {
+        println!("  construct: {}", describe_hazard(h));
+    }
+    for u in &s.unresolved {
+        println!("  unresolved: {u}");
+    }
+}
+
+/// A construct as an operator reads it.
+fn describe_hazard(h: &Hazard) -> String {
+    let named = |what: &str, name: &dyn std::fmt::Display| format!("{what} {name}");
+    match h {
+        Hazard::DoBlock { language } => format!(
+            "DO block ({})",
+            language.as_deref().unwrap_or("language given as a string")
+        ),
+        Hazard::CreateFunction { name, language } => format!(
+            "CREATE FUNCTION {name} ({})",
+            language.as_deref().unwrap_or("language given as a string")
+        ),
+        Hazard::Call { procedure } => named("CALL", procedure),
+        Hazard::CopyProgram => "COPY … PROGRAM (a shell command on the server)".into(),
+        Hazard::CopyFile => "COPY … 'file' (a file on the server)".into(),
+        Hazard::SetRole => "SET ROLE".into(),
+        Hazard::SetSessionAuthorization => "SET SESSION AUTHORIZATION".into(),
+        Hazard::SetSearchPath => "SET search_path".into(),
+        Hazard::ExplainAnalyze => "EXPLAIN ANALYZE (runs the statement)".into(),
+        Hazard::Prepare { name } => named("PREPARE", name),
+        Hazard::Execute { name } => named("EXECUTE", name),
+        Hazard::Listen { channel } => named("LISTEN", channel),
+        Hazard::Notify { channel } => named("NOTIFY", channel),
+        Hazard::AlterSystem => "ALTER SYSTEM".into(),
+        Hazard::Load => "LOAD".into(),
+        Hazard::CreateExtension { name } => named("CREATE EXTENSION", name),
+        Hazard::Function { name, risk } => format!(
+            "function {name} ({})",
+            serde_json::to_value(risk)
+                .ok()
+                .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
