@@ -183,6 +183,30 @@ pub trait Store: Send + Sync + 'static {
         visit: &mut dyn FnMut(AuditRow) -> bool,
     ) -> Result<(), StoreError>;
 
+    /// Up to `limit` rows with `after_seq < seq <= through_seq` whose kind is one of `kinds`,
+    /// ascending by seq. Exports page through the chain with this: each page is a short read,
+    /// so a long export neither holds memory nor keeps one read transaction open (which would
+    /// stop the WAL from starting over). The default filters [`Store::scan_audit`].
+    fn audit_page(
+        &self,
+        after_seq: u64,
+        through_seq: u64,
+        kinds: &[&str],
+        limit: usize,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let mut out = Vec::new();
+        self.scan_audit(after_seq.saturating_add(1), &mut |row| {
+            if row.seq > through_seq || out.len() >= limit {
+                return false;
+            }
+            if kinds.contains(&row.kind.as_str()) {
+                out.push(row);
+            }
+            true
+        })?;
+        Ok(out)
+    }
+
     /// Rows of one session, ascending by seq.
     fn session_rows(&self, session_id: &str) -> Result<Vec<AuditRow>, StoreError>;
 

@@ -638,6 +638,34 @@ impl Store for SqliteStore {
         })
     }
 
+    fn audit_page(
+        &self,
+        after_seq: u64,
+        through_seq: u64,
+        kinds: &[&str],
+        limit: usize,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        if kinds.is_empty() || limit == 0 || after_seq >= through_seq {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (0..kinds.len()).map(|i| format!("?{}", i + 4)).collect();
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > ?1 AND seq <= ?2 \
+             AND kind IN ({}) ORDER BY seq LIMIT ?3",
+            placeholders.join(", ")
+        );
+        let mut args: Vec<Value> = vec![
+            Value::Integer(i64::try_from(after_seq).unwrap_or(i64::MAX)),
+            Value::Integer(i64::try_from(through_seq).unwrap_or(i64::MAX)),
+            Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)),
+        ];
+        args.extend(kinds.iter().map(|k| Value::Text(k.to_string())));
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
+            collect_audit_rows(&mut stmt, rusqlite::params_from_iter(args))
+        })
+    }
+
     fn session_rows(&self, session_id: &str) -> Result<Vec<AuditRow>, StoreError> {
         self.read(|conn| {
             let mut stmt = conn
