@@ -55,6 +55,7 @@
 //! ```
 
 mod anchor;
+pub mod export;
 mod keys;
 pub mod sessions;
 mod verify;
@@ -106,6 +107,9 @@ pub enum AuditError {
     /// The store could not take the writer's first checkpoint, so the writer did not start.
     #[error("the audit store is unavailable: {0}")]
     Unavailable(String),
+    /// An export or evidence bundle could not be made or read (bad arguments, I/O).
+    #[error("{0}")]
+    Export(String),
     /// The writer thread is gone (it stopped, or could not be started).
     #[error("the audit writer is not running: {0}")]
     Stopped(String),
