@@ -86,6 +86,9 @@ pub struct ApiConfig {
     pub listen: SocketAddr,
     /// Bearer token for the HTTP API, as `env:NAME` or `file:PATH`.
     pub admin_token: SecretRef,
+    /// Bearer token of the auditor role (evidence exports), as `env:NAME` or `file:PATH`.
+    #[serde(default)]
+    pub auditor_token: Option<SecretRef>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
@@ -192,6 +195,9 @@ impl Config {
         }
         if let Some(api) = &mut self.api {
             fix_secret(&mut api.admin_token);
+            if let Some(token) = &mut api.auditor_token {
+                fix_secret(token);
+            }
         }
         if let Some(r) = &mut self.audit.parameter_key {
             fix_secret(r);

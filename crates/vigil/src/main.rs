@@ -53,6 +53,8 @@ enum Command {
     /// Read recorded sessions.
     #[command(subcommand)]
     Sessions(commands::sessions::SessionsCommand),
+    /// Export an evidence artifact: approvals, sessions, statements, masking, grants, denials.
+    Export(commands::export::ExportArgs),
     /// Validate configuration files.
     #[command(subcommand)]
     Config(commands::config_check::ConfigCommand),
@@ -66,6 +68,7 @@ fn main() {
         Command::Token(cmd) => commands::token::run(cmd).map(|()| 0),
         Command::Audit(cmd) => commands::audit::run(cmd),
         Command::Sessions(cmd) => commands::sessions::run(cmd).map(|()| 0),
+        Command::Export(args) => commands::export::run(args).map(|()| 0),
         Command::Config(cmd) => commands::config_check::run(cmd).map(|()| 0),
     };
     match result {
