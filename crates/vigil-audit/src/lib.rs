@@ -55,6 +55,7 @@
 //! ```
 
 mod anchor;
+pub mod bundle;
 pub mod export;
 mod keys;
 pub mod sessions;
@@ -67,7 +68,7 @@ pub use keys::{
     checkpoint_message, key_id, load_or_generate_signing_key, parse_public_key, public_key_pem,
     sign_checkpoint, verify_checkpoint,
 };
-pub use verify::{verify, VerifyReport};
+pub use verify::{verify, verify_segment, SegmentReport, VerifyReport};
 pub use wait::wait_durable;
 pub use writer::{AuditOptions, AuditWriter};
 

@@ -358,3 +358,119 @@ impl Walk<'_> {
         Ok(())
     }
 }
+
+/// What a verified chain segment holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SegmentReport {
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub records: u64,
+    pub checkpoints: u64,
+    /// Hex hash of the last record.
+    pub last_hash: String,
+}
+
+/// Verifies a piece of the chain taken out of the store (an evidence bundle's), record by
+/// record as [`verify`] does, starting at `first_seq` and trusting only the first record's
+/// `prev_hash` (what came before is not in the segment). The segment must end with a checkpoint
+/// signed by `public_key`: that signature, through the hash links, vouches for every record.
+/// `rows` yields each stored body in order.
+pub fn verify_segment(
+    rows: &mut dyn Iterator<Item = Result<Vec<u8>, AuditError>>,
+    public_key: &VerifyingKey,
+    first_seq: u64,
+) -> Result<SegmentReport, AuditError> {
+    let mut walk = Walk {
+        key: public_key,
+        key_id: key_id(public_key),
+        anchor: None,
+        expected: first_seq,
+        prev: [0; 32],
+        prev_hex: String::with_capacity(64),
+        report: VerifyReport::default(),
+        failure: None,
+    };
+    let mut out = SegmentReport {
+        first_seq,
+        ..SegmentReport::default()
+    };
+    let mut last_kind = String::new();
+    for body in rows {
+        let body = body?;
+        let hash: [u8; 32] = Sha256::digest(&body).into();
+        let view: RecordView<'_> = serde_json::from_slice(&body).map_err(|_| {
+            tamper(
+                walk.expected,
+                format!(
+                    "record {}: its contents are not a valid audit record (edited?)",
+                    walk.expected
+                ),
+            )
+        })?;
+        if out.records == 0 {
+            // The link into the segment is taken as given; everything after it is checked.
+            walk.prev = hex::decode(view.prev_hash.as_ref())
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| {
+                    tamper(
+                        first_seq,
+                        format!("record {first_seq}: prev_hash is not a hash"),
+                    )
+                })?;
+        }
+        // A file has no positions but its order: say what is out of place in those terms.
+        let s = walk.expected;
+        if view.seq > s {
+            return Err(tamper(
+                s,
+                format!(
+                    "record {s} is missing: record {} comes right after record {} (deleted, or \
+                     records reordered?)",
+                    view.seq,
+                    s - 1
+                ),
+            ));
+        }
+        if view.seq < s {
+            return Err(tamper(
+                s,
+                format!(
+                    "record {} comes again after record {} (duplicated, or records reordered?)",
+                    view.seq,
+                    s - 1
+                ),
+            ));
+        }
+        let row = AuditRow {
+            seq: view.seq,
+            at_us: view.at.as_micros(),
+            kind: view.kind.to_string(),
+            session_id: view.session_id.as_deref().map(str::to_string),
+            identity: view.identity.as_ref().map(|i| i.name.to_string()),
+            connection: view.connection.as_deref().map(str::to_string),
+            body: body.clone(),
+            hash,
+        };
+        walk.check(&row)?;
+        out.records += 1;
+        out.last_seq = row.seq;
+        out.last_hash = hex::encode(hash);
+        last_kind = row.kind;
+    }
+    if out.records == 0 {
+        return Err(tamper(first_seq, "the chain segment is empty".into()));
+    }
+    if last_kind != EventKind::Checkpoint.as_str() {
+        return Err(tamper(
+            out.last_seq,
+            format!(
+                "the segment ends at record {} which is not a checkpoint: its records are not \
+                 sealed by a signature (truncated?)",
+                out.last_seq
+            ),
+        ));
+    }
+    out.checkpoints = walk.report.checkpoints;
+    Ok(out)
+}
