@@ -112,4 +112,54 @@ fn psql_traffic_is_exported_by_the_cli_and_the_api_alike() {
     assert_eq!(body, csv);
     let (code, _) = curl(&api, "/api/v1/exports/statements", ADMIN_TOKEN);
     assert_eq!(code, "403", "the admin role does not export");
+
+    // A bundle of the period, made while the gateway runs, verifies offline with the key
+    // exported apart; with another key it does not.
+    let bundle = cfg.dir.path().join("evidence.tar.gz");
+    cli_ok(
+        &cfg,
+        &[
+            "evidence",
+            "bundle",
+            "--since",
+            "1h",
+            "-o",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    let pem = cli_ok(&cfg, &["audit", "public-key"]);
+    let key = cfg.dir.path().join("gateway.pub");
+    std::fs::write(&key, pem).unwrap();
+    let verify = |key: &std::path::Path| {
+        Command::new(vigil_bin())
+            .args(["evidence", "verify", "--json", "--public-key"])
+            .arg(key)
+            .arg(&bundle)
+            .output()
+            .unwrap()
+    };
+    let out = verify(&key);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(verdict["rows"]["statements"], 2);
+    assert_eq!(verdict["rows"]["sessions"], 2);
+    let other = cfg.dir.path().join("other.pub");
+    std::fs::write(
+        &other,
+        "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAA6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg=\n-----END PUBLIC KEY-----\n",
+    )
+    .unwrap();
+    let out = verify(&other);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("does not verify"));
 }

@@ -36,7 +36,10 @@ pub enum AuditCommand {
 }
 
 /// Where the signing key and anchor are, for a config or a bare store URL.
-fn data_paths(config: Option<&Config>, store_url: Option<&str>) -> Result<(PathBuf, PathBuf)> {
+pub(crate) fn data_paths(
+    config: Option<&Config>,
+    store_url: Option<&str>,
+) -> Result<(PathBuf, PathBuf)> {
     if let Some(c) = config {
         if store_url.is_none() {
             return Ok((c.signing_key_path()?, c.anchor_path()));

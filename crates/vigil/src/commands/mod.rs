@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod config_check;
+pub mod evidence;
 pub mod export;
 pub mod sessions;
 pub mod token;
