@@ -422,3 +422,27 @@ fn a_large_export_is_read_in_bounded_pages_and_streamed() {
         stats.rows as f64 / elapsed.as_secs_f64()
     );
 }
+
+#[test]
+fn docs_evidence_documents_every_column_of_every_artifact() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/EVIDENCE.md")).unwrap();
+    for artifact in Artifact::ALL {
+        let start = doc
+            .find(&format!("\n### {}\n", artifact.as_str()))
+            .unwrap_or_else(|| panic!("no section for {artifact}"));
+        let section = &doc[start + 5..];
+        let end = ["\n## ", "\n### "]
+            .iter()
+            .filter_map(|h| section.find(h))
+            .min()
+            .unwrap_or(section.len());
+        let section = &section[..end];
+        let documented: Vec<&str> = section
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .collect();
+        let columns: Vec<&str> = artifact.columns().iter().map(|c| c.name).collect();
+        assert_eq!(documented, columns, "docs/EVIDENCE.md, section {artifact}: columns in order");
+    }
+}
