@@ -425,7 +425,11 @@ fn a_large_export_is_read_in_bounded_pages_and_streamed() {
 
 #[test]
 fn docs_evidence_documents_every_column_of_every_artifact() {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/EVIDENCE.md")).unwrap();
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/EVIDENCE.md"
+    ))
+    .unwrap();
     for artifact in Artifact::ALL {
         let start = doc
             .find(&format!("\n### {}\n", artifact.as_str()))
@@ -443,6 +447,9 @@ fn docs_evidence_documents_every_column_of_every_artifact() {
             .filter_map(|l| l.split('`').next())
             .collect();
         let columns: Vec<&str> = artifact.columns().iter().map(|c| c.name).collect();
-        assert_eq!(documented, columns, "docs/EVIDENCE.md, section {artifact}: columns in order");
+        assert_eq!(
+            documented, columns,
+            "docs/EVIDENCE.md, section {artifact}: columns in order"
+        );
     }
 }
