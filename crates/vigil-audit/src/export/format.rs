@@ -5,6 +5,11 @@
 //! - CSV (RFC 4180, via the `csv` crate): one header row of column names, then one record per
 //!   row. An absent value is an empty cell; lists and JSON values are their compact JSON text;
 //!   times are ISO-8601 UTC with microseconds.
+//! - CSV text cells that a spreadsheet would take for a formula (starting with `=`, `+`, `-`,
+//!   `@`, tab or carriage return) get a leading `'`, as does text that starts with `'` itself,
+//!   so reading back strips exactly one. Text in the trail can come from clients (an
+//!   `application_name`, a justification): an export must not run it in the auditor's
+//!   spreadsheet.
 
 use super::columns::{Artifact, ColumnType};
 use super::Row;
@@ -138,9 +143,15 @@ fn write_object<W: Write>(out: &mut W, artifact: Artifact, row: &Row) -> Result<
     out.write_all(b"}").map_err(io)
 }
 
+/// Characters that make a spreadsheet read a cell as a formula.
+fn needs_guard(text: &str) -> bool {
+    text.starts_with(['=', '+', '-', '@', '\t', '\r', '\''])
+}
+
 fn csv_cell(ty: ColumnType, value: &Value) -> String {
     match value {
         Value::Null => String::new(),
+        Value::String(s) if ty == ColumnType::Text && needs_guard(s) => format!("'{s}"),
         // A JSON column keeps its JSON text, quotes included, so that it reads back typed.
         other if ty == ColumnType::Json => other.to_string(),
         Value::String(s) => s.clone(),
@@ -169,7 +180,11 @@ pub fn parse_csv_row(artifact: Artifact, record: &csv::StringRecord) -> Result<R
             }
             let bad = |what: &str| format!("column {}: {cell:?} is not {what}", column.name);
             Ok(match column.ty {
-                ColumnType::Text | ColumnType::Time => Value::String(cell.to_string()),
+                ColumnType::Text => Value::String(match cell.strip_prefix('\'') {
+                    Some(rest) if needs_guard(rest) => rest.to_string(),
+                    _ => cell.to_string(),
+                }),
+                ColumnType::Time => Value::String(cell.to_string()),
                 ColumnType::Integer => {
                     if let Ok(n) = cell.parse::<u64>() {
                         Value::from(n)
@@ -306,5 +321,47 @@ impl<'de> serde::Deserialize<'de> for OrderedObject {
             }
         }
         d.deserialize_map(Pairs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_text_that_looks_like_a_formula_is_guarded_and_reads_back() {
+        let artifact = Artifact::Approvals;
+        let mut row: Row = vec![Value::Null; artifact.columns().len()];
+        let texts = [
+            "=HYPERLINK(\"http://x\")",
+            "+1",
+            "-2",
+            "@SUM(A1)",
+            "'quoted",
+            "''=x",
+            "plain, with \"quotes\"\nand a line",
+        ];
+        let mut out = Vec::new();
+        {
+            let mut w = RowWriter::new(Format::Csv, artifact, &mut out).unwrap();
+            for t in texts {
+                row[artifact.index_of("justification")] = Value::from(t);
+                w.write(&row).unwrap();
+            }
+            w.finish().unwrap();
+        }
+        let text = String::from_utf8(out.clone()).unwrap();
+        for line in text.lines().skip(1) {
+            for cell in line.split(',') {
+                assert!(!cell.starts_with(['=', '+', '@']), "{line}");
+            }
+        }
+        let mut back = Vec::new();
+        read_rows(Format::Csv, artifact, &out[..], &mut |_, r| {
+            back.push(r[artifact.index_of("justification")].clone());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(back, texts.map(Value::from));
     }
 }
