@@ -164,9 +164,22 @@ pub fn create_bundle(
         until,
         ..ExportFilter::default()
     };
-    let scan = export::plan(store, &filter, Some(through))?;
-    // The segment: everything the exports read, up to the sealing checkpoint.
-    let first_seq = (scan.after_seq + 1).min(through);
+    let mut scan = export::plan(store, &filter, Some(through))?;
+    // The segment: everything the exports read, up to the sealing checkpoint, and unbroken:
+    // it starts after the last gap that retention left (the purged records are gone anyway).
+    let mut first_seq = (scan.after_seq + 1).min(through);
+    let mut expected = first_seq;
+    store.scan_audit(first_seq, &mut |row| {
+        if row.seq > through {
+            return false;
+        }
+        if row.seq != expected {
+            first_seq = row.seq;
+        }
+        expected = row.seq + 1;
+        true
+    })?;
+    scan.after_seq = scan.after_seq.max(first_seq - 1);
     let staging = tempfile::tempdir().map_err(|e| err(format!("cannot stage the bundle: {e}")))?;
     let dir = staging.path();
     let mut files = Vec::new();

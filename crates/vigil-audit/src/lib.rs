@@ -58,6 +58,7 @@ mod anchor;
 pub mod bundle;
 pub mod export;
 mod keys;
+pub mod retention;
 pub mod sessions;
 mod verify;
 mod wait;

@@ -39,6 +39,8 @@ pub struct VerifyReport {
     pub unsealed: u64,
     /// The checkpoint the anchor file names, when an anchor was given (it matched).
     pub anchor_seq: Option<u64>,
+    /// Records deleted by retention purges, each gap vouched for by a sealed `AuditPurged`.
+    pub purged: u64,
 }
 
 impl fmt::Display for VerifyReport {
@@ -58,6 +60,13 @@ impl fmt::Display for VerifyReport {
         }
         if let Some(seq) = self.anchor_seq {
             write!(f, "; anchor at record {seq} matches")?;
+        }
+        if self.purged > 0 {
+            write!(
+                f,
+                "; {} records purged by retention (each gap vouched for by a signed purge record)",
+                self.purged
+            )?;
         }
         Ok(())
     }
@@ -133,6 +142,8 @@ pub fn verify(
         prev_hex: String::with_capacity(64),
         report: VerifyReport::default(),
         failure: None,
+        purges: PurgeIndex::read(store)?,
+        vouching_purge: None,
     };
     let scanned = store.scan_audit(0, &mut |row| match walk.check(&row) {
         Ok(()) => true,
@@ -150,6 +161,17 @@ pub fn verify(
             return Err(tamper(seq, format!("record {seq}: {reason} (edited?)")));
         }
         Err(e) => return Err(e.into()),
+    }
+    if let Some((purge_seq, from, to)) = walk.vouching_purge {
+        if purge_seq > walk.report.sealed_through {
+            return Err(tamper(
+                from,
+                format!(
+                    "records {from}..={to} are gone and only the unsealed record {purge_seq} \
+                     says they were purged (deleted, with a forged purge record?)"
+                ),
+            ));
+        }
     }
     let mut report = walk.report;
     if let Some(anchor) = &anchor {
@@ -187,10 +209,90 @@ struct Walk<'k> {
     prev_hex: String,
     report: VerifyReport,
     failure: Option<AuditError>,
+    /// Gaps that purge records vouch for.
+    purges: PurgeIndex,
+    /// The latest purge record relied on, and the gap: it must be sealed.
+    vouching_purge: Option<(u64, u64, u64)>,
+}
+
+/// The ranges that `AuditPurged` records say were deleted, by first seq.
+#[derive(Default)]
+struct PurgeIndex {
+    /// from_seq -> (to_seq, hash of record to_seq, seq of the purge record)
+    ranges: std::collections::BTreeMap<u64, (u64, [u8; 32], u64)>,
+}
+
+impl PurgeIndex {
+    /// Reads every purge record's ranges (records that do not decode are ignored here: the
+    /// walk judges them, and a gap they would vouch for is then reported missing).
+    fn read(store: &dyn Store) -> Result<PurgeIndex, AuditError> {
+        #[derive(Deserialize)]
+        struct Purge {
+            seq: u64,
+            ranges: Vec<vigil_core::event::PurgedRange>,
+        }
+        let mut index = PurgeIndex::default();
+        let mut after = 0;
+        loop {
+            let page = store.audit_page(
+                after,
+                u64::MAX >> 1,
+                &[EventKind::AuditPurged.as_str()],
+                1_000,
+            )?;
+            let Some(last) = page.last() else {
+                return Ok(index);
+            };
+            after = last.seq;
+            for row in &page {
+                let Ok(purge) = serde_json::from_slice::<Purge>(&row.body) else {
+                    continue;
+                };
+                for r in purge.ranges {
+                    let Some(hash) = hex::decode(&r.last_hash)
+                        .ok()
+                        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    else {
+                        continue;
+                    };
+                    index.ranges.insert(r.from_seq, (r.to_seq, hash, purge.seq));
+                }
+            }
+        }
+    }
+
+    /// If purged ranges cover exactly `from..next`, the hash the record `next` must link to and
+    /// the latest purge record relied on.
+    fn vouch(&self, from: u64, next: u64) -> Option<([u8; 32], u64)> {
+        let mut at = from;
+        let mut found = None;
+        while at < next {
+            let &(to, hash, purge_seq) = self.ranges.get(&at)?;
+            if to < at || to >= next {
+                return None;
+            }
+            let latest = found.map_or(purge_seq, |(_, p): ([u8; 32], u64)| p.max(purge_seq));
+            found = Some((hash, latest));
+            at = to + 1;
+        }
+        found
+    }
 }
 
 impl Walk<'_> {
     fn check(&mut self, row: &AuditRow) -> Result<(), AuditError> {
+        if row.seq > self.expected {
+            if let Some((hash, purge_seq)) = self.purges.vouch(self.expected, row.seq) {
+                // A purged gap: continue from the hash the purge record names.
+                let (from, to) = (self.expected, row.seq - 1);
+                self.report.purged += row.seq - self.expected;
+                self.expected = row.seq;
+                self.prev = hash;
+                if self.vouching_purge.is_none_or(|(p, _, _)| purge_seq >= p) {
+                    self.vouching_purge = Some((purge_seq, from, to));
+                }
+            }
+        }
         let s = self.expected;
         if row.seq != s {
             return Err(if row.seq == 0 {
@@ -389,6 +491,8 @@ pub fn verify_segment(
         prev_hex: String::with_capacity(64),
         report: VerifyReport::default(),
         failure: None,
+        purges: PurgeIndex::default(),
+        vouching_purge: None,
     };
     let mut out = SegmentReport {
         first_seq,

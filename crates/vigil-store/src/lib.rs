@@ -207,6 +207,15 @@ pub trait Store: Send + Sync + 'static {
         Ok(out)
     }
 
+    /// Deletes the records `from..=to` of each range (retention), and the session index entries
+    /// of sessions whose start record goes, in one transaction. The caller has recorded the
+    /// purge in the chain first; the store does not judge what it deletes.
+    fn delete_audit_ranges(&self, _ranges: &[(u64, u64)]) -> Result<u64, StoreError> {
+        Err(StoreError::Backend(
+            "this store cannot purge records".into(),
+        ))
+    }
+
     /// Rows of one session, ascending by seq.
     fn session_rows(&self, session_id: &str) -> Result<Vec<AuditRow>, StoreError>;
 

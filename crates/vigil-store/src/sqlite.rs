@@ -666,6 +666,29 @@ impl Store for SqliteStore {
         })
     }
 
+    fn delete_audit_ranges(&self, ranges: &[(u64, u64)]) -> Result<u64, StoreError> {
+        let mut writer = self.writer.lock();
+        let tx = writer
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let mut deleted = 0u64;
+        for &(from, to) in ranges {
+            let (from, to) = (seq_param(from)?, seq_param(to)?);
+            tx.prepare_cached("DELETE FROM sessions WHERE started_seq BETWEEN ?1 AND ?2")
+                .map_err(db)?
+                .execute(params![from, to])
+                .map_err(db)?;
+            deleted += tx
+                .prepare_cached("DELETE FROM audit_log WHERE seq BETWEEN ?1 AND ?2")
+                .map_err(db)?
+                .execute(params![from, to])
+                .map_err(db)? as u64;
+        }
+        tx.commit().map_err(db)?;
+        Ok(deleted)
+    }
+
     fn session_rows(&self, session_id: &str) -> Result<Vec<AuditRow>, StoreError> {
         self.read(|conn| {
             let mut stmt = conn
