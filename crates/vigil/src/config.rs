@@ -38,6 +38,121 @@ pub struct Config {
     /// connection only under a policy that binds it there.
     #[serde(default)]
     pub policies: Vec<vigil_policy::PolicyConfig>,
+    /// How long audit records are kept (`vigil audit purge`), and legal holds.
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+/// `[retention]`: a duration per record family (default six years) and legal holds.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    #[serde(with = "humantime_serde")]
+    pub default: Duration,
+    #[serde(with = "humantime_serde")]
+    pub sessions: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub statements: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub denials: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub grants: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub approvals: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub masking: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub auth_failures: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub tokens: Option<Duration>,
+    pub legal_holds: Vec<LegalHoldConfig>,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            default: Duration::from_micros(vigil_audit::retention::DEFAULT_RETENTION_US as u64),
+            sessions: None,
+            statements: None,
+            denials: None,
+            grants: None,
+            approvals: None,
+            masking: None,
+            auth_failures: None,
+            tokens: None,
+            legal_holds: Vec::new(),
+        }
+    }
+}
+
+/// `[[retention.legal_holds]]`: records matching every given condition are never purged.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LegalHoldConfig {
+    pub session: Option<String>,
+    pub identity: Option<String>,
+    /// RFC 3339.
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// Why (a matter, a ticket): required.
+    pub reason: String,
+}
+
+impl RetentionConfig {
+    /// The policy `vigil audit purge` applies.
+    pub fn policy(&self) -> Result<vigil_audit::retention::RetentionPolicy> {
+        let us = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+        let mut policy = vigil_audit::retention::RetentionPolicy {
+            default_us: us(self.default),
+            ..Default::default()
+        };
+        for (family, value) in [
+            ("sessions", self.sessions),
+            ("statements", self.statements),
+            ("denials", self.denials),
+            ("grants", self.grants),
+            ("approvals", self.approvals),
+            ("masking", self.masking),
+            ("auth_failures", self.auth_failures),
+            ("tokens", self.tokens),
+        ] {
+            if let Some(d) = value {
+                policy.by_family.insert(family.to_string(), us(d));
+            }
+        }
+        for (i, h) in self.legal_holds.iter().enumerate() {
+            let time = |name: &str, v: &Option<String>| -> Result<Option<vigil_core::Timestamp>> {
+                v.as_deref()
+                    .map(|t| {
+                        vigil_core::Timestamp::parse_rfc3339(t).map_err(|e| {
+                            anyhow::anyhow!(
+                                "retention.legal_holds[{i}].{name}: {e} (use RFC 3339, e.g. 2026-01-01T00:00:00Z)"
+                            )
+                        })
+                    })
+                    .transpose()
+            };
+            let hold = vigil_audit::retention::LegalHold {
+                session: h.session.clone(),
+                identity: h.identity.clone(),
+                since: time("since", &h.since)?,
+                until: time("until", &h.until)?,
+                reason: h.reason.clone(),
+            };
+            if hold.session.is_none()
+                && hold.identity.is_none()
+                && hold.since.is_none()
+                && hold.until.is_none()
+            {
+                bail!("retention.legal_holds[{i}]: name a session, an identity or a period (since/until)");
+            }
+            if hold.reason.trim().is_empty() {
+                bail!("retention.legal_holds[{i}]: give a reason");
+            }
+            policy.holds.push(hold);
+        }
+        Ok(policy)
+    }
 }
 
 fn default_data_dir() -> PathBuf {
@@ -212,6 +327,7 @@ impl Config {
     }
 
     fn validate(&self, text: &str) -> Result<()> {
+        self.retention.policy()?;
         let mut names = HashSet::new();
         for c in &self.connections {
             if c.name.is_empty() {

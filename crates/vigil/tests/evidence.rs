@@ -163,3 +163,46 @@ fn psql_traffic_is_exported_by_the_cli_and_the_api_alike() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("does not verify"));
 }
+
+#[test]
+fn purge_removes_expired_statements_while_the_gateway_runs_and_the_chain_still_verifies() {
+    let pg = PgCluster::start();
+    let mut cfg = VigilConfig::new(&pg);
+    cfg.extra = "[retention]\nstatements = \"1s\"\n".into();
+    let token = cfg.create_token("etl");
+    let vigil = Vigil::start(&cfg);
+    assert!(vigil.psql("etl", &token, "SELECT 1").0);
+    let store = cfg.store_path();
+    eventually("session end", || {
+        (!records_of(&store, "SessionEnded").is_empty()).then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+
+    let dry = String::from_utf8(cli_ok(&cfg, &["audit", "purge", "--dry-run"])).unwrap();
+    assert!(
+        dry.contains("would purge 2 records") && dry.contains("statements 2"),
+        "{dry}"
+    );
+    assert_eq!(
+        records_of(&store, "StatementStarted").len(),
+        1,
+        "a dry run deletes nothing"
+    );
+    let done = String::from_utf8(cli_ok(&cfg, &["audit", "purge"])).unwrap();
+    assert!(done.contains("2 records deleted"), "{done}");
+    assert!(records_of(&store, "StatementStarted").is_empty());
+    assert_eq!(records_of(&store, "AuditPurged").len(), 1);
+
+    // The gateway goes on recording on the same chain, which still verifies.
+    assert!(vigil.psql("etl", &token, "SELECT 2").0);
+    let out = cfg.cli(&["audit", "verify"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("2 records purged"), "{text}");
+    let sessions = cli_ok(&cfg, &["export", "sessions"]);
+    assert_eq!(
+        String::from_utf8(sessions).unwrap().lines().count(),
+        2,
+        "sessions are kept six years (the purged statements' session and the new one)"
+    );
+}
