@@ -217,6 +217,7 @@ async fn verify(
             "sealed_through": report.sealed_through,
             "unsealed": report.unsealed,
             "anchor_seq": report.anchor_seq,
+            "purged": report.purged,
         }))
         .into_response()),
         Err(e) => match e.tampered_seq() {

@@ -473,4 +473,28 @@ mod tests {
             .to_string();
         assert!(err.contains("nope"), "{err}");
     }
+
+    #[test]
+    fn retention_defaults_to_six_years_and_holds_need_a_subject_and_a_reason() {
+        let policy = Config::parse("").unwrap().retention.policy().unwrap();
+        assert_eq!(
+            policy.default_us,
+            vigil_audit::retention::DEFAULT_RETENTION_US
+        );
+        let c = Config::parse(
+            "[retention]\nstatements = \"400days\"\n[[retention.legal_holds]]\nidentity = \"etl\"\nsince = \"2026-01-01T00:00:00Z\"\nreason = \"matter 17\"\n",
+        )
+        .unwrap();
+        let policy = c.retention.policy().unwrap();
+        assert_eq!(policy.by_family["statements"], 400 * 86_400 * 1_000_000);
+        assert_eq!(policy.holds[0].identity.as_deref(), Some("etl"));
+        for bad in [
+            "[[retention.legal_holds]]\nreason = \"x\"\n",
+            "[[retention.legal_holds]]\nidentity = \"etl\"\nreason = \" \"\n",
+            "[[retention.legal_holds]]\nsince = \"yesterday\"\nreason = \"x\"\n",
+            "[retention]\nstatments = \"1d\"\n",
+        ] {
+            assert!(Config::parse(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -129,6 +129,7 @@ pub fn run(cmd: AuditCommand) -> Result<i32> {
                                 "sealed_through": report.sealed_through,
                                 "unsealed": report.unsealed,
                                 "anchor_seq": report.anchor_seq,
+                                "purged": report.purged,
                                 "key_id": vigil_audit::key_id(&key),
                             })
                         );
