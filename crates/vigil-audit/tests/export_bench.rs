@@ -97,3 +97,30 @@ fn export() {
         started.elapsed()
     );
 }
+
+#[test]
+#[ignore]
+fn bundle() {
+    let store = SqliteStore::open(&db(), Default::default()).unwrap();
+    let key = vigil_audit::SigningKey::from_bytes(&[42; 32]);
+    let out = db().with_extension("bundle.tar.gz");
+    let started = Instant::now();
+    let made = vigil_audit::bundle::create_bundle(&store, &key, None, None, &out).unwrap();
+    let bytes = std::fs::metadata(&out).unwrap().len();
+    eprintln!(
+        "bundle of {} records ({} statements): {bytes} bytes in {:?}; peak RSS {} kB",
+        made.manifest.chain.last_seq - made.manifest.chain.first_seq + 1,
+        made.manifest.rows["statements"],
+        started.elapsed(),
+        peak_rss_kb()
+    );
+    let started = Instant::now();
+    vigil_audit::bundle::verify_bundle(&out, Some(&key.verifying_key()))
+        .unwrap()
+        .unwrap();
+    eprintln!(
+        "verified offline in {:?}; peak RSS {} kB",
+        started.elapsed(),
+        peak_rss_kb()
+    );
+}
