@@ -13,7 +13,7 @@ use serde::Deserialize;
 use sha2::Digest;
 use std::collections::BTreeMap;
 use vigil_core::event::{AuditPurged, PurgedRange};
-use vigil_core::{Event, EventDraft, EventKind, Timestamp};
+use vigil_core::{Event, EventDraft, Timestamp};
 use vigil_store::Store;
 
 /// Six years, as 164.316(b)(2) asks of documentation.
@@ -204,10 +204,6 @@ pub fn purge(
         held: plan.held,
         purged_by: purged_by.to_string(),
     }));
-    debug_assert_eq!(
-        record.event.kind().as_str(),
-        EventKind::AuditPurged.as_str()
-    );
     wait_durable(writer.append(record))
         .map_err(|e| AuditError::Unavailable(format!("cannot record the purge: {e}")))?;
     // The shutdown checkpoint seals the purge record before anything is gone.

@@ -67,12 +67,11 @@ fn psql_traffic_is_exported_by_the_cli_and_the_api_alike() {
             "statements",
             "--since",
             "1h",
-            "--format",
-            "csv",
             "-o",
             csv_path.to_str().unwrap(),
         ],
     );
+    // The format follows the file's extension.
     let csv = std::fs::read(&csv_path).unwrap();
     let csv_text = String::from_utf8_lossy(&csv);
     assert!(csv_text.starts_with("seq,hash,at,session_id,statement_seq,identity,"));

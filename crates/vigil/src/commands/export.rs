@@ -17,8 +17,9 @@ pub struct ExportArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
     /// json (one array), jsonl (one object per line) or csv (RFC 4180, one header row).
-    #[arg(long, default_value = "jsonl", value_parser = parse_format)]
-    pub format: Format,
+    /// Default: from the -o file's extension, else jsonl.
+    #[arg(long, value_parser = parse_format)]
+    pub format: Option<Format>,
     /// Write here instead of stdout.
     #[arg(long, short = 'o')]
     pub output: Option<PathBuf>,
@@ -75,13 +76,20 @@ fn parse_format(s: &str) -> Result<Format, String> {
 pub fn run(args: ExportArgs) -> Result<()> {
     let (_, store) = open(&args.store)?;
     let filter = args.filter.to_filter(Timestamp::now())?;
+    let format = args.format.unwrap_or_else(|| {
+        args.output
+            .as_ref()
+            .and_then(|p| p.extension())
+            .and_then(|e| Format::parse(&e.to_string_lossy()))
+            .unwrap_or(Format::Jsonl)
+    });
     let started = Instant::now();
     let stats = match &args.output {
         Some(path) => {
             let file = std::fs::File::create(path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
             let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
-            let stats = export::export_to(&*store, args.artifact, &filter, args.format, &mut out)?;
+            let stats = export::export_to(&*store, args.artifact, &filter, format, &mut out)?;
             out.into_inner()
                 .map_err(|e| e.into_error())
                 .and_then(|f| f.sync_all())
@@ -90,7 +98,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
         }
         None => {
             let mut out = std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout().lock());
-            let stats = export::export_to(&*store, args.artifact, &filter, args.format, &mut out)?;
+            let stats = export::export_to(&*store, args.artifact, &filter, format, &mut out)?;
             out.flush()?;
             stats
         }
