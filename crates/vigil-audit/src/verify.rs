@@ -261,6 +261,18 @@ impl PurgeIndex {
         }
     }
 
+    /// The first seq from `from` on that no purged range covers (at most `next`).
+    fn first_unaccounted(&self, from: u64, next: u64) -> u64 {
+        let mut at = from;
+        while let Some(&(to, _, _)) = self.ranges.get(&at) {
+            if to < at || to >= next {
+                break;
+            }
+            at = to + 1;
+        }
+        at
+    }
+
     /// If purged ranges cover exactly `from..next`, the hash the record `next` must link to and
     /// the latest purge record relied on.
     fn vouch(&self, from: u64, next: u64) -> Option<([u8; 32], u64)> {
@@ -290,6 +302,15 @@ impl Walk<'_> {
                 self.prev = hash;
                 if self.vouching_purge.is_none_or(|(p, _, _)| purge_seq >= p) {
                     self.vouching_purge = Some((purge_seq, from, to));
+                }
+            } else {
+                // Name the first record that no purge accounts for, not a purged one.
+                let missing = self.purges.first_unaccounted(self.expected, row.seq);
+                if missing > self.expected {
+                    return Err(tamper(
+                        missing,
+                        format!("record {missing} missing (deleted?)"),
+                    ));
                 }
             }
         }

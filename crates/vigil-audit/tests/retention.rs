@@ -65,6 +65,19 @@ fn a_purge_keeps_holds_and_checkpoints_and_the_chain_still_verifies() {
 
     let report = env.verify().unwrap();
     assert_eq!(report.purged, 7);
+    // Deleting a record right after a purged run is named as the record deleted.
+    let after_run = plan.ranges[0].to_seq + 1;
+    let copy = env.dir.path().join("copy.db");
+    env.raw()
+        .execute("VACUUM INTO ?1", [copy.to_str().unwrap()])
+        .unwrap();
+    let conn = rusqlite::Connection::open(&copy).unwrap();
+    conn.execute("DELETE FROM audit_log WHERE seq = ?1", [after_run as i64])
+        .unwrap();
+    drop(conn);
+    let copied = vigil_store::SqliteStore::open(&copy, Default::default()).unwrap();
+    let err = vigil_audit::verify(&copied, &env.key.verifying_key(), None).unwrap_err();
+    assert_eq!(err.tampered_seq(), Some(after_run), "{err}");
     assert!(report.to_string().contains("7 records purged"), "{report}");
     let after = env.kinds();
     assert_eq!(
