@@ -264,7 +264,13 @@ async fn export_rows_have_exactly_the_fields_and_types_of_their_schemas() {
         assert_eq!(props.len(), schema["properties"].as_object().unwrap().len());
         // The schema is the artifact's columns, in order, with their types.
         let columns = artifact.columns();
-        assert_eq!(props.len(), columns.len(), "{artifact}");
+        // A new column goes into components.schemas.<Artifact>Row: `properties` and, in
+        // column order, `required` (docs/EVIDENCE.md documents it too).
+        assert_eq!(
+            props.len(),
+            columns.len(),
+            "{artifact}: docs/openapi.json's row schema and the artifact's columns differ"
+        );
         for ((pname, pschema), column) in props.iter().zip(columns) {
             assert_eq!(pname.as_str(), column.name, "{artifact}");
             let expected = match column.ty {
