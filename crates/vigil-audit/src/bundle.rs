@@ -169,15 +169,12 @@ pub fn create_bundle(
     // it starts after the last gap that retention left (the purged records are gone anyway).
     let mut first_seq = (scan.after_seq + 1).min(through);
     let mut expected = first_seq;
-    store.scan_audit(first_seq, &mut |row| {
-        if row.seq > through {
-            return false;
-        }
+    export::visit_rows(store, first_seq - 1, through, &mut |row| {
         if row.seq != expected {
             first_seq = row.seq;
         }
         expected = row.seq + 1;
-        true
+        Ok(true)
     })?;
     scan.after_seq = scan.after_seq.max(first_seq - 1);
     let staging = tempfile::tempdir().map_err(|e| err(format!("cannot stage the bundle: {e}")))?;
@@ -186,24 +183,14 @@ pub fn create_bundle(
 
     let mut records = HashingFile::create(&dir.join(RECORDS))?;
     let mut last_hash = String::new();
-    let mut write_error = None;
-    store.scan_audit(first_seq, &mut |row| {
-        if row.seq > through {
-            return false;
-        }
-        if let Err(e) = records
+    export::visit_rows(store, first_seq - 1, through, &mut |row| {
+        records
             .write_all(&row.body)
             .and_then(|()| records.write_all(b"\n"))
-        {
-            write_error = Some(e);
-            return false;
-        }
+            .map_err(|e| err(format!("{RECORDS}: {e}")))?;
         last_hash = hex::encode(row.hash);
-        true
+        Ok(true)
     })?;
-    if let Some(e) = write_error {
-        return Err(err(format!("{RECORDS}: {e}")));
-    }
     files.push(records.done(RECORDS)?);
 
     let mut rows = BTreeMap::new();

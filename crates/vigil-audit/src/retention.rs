@@ -113,8 +113,7 @@ pub fn plan_purge(
     let head = store.audit_head()?.map(|h| h.seq).unwrap_or(0);
     let mut plan = PurgePlan::default();
     let mut open: Option<PurgedRange> = None;
-    let mut failure = None;
-    store.scan_audit(1, &mut |row| {
+    crate::export::visit_rows(store, 0, u64::MAX >> 1, &mut |row| {
         // The head stays: appends build on it.
         let family = family(&row.kind).filter(|_| row.seq < head);
         let expired = family.is_some_and(|f| {
@@ -145,7 +144,7 @@ pub fn plan_purge(
         if delete {
             if sha2::Sha256::digest(&row.body).as_slice() != row.hash {
                 // Never purge what does not verify: that would erase the evidence of tampering.
-                failure = Some(AuditError::Tamper {
+                return Err(AuditError::Tamper {
                     seq: row.seq,
                     reason: format!(
                         "record {}: stored hash does not match its contents; run `vigil audit \
@@ -153,7 +152,6 @@ pub fn plan_purge(
                         row.seq
                     ),
                 });
-                return false;
             }
             plan.deleted += 1;
             *plan
@@ -177,11 +175,8 @@ pub fn plan_purge(
         } else {
             plan.ranges.extend(open.take());
         }
-        true
+        Ok(true)
     })?;
-    if let Some(e) = failure {
-        return Err(e);
-    }
     plan.ranges.extend(open.take());
     Ok(plan)
 }

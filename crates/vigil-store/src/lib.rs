@@ -207,6 +207,26 @@ pub trait Store: Send + Sync + 'static {
         Ok(out)
     }
 
+    /// Up to `limit` rows of any kind with `after_seq < seq <= through_seq`, ascending: the
+    /// paged form of [`Store::scan_audit`] for long reads beside a running gateway (bundles,
+    /// purges), so that no read transaction stays open for long.
+    fn audit_rows(
+        &self,
+        after_seq: u64,
+        through_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let mut out = Vec::new();
+        self.scan_audit(after_seq.saturating_add(1), &mut |row| {
+            if row.seq > through_seq || out.len() >= limit {
+                return false;
+            }
+            out.push(row);
+            true
+        })?;
+        Ok(out)
+    }
+
     /// Deletes the records `from..=to` of each range (retention), and the session index entries
     /// of sessions whose start record goes, in one transaction. The caller has recorded the
     /// purge in the chain first; the store does not judge what it deletes.

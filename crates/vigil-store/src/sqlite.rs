@@ -666,6 +666,31 @@ impl Store for SqliteStore {
         })
     }
 
+    fn audit_rows(
+        &self,
+        after_seq: u64,
+        through_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        if limit == 0 || after_seq >= through_seq {
+            return Ok(Vec::new());
+        }
+        let args = [
+            i64::try_from(after_seq).unwrap_or(i64::MAX),
+            i64::try_from(through_seq).unwrap_or(i64::MAX),
+            i64::try_from(limit).unwrap_or(i64::MAX),
+        ];
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > ?1 AND seq <= ?2 \
+                     ORDER BY seq LIMIT ?3"
+                ))
+                .map_err(db)?;
+            collect_audit_rows(&mut stmt, args)
+        })
+    }
+
     fn delete_audit_ranges(&self, ranges: &[(u64, u64)]) -> Result<u64, StoreError> {
         let mut writer = self.writer.lock();
         let tx = writer

@@ -138,6 +138,30 @@ impl RecordSource for SliceSource<'_> {
     }
 }
 
+/// Visits every record with `after_seq < seq <= through_seq`, in seq order, a page at a time,
+/// until `visit` returns `false`.
+pub(crate) fn visit_rows(
+    store: &dyn Store,
+    after_seq: u64,
+    through_seq: u64,
+    visit: &mut dyn FnMut(AuditRow) -> Result<bool, AuditError>,
+) -> Result<(), AuditError> {
+    let mut after = after_seq;
+    loop {
+        let page = store.audit_rows(after, through_seq, PAGE_ROWS)?;
+        let full = page.len() == PAGE_ROWS;
+        for row in page {
+            after = row.seq;
+            if !visit(row)? {
+                return Ok(());
+            }
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
 /// What an export produced.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ExportStats {

@@ -786,6 +786,14 @@ fn audit_pages_filter_kinds_and_bounds_and_match_the_default_scan() {
     let last = store.audit_page(30, 40, &["PolicyDenied"], 100).unwrap();
     assert_eq!(last.iter().map(|r| r.seq).collect::<Vec<_>>(), [33, 36, 39]);
     assert!(store.audit_page(0, 50, &[], 10).unwrap().is_empty());
+    let any: Vec<u64> = store
+        .audit_rows(47, 49, 10)
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(any, [48, 49]);
+    assert_eq!(store.audit_rows(0, 50, 3).unwrap().len(), 3);
 
     // The trait's default (for other stores) gives the same pages.
     struct Plain(SqliteStore);
@@ -829,5 +837,9 @@ fn audit_pages_filter_kinds_and_bounds_and_match_the_default_scan() {
     assert_eq!(
         Store::audit_page(&plain, 3, 40, &["PolicyDenied"], 5).unwrap(),
         page
+    );
+    assert_eq!(
+        Store::audit_rows(&plain, 47, 49, 10).unwrap(),
+        store.audit_rows(47, 49, 10).unwrap()
     );
 }
