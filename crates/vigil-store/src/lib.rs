@@ -8,7 +8,9 @@
 //! The store knows nothing of hashing or signatures: it keeps rows exactly as given and hands them
 //! back exactly as kept, so that `vigil-audit` can verify them. It refuses an append whose first
 //! sequence number does not follow its head ([`StoreError::ChainConflict`]), which is what lets
-//! several writers (a gateway and a CLI command) share one chain safely.
+//! several writers (a gateway and a CLI command) share one chain safely. Records leave the
+//! chain only through [`Store::delete_audit_ranges`], which retention calls after recording the
+//! purge in the chain itself.
 //!
 //! Calls are blocking; async callers use `spawn_blocking` or a dedicated thread.
 //!
