@@ -1,8 +1,11 @@
 //! # vigil-api
 //!
 //! Vigil's HTTP API (axum). It reads the store (sessions, the audit trail) and never writes to
-//! it; every route but `/healthz` needs the admin bearer token. Store reads are blocking, so
-//! each runs on the blocking pool, never on the async workers.
+//! it. Every route but `/healthz` needs a bearer token, which carries a role: the **admin**
+//! token (operators) or the **auditor** token (evidence). Both read sessions and verify the chain;
+//! only the auditor exports evidence, so that handing evidence out is a separate duty.
+//! Store reads are blocking, so each runs on the blocking pool, never on the async workers;
+//! exports stream from a blocking task through a bounded channel (memory stays flat).
 //!
 //! | route | what |
 //! |---|---|
@@ -11,6 +14,7 @@
 //! | `GET /api/v1/sessions/{id}` | one session: summary and every statement |
 //! | `GET /api/v1/audit/verify` | verify the chain now (200 intact, 409 tampered) |
 //! | `GET /api/v1/audit/public-key` | the checkpoint-signing public key (PEM) |
+//! | `GET /api/v1/exports/{artifact}?since=&until=&identity=&connection=&format=` | an evidence export, streamed (auditor only) |
 //!
 //! ```no_run
 //! # async fn run(state: vigil_api::ApiState) -> std::io::Result<()> {
@@ -29,6 +33,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::sync::Arc;
+use vigil_audit::export::{self, Artifact, ExportFilter, Format, RowWriter};
 use vigil_audit::sessions::{self, SessionQuery};
 use vigil_audit::VerifyingKey;
 use vigil_core::{SecretString, Timestamp};
@@ -41,6 +46,15 @@ pub struct ApiState {
     pub verifying_key: VerifyingKey,
     pub anchor_path: Option<PathBuf>,
     pub admin_token: SecretString,
+    /// The token of the auditor role (exports); `None`: no one may export over HTTP.
+    pub auditor_token: Option<SecretString>,
+}
+
+/// What a bearer token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Admin,
+    Auditor,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -50,6 +64,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/sessions/{id}", get(show_session))
         .route("/api/v1/audit/verify", get(verify))
         .route("/api/v1/audit/public-key", get(public_key))
+        .route("/api/v1/exports/{artifact}", get(export))
         .with_state(Arc::new(state))
 }
 
@@ -66,8 +81,20 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
-/// Checks the bearer token in constant time (comparing digests, so length leaks nothing).
-fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
+/// Whether `presented` is `expected`, in constant time (comparing digests, so length leaks
+/// nothing).
+fn same_token(presented: &str, expected: &SecretString) -> bool {
+    let a = Sha256::digest(presented.as_bytes());
+    let b = Sha256::digest(expected.expose().as_bytes());
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+/// The role of the bearer token, if it is one of ours; `allowed` lists the roles the route
+/// admits (a known token of another role gets 403).
+fn authorize(state: &ApiState, headers: &HeaderMap, allowed: &[Role]) -> Result<Role, ApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -75,25 +102,36 @@ fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
         .ok_or_else(|| {
             ApiError(
                 StatusCode::UNAUTHORIZED,
-                "missing bearer token: send Authorization: Bearer <admin token>".into(),
+                "missing bearer token: send Authorization: Bearer <token>".into(),
             )
         })?;
-    let a = Sha256::digest(presented.as_bytes());
-    let b = Sha256::digest(state.admin_token.expose().as_bytes());
-    let same = a
-        .iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0;
-    if same {
-        Ok(())
+    // Both comparisons always run, so timing does not tell which token was close.
+    let admin = same_token(presented, &state.admin_token);
+    let auditor = state
+        .auditor_token
+        .as_ref()
+        .is_some_and(|t| same_token(presented, t));
+    let role = match (admin, auditor) {
+        (_, true) => Role::Auditor,
+        (true, false) => Role::Admin,
+        (false, false) => {
+            return Err(ApiError(
+                StatusCode::UNAUTHORIZED,
+                "invalid bearer token".into(),
+            ))
+        }
+    };
+    if allowed.contains(&role) {
+        Ok(role)
     } else {
         Err(ApiError(
-            StatusCode::UNAUTHORIZED,
-            "invalid bearer token".into(),
+            StatusCode::FORBIDDEN,
+            "this needs the auditor role: use the token that api.auditor_token refers to".into(),
         ))
     }
 }
+
+const READERS: &[Role] = &[Role::Admin, Role::Auditor];
 
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
@@ -128,7 +166,7 @@ async fn list_sessions(
     headers: HeaderMap,
     Query(params): Query<SessionParams>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers)?;
+    authorize(&state, &headers, READERS)?;
     let query = SessionQuery {
         identity: params.identity,
         connection: params.connection,
@@ -146,7 +184,7 @@ async fn show_session(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers)?;
+    authorize(&state, &headers, READERS)?;
     let store = state.store.clone();
     let wanted = id.clone();
     let detail = blocking(move || sessions::detail(&*store, &wanted).map_err(internal)).await?;
@@ -160,7 +198,7 @@ async fn verify(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers)?;
+    authorize(&state, &headers, READERS)?;
     let st = state.clone();
     let result = blocking(move || {
         Ok(vigil_audit::verify(
@@ -179,6 +217,7 @@ async fn verify(
             "sealed_through": report.sealed_through,
             "unsealed": report.unsealed,
             "anchor_seq": report.anchor_seq,
+            "purged": report.purged,
         }))
         .into_response()),
         Err(e) => match e.tampered_seq() {
@@ -196,10 +235,139 @@ async fn public_key(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers)?;
+    authorize(&state, &headers, READERS)?;
     Ok((
         [(header::CONTENT_TYPE, "application/x-pem-file")],
         vigil_audit::public_key_pem(&state.verifying_key),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct ExportParams {
+    since: Option<String>,
+    until: Option<String>,
+    identity: Option<String>,
+    connection: Option<String>,
+    format: Option<String>,
+}
+
+/// Bytes handed from the blocking export to the response body, a chunk at a time. The channel
+/// is bounded: a slow client slows the export down instead of growing memory.
+struct ChunkWriter {
+    buf: Vec<u8>,
+    tx: tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
+}
+
+const CHUNK_BYTES: usize = 64 * 1024;
+
+impl ChunkWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = bytes::Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(CHUNK_BYTES),
+        ));
+        self.tx.blocking_send(Ok(chunk)).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
+        })
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK_BYTES {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+async fn export(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path(artifact): Path<String>,
+    Query(params): Query<ExportParams>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, &[Role::Auditor])?;
+    let bad = |m: String| ApiError(StatusCode::BAD_REQUEST, m);
+    let artifact = Artifact::parse(&artifact).ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no artifact {artifact:?}: one of {}",
+                Artifact::ALL.map(|a| a.as_str()).join(", ")
+            ),
+        )
+    })?;
+    let format = match params.format.as_deref() {
+        None => Format::Jsonl,
+        Some(f) => {
+            Format::parse(f).ok_or_else(|| bad(format!("format {f:?}: use json, jsonl or csv")))?
+        }
+    };
+    let now = Timestamp::now();
+    let time = |name: &str, v: Option<String>| {
+        v.map(|v| export::parse_time_bound(&v, now).map_err(|e| bad(format!("{name}: {e}"))))
+            .transpose()
+    };
+    let filter = ExportFilter {
+        since: time("since", params.since)?,
+        until: time("until", params.until)?,
+        identity: params.identity,
+        connection: params.connection,
+    };
+    let store = state.store.clone();
+    let plan_filter = filter.clone();
+    let range =
+        blocking(move || export::plan(&*store, &plan_filter, None).map_err(internal)).await?;
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let out = ChunkWriter {
+            buf: Vec::with_capacity(CHUNK_BYTES),
+            tx: tx.clone(),
+        };
+        let result = (|| {
+            let mut writer = RowWriter::new(format, artifact, out)?;
+            export::export_rows(
+                &export::StoreSource(&*store),
+                artifact,
+                &filter,
+                range,
+                &mut |row| writer.write(&row),
+            )?;
+            let mut out = writer.finish()?;
+            std::io::Write::flush(&mut out)
+                .map_err(|e| vigil_audit::AuditError::Export(e.to_string()))
+        })();
+        if let Err(e) = result {
+            // The status line is gone already: end the body with an error, so the client sees
+            // a broken transfer rather than a short export that looks complete.
+            tracing::warn!(artifact = %artifact, error = %e, "export failed while streaming");
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let disposition = format!(
+        "attachment; filename=\"vigil-{}.{}\"",
+        artifact.as_str(),
+        format.as_str()
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, format.content_type().to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        axum::body::Body::from_stream(stream),
     )
         .into_response())
 }

@@ -55,7 +55,10 @@
 //! ```
 
 mod anchor;
+pub mod bundle;
+pub mod export;
 mod keys;
+pub mod retention;
 pub mod sessions;
 mod verify;
 mod wait;
@@ -66,7 +69,7 @@ pub use keys::{
     checkpoint_message, key_id, load_or_generate_signing_key, parse_public_key, public_key_pem,
     sign_checkpoint, verify_checkpoint,
 };
-pub use verify::{verify, VerifyReport};
+pub use verify::{verify, verify_segment, SegmentReport, VerifyReport};
 pub use wait::wait_durable;
 pub use writer::{AuditOptions, AuditWriter};
 
@@ -106,6 +109,9 @@ pub enum AuditError {
     /// The store could not take the writer's first checkpoint, so the writer did not start.
     #[error("the audit store is unavailable: {0}")]
     Unavailable(String),
+    /// An export or evidence bundle could not be made or read (bad arguments, I/O).
+    #[error("{0}")]
+    Export(String),
     /// The writer thread is gone (it stopped, or could not be started).
     #[error("the audit writer is not running: {0}")]
     Stopped(String),

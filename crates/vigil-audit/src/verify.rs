@@ -39,6 +39,8 @@ pub struct VerifyReport {
     pub unsealed: u64,
     /// The checkpoint the anchor file names, when an anchor was given (it matched).
     pub anchor_seq: Option<u64>,
+    /// Records deleted by retention purges, each gap vouched for by a sealed `AuditPurged`.
+    pub purged: u64,
 }
 
 impl fmt::Display for VerifyReport {
@@ -58,6 +60,13 @@ impl fmt::Display for VerifyReport {
         }
         if let Some(seq) = self.anchor_seq {
             write!(f, "; anchor at record {seq} matches")?;
+        }
+        if self.purged > 0 {
+            write!(
+                f,
+                "; {} records purged by retention (each gap vouched for by a signed purge record)",
+                self.purged
+            )?;
         }
         Ok(())
     }
@@ -133,6 +142,8 @@ pub fn verify(
         prev_hex: String::with_capacity(64),
         report: VerifyReport::default(),
         failure: None,
+        purges: PurgeIndex::read(store)?,
+        vouching_purge: None,
     };
     let scanned = store.scan_audit(0, &mut |row| match walk.check(&row) {
         Ok(()) => true,
@@ -150,6 +161,17 @@ pub fn verify(
             return Err(tamper(seq, format!("record {seq}: {reason} (edited?)")));
         }
         Err(e) => return Err(e.into()),
+    }
+    if let Some((purge_seq, from, to)) = walk.vouching_purge {
+        if purge_seq > walk.report.sealed_through {
+            return Err(tamper(
+                from,
+                format!(
+                    "records {from}..={to} are gone and only the unsealed record {purge_seq} \
+                     says they were purged (deleted, with a forged purge record?)"
+                ),
+            ));
+        }
     }
     let mut report = walk.report;
     if let Some(anchor) = &anchor {
@@ -187,10 +209,111 @@ struct Walk<'k> {
     prev_hex: String,
     report: VerifyReport,
     failure: Option<AuditError>,
+    /// Gaps that purge records vouch for.
+    purges: PurgeIndex,
+    /// The latest purge record relied on, and the gap: it must be sealed.
+    vouching_purge: Option<(u64, u64, u64)>,
+}
+
+/// The ranges that `AuditPurged` records say were deleted, by first seq.
+#[derive(Default)]
+struct PurgeIndex {
+    /// from_seq -> (to_seq, hash of record to_seq, seq of the purge record)
+    ranges: std::collections::BTreeMap<u64, (u64, [u8; 32], u64)>,
+}
+
+impl PurgeIndex {
+    /// Reads every purge record's ranges (records that do not decode are ignored here: the
+    /// walk judges them, and a gap they would vouch for is then reported missing).
+    fn read(store: &dyn Store) -> Result<PurgeIndex, AuditError> {
+        #[derive(Deserialize)]
+        struct Purge {
+            seq: u64,
+            ranges: Vec<vigil_core::event::PurgedRange>,
+        }
+        let mut index = PurgeIndex::default();
+        let mut after = 0;
+        loop {
+            let page = store.audit_page(
+                after,
+                u64::MAX >> 1,
+                &[EventKind::AuditPurged.as_str()],
+                1_000,
+            )?;
+            let Some(last) = page.last() else {
+                return Ok(index);
+            };
+            after = last.seq;
+            for row in &page {
+                let Ok(purge) = serde_json::from_slice::<Purge>(&row.body) else {
+                    continue;
+                };
+                for r in purge.ranges {
+                    let Some(hash) = hex::decode(&r.last_hash)
+                        .ok()
+                        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    else {
+                        continue;
+                    };
+                    index.ranges.insert(r.from_seq, (r.to_seq, hash, purge.seq));
+                }
+            }
+        }
+    }
+
+    /// The first seq from `from` on that no purged range covers (at most `next`).
+    fn first_unaccounted(&self, from: u64, next: u64) -> u64 {
+        let mut at = from;
+        while let Some(&(to, _, _)) = self.ranges.get(&at) {
+            if to < at || to >= next {
+                break;
+            }
+            at = to + 1;
+        }
+        at
+    }
+
+    /// If purged ranges cover exactly `from..next`, the hash the record `next` must link to and
+    /// the latest purge record relied on.
+    fn vouch(&self, from: u64, next: u64) -> Option<([u8; 32], u64)> {
+        let mut at = from;
+        let mut found = None;
+        while at < next {
+            let &(to, hash, purge_seq) = self.ranges.get(&at)?;
+            if to < at || to >= next {
+                return None;
+            }
+            let latest = found.map_or(purge_seq, |(_, p): ([u8; 32], u64)| p.max(purge_seq));
+            found = Some((hash, latest));
+            at = to + 1;
+        }
+        found
+    }
 }
 
 impl Walk<'_> {
     fn check(&mut self, row: &AuditRow) -> Result<(), AuditError> {
+        if row.seq > self.expected {
+            if let Some((hash, purge_seq)) = self.purges.vouch(self.expected, row.seq) {
+                // A purged gap: continue from the hash the purge record names.
+                let (from, to) = (self.expected, row.seq - 1);
+                self.report.purged += row.seq - self.expected;
+                self.expected = row.seq;
+                self.prev = hash;
+                if self.vouching_purge.is_none_or(|(p, _, _)| purge_seq >= p) {
+                    self.vouching_purge = Some((purge_seq, from, to));
+                }
+            } else {
+                // Name the first record that no purge accounts for, not a purged one.
+                let missing = self.purges.first_unaccounted(self.expected, row.seq);
+                if missing > self.expected {
+                    return Err(tamper(
+                        missing,
+                        format!("record {missing} missing (deleted?)"),
+                    ));
+                }
+            }
+        }
         let s = self.expected;
         if row.seq != s {
             return Err(if row.seq == 0 {
@@ -357,4 +480,122 @@ impl Walk<'_> {
         self.report.sealed_through = covers;
         Ok(())
     }
+}
+
+/// What a verified chain segment holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SegmentReport {
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub records: u64,
+    pub checkpoints: u64,
+    /// Hex hash of the last record.
+    pub last_hash: String,
+}
+
+/// Verifies a piece of the chain taken out of the store (an evidence bundle's), record by
+/// record as [`verify`] does, starting at `first_seq` and trusting only the first record's
+/// `prev_hash` (what came before is not in the segment). The segment must end with a checkpoint
+/// signed by `public_key`: that signature, through the hash links, vouches for every record.
+/// `rows` yields each stored body in order.
+pub fn verify_segment(
+    rows: &mut dyn Iterator<Item = Result<Vec<u8>, AuditError>>,
+    public_key: &VerifyingKey,
+    first_seq: u64,
+) -> Result<SegmentReport, AuditError> {
+    let mut walk = Walk {
+        key: public_key,
+        key_id: key_id(public_key),
+        anchor: None,
+        expected: first_seq,
+        prev: [0; 32],
+        prev_hex: String::with_capacity(64),
+        report: VerifyReport::default(),
+        failure: None,
+        purges: PurgeIndex::default(),
+        vouching_purge: None,
+    };
+    let mut out = SegmentReport {
+        first_seq,
+        ..SegmentReport::default()
+    };
+    let mut last_kind = String::new();
+    for body in rows {
+        let body = body?;
+        let hash: [u8; 32] = Sha256::digest(&body).into();
+        let view: RecordView<'_> = serde_json::from_slice(&body).map_err(|_| {
+            tamper(
+                walk.expected,
+                format!(
+                    "record {}: its contents are not a valid audit record (edited?)",
+                    walk.expected
+                ),
+            )
+        })?;
+        if out.records == 0 {
+            // The link into the segment is taken as given; everything after it is checked.
+            walk.prev = hex::decode(view.prev_hash.as_ref())
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| {
+                    tamper(
+                        first_seq,
+                        format!("record {first_seq}: prev_hash is not a hash"),
+                    )
+                })?;
+        }
+        // A file has no positions but its order: say what is out of place in those terms.
+        let s = walk.expected;
+        if view.seq > s {
+            return Err(tamper(
+                s,
+                format!(
+                    "record {s} is missing: record {} comes right after record {} (deleted, or \
+                     records reordered?)",
+                    view.seq,
+                    s - 1
+                ),
+            ));
+        }
+        if view.seq < s {
+            return Err(tamper(
+                s,
+                format!(
+                    "record {} comes again after record {} (duplicated, or records reordered?)",
+                    view.seq,
+                    s - 1
+                ),
+            ));
+        }
+        let row = AuditRow {
+            seq: view.seq,
+            at_us: view.at.as_micros(),
+            kind: view.kind.to_string(),
+            session_id: view.session_id.as_deref().map(str::to_string),
+            identity: view.identity.as_ref().map(|i| i.name.to_string()),
+            connection: view.connection.as_deref().map(str::to_string),
+            body: body.clone(),
+            hash,
+        };
+        walk.check(&row)?;
+        out.records += 1;
+        out.last_seq = row.seq;
+        out.last_hash = hex::encode(hash);
+        last_kind = row.kind;
+    }
+    if out.records == 0 {
+        return Err(tamper(first_seq, "the chain segment is empty".into()));
+    }
+    if last_kind != EventKind::Checkpoint.as_str() {
+        return Err(tamper(
+            out.last_seq,
+            format!(
+                "the segment ends at record {} which is not a checkpoint: its records are not \
+                 sealed by a signature (truncated?)",
+                out.last_seq
+            ),
+        ));
+    }
+    out.checkpoints = walk.report.checkpoints;
+    Ok(out)
 }

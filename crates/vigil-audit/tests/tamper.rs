@@ -79,6 +79,7 @@ fn a_clean_chain_verifies() {
             sealed_through: 22,
             unsealed: 0,
             anchor_seq: Some(23),
+            purged: 0,
         }
     );
     let text = report.to_string();

@@ -79,6 +79,7 @@ pub enum Event {
     GrantRevoked(GrantRevoked),
     GrantExpired(GrantExpired),
     MaskingApplied(MaskingApplied),
+    AuditPurged(AuditPurged),
 }
 
 /// The `type` of an event, as a cheap value (for store columns and filters).
@@ -97,10 +98,11 @@ pub enum EventKind {
     GrantRevoked,
     GrantExpired,
     MaskingApplied,
+    AuditPurged,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::SessionStarted,
         EventKind::SessionEnded,
         EventKind::AuthFailed,
@@ -114,6 +116,7 @@ impl EventKind {
         EventKind::GrantRevoked,
         EventKind::GrantExpired,
         EventKind::MaskingApplied,
+        EventKind::AuditPurged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -131,6 +134,7 @@ impl EventKind {
             EventKind::GrantRevoked => "GrantRevoked",
             EventKind::GrantExpired => "GrantExpired",
             EventKind::MaskingApplied => "MaskingApplied",
+            EventKind::AuditPurged => "AuditPurged",
         }
     }
 
@@ -155,6 +159,7 @@ impl Event {
             Event::GrantRevoked(_) => EventKind::GrantRevoked,
             Event::GrantExpired(_) => EventKind::GrantExpired,
             Event::MaskingApplied(_) => EventKind::MaskingApplied,
+            Event::AuditPurged(_) => EventKind::AuditPurged,
         }
     }
 }
@@ -269,6 +274,30 @@ pub struct GrantRevoked {
 pub struct GrantExpired {
     pub grant_id: String,
     pub expired_at: Timestamp,
+}
+
+/// Records past their retention were deleted from the chain. Written (and sealed by a
+/// checkpoint) before the deletion: verification accepts a gap in the chain only where a sealed
+/// `AuditPurged` record names it, and checks the link across it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct AuditPurged {
+    /// Runs of consecutive records deleted.
+    pub ranges: Vec<PurgedRange>,
+    /// Records deleted in all.
+    pub deleted: u64,
+    /// Records kept although past their retention, because a legal hold covers them.
+    pub held: u64,
+    /// Who ran the purge (`cli:alice`).
+    pub purged_by: String,
+}
+
+/// Records `from_seq..=to_seq` deleted; `last_hash` is the hex hash of record `to_seq`, which
+/// the record after the run holds as its `prev_hash`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PurgedRange {
+    pub from_seq: u64,
+    pub to_seq: u64,
+    pub last_hash: String,
 }
 
 /// Why a session ended.

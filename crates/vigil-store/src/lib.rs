@@ -8,7 +8,9 @@
 //! The store knows nothing of hashing or signatures: it keeps rows exactly as given and hands them
 //! back exactly as kept, so that `vigil-audit` can verify them. It refuses an append whose first
 //! sequence number does not follow its head ([`StoreError::ChainConflict`]), which is what lets
-//! several writers (a gateway and a CLI command) share one chain safely.
+//! several writers (a gateway and a CLI command) share one chain safely. Records leave the
+//! chain only through [`Store::delete_audit_ranges`], which retention calls after recording the
+//! purge in the chain itself.
 //!
 //! Calls are blocking; async callers use `spawn_blocking` or a dedicated thread.
 //!
@@ -182,6 +184,59 @@ pub trait Store: Send + Sync + 'static {
         from_seq: u64,
         visit: &mut dyn FnMut(AuditRow) -> bool,
     ) -> Result<(), StoreError>;
+
+    /// Up to `limit` rows with `after_seq < seq <= through_seq` whose kind is one of `kinds`,
+    /// ascending by seq. Exports page through the chain with this: each page is a short read,
+    /// so a long export neither holds memory nor keeps one read transaction open (which would
+    /// stop the WAL from starting over). The default filters [`Store::scan_audit`].
+    fn audit_page(
+        &self,
+        after_seq: u64,
+        through_seq: u64,
+        kinds: &[&str],
+        limit: usize,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let mut out = Vec::new();
+        self.scan_audit(after_seq.saturating_add(1), &mut |row| {
+            if row.seq > through_seq || out.len() >= limit {
+                return false;
+            }
+            if kinds.contains(&row.kind.as_str()) {
+                out.push(row);
+            }
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// Up to `limit` rows of any kind with `after_seq < seq <= through_seq`, ascending: the
+    /// paged form of [`Store::scan_audit`] for long reads beside a running gateway (bundles,
+    /// purges), so that no read transaction stays open for long.
+    fn audit_rows(
+        &self,
+        after_seq: u64,
+        through_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let mut out = Vec::new();
+        self.scan_audit(after_seq.saturating_add(1), &mut |row| {
+            if row.seq > through_seq || out.len() >= limit {
+                return false;
+            }
+            out.push(row);
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// Deletes the records `from..=to` of each range (retention), and the session index entries
+    /// of sessions whose start record goes, in one transaction. The caller has recorded the
+    /// purge in the chain first; the store does not judge what it deletes.
+    fn delete_audit_ranges(&self, _ranges: &[(u64, u64)]) -> Result<u64, StoreError> {
+        Err(StoreError::Backend(
+            "this store cannot purge records".into(),
+        ))
+    }
 
     /// Rows of one session, ascending by seq: those between its start record and its (first)
     /// end record. Empty for a session with no start record.

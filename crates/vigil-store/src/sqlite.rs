@@ -644,6 +644,82 @@ impl Store for SqliteStore {
         })
     }
 
+    fn audit_page(
+        &self,
+        after_seq: u64,
+        through_seq: u64,
+        kinds: &[&str],
+        limit: usize,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        if kinds.is_empty() || limit == 0 || after_seq >= through_seq {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (0..kinds.len()).map(|i| format!("?{}", i + 4)).collect();
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > ?1 AND seq <= ?2 \
+             AND kind IN ({}) ORDER BY seq LIMIT ?3",
+            placeholders.join(", ")
+        );
+        let mut args: Vec<Value> = vec![
+            Value::Integer(i64::try_from(after_seq).unwrap_or(i64::MAX)),
+            Value::Integer(i64::try_from(through_seq).unwrap_or(i64::MAX)),
+            Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)),
+        ];
+        args.extend(kinds.iter().map(|k| Value::Text(k.to_string())));
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
+            collect_audit_rows(&mut stmt, rusqlite::params_from_iter(args))
+        })
+    }
+
+    fn audit_rows(
+        &self,
+        after_seq: u64,
+        through_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        if limit == 0 || after_seq >= through_seq {
+            return Ok(Vec::new());
+        }
+        let args = [
+            i64::try_from(after_seq).unwrap_or(i64::MAX),
+            i64::try_from(through_seq).unwrap_or(i64::MAX),
+            i64::try_from(limit).unwrap_or(i64::MAX),
+        ];
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > ?1 AND seq <= ?2 \
+                     ORDER BY seq LIMIT ?3"
+                ))
+                .map_err(db)?;
+            collect_audit_rows(&mut stmt, args)
+        })
+    }
+
+    fn delete_audit_ranges(&self, ranges: &[(u64, u64)]) -> Result<u64, StoreError> {
+        let mut writer = self.writer.lock();
+        let tx = writer
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let mut deleted = 0u64;
+        for &(from, to) in ranges {
+            let (from, to) = (seq_param(from)?, seq_param(to)?);
+            tx.prepare_cached("DELETE FROM sessions WHERE started_seq BETWEEN ?1 AND ?2")
+                .map_err(db)?
+                .execute(params![from, to])
+                .map_err(db)?;
+            deleted += tx
+                .prepare_cached("DELETE FROM audit_log WHERE seq BETWEEN ?1 AND ?2")
+                .map_err(db)?
+                .execute(params![from, to])
+                .map_err(db)? as u64;
+        }
+        tx.commit().map_err(db)?;
+        Ok(deleted)
+    }
+
     fn session_rows(&self, session_id: &str) -> Result<Vec<AuditRow>, StoreError> {
         self.read(|conn| {
             let bounds = conn

@@ -41,6 +41,9 @@ pub struct Config {
     /// Session replay captures (docs/EVIDENCE.md).
     #[serde(default)]
     pub replay: ReplayConfig,
+    /// How long audit records are kept (`vigil audit purge`), and legal holds.
+    #[serde(default)]
+    pub retention: RetentionConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,6 +71,118 @@ impl Config {
             .dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("replay"))
+    }
+}
+
+/// `[retention]`: a duration per record family (default six years) and legal holds.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    #[serde(with = "humantime_serde")]
+    pub default: Duration,
+    #[serde(with = "humantime_serde")]
+    pub sessions: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub statements: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub denials: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub grants: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub approvals: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub masking: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub auth_failures: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub tokens: Option<Duration>,
+    pub legal_holds: Vec<LegalHoldConfig>,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            default: Duration::from_micros(vigil_audit::retention::DEFAULT_RETENTION_US as u64),
+            sessions: None,
+            statements: None,
+            denials: None,
+            grants: None,
+            approvals: None,
+            masking: None,
+            auth_failures: None,
+            tokens: None,
+            legal_holds: Vec::new(),
+        }
+    }
+}
+
+/// `[[retention.legal_holds]]`: records matching every given condition are never purged.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LegalHoldConfig {
+    pub session: Option<String>,
+    pub identity: Option<String>,
+    /// RFC 3339.
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// Why (a matter, a ticket): required.
+    pub reason: String,
+}
+
+impl RetentionConfig {
+    /// The policy `vigil audit purge` applies.
+    pub fn policy(&self) -> Result<vigil_audit::retention::RetentionPolicy> {
+        let us = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+        let mut policy = vigil_audit::retention::RetentionPolicy {
+            default_us: us(self.default),
+            ..Default::default()
+        };
+        for (family, value) in [
+            ("sessions", self.sessions),
+            ("statements", self.statements),
+            ("denials", self.denials),
+            ("grants", self.grants),
+            ("approvals", self.approvals),
+            ("masking", self.masking),
+            ("auth_failures", self.auth_failures),
+            ("tokens", self.tokens),
+        ] {
+            if let Some(d) = value {
+                policy.by_family.insert(family.to_string(), us(d));
+            }
+        }
+        for (i, h) in self.legal_holds.iter().enumerate() {
+            let time = |name: &str, v: &Option<String>| -> Result<Option<vigil_core::Timestamp>> {
+                v.as_deref()
+                    .map(|t| {
+                        vigil_core::Timestamp::parse_rfc3339(t).map_err(|e| {
+                            anyhow::anyhow!(
+                                "retention.legal_holds[{i}].{name}: {e} (use RFC 3339, e.g. 2026-01-01T00:00:00Z)"
+                            )
+                        })
+                    })
+                    .transpose()
+            };
+            let hold = vigil_audit::retention::LegalHold {
+                session: h.session.clone(),
+                identity: h.identity.clone(),
+                since: time("since", &h.since)?,
+                until: time("until", &h.until)?,
+                reason: h.reason.clone(),
+            };
+            if hold.session.is_none()
+                && hold.identity.is_none()
+                && hold.since.is_none()
+                && hold.until.is_none()
+            {
+                bail!("retention.legal_holds[{i}]: name a session, an identity or a period (since/until)");
+            }
+            if hold.reason.trim().is_empty() {
+                bail!("retention.legal_holds[{i}]: give a reason");
+            }
+            policy.holds.push(hold);
+        }
+        Ok(policy)
     }
 }
 
@@ -117,6 +232,9 @@ pub struct ApiConfig {
     pub listen: SocketAddr,
     /// Bearer token for the HTTP API, as `env:NAME` or `file:PATH`.
     pub admin_token: SecretRef,
+    /// Bearer token of the auditor role (evidence exports), as `env:NAME` or `file:PATH`.
+    #[serde(default)]
+    pub auditor_token: Option<SecretRef>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
@@ -232,6 +350,9 @@ impl Config {
         }
         if let Some(api) = &mut self.api {
             fix_secret(&mut api.admin_token);
+            if let Some(token) = &mut api.auditor_token {
+                fix_secret(token);
+            }
         }
         if let Some(r) = &mut self.audit.parameter_key {
             fix_secret(r);
@@ -260,6 +381,7 @@ impl Config {
 
     /// Every check but the policies'.
     pub fn validate_sections(&self) -> Result<()> {
+        self.retention.policy()?;
         let mut names = HashSet::new();
         for c in &self.connections {
             if c.name.is_empty() {
@@ -446,5 +568,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn retention_defaults_to_six_years_and_holds_need_a_subject_and_a_reason() {
+        let policy = Config::parse("").unwrap().retention.policy().unwrap();
+        assert_eq!(
+            policy.default_us,
+            vigil_audit::retention::DEFAULT_RETENTION_US
+        );
+        let c = Config::parse(
+            "[retention]\nstatements = \"400days\"\n[[retention.legal_holds]]\nidentity = \"etl\"\nsince = \"2026-01-01T00:00:00Z\"\nreason = \"matter 17\"\n",
+        )
+        .unwrap();
+        let policy = c.retention.policy().unwrap();
+        assert_eq!(policy.by_family["statements"], 400 * 86_400 * 1_000_000);
+        assert_eq!(policy.holds[0].identity.as_deref(), Some("etl"));
+        for bad in [
+            "[[retention.legal_holds]]\nreason = \"x\"\n",
+            "[[retention.legal_holds]]\nidentity = \"etl\"\nreason = \" \"\n",
+            "[[retention.legal_holds]]\nsince = \"yesterday\"\nreason = \"x\"\n",
+            "[retention]\nstatments = \"1d\"\n",
+        ] {
+            assert!(Config::parse(bad).is_err(), "{bad}");
+        }
     }
 }

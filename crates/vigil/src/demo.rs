@@ -114,6 +114,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
     write_secret(&dir.join("upstream-password"), &upstream.password)?;
     let admin_token = random_secret(32);
     write_secret(&dir.join("api-admin-token"), &admin_token)?;
+    let auditor_token = random_secret(32);
+    write_secret(&dir.join("api-auditor-token"), &auditor_token)?;
     let config_path = dir.join("vigil.toml");
     std::fs::write(&config_path, demo_config(&args, &upstream))?;
     let config = Config::load(&config_path)?;
@@ -138,6 +140,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
                 ("VIGIL_STORE", store_url.clone()),
                 ("VIGIL_API_URL", api_url.clone()),
                 ("VIGIL_API_TOKEN", admin_token.clone()),
+                ("VIGIL_AUDITOR_TOKEN", auditor_token.clone()),
                 ("VIGIL_CONFIG", config_path.display().to_string()),
                 ("VIGIL_DEMO_ANALYST_TOKEN", analyst.clone()),
             ] {
@@ -193,6 +196,7 @@ checkpoint_interval = "5s"
 [api]
 listen = "{api}"
 admin_token = "file:api-admin-token"
+auditor_token = "file:api-auditor-token"
 
 [[listeners]]
 protocol = "postgres"

@@ -55,6 +55,11 @@ enum Command {
     Sessions(commands::sessions::SessionsCommand),
     /// Play a recorded session: each statement and what the client saw (after masking).
     Replay(commands::replay::ReplayArgs),
+    /// Export an evidence artifact: approvals, sessions, statements, masking, grants, denials.
+    Export(commands::export::ExportArgs),
+    /// Signed evidence bundles of a period, and their offline verification.
+    #[command(subcommand)]
+    Evidence(commands::evidence::EvidenceCommand),
     /// Validate configuration files.
     #[command(subcommand)]
     Config(commands::config_check::ConfigCommand),
@@ -74,6 +79,8 @@ fn main() {
         Command::Token(cmd) => commands::token::run(cmd).map(|()| 0),
         Command::Audit(cmd) => commands::audit::run(cmd),
         Command::Sessions(cmd) => commands::sessions::run(cmd).map(|()| 0),
+        Command::Evidence(cmd) => commands::evidence::run(cmd),
+        Command::Export(args) => commands::export::run(args).map(|()| 0),
         Command::Config(cmd) => commands::config_check::run(cmd).map(|()| 0),
         Command::Replay(args) => commands::replay::run(args),
         Command::Policy(cmd) => commands::policy::run(cmd),

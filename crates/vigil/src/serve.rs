@@ -181,7 +181,19 @@ pub async fn start(config: Config) -> Result<Running> {
             verifying_key,
             anchor_path: Some(config.anchor_path()),
             admin_token: token,
+            auditor_token: api
+                .auditor_token
+                .as_ref()
+                .map(|t| t.resolve().context("api.auditor_token"))
+                .transpose()?,
         };
+        if state
+            .auditor_token
+            .as_ref()
+            .is_some_and(|a| a.expose() == state.admin_token.expose())
+        {
+            anyhow::bail!("api.auditor_token must differ from api.admin_token (separate roles)");
+        }
         let tcp = tokio::net::TcpListener::bind(api.listen)
             .await
             .with_context(|| format!("cannot listen on {} (api)", api.listen))?;

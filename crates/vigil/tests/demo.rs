@@ -55,6 +55,7 @@ fn demo_serves_the_synthetic_ehr_and_writes_an_env_file() {
         "PGDATABASE",
         "VIGIL_STORE",
         "VIGIL_API_URL",
+        "VIGIL_AUDITOR_TOKEN",
     ] {
         assert!(env.contains_key(key), "{key} missing from the env file");
     }

@@ -294,3 +294,135 @@ pub fn records_of(env: &Env, session: SessionId) -> Vec<vigil_store::AuditRow> {
         .unwrap();
     rows
 }
+
+// --- a chain with every artifact in it (exports, bundles) -------------------------------------
+
+/// Appends a record of any kind (also kinds this build has no type for) at the chain's head,
+/// chained and hashed as the writer would. Only while no writer runs.
+pub fn append_raw(
+    store: &dyn Store,
+    kind: &str,
+    session: Option<SessionId>,
+    fields: serde_json::Value,
+) -> u64 {
+    let head = store.audit_head().unwrap();
+    let seq = head.map_or(1, |h| h.seq + 1);
+    let prev = head.map_or_else(|| "0".repeat(64), |h| hex::encode(h.hash));
+    let at = Timestamp::now();
+    let mut body = serde_json::json!({"seq": seq, "prev_hash": prev, "at": at});
+    if let Some(s) = session {
+        body["session_id"] = serde_json::json!(s.to_string());
+        body["identity"] = serde_json::to_value(&*principal()).unwrap();
+        body["connection"] = serde_json::json!("ehr");
+    }
+    body["type"] = serde_json::json!(kind);
+    for (k, v) in fields.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let row = vigil_store::AuditRow {
+        seq,
+        at_us: at.as_micros(),
+        kind: kind.into(),
+        session_id: session.map(|s| s.to_string()),
+        identity: session.map(|_| "etl".into()),
+        connection: session.map(|_| "ehr".into()),
+        hash: Sha256::digest(&bytes).into(),
+        body: bytes,
+    };
+    store.append_audit(&[row]).unwrap();
+    seq
+}
+
+fn grant_issued(id: &str) -> EventDraft {
+    EventDraft::new(Event::GrantIssued(vigil_core::event::GrantIssued {
+        grant_id: id.into(),
+        identity_name: "etl".into(),
+        connection_name: "ehr".into(),
+        source: "policy".into(),
+        policy: Some("etl-read".into()),
+        scope: serde_json::json!({"commands": ["read"], "relations": ["patients"]}),
+        scope_digest: "cd".repeat(32),
+        not_before: Timestamp::now(),
+        expires_at: None,
+    }))
+}
+
+fn denied(session: SessionId, n: u64) -> EventDraft {
+    let mut d = session_started(session);
+    d.event = Event::PolicyDenied(vigil_core::event::PolicyDenied {
+        statement_seq: n,
+        protocol: StatementProtocol::Simple,
+        shape: Arc::new(StatementShape {
+            text: "DELETE FROM patients WHERE mrn = $1".into(),
+            fingerprint: "0011223344556677".into(),
+            commands: vec!["DELETE".into()],
+            command_classes: vec!["write".into()],
+            objects: vec!["patients".into()],
+            parse_error: None,
+        }),
+        rule: "command_not_allowed".into(),
+        reason: "write on patients is not in the grant".into(),
+        grant_id: Some("g-1".into()),
+        sqlstate: "42501".into(),
+    });
+    d
+}
+
+/// Sessions (two ended, one open, with pipelined statements), a denial, grants issued and
+/// expired, masking and approval records; sealed by a final checkpoint.
+pub fn populate(env: &Env) {
+    use vigil_audit::wait_durable;
+    let writer = env.start();
+    wait_durable(writer.append(grant_issued("g-1"))).unwrap();
+    let sessions = [SessionId::new(), SessionId::new(), SessionId::new()];
+    for (i, s) in sessions.iter().enumerate() {
+        wait_durable(writer.append(session_started(*s))).unwrap();
+        // Pipelined: 2 starts before 1 finishes.
+        wait_durable(writer.append_all(vec![statement_started(*s, 1), statement_started(*s, 2)]))
+            .unwrap();
+        wait_durable(writer.append(statement_finished(*s, 1))).unwrap();
+        wait_durable(writer.append(denied(*s, 3))).unwrap();
+        if i < 2 {
+            wait_durable(writer.append(statement_finished(*s, 2))).unwrap();
+        }
+    }
+    writer.shutdown().unwrap();
+    let store = env.dyn_store();
+    append_raw(
+        &*store,
+        "MaskingApplied",
+        Some(sessions[0]),
+        serde_json::json!({
+        "statement_seq": 1, "column": {"table": "patients", "name": "ssn"},
+        "rule": "ssn-last4", "detector": "us_ssn", "operator": "partial", "count": 3}),
+    );
+    append_raw(
+        &*store,
+        "AccessRequested",
+        Some(sessions[1]),
+        serde_json::json!({
+        "request_id": "req-1", "justification": "incident 42, needs \"patients\", now", "ticket": "INC-42",
+        "requested_duration": "2h"}),
+    );
+    append_raw(
+        &*store,
+        "AccessDecided",
+        None,
+        serde_json::json!({
+        "request_id": "req-1", "identity_name": "etl", "connection_name": "ehr",
+        "decision": "approved", "decided_by": "alice", "reason": "ok", "grant_id": "g-2"}),
+    );
+    let writer = env.start();
+    for s in &sessions[..2] {
+        wait_durable(writer.append(session_ended(*s))).unwrap();
+    }
+    wait_durable(writer.append(EventDraft::new(Event::GrantExpired(
+        vigil_core::event::GrantExpired {
+            grant_id: "g-1".into(),
+            expired_at: Timestamp::now(),
+        },
+    ))))
+    .unwrap();
+    writer.shutdown().unwrap();
+}

@@ -768,3 +768,80 @@ fn an_idle_writer_lets_the_wal_start_over() {
         assert!(wal < first * 2, "burst {burst}: {wal} bytes after {first}");
     }
 }
+
+#[test]
+fn audit_pages_filter_kinds_and_bounds_and_match_the_default_scan() {
+    let (_dir, _path, store) = temp_store(SqliteOptions::default());
+    let mut all = Vec::new();
+    for seq in 1..=50u64 {
+        let kind = if seq % 3 == 0 {
+            "PolicyDenied"
+        } else {
+            "Checkpoint"
+        };
+        all.push(row(seq, kind, None));
+    }
+    store.append_audit(&all).unwrap();
+    let page = store.audit_page(3, 40, &["PolicyDenied"], 5).unwrap();
+    let seqs: Vec<u64> = page.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, [6, 9, 12, 15, 18]);
+    let last = store.audit_page(30, 40, &["PolicyDenied"], 100).unwrap();
+    assert_eq!(last.iter().map(|r| r.seq).collect::<Vec<_>>(), [33, 36, 39]);
+    assert!(store.audit_page(0, 50, &[], 10).unwrap().is_empty());
+    let any: Vec<u64> = store
+        .audit_rows(47, 49, 10)
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(any, [48, 49]);
+    assert_eq!(store.audit_rows(0, 50, 3).unwrap().len(), 3);
+
+    // The trait's default (for other stores) gives the same pages.
+    struct Plain(SqliteStore);
+    impl Store for Plain {
+        fn append_audit(&self, rows: &[AuditRow]) -> Result<(), StoreError> {
+            self.0.append_audit(rows)
+        }
+        fn audit_head(&self) -> Result<Option<AuditHead>, StoreError> {
+            self.0.audit_head()
+        }
+        fn scan_audit(
+            &self,
+            from_seq: u64,
+            visit: &mut dyn FnMut(AuditRow) -> bool,
+        ) -> Result<(), StoreError> {
+            self.0.scan_audit(from_seq, visit)
+        }
+        fn session_rows(&self, id: &str) -> Result<Vec<AuditRow>, StoreError> {
+            self.0.session_rows(id)
+        }
+        fn audit_row(&self, seq: u64) -> Result<Option<AuditRow>, StoreError> {
+            self.0.audit_row(seq)
+        }
+        fn list_sessions(&self, f: &SessionFilter) -> Result<Vec<SessionIndex>, StoreError> {
+            self.0.list_sessions(f)
+        }
+        fn insert_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
+            self.0.insert_token(t)
+        }
+        fn find_token_by_hash(&self, h: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
+            self.0.find_token_by_hash(h)
+        }
+        fn list_tokens(&self, i: Option<&str>) -> Result<Vec<TokenRecord>, StoreError> {
+            self.0.list_tokens(i)
+        }
+        fn revoke_token(&self, id: &str, at: Timestamp) -> Result<Option<TokenRecord>, StoreError> {
+            self.0.revoke_token(id, at)
+        }
+    }
+    let plain = Plain(SqliteStore::open(store.path(), SqliteOptions::default()).unwrap());
+    assert_eq!(
+        Store::audit_page(&plain, 3, 40, &["PolicyDenied"], 5).unwrap(),
+        page
+    );
+    assert_eq!(
+        Store::audit_rows(&plain, 47, 49, 10).unwrap(),
+        store.audit_rows(47, 49, 10).unwrap()
+    );
+}

@@ -33,10 +33,23 @@ pub enum AuditCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Delete records past their retention ([retention] in the config), except those under a
+    /// legal hold and every checkpoint; the purge is recorded and sealed before anything goes.
+    Purge {
+        /// The config (its [retention] applies; required).
+        #[arg(long, short = 'c', env = "VIGIL_CONFIG")]
+        config: PathBuf,
+        /// Say what would be deleted, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// Where the signing key and anchor are, for a config or a bare store URL.
-fn data_paths(config: Option<&Config>, store_url: Option<&str>) -> Result<(PathBuf, PathBuf)> {
+pub(crate) fn data_paths(
+    config: Option<&Config>,
+    store_url: Option<&str>,
+) -> Result<(PathBuf, PathBuf)> {
     if let Some(c) = config {
         if store_url.is_none() {
             return Ok((c.signing_key_path()?, c.anchor_path()));
@@ -116,6 +129,7 @@ pub fn run(cmd: AuditCommand) -> Result<i32> {
                                 "sealed_through": report.sealed_through,
                                 "unsealed": report.unsealed,
                                 "anchor_seq": report.anchor_seq,
+                                "purged": report.purged,
                                 "key_id": vigil_audit::key_id(&key),
                             })
                         );
@@ -139,6 +153,43 @@ pub fn run(cmd: AuditCommand) -> Result<i32> {
                 }
                 Err(e) => Err(e.into()),
             }
+        }
+        AuditCommand::Purge { config, dry_run } => {
+            let args = StoreArgs {
+                config: Some(config),
+                store: None,
+            };
+            let (config, store) = open(&args)?;
+            let config = config.expect("a config was given");
+            let policy = config.retention.policy()?;
+            let plan =
+                vigil_audit::retention::plan_purge(&*store, &policy, vigil_core::Timestamp::now())?;
+            let families: Vec<String> = plan
+                .by_family
+                .iter()
+                .map(|(f, n)| format!("{f} {n}"))
+                .collect();
+            let what = format!(
+                "{} records past retention in {} runs ({}); {} kept by legal holds",
+                plan.deleted,
+                plan.ranges.len(),
+                if families.is_empty() {
+                    "none".to_string()
+                } else {
+                    families.join(", ")
+                },
+                plan.held
+            );
+            if dry_run {
+                println!("would purge {what}");
+                return Ok(0);
+            }
+            let writer = cli_writer(Some(&config), store.clone())?;
+            let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+            let deleted =
+                vigil_audit::retention::purge(&*store, writer, &plan, &format!("cli:{user}"))?;
+            println!("purged {what}; {deleted} records deleted");
+            Ok(0)
         }
         AuditCommand::PublicKey { store } => {
             let config = match &store.config {

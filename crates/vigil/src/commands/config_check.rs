@@ -23,6 +23,9 @@ pub fn run(cmd: ConfigCommand) -> Result<()> {
             crate::wiring::targets(&config)?;
             if let Some(api) = &config.api {
                 api.admin_token.resolve()?;
+                if let Some(token) = &api.auditor_token {
+                    token.resolve()?;
+                }
             }
             for l in &config.listeners {
                 if let (Some(cert), Some(key)) = (&l.tls_cert, &l.tls_key) {

@@ -2,6 +2,8 @@
 
 pub mod audit;
 pub mod config_check;
+pub mod evidence;
+pub mod export;
 pub mod grant;
 pub mod policy;
 pub mod replay;

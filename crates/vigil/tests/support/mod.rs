@@ -233,6 +233,7 @@ allow = ["do", "create_function", "set_role", "set_session_authorization", "set_
 "#;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-7f3a";
+pub const AUDITOR_TOKEN: &str = "test-auditor-token-91c2";
 
 impl VigilConfig {
     pub fn new(cluster: &PgCluster) -> VigilConfig {
@@ -273,7 +274,7 @@ impl VigilConfig {
 
     pub fn write(&self) -> PathBuf {
         let mut text = format!(
-            "data_dir = \"data\"\n\n[audit]\ncheckpoint_interval = \"1s\"\n{}\n[api]\nlisten = \"127.0.0.1:{}\"\nadmin_token = \"env:VIGIL_TEST_ADMIN_TOKEN\"\n\n[[listeners]]\naddress = \"127.0.0.1:{}\"\n{}\n{}\n",
+            "data_dir = \"data\"\n\n[audit]\ncheckpoint_interval = \"1s\"\n{}\n[api]\nlisten = \"127.0.0.1:{}\"\nadmin_token = \"env:VIGIL_TEST_ADMIN_TOKEN\"\nauditor_token = \"env:VIGIL_TEST_AUDITOR_TOKEN\"\n\n[[listeners]]\naddress = \"127.0.0.1:{}\"\n{}\n{}\n",
             self.audit_extra, self.api_port, self.pg_port, self.listener_extra, self.connection
         );
         for (name, extra) in &self.identities {
@@ -303,6 +304,7 @@ impl VigilConfig {
             .arg(path)
             .env("VIGIL_TEST_UPSTREAM_PASSWORD", UPSTREAM_PASSWORD)
             .env("VIGIL_TEST_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("VIGIL_TEST_AUDITOR_TOKEN", AUDITOR_TOKEN)
             .output()
             .unwrap()
     }
@@ -341,6 +343,7 @@ impl Vigil {
             .arg(&path)
             .env("VIGIL_TEST_UPSTREAM_PASSWORD", UPSTREAM_PASSWORD)
             .env("VIGIL_TEST_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("VIGIL_TEST_AUDITOR_TOKEN", AUDITOR_TOKEN)
             .env("RUST_LOG", "info")
             .stdout(log.try_clone().unwrap())
             .stderr(log);

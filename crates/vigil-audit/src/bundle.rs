@@ -1,0 +1,642 @@
+//! Evidence bundles: every artifact for a period, the chain segment they come from, the public
+//! key, and a signed manifest, in one `.tar.gz` that verifies offline.
+//!
+//! ```text
+//! manifest.json            what is in the bundle: period, chain segment, SHA-256 of every file
+//! manifest.sig             base64 ed25519 over "vigil-evidence-manifest-v1\n" + manifest.json
+//! public-key.pem           the gateway's checkpoint key (an auditor should also hold it apart)
+//! chain/records.jsonl      the stored records first_seq..=last_seq, byte for byte, one a line
+//! artifacts/NAME.jsonl     each artifact, as `vigil export NAME --format jsonl` writes it
+//! artifacts/NAME.csv       the same rows as CSV
+//! ```
+//!
+//! The segment ends with a checkpoint: its signature, through the hash links, vouches for every
+//! record in the segment. Verification ([`verify_bundle`]) checks the manifest's signature, that
+//! the files are exactly those listed with those digests, the segment (seqs, links, checkpoint
+//! signatures), and that each artifact is what the segment's records make of it: the same export
+//! code runs over the segment and must give the same bytes.
+
+use crate::export::{self, Artifact, ExportFilter, Format, RecordSource, RowWriter, ScanRange};
+use crate::{AuditError, SigningKey, VerifyingKey};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use ed25519_dalek::{Signature, Signer};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Component, Path, PathBuf};
+use vigil_core::Timestamp;
+use vigil_store::{AuditRow, Store};
+
+pub const BUNDLE_FORMAT: &str = "vigil-evidence-bundle-v1";
+const SIGNATURE_CONTEXT: &[u8] = b"vigil-evidence-manifest-v1\n";
+const MANIFEST: &str = "manifest.json";
+const MANIFEST_SIG: &str = "manifest.sig";
+const PUBLIC_KEY: &str = "public-key.pem";
+const RECORDS: &str = "chain/records.jsonl";
+
+/// `manifest.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub created_at: Timestamp,
+    /// The period asked for: anchors at or after `since` and before `until`.
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    /// Id of the key that signed the manifest and the checkpoints.
+    pub key_id: String,
+    pub chain: ChainSegment,
+    /// What every artifact export read (the same for all).
+    pub scan: ScanRange,
+    /// Rows per artifact.
+    pub rows: BTreeMap<String, u64>,
+    pub files: Vec<FileEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainSegment {
+    pub first_seq: u64,
+    /// A checkpoint record.
+    pub last_seq: u64,
+    /// Hex hash of record `last_seq`.
+    pub last_hash: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub path: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// What a bundle held (made or verified).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BundleSummary {
+    pub manifest: Manifest,
+    /// Whether the key came from the bundle itself (no independent key given).
+    pub self_keyed: bool,
+}
+
+fn err(what: impl Into<String>) -> AuditError {
+    AuditError::Export(what.into())
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> AuditError + '_ {
+    move |e| err(format!("{}: {e}", path.display()))
+}
+
+/// A file being written with its SHA-256 computed on the way.
+struct HashingFile {
+    out: BufWriter<File>,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl HashingFile {
+    fn create(path: &Path) -> Result<Self, AuditError> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+        }
+        Ok(HashingFile {
+            out: BufWriter::new(File::create(path).map_err(io_err(path))?),
+            hasher: Sha256::new(),
+            bytes: 0,
+        })
+    }
+
+    fn done(mut self, name: &str) -> Result<FileEntry, AuditError> {
+        self.out.flush().map_err(|e| err(format!("{name}: {e}")))?;
+        Ok(FileEntry {
+            path: name.to_string(),
+            sha256: hex::encode(self.hasher.finalize()),
+            bytes: self.bytes,
+        })
+    }
+}
+
+impl Write for HashingFile {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(data)?;
+        self.hasher.update(&data[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// The seq of the last checkpoint at or before the head.
+fn last_checkpoint(store: &dyn Store) -> Result<u64, AuditError> {
+    let Some(head) = store.audit_head()? else {
+        return Err(err("the audit trail is empty: nothing to bundle"));
+    };
+    let mut seq = head.seq;
+    while seq > 0 {
+        if let Some(row) = store.audit_row(seq)? {
+            if row.kind == "Checkpoint" {
+                return Ok(seq);
+            }
+        }
+        seq -= 1;
+    }
+    Err(err(
+        "the audit trail has no checkpoint yet: start the gateway (or any recording command) \
+         once to seal it",
+    ))
+}
+
+/// Writes a bundle of the period `[since, until)` to `out`: the chain is read up to its last
+/// checkpoint (callers seal it first, so that the bundle reaches the present). Files are staged
+/// in a temporary directory, so memory stays flat whatever the period's size.
+pub fn create_bundle(
+    store: &dyn Store,
+    key: &SigningKey,
+    since: Option<Timestamp>,
+    until: Option<Timestamp>,
+    out: &Path,
+) -> Result<BundleSummary, AuditError> {
+    let through = last_checkpoint(store)?;
+    let filter = ExportFilter {
+        since,
+        until,
+        ..ExportFilter::default()
+    };
+    let mut scan = export::plan(store, &filter, Some(through))?;
+    // The segment: everything the exports read, up to the sealing checkpoint, and unbroken:
+    // it starts after the last gap that retention left (the purged records are gone anyway).
+    let mut first_seq = (scan.after_seq + 1).min(through);
+    let mut expected = first_seq;
+    export::visit_rows(store, first_seq - 1, through, &mut |row| {
+        if row.seq != expected {
+            first_seq = row.seq;
+        }
+        expected = row.seq + 1;
+        Ok(true)
+    })?;
+    scan.after_seq = scan.after_seq.max(first_seq - 1);
+    let staging = tempfile::tempdir().map_err(|e| err(format!("cannot stage the bundle: {e}")))?;
+    let dir = staging.path();
+    let mut files = Vec::new();
+
+    let mut records = HashingFile::create(&dir.join(RECORDS))?;
+    let mut last_hash = String::new();
+    export::visit_rows(store, first_seq - 1, through, &mut |row| {
+        records
+            .write_all(&row.body)
+            .and_then(|()| records.write_all(b"\n"))
+            .map_err(|e| err(format!("{RECORDS}: {e}")))?;
+        last_hash = hex::encode(row.hash);
+        Ok(true)
+    })?;
+    files.push(records.done(RECORDS)?);
+
+    let mut rows = BTreeMap::new();
+    let source = export::StoreSource(store);
+    for artifact in Artifact::ALL {
+        for format in [Format::Jsonl, Format::Csv] {
+            let name = format!("artifacts/{}.{}", artifact.as_str(), format.as_str());
+            let file = HashingFile::create(&dir.join(&name))?;
+            let mut writer = RowWriter::new(format, artifact, file)?;
+            let stats = export::export_rows(&source, artifact, &filter, scan, &mut |row| {
+                writer.write(&row)
+            })?;
+            files.push(writer.finish()?.done(&name)?);
+            rows.insert(artifact.as_str().to_string(), stats.rows);
+        }
+    }
+
+    let public = key.verifying_key();
+    let mut pem = HashingFile::create(&dir.join(PUBLIC_KEY))?;
+    pem.write_all(crate::public_key_pem(&public).as_bytes())
+        .map_err(|e| err(e.to_string()))?;
+    files.push(pem.done(PUBLIC_KEY)?);
+
+    let manifest = Manifest {
+        format: BUNDLE_FORMAT.into(),
+        created_at: Timestamp::now(),
+        since,
+        until,
+        key_id: crate::key_id(&public),
+        chain: ChainSegment {
+            first_seq,
+            last_seq: through,
+            last_hash,
+        },
+        scan,
+        rows,
+        files,
+    };
+    let manifest_bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| err(e.to_string()))?;
+    let signature = BASE64.encode(key.sign(&signed_message(&manifest_bytes)).to_bytes());
+
+    let file = File::create(out).map_err(io_err(out))?;
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        BufWriter::new(file),
+        flate2::Compression::default(),
+    ));
+    let mut add_bytes = |name: &str, bytes: &[u8]| -> Result<(), AuditError> {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(manifest.created_at.as_micros().max(0) as u64 / 1_000_000);
+        header.set_cksum();
+        tar.append_data(&mut header, name, bytes)
+            .map_err(|e| err(format!("{}: {e}", out.display())))
+    };
+    add_bytes(MANIFEST, &manifest_bytes)?;
+    add_bytes(MANIFEST_SIG, format!("{signature}\n").as_bytes())?;
+    for entry in &manifest.files {
+        tar.append_path_with_name(dir.join(&entry.path), &entry.path)
+            .map_err(|e| err(format!("{}: {e}", out.display())))?;
+    }
+    let gz = tar
+        .into_inner()
+        .map_err(|e| err(format!("{}: {e}", out.display())))?;
+    let buffered = gz.finish().map_err(io_err(out))?;
+    buffered
+        .into_inner()
+        .map_err(|e| err(format!("{}: {e}", out.display())))?
+        .sync_all()
+        .map_err(io_err(out))?;
+    Ok(BundleSummary {
+        manifest,
+        self_keyed: false,
+    })
+}
+
+fn signed_message(manifest: &[u8]) -> Vec<u8> {
+    let mut msg = SIGNATURE_CONTEXT.to_vec();
+    msg.extend_from_slice(manifest);
+    msg
+}
+
+/// Signs manifest bytes as a bundle does (for tools that rebuild bundles, and tests).
+pub fn sign_manifest(key: &SigningKey, manifest: &[u8]) -> String {
+    BASE64.encode(key.sign(&signed_message(manifest)).to_bytes())
+}
+
+/// Everything wrong with a bundle, each problem in words meant for the auditor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BundleProblems(pub Vec<String>);
+
+impl std::fmt::Display for BundleProblems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "- {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The outcome of [`verify_bundle`]: `Ok` with what it holds, or every problem found.
+pub type BundleVerdict = Result<BundleSummary, BundleProblems>;
+
+/// Verifies a bundle offline: no store, no network. `public_key` is the gateway's key obtained
+/// independently; without it the bundle's own `public-key.pem` is used (which proves integrity
+/// only against accidents, not against whoever made the bundle). The outer error is for a
+/// bundle that cannot be read at all.
+pub fn verify_bundle(
+    path: &Path,
+    public_key: Option<&VerifyingKey>,
+) -> Result<BundleVerdict, AuditError> {
+    let staging = tempfile::tempdir().map_err(|e| err(format!("cannot unpack: {e}")))?;
+    let dir = staging.path();
+    let mut present: Vec<String> = Vec::new();
+    let mut problems = Vec::new();
+    let file = File::open(path).map_err(io_err(path))?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(BufReader::new(file)));
+    let entries = archive
+        .entries()
+        .map_err(|e| err(format!("{} is not a .tar.gz: {e}", path.display())))?;
+    for entry in entries {
+        let mut entry =
+            entry.map_err(|e| err(format!("{} is not a valid .tar.gz: {e}", path.display())))?;
+        let name = entry
+            .path()
+            .map_err(|e| err(e.to_string()))?
+            .to_string_lossy()
+            .into_owned();
+        let safe = Path::new(&name)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)));
+        if !safe || !entry.header().entry_type().is_file() {
+            problems.push(format!(
+                "unexpected entry {name:?} (not a plain file with a relative path)"
+            ));
+            continue;
+        }
+        if present.contains(&name) {
+            problems.push(format!("{name} appears twice in the archive"));
+            continue;
+        }
+        let target = dir.join(&name);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+        }
+        let mut out = File::create(&target).map_err(io_err(&target))?;
+        std::io::copy(&mut entry, &mut out)
+            .map_err(|e| err(format!("{name}: cannot unpack: {e}")))?;
+        present.push(name);
+    }
+
+    let read = |name: &str| std::fs::read(dir.join(name)).ok();
+    let Some(manifest_bytes) = read(MANIFEST) else {
+        return Ok(Err(BundleProblems(vec![format!(
+            "{MANIFEST} is missing: not an evidence bundle"
+        )])));
+    };
+    let (key, self_keyed) = match public_key {
+        Some(k) => (*k, false),
+        None => match read(PUBLIC_KEY)
+            .and_then(|b| String::from_utf8(b).ok())
+            .map(|t| crate::parse_public_key(&t))
+        {
+            Some(Ok(k)) => (k, true),
+            _ => {
+                problems.push(format!(
+                    "{PUBLIC_KEY} is missing or unreadable and no public key was given"
+                ));
+                return Ok(Err(BundleProblems(problems)));
+            }
+        },
+    };
+    let signature_ok = read(MANIFEST_SIG)
+        .and_then(|s| BASE64.decode(String::from_utf8_lossy(&s).trim()).ok())
+        .and_then(|b| Signature::from_slice(&b).ok())
+        .is_some_and(|sig| {
+            key.verify_strict(&signed_message(&manifest_bytes), &sig)
+                .is_ok()
+        });
+    if !signature_ok {
+        problems.push(format!(
+            "{MANIFEST_SIG} does not verify {MANIFEST} with key {}: the manifest was altered, \
+             or the bundle was signed by another key",
+            crate::key_id(&key)
+        ));
+        // Nothing the manifest says can be trusted; stop here.
+        return Ok(Err(BundleProblems(problems)));
+    }
+    let manifest: Manifest = match serde_json::from_slice(&manifest_bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            problems.push(format!("{MANIFEST} is not a bundle manifest: {e}"));
+            return Ok(Err(BundleProblems(problems)));
+        }
+    };
+    if manifest.format != BUNDLE_FORMAT {
+        problems.push(format!(
+            "unknown bundle format {:?} (expected {BUNDLE_FORMAT})",
+            manifest.format
+        ));
+        return Ok(Err(BundleProblems(problems)));
+    }
+    if manifest.key_id != crate::key_id(&key) {
+        problems.push(format!(
+            "the manifest names key {}, not the given key {}",
+            manifest.key_id,
+            crate::key_id(&key)
+        ));
+    }
+    if let Some(bundled) = read(PUBLIC_KEY)
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|t| crate::parse_public_key(&t).ok())
+    {
+        if bundled != key {
+            problems.push(format!(
+                "{PUBLIC_KEY} is key {}, not the given key {}",
+                crate::key_id(&bundled),
+                crate::key_id(&key)
+            ));
+        }
+    }
+
+    // Exactly the listed files, each with its digest.
+    for entry in &manifest.files {
+        let full = dir.join(&entry.path);
+        if !present.contains(&entry.path) {
+            problems.push(format!(
+                "{} is missing (listed in the manifest)",
+                entry.path
+            ));
+            continue;
+        }
+        let (sha, bytes) = sha256_file(&full)?;
+        if sha != entry.sha256 || bytes != entry.bytes {
+            problems.push(format!(
+                "{}: SHA-256 {sha} ({bytes} bytes) differs from the manifest's {} ({} bytes): \
+                 the file was altered",
+                entry.path, entry.sha256, entry.bytes
+            ));
+        }
+    }
+    for name in &present {
+        let listed = manifest.files.iter().any(|f| &f.path == name);
+        if !listed && name != MANIFEST && name != MANIFEST_SIG {
+            problems.push(format!("{name} is not listed in the manifest (added)"));
+        }
+    }
+    if !problems.is_empty() {
+        return Ok(Err(BundleProblems(problems)));
+    }
+
+    // The chain segment.
+    let records_path = dir.join(RECORDS);
+    let segment = {
+        let file = File::open(&records_path).map_err(io_err(&records_path))?;
+        let mut lines = BufReader::new(file)
+            .split(b'\n')
+            .map(|l| l.map_err(|e| err(format!("{RECORDS}: {e}"))));
+        crate::verify_segment(&mut lines, &key, manifest.chain.first_seq)
+    };
+    match segment {
+        Ok(report) => {
+            if report.last_seq != manifest.chain.last_seq
+                || report.last_hash != manifest.chain.last_hash
+            {
+                problems.push(format!(
+                    "{RECORDS} ends at record {} (hash {}), but the manifest says {} (hash {})",
+                    report.last_seq,
+                    report.last_hash,
+                    manifest.chain.last_seq,
+                    manifest.chain.last_hash
+                ));
+            }
+        }
+        Err(AuditError::Tamper { reason, .. }) => {
+            problems.push(format!("{RECORDS}: {reason}"));
+        }
+        Err(e) => return Err(e),
+    }
+    if !problems.is_empty() {
+        return Ok(Err(BundleProblems(problems)));
+    }
+
+    // The artifacts are what the chain says.
+    let filter = ExportFilter {
+        since: manifest.since,
+        until: manifest.until,
+        ..ExportFilter::default()
+    };
+    let source = SegmentFile(records_path);
+    for artifact in Artifact::ALL {
+        for format in [Format::Jsonl, Format::Csv] {
+            let name = format!("artifacts/{}.{}", artifact.as_str(), format.as_str());
+            if !manifest.files.iter().any(|f| f.path == name) {
+                problems.push(format!("{name} is not in the bundle"));
+                continue;
+            }
+            let derived = dir.join(format!("derived-{}.{}", artifact.as_str(), format.as_str()));
+            {
+                let file = File::create(&derived).map_err(io_err(&derived))?;
+                let mut writer = RowWriter::new(format, artifact, BufWriter::new(file))?;
+                export::export_rows(&source, artifact, &filter, manifest.scan, &mut |row| {
+                    writer.write(&row)
+                })?;
+                writer.finish()?;
+            }
+            if sha256_file(&derived)?.0 != sha256_file(&dir.join(&name))?.0 {
+                problems.push(describe_difference(
+                    &name,
+                    format,
+                    artifact,
+                    &dir.join(&name),
+                    &derived,
+                ));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Ok(Err(BundleProblems(problems)));
+    }
+    Ok(Ok(BundleSummary {
+        manifest,
+        self_keyed,
+    }))
+}
+
+fn sha256_file(path: &Path) -> Result<(String, u64), AuditError> {
+    let mut file = File::open(path).map_err(io_err(path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(io_err(path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), total))
+}
+
+/// Names the first row and column where an artifact file and what the chain makes of it differ.
+fn describe_difference(
+    name: &str,
+    format: Format,
+    artifact: Artifact,
+    file: &Path,
+    derived: &Path,
+) -> String {
+    let rows = |path: &Path| -> Result<Vec<(usize, export::Row)>, String> {
+        let f = File::open(path).map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        export::read_rows(format, artifact, BufReader::new(f), &mut |line, row| {
+            out.push((line, row));
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+        Ok(out)
+    };
+    let theirs = match rows(file) {
+        Ok(r) => r,
+        Err(e) => return format!("{name} disagrees with the chain records: {e}"),
+    };
+    let ours = rows(derived).unwrap_or_default();
+    for (i, (line, row)) in theirs.iter().enumerate() {
+        let Some((_, expected)) = ours.get(i) else {
+            return format!("{name} line {line}: a row the chain records do not have (added?)");
+        };
+        for (column, (got, want)) in artifact.columns().iter().zip(row.iter().zip(expected)) {
+            if got != want {
+                return format!(
+                    "{name} line {line} (record {}): {} is {got} but the chain records say {want}",
+                    expected.first().cloned().unwrap_or_default(),
+                    column.name
+                );
+            }
+        }
+    }
+    if ours.len() > theirs.len() {
+        let missing = &ours[theirs.len()].1;
+        return format!(
+            "{name}: the row of record {} is missing ({} rows, the chain records make {})",
+            missing.first().cloned().unwrap_or_default(),
+            theirs.len(),
+            ours.len()
+        );
+    }
+    format!("{name} differs from what the chain records make of it (formatting)")
+}
+
+/// A [`RecordSource`] over a bundle's `chain/records.jsonl`, read again for each artifact.
+struct SegmentFile(PathBuf);
+
+impl RecordSource for SegmentFile {
+    fn visit(
+        &self,
+        range: ScanRange,
+        kinds: &[&str],
+        visit: &mut dyn FnMut(AuditRow) -> Result<bool, AuditError>,
+    ) -> Result<(), AuditError> {
+        #[derive(Deserialize)]
+        struct Envelope {
+            seq: u64,
+            at: Timestamp,
+            #[serde(rename = "type")]
+            kind: String,
+            #[serde(default)]
+            session_id: Option<String>,
+            #[serde(default)]
+            identity: Option<Name>,
+            #[serde(default)]
+            connection: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Name {
+            name: String,
+        }
+        let file = File::open(&self.0).map_err(io_err(&self.0))?;
+        for line in BufReader::new(file).split(b'\n') {
+            let body = line.map_err(|e| err(format!("{RECORDS}: {e}")))?;
+            let env: Envelope = serde_json::from_slice(&body)
+                .map_err(|e| err(format!("{RECORDS}: a record does not decode: {e}")))?;
+            if env.seq <= range.after_seq || !kinds.contains(&env.kind.as_str()) {
+                continue;
+            }
+            if env.seq > range.through_seq {
+                break;
+            }
+            let row = AuditRow {
+                seq: env.seq,
+                at_us: env.at.as_micros(),
+                kind: env.kind,
+                session_id: env.session_id,
+                identity: env.identity.map(|i| i.name),
+                connection: env.connection,
+                hash: Sha256::digest(&body).into(),
+                body,
+            };
+            if !visit(row)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+}

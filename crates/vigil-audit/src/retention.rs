@@ -1,0 +1,208 @@
+//! Retention: deleting records past their retention while the chain still verifies.
+//!
+//! A purge is planned by one streaming pass over the chain ([`plan_purge`]): a record goes if its
+//! family's retention has passed and no legal hold covers it. Checkpoints and purge records are
+//! never deleted. The purge is then recorded — an `AuditPurged` record listing each run of
+//! deleted seqs and the hash of its last record — and sealed by a checkpoint *before* anything is
+//! deleted ([`purge`]). `verify` accepts a gap exactly where a sealed purge record names it, and
+//! checks that the record after the gap links to the hash the purge record gives; the kept
+//! checkpoints over the purged range still verify with their signatures.
+
+use crate::{wait_durable, AuditError, AuditWriter};
+use serde::Deserialize;
+use sha2::Digest;
+use std::collections::BTreeMap;
+use vigil_core::event::{AuditPurged, PurgedRange};
+use vigil_core::{Event, EventDraft, Timestamp};
+use vigil_store::Store;
+
+/// Six years, as 164.316(b)(2) asks of documentation.
+pub const DEFAULT_RETENTION_US: i64 = 6 * 36_525 * 86_400 * 10_000; // 6 × 365.25 days in µs
+
+/// How long each family of records is kept, and what is held regardless.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    /// Retention of families without their own, in microseconds.
+    pub default_us: i64,
+    /// By family: `sessions`, `statements`, `denials`, `grants`, `approvals`, `masking`,
+    /// `auth_failures`, `tokens`.
+    pub by_family: BTreeMap<String, i64>,
+    pub holds: Vec<LegalHold>,
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        RetentionPolicy {
+            default_us: DEFAULT_RETENTION_US,
+            by_family: BTreeMap::new(),
+            holds: Vec::new(),
+        }
+    }
+}
+
+/// Records a legal hold keeps whatever their age: every given condition must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LegalHold {
+    pub session: Option<String>,
+    pub identity: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    pub reason: String,
+}
+
+/// The retention family of a record kind (`None`: never purged).
+pub fn family(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "Checkpoint" | "AuditPurged" => return None,
+        "SessionStarted" | "SessionEnded" => "sessions",
+        "StatementStarted" | "StatementFinished" => "statements",
+        "PolicyDenied" => "denials",
+        "GrantIssued" | "GrantRevoked" | "GrantExpired" => "grants",
+        "AccessRequested" | "AccessDecided" | "AccessRequestExpired" => "approvals",
+        "MaskingApplied" => "masking",
+        "AuthFailed" => "auth_failures",
+        "TokenIssued" | "TokenRevoked" => "tokens",
+        _ => "other",
+    })
+}
+
+/// The families a policy may name.
+pub const FAMILIES: [&str; 9] = [
+    "sessions",
+    "statements",
+    "denials",
+    "grants",
+    "approvals",
+    "masking",
+    "auth_failures",
+    "tokens",
+    "other",
+];
+
+/// What a purge would delete.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PurgePlan {
+    pub ranges: Vec<PurgedRange>,
+    pub deleted: u64,
+    /// Past retention but kept by a legal hold.
+    pub held: u64,
+    /// Deleted records by family.
+    pub by_family: BTreeMap<String, u64>,
+}
+
+impl LegalHold {
+    fn covers(&self, session: Option<&str>, identity: Option<&str>, at_us: i64) -> bool {
+        self.session.as_deref().is_none_or(|s| Some(s) == session)
+            && self.identity.as_deref().is_none_or(|i| Some(i) == identity)
+            && self.since.is_none_or(|t| at_us >= t.as_micros())
+            && self.until.is_none_or(|t| at_us < t.as_micros())
+    }
+}
+
+/// Plans a purge as of `now`: one pass over the chain, memory bounded by the number of runs.
+pub fn plan_purge(
+    store: &dyn Store,
+    policy: &RetentionPolicy,
+    now: Timestamp,
+) -> Result<PurgePlan, AuditError> {
+    #[derive(Deserialize)]
+    struct Subject {
+        #[serde(default)]
+        identity_name: Option<String>,
+    }
+    let head = store.audit_head()?.map(|h| h.seq).unwrap_or(0);
+    let mut plan = PurgePlan::default();
+    let mut open: Option<PurgedRange> = None;
+    crate::export::visit_rows(store, 0, u64::MAX >> 1, &mut |row| {
+        // The head stays: appends build on it.
+        let family = family(&row.kind).filter(|_| row.seq < head);
+        let expired = family.is_some_and(|f| {
+            let keep = policy
+                .by_family
+                .get(f)
+                .copied()
+                .unwrap_or(policy.default_us);
+            row.at_us < now.as_micros().saturating_sub(keep)
+        });
+        let mut delete = expired;
+        if expired && !policy.holds.is_empty() {
+            // Grant records name their identity in the body, not the envelope.
+            let body_identity = (row.identity.is_none() && row.kind.starts_with("Grant"))
+                .then(|| serde_json::from_slice::<Subject>(&row.body).ok())
+                .flatten()
+                .and_then(|s| s.identity_name);
+            let identity = row.identity.as_deref().or(body_identity.as_deref());
+            if policy
+                .holds
+                .iter()
+                .any(|h| h.covers(row.session_id.as_deref(), identity, row.at_us))
+            {
+                delete = false;
+                plan.held += 1;
+            }
+        }
+        if delete {
+            if sha2::Sha256::digest(&row.body).as_slice() != row.hash {
+                // Never purge what does not verify: that would erase the evidence of tampering.
+                return Err(AuditError::Tamper {
+                    seq: row.seq,
+                    reason: format!(
+                        "record {}: stored hash does not match its contents; run `vigil audit \
+                         verify` before purging",
+                        row.seq
+                    ),
+                });
+            }
+            plan.deleted += 1;
+            *plan
+                .by_family
+                .entry(family.unwrap_or("other").to_string())
+                .or_default() += 1;
+            match &mut open {
+                Some(r) if r.to_seq + 1 == row.seq => {
+                    r.to_seq = row.seq;
+                    r.last_hash = hex::encode(row.hash);
+                }
+                _ => {
+                    plan.ranges.extend(open.take());
+                    open = Some(PurgedRange {
+                        from_seq: row.seq,
+                        to_seq: row.seq,
+                        last_hash: hex::encode(row.hash),
+                    });
+                }
+            }
+        } else {
+            plan.ranges.extend(open.take());
+        }
+        Ok(true)
+    })?;
+    plan.ranges.extend(open.take());
+    Ok(plan)
+}
+
+/// Carries out a plan: records it (`AuditPurged`), seals it with a checkpoint through
+/// `writer` (which is shut down), then deletes. Returns the records deleted.
+pub fn purge(
+    store: &dyn Store,
+    writer: AuditWriter,
+    plan: &PurgePlan,
+    purged_by: &str,
+) -> Result<u64, AuditError> {
+    if plan.ranges.is_empty() {
+        writer.shutdown()?;
+        return Ok(0);
+    }
+    let record = EventDraft::new(Event::AuditPurged(AuditPurged {
+        ranges: plan.ranges.clone(),
+        deleted: plan.deleted,
+        held: plan.held,
+        purged_by: purged_by.to_string(),
+    }));
+    wait_durable(writer.append(record))
+        .map_err(|e| AuditError::Unavailable(format!("cannot record the purge: {e}")))?;
+    // The shutdown checkpoint seals the purge record before anything is gone.
+    writer.shutdown()?;
+    let ranges: Vec<(u64, u64)> = plan.ranges.iter().map(|r| (r.from_seq, r.to_seq)).collect();
+    Ok(store.delete_audit_ranges(&ranges)?)
+}
