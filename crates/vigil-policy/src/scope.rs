@@ -1,7 +1,7 @@
 //! Scopes: what a grant lets an identity do on a connection, and the check of one analysed
 //! statement against it.
 
-use crate::pattern::{NamePattern, RelationPattern};
+use crate::pattern::{relation_key_matches, NamePattern, RelationPattern};
 use crate::policy::Severity;
 use crate::window::Window;
 use serde::{Deserialize, Serialize};
@@ -450,10 +450,7 @@ impl Scope {
                 ));
             }
             for (pattern, columns) in &self.deny_columns {
-                let Ok(p) = RelationPattern::parse(pattern) else {
-                    continue;
-                };
-                if !p.matches(schema, name) || columns.is_empty() {
+                if columns.is_empty() || !relation_key_matches(pattern, schema, name) {
                     continue;
                 }
                 match r.columns() {
