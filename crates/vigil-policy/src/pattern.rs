@@ -88,6 +88,19 @@ impl<'de> Deserialize<'de> for RelationPattern {
     }
 }
 
+/// Whether the relation pattern written as `key` (`schema.name` or `name`) matches, without
+/// building a [`RelationPattern`]: the data path checks `deny_columns` keys at every decision.
+/// A key [`RelationPattern::parse`] would reject matches nothing.
+pub fn relation_key_matches(key: &str, schema: &str, name: &str) -> bool {
+    let key = key.trim();
+    let (s, n) = key.split_once('.').unwrap_or(("*", key));
+    !s.is_empty()
+        && !n.is_empty()
+        && !n.contains('.')
+        && wildcard_match(s.as_bytes(), schema.as_bytes())
+        && wildcard_match(n.as_bytes(), name.as_bytes())
+}
+
 /// Glob matching with `*` only, iterative (no recursion, linear-ish on real inputs).
 fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0, 0);
@@ -141,5 +154,33 @@ mod tests {
         assert!(RelationPattern::parse("a.b.c").is_err());
         assert!(RelationPattern::parse(".x").is_err());
         assert!(RelationPattern::parse("").is_err());
+    }
+
+    #[test]
+    fn keys_match_as_their_parsed_patterns_do() {
+        for key in [
+            "patients",
+            "public.patients",
+            "billing.*",
+            "*.pat*",
+            "a.b.c",
+            ".x",
+            "",
+            " public.patients ",
+        ] {
+            for (schema, name) in [
+                ("public", "patients"),
+                ("billing", "claims"),
+                ("archive", "patients2"),
+                ("a", "b.c"),
+            ] {
+                let parsed = RelationPattern::parse(key).is_ok_and(|p| p.matches(schema, name));
+                assert_eq!(
+                    relation_key_matches(key, schema, name),
+                    parsed,
+                    "{key} on {schema}.{name}"
+                );
+            }
+        }
     }
 }

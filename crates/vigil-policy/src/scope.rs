@@ -1,7 +1,7 @@
 //! Scopes: what a grant lets an identity do on a connection, and the check of one analysed
 //! statement against it.
 
-use crate::pattern::{NamePattern, RelationPattern};
+use crate::pattern::{relation_key_matches, NamePattern, RelationPattern};
 use crate::policy::Severity;
 use crate::window::Window;
 use serde::{Deserialize, Serialize};
@@ -183,8 +183,23 @@ impl Scope {
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
         for (key, columns) in &self.deny_columns {
-            if let Err(e) = RelationPattern::parse(key) {
-                errors.push(("deny_columns".to_string(), e));
+            match RelationPattern::parse(key) {
+                Err(e) => errors.push(("deny_columns".to_string(), e)),
+                // A key naming one relation that no `relations` pattern allows protects
+                // nothing: most likely a typo that leaves the real relation's columns open.
+                Ok(p) if !key.contains('*') => {
+                    let (schema, name) = (p.schema.as_str(), p.name.as_str());
+                    let allowed = self.relations.iter().any(|r| {
+                        r.name.matches(name) && (schema == "*" || r.schema.matches(schema))
+                    });
+                    if !allowed {
+                        warnings.push((
+                            "deny_columns".to_string(),
+                            format!("{key:?} is not among the relations this scope allows, so these denials protect nothing (a typo?)"),
+                        ));
+                    }
+                }
+                Ok(_) => {}
             }
             if columns.iter().any(|c| c.as_str().is_empty()) {
                 errors.push((
@@ -435,10 +450,7 @@ impl Scope {
                 ));
             }
             for (pattern, columns) in &self.deny_columns {
-                let Ok(p) = RelationPattern::parse(pattern) else {
-                    continue;
-                };
-                if !p.matches(schema, name) || columns.is_empty() {
+                if columns.is_empty() || !relation_key_matches(pattern, schema, name) {
                     continue;
                 }
                 match r.columns() {

@@ -178,7 +178,8 @@ groups = ["nobody"]
 connections = ["ehr", "billing"]
 [policies.scope]
 commands = ["read", "write"]
-relations = ["claims_%"]
+relations = ["claims_%", "public.patients"]
+deny_columns = { "public.patient" = ["ssn"], "public.patients" = ["ssn"] }
 functions = ["*.f"]
 read_only = true
 row_cap = 0
@@ -215,6 +216,16 @@ window = { timezone = "Mars/Base" }
     assert!(found(Severity::Error, "scope.window.timezone", "Mars/Base"));
     assert!(found(Severity::Warning, "scope.relations", "claims_%"));
     assert!(found(Severity::Warning, "scope.read_only", "write"));
+    assert!(found(
+        Severity::Warning,
+        "scope.deny_columns",
+        "public.patient\""
+    ));
+    assert!(!found(
+        Severity::Warning,
+        "scope.deny_columns",
+        "public.patients\""
+    ));
 }
 
 #[test]

@@ -23,7 +23,8 @@ impl CatalogChoice {
             url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
                 CatalogChoice::Url(url.to_string())
             }
-            other => bail!("--catalog-from {other:?}: give upstream, none, or a postgres:// URL"),
+            // Not echoed: a mistyped URL may hold a password.
+            _ => bail!("--catalog-from: give upstream, none, or a postgres:// URL"),
         })
     }
 }

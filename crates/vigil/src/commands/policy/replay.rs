@@ -15,7 +15,7 @@ use vigil_sql::{Access, Analyzer, Catalog, Hazard, LexOptions, StatementAccess};
 /// The recorded text made parseable again: `$n` placeholders (where literals were) become a
 /// literal. Strings fit almost everywhere a literal was (`DATE $1`, `COPY … TO $1`, `DO $1`);
 /// integers where the grammar wants one (`varchar($1)`, `FETCH $1`).
-fn relitteralize(text: &str, literal: &str) -> String {
+fn fill_placeholders(text: &str, literal: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len() + 16);
     let mut i = 0;
@@ -63,7 +63,7 @@ fn relitteralize(text: &str, literal: &str) -> String {
 fn recorded_access(analyzer: &Analyzer, text: &str, catalog: &dyn Catalog) -> Option<Arc<Access>> {
     ["'0'", "0"].into_iter().find_map(|literal| {
         let a = analyzer.access(
-            &relitteralize(text, literal),
+            &fill_placeholders(text, literal),
             LexOptions::default(),
             catalog,
         );
@@ -412,7 +412,7 @@ mod tests {
     #[test]
     fn recorded_texts_parse_again() {
         assert_eq!(
-            relitteralize(
+            fill_placeholders(
                 r#"SELECT "a$1", x$1 FROM t WHERE d < DATE $1 LIMIT $23"#,
                 "'0'"
             ),
