@@ -18,7 +18,13 @@
 #   -d, --duration S      DURATION   seconds per pgbench run (default 8)
 #   -c, --clients "1 16"  CLIENTS    client counts
 #   -m, --modes "..."     MODES      query modes: simple extended prepared (default "simple extended")
-#   -t, --targets "..."   TARGETS    direct pgbouncer vigil (default all three)
+#   -t, --targets "..."   TARGETS    direct pgbouncer vigil scoped (default all four). `vigil`
+#                                    logs in as an identity whose policy allows everything (every
+#                                    statement is still analysed and decided); `scoped` is the same
+#                                    gateway under a realistic least-privilege scope (reads of the
+#                                    pgbench tables only, a denied column, a row cap, read-only
+#                                    upstream): the scoped/vigil ratio is what enforcing a policy
+#                                    costs.
 #   -j, --jobs N          JOBS       pgbench threads (default: min(clients, nproc))
 #   -s, --scale N         SCALE      pgbench scale (default 1)
 #   -o, --out DIR         OUT        results folder (default target/bench/pgbench-<UTC timestamp>)
@@ -43,7 +49,7 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-8}
 CLIENTS=${CLIENTS:-"1 16"}
 MODES=${MODES:-"simple extended"}
-TARGETS=${TARGETS:-"direct pgbouncer vigil"}
+TARGETS=${TARGETS:-"direct pgbouncer vigil scoped"}
 JOBS=${JOBS:-}
 SCALE=${SCALE:-1}
 OUT=${OUT:-}
@@ -80,7 +86,7 @@ for m in $MODES; do
   [[ $m =~ ^(simple|extended|prepared)$ ]] || die "unknown mode '$m' (simple, extended, prepared)"
 done
 for t in $TARGETS; do
-  [[ $t =~ ^(direct|pgbouncer|vigil)$ ]] || die "unknown target '$t' (direct, pgbouncer, vigil)"
+  [[ $t =~ ^(direct|pgbouncer|vigil|scoped)$ ]] || die "unknown target '$t' (direct, pgbouncer, vigil, scoped)"
 done
 for c in $CLIENTS; do [[ $c =~ ^[1-9][0-9]*$ ]] || die "bad client count '$c'"; done
 has_target() { [[ " $TARGETS " == *" $1 "* ]]; }
@@ -114,7 +120,7 @@ if has_target pgbouncer; then
   [[ -x "$PGBOUNCER_BIN" ]] || die "no pgbouncer binary at $PGBOUNCER_BIN"
 fi
 
-if has_target vigil; then
+if has_target vigil || has_target scoped; then
   if [[ -z "${VIGIL_BIN:-}" ]]; then
     command -v cargo >/dev/null || die "cargo not found: set VIGIL_BIN to a vigil binary"
     log "building vigil (cargo build --release -p vigil)"
@@ -251,7 +257,7 @@ fi
 # --- Vigil (full recording, default store settings) ----------------------------------------
 vigil_port=""
 vigil_token=""
-if has_target vigil; then
+if has_target vigil || has_target scoped; then
   vigil_port=$(free_port)
   mkdir -p "$scratch/vigil"
   config="$scratch/vigil/vigil.toml"
@@ -285,11 +291,32 @@ connections = ["bench"]
 commands = ["read", "write", "ddl", "copy_in", "copy_out", "transaction", "session", "function", "utility"]
 relations = ["*"]
 functions = ["*"]
+
+[[identities]]
+name = "pgbench-scoped"
+kind = "machine"
+connections = ["bench"]
+
+# A realistic least-privilege scope: what a reporting job reading the pgbench tables gets.
+[[policies]]
+name = "pgbench-reader"
+identities = ["pgbench-scoped"]
+connections = ["bench"]
+[policies.scope]
+commands = ["read", "transaction", "session"]
+relations = ["public.pgbench_*"]
+deny_relations = ["public.pgbench_history"]
+deny_columns = { "public.pgbench_accounts" = ["filler"], "public.pgbench_tellers" = ["filler"] }
+row_cap = 1000
+read_only = true
+max_session = "8h"
 EOF
   export VIGIL_BENCH_UPSTREAM_PASSWORD="$upstream_password"
   vigil_token=$("$VIGIL_BIN" token create --identity pgbench --config "$config" \
     2>"$scratch/vigil/token.log") || { cat "$scratch/vigil/token.log" >&2; die "vigil token create failed"; }
   [[ -n "$vigil_token" ]] || die "vigil token create printed no token"
+  scoped_token=$("$VIGIL_BIN" token create --identity pgbench-scoped --config "$config" \
+    2>>"$scratch/vigil/token.log") || { cat "$scratch/vigil/token.log" >&2; die "vigil token create failed"; }
   RUST_LOG=${RUST_LOG:-warn} "$VIGIL_BIN" serve --config "$config" >"$scratch/vigil/vigil.log" 2>&1 &
   vigil_pid=$!
   wait_port "$vigil_port" "$vigil_pid" || { cat "$scratch/vigil/vigil.log" >&2; die "vigil did not start"; }
@@ -301,6 +328,7 @@ target_conn() { # target -> "port user password pid"
     direct) echo "$pg_port postgres $upstream_password -" ;;
     pgbouncer) echo "$bouncer_port postgres $upstream_password $bouncer_pid" ;;
     vigil) echo "$vigil_port pgbench $vigil_token $vigil_pid" ;;
+    scoped) echo "$vigil_port pgbench-scoped $scoped_token $vigil_pid" ;;
   esac
 }
 
@@ -364,7 +392,7 @@ mkdir -p "$OUT/logs"
   echo "pgbench: $(pgbench --version)"
   echo "postgres: $("$PG_BIN/postgres" --version)"
   has_target pgbouncer && echo "pgbouncer: $("$PGBOUNCER_BIN" --version 2>&1 | head -1)"
-  has_target vigil && echo "vigil: $VIGIL_BIN ($("$VIGIL_BIN" --version 2>/dev/null || echo unknown version))"
+  { has_target vigil || has_target scoped; } && echo "vigil: $VIGIL_BIN ($("$VIGIL_BIN" --version 2>/dev/null || echo unknown version))"
   echo "settings: rounds=$ROUNDS duration=${DURATION}s clients='$CLIENTS' modes='$MODES' targets='$TARGETS' jobs=${JOBS:-auto} scale=$SCALE"
   echo "postgres_opts: $pg_opts"
   echo "top_before:"
@@ -396,7 +424,7 @@ for round in $(seq "$ROUNDS"); do
           kill -0 "$pid" 2>/dev/null || die "$target (pid $pid) is no longer running"
           before=$(proc_ticks "$pid")
           ctxsw_before=$(proc_ctxsw "$pid")
-          [[ $target == vigil ]] && threads_before=$(thread_ticks "$pid")
+          [[ $target == vigil || $target == scoped ]] && threads_before=$(thread_ticks "$pid")
         fi
         read -r m_busy0 m_steal0 m_total0 <<<"$(machine_ticks)"
         pgbench_run "$target" "$mode" "$clients" "$DURATION" "$logf" ||
@@ -406,7 +434,7 @@ for round in $(seq "$ROUNDS"); do
         if [[ "$pid" != "-" ]]; then
           ticks=$(($(proc_ticks "$pid") - before))
           ctxsw=$(($(proc_ctxsw "$pid") - ctxsw_before))
-          if [[ $target == vigil ]]; then
+          if [[ $target == vigil || $target == scoped ]]; then
             threads="$threads_before|$(thread_ticks "$pid")"
           fi
         fi
@@ -434,7 +462,7 @@ done
 load_before=$(sed -n 's/^uptime_before: .*load average: //p' "$OUT/env.txt")
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "uptime_after: $(uptime)" >>"$OUT/env.txt"
-if has_target vigil; then
+if has_target vigil || has_target scoped; then
   {
     echo "vigil_store: $(du -sh "$scratch/vigil/data" | cut -f1) in data_dir after the run"
     echo "vigil_rss_kb: $(awk '/VmRSS/ {print $2}' "/proc/$vigil_pid/status")"
@@ -500,9 +528,10 @@ for (mode, clients), by_target in groups.items():
         both = [ra[k] / rb[k] for k in ra if k in rb and rb[k]]
         return med(both) if both else None
 
-    for name, other in (("vigil_over_direct", "direct"), ("vigil_over_pgbouncer", "pgbouncer"),
-                        ("pgbouncer_over_direct", None)):
-        a, b = ("pgbouncer", "direct") if other is None else ("vigil", other)
+    for name, (a, b) in (("vigil_over_direct", ("vigil", "direct")),
+                         ("vigil_over_pgbouncer", ("vigil", "pgbouncer")),
+                         ("pgbouncer_over_direct", ("pgbouncer", "direct")),
+                         ("scoped_over_vigil", ("scoped", "vigil"))):
         if a in ts and b in ts:
             row[name] = {"of_medians": ts[a]["tps_median"] / ts[b]["tps_median"],
                          "median_of_paired_rounds": paired(a, b)}
@@ -537,7 +566,7 @@ print(hdr)
 print("-" * len(hdr))
 for row in summary:
     first = True
-    for target in ("direct", "pgbouncer", "vigil"):
+    for target in ("direct", "pgbouncer", "vigil", "scoped"):
         t = row["targets"].get(target)
         if not t:
             continue
@@ -548,6 +577,9 @@ for row in summary:
         if target == "vigil":
             vd = fmt(row.get("vigil_over_direct", {}).get("of_medians"), ".2f")
             vb = fmt(row.get("vigil_over_pgbouncer", {}).get("of_medians"), ".2f")
+        if target == "scoped":
+            vd = "S/V"
+            vb = fmt(row.get("scoped_over_vigil", {}).get("median_of_paired_rounds"), ".3f")
         print(f"{row['mode'] if first else '':<9} {row['clients'] if first else '':>3}  {target:<9} "
               f"{t['tps_median']:>8.0f} {rng:>15} {t['latency_ms_median']:>7.3f} {cpu:>10} {cs:>6}   {vd:>8} {vb:>6}")
         first = False
@@ -555,6 +587,8 @@ for row in summary:
     if th:
         print(f"{'':<14}vigil CPU/txn by thread: " + ", ".join(f"{k} {v:.1f}" for k, v in th.items()))
 print()
+print("S/V: the scoped run's TPS over the allow-everything run's (median of per-round paired ratios): the cost")
+print("of enforcing a realistic least-privilege scope.")
 print("V/direct, V/pgb: Vigil's median TPS over direct's and pgbouncer's (median of per-round paired ratios in")
 print("summary.json). cs/txn: the proxy's context switches per transaction (all threads, /proc/PID/task/*/status).")
 EOF
