@@ -186,6 +186,8 @@ pub async fn start(config: Config) -> Result<Running> {
                 .as_ref()
                 .map(|t| t.resolve().context("api.auditor_token"))
                 .transpose()?,
+            // Captures written while captures were on stay readable after they are turned off.
+            replay_dir: Some(config.replay_dir()),
         };
         if state
             .auditor_token

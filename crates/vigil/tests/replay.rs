@@ -1,5 +1,6 @@
 //! Replay captures: a psql session through the real gateway, played back by `vigil replay` as
-//! psql showed it, checked against the audit trail, and exported as pcapng that tshark decodes.
+//! psql showed it, checked against the audit trail, and exported as pcapng that tshark decodes;
+//! the same capture served by the HTTP API to the auditor.
 
 mod support;
 
@@ -187,4 +188,130 @@ fn no_session_runs_without_its_capture() {
         (e.len() >= 2).then_some(e)
     });
     assert_eq!(ended[1]["reason"], "audit_unavailable");
+}
+
+/// GET over HTTP with curl: (status, headers text, body).
+fn curl_get(url: &str, token: &str) -> (u16, String, Vec<u8>) {
+    let dir = scratch_dir("vigil-curl-");
+    let headers = dir.path().join("headers");
+    let out = Command::new("curl")
+        .args(["-s", "-w", "%{http_code}", "-o"])
+        .arg(dir.path().join("body"))
+        .arg("-D")
+        .arg(&headers)
+        .arg("-H")
+        .arg(format!("Authorization: Bearer {token}"))
+        .arg(url)
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    (
+        status,
+        std::fs::read_to_string(&headers)
+            .unwrap_or_default()
+            .to_lowercase(),
+        std::fs::read(dir.path().join("body")).unwrap_or_default(),
+    )
+}
+
+fn tshark_available() -> bool {
+    if Command::new("tshark").arg("--version").output().is_ok() {
+        return true;
+    }
+    if std::env::var_os("VIGIL_TEST_REQUIRE_TSHARK").is_some() {
+        panic!("tshark is required (apt-get install tshark)");
+    }
+    eprintln!("tshark not installed: pcapng check skipped");
+    false
+}
+
+#[test]
+fn the_api_serves_a_capture_to_the_auditor_as_recorded_and_refuses_an_altered_one() {
+    let pg = PgCluster::start();
+    let cfg = VigilConfig::new(&pg);
+    let token = cfg.create_token("etl");
+    let vigil = Vigil::start(&cfg);
+    let query = "SELECT 6 * 7 AS answer, 'visit' AS kind";
+    let (ok, _, err) = vigil.psql("etl", &token, query);
+    assert!(ok, "{err}");
+    let ended = eventually("the session's end", || {
+        records_of(&cfg.store_path(), "SessionEnded").pop()
+    });
+    let session = ended["session_id"].as_str().unwrap().to_string();
+    let file = cfg
+        .data_dir()
+        .join("replay")
+        .join(format!("{session}.jsonl"));
+    let recorded = std::fs::read(&file).unwrap();
+    let api = format!(
+        "http://127.0.0.1:{}/api/v1/sessions/{session}/replay",
+        vigil.api_port
+    );
+
+    let (status, headers, body) = curl_get(&api, AUDITOR_TOKEN);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(body, recorded, "the capture file, byte for byte");
+    assert!(
+        headers.contains("content-type: application/x-ndjson"),
+        "{headers}"
+    );
+    assert!(
+        headers.contains("vigil-replay-status: verified"),
+        "{headers}"
+    );
+    assert!(
+        headers.contains(&format!(
+            "vigil-replay-sha256: {}",
+            ended["replay_sha256"].as_str().unwrap()
+        )),
+        "{headers}"
+    );
+    // PHI in clear: not for the admin role.
+    assert_eq!(curl_get(&api, ADMIN_TOKEN).0, 403);
+
+    let (status, headers, pcapng) = curl_get(&format!("{api}?format=pcapng"), AUDITOR_TOKEN);
+    assert_eq!(status, 200);
+    assert!(headers.contains(".pcapng"), "{headers}");
+    if tshark_available() {
+        let path = cfg.data_dir().join("api.pcapng");
+        std::fs::write(&path, &pcapng).unwrap();
+        let out = Command::new("tshark")
+            .args(["-r", path.to_str().unwrap(), "-Y", "pgsql", "-T", "fields"])
+            .args([
+                "-e",
+                "pgsql.query",
+                "-e",
+                "pgsql.tag",
+                "-e",
+                "pgsql.val.data",
+            ])
+            .output()
+            .unwrap();
+        let decoded = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(decoded.contains(query), "{decoded}");
+        assert!(decoded.contains("SELECT 1"), "{decoded}");
+    }
+
+    // One byte changed in the capture: refused, naming both digests.
+    let mut altered = recorded.clone();
+    let at = altered.len() - 10;
+    altered[at] = if altered[at] == b'0' { b'1' } else { b'0' };
+    std::fs::write(&file, &altered).unwrap();
+    let (status, _, body) = curl_get(&api, AUDITOR_TOKEN);
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("does not match its end record"), "{body}");
+    assert!(
+        body.contains(ended["replay_sha256"].as_str().unwrap()),
+        "{body}"
+    );
+    assert_eq!(
+        curl_get(&format!("{api}?format=pcapng"), AUDITOR_TOKEN).0,
+        409
+    );
 }

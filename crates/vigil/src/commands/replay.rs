@@ -7,7 +7,6 @@ use sha2::Digest;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
-use vigil_core::Event;
 
 #[derive(Args)]
 pub struct ReplayArgs {
@@ -78,19 +77,12 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
     let digest = hex::encode(sha2::Sha256::digest(&bytes));
     if config.is_some() || args.store.store.is_some() {
         let (_, store) = super::open(&args.store)?;
-        let recorded = store
-            .session_rows(&args.session)?
-            .into_iter()
-            .filter(|r| r.kind == "SessionEnded")
-            .find_map(
-                |r| match serde_json::from_slice::<vigil_core::Record>(&r.body) {
-                    Ok(rec) => match rec.event {
-                        Event::SessionEnded(e) => e.replay_sha256,
-                        _ => None,
-                    },
-                    Err(_) => None,
-                },
-            );
+        let recorded = match vigil_audit::sessions::recorded_capture(&*store, &args.session)? {
+            Some(vigil_audit::sessions::CaptureRecord::Ended { replay_sha256, .. }) => {
+                replay_sha256
+            }
+            _ => None,
+        };
         match recorded {
             Some(d) if d == digest => {
                 eprintln!("capture {} matches its session's end record", path.display())
