@@ -1,5 +1,6 @@
 //! Evidence end to end: real psql traffic through `vigil serve`, then the artifacts exported by
-//! the CLI and by the HTTP API (auditor role), and an evidence bundle made and verified.
+//! the CLI and by the HTTP API (auditor role), and an evidence bundle (with the sessions' replay
+//! captures) made and verified.
 
 mod support;
 
@@ -147,6 +148,15 @@ fn psql_traffic_is_exported_by_the_cli_and_the_api_alike() {
     let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(verdict["rows"]["statements"], 2);
     assert_eq!(verdict["rows"]["sessions"], 2);
+    // Both sessions' replay captures travel with it, each the one its end record names.
+    let captures = verdict["replay"]["captures"].as_array().unwrap();
+    assert_eq!(verdict["replay"]["selection"], "all");
+    assert_eq!(captures.len(), 2, "{verdict}");
+    let ended = records_of(&store, "SessionEnded");
+    for (capture, end) in captures.iter().zip(&ended) {
+        assert_eq!(capture["session_id"], end["session_id"]);
+        assert_eq!(capture["sha256"], end["replay_sha256"]);
+    }
     let other = cfg.dir.path().join("other.pub");
     std::fs::write(
         &other,

@@ -51,15 +51,11 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
         Some(path) => Some(crate::config::Config::load(path)?),
         None => None,
     };
-    let dir = match (&args.dir, &config, &args.store.store) {
-        (Some(d), _, _) => d.clone(),
-        (None, Some(c), _) => c.replay_dir(),
-        (None, None, Some(url)) => crate::wiring::data_dir_of(url)
-            .unwrap_or_else(|| PathBuf::from("."))
-            .join("replay"),
-        (None, None, None) => {
-            bail!("no capture directory: pass --config FILE, --store sqlite://PATH or --dir DIR")
-        }
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
+        None => capture_dir(config.as_ref(), args.store.store.as_deref()).context(
+            "no capture directory: pass --config FILE, --store sqlite://PATH or --dir DIR",
+        )?,
     };
     if args.session.contains(['/', '\\']) || args.session.starts_with('.') {
         bail!("{:?} is not a session id", args.session);
@@ -157,6 +153,22 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
     }
     out.flush()?;
     Ok(0)
+}
+
+/// The directory of replay captures: the config's, or `replay/` beside the store.
+pub fn capture_dir(
+    config: Option<&crate::config::Config>,
+    store_url: Option<&str>,
+) -> Option<PathBuf> {
+    match (config, store_url) {
+        (Some(c), _) => Some(c.replay_dir()),
+        (None, Some(url)) => Some(
+            crate::wiring::data_dir_of(url)
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join("replay"),
+        ),
+        (None, None) => None,
+    }
 }
 
 /// Re-runs the session's read statements on a sandbox and compares result digests. Exit code 0
