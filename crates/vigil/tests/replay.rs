@@ -315,3 +315,116 @@ fn the_api_serves_a_capture_to_the_auditor_as_recorded_and_refuses_an_altered_on
         409
     );
 }
+
+/// A driver's session (tokio-postgres: Parse/Bind/Execute with parameters, binary results,
+/// an error inside a pipeline segment) replays with its statement texts and row counts, and its
+/// pcapng is dissected by tshark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extended_protocol_session_replays_with_its_statements_and_row_counts() {
+    let pg = PgCluster::start();
+    pg.sql(
+        "postgres",
+        "CREATE TABLE encounters (id int primary key, kind text, weight float8);
+         INSERT INTO encounters VALUES (1, 'visit', 61.5), (2, 'lab', 70), (3, 'telehealth', 80.25)",
+    );
+    let cfg = VigilConfig::new(&pg);
+    let token = cfg.create_token("etl");
+    let vigil = Vigil::start(&cfg);
+    let (client, conn) =
+        tokio_postgres::connect(&vigil.conn_string("etl", &token), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    let conn = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+
+    let select = "SELECT id, kind, weight FROM encounters WHERE id >= $1 ORDER BY id";
+    let insert = "INSERT INTO encounters VALUES ($1, $2, $3)";
+    let failing = "SELECT 10 / $1::int AS ratio";
+    let rows = client.query(select, &[&1i32]).await.unwrap();
+    assert_eq!(rows.len(), 3);
+    let prepared = client.prepare(insert).await.unwrap();
+    for (id, kind) in [(4i32, "visit"), (5, "lab")] {
+        client
+            .execute(&prepared, &[&id, &kind, &72.5f64])
+            .await
+            .unwrap();
+    }
+    let rows = client.query(select, &[&2i32]).await.unwrap();
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[3].get::<_, String>(1), "lab");
+    let err = client.query(failing, &[&0i32]).await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "22012");
+    drop(client);
+    conn.await.unwrap();
+
+    let store = cfg.store_path();
+    let ended = eventually("the driver's session end", || {
+        records_of(&store, "SessionEnded").pop()
+    });
+    let session = ended["session_id"].as_str().unwrap().to_string();
+    let out = cfg.cli(&["replay", &session, "--speed", "0"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Statements in the order executed, each with its text and what came back.
+    let steps: Vec<&str> = shown.split("\n-- [").skip(1).collect();
+    let expect = [
+        (select, "(3 rows)"),
+        (insert, "INSERT 0 1"),
+        (insert, "INSERT 0 1"),
+        (select, "(4 rows)"),
+        (failing, "ERROR:  division by zero"),
+    ];
+    assert_eq!(steps.len(), expect.len(), "{shown}");
+    for (step, (text, outcome)) in steps.iter().zip(expect) {
+        assert!(step.contains(text), "{text} not in:\n{step}");
+        assert!(step.contains(outcome), "{outcome} not in:\n{step}");
+    }
+    // Binary results are shown as PostgreSQL prints them in text.
+    assert!(
+        steps[3].contains("  5 | lab        |   72.5"),
+        "{}",
+        steps[3]
+    );
+    assert_eq!(steps[1].matches("INSERT 0 1").count(), 1, "{}", steps[1]);
+
+    if !tshark_available() {
+        return;
+    }
+    let pcap = cfg.data_dir().join("driver.pcapng");
+    let out = cfg.cli(&[
+        "replay",
+        &session,
+        "--format",
+        "pcapng",
+        "-o",
+        pcap.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new("tshark")
+        .args(["-r", pcap.to_str().unwrap(), "-Y", "pgsql", "-T", "fields"])
+        .args(["-e", "pgsql.type", "-e", "pgsql.query", "-e", "pgsql.tag"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let decoded = String::from_utf8_lossy(&out.stdout);
+    for text in [select, insert, failing] {
+        assert!(decoded.contains(text), "{text} not dissected:\n{decoded}");
+    }
+    for message in ["Parse", "Bind", "Execute", "Data row", "Error"] {
+        assert!(decoded.contains(message), "no {message}:\n{decoded}");
+    }
+    assert!(decoded.contains("SELECT 4"), "{decoded}");
+}
