@@ -552,3 +552,38 @@ pub fn render_step(step: &Step, out: &mut String) {
     let _ = writeln!(out, "{}", step.text.trim_end());
     out.push_str(&step.output);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_values_print_as_postgres_prints_them_in_text() {
+        assert_eq!(binary_value(23, &5i32.to_be_bytes()), "5");
+        assert_eq!(binary_value(20, &(-7i64).to_be_bytes()), "-7");
+        assert_eq!(binary_value(701, &72.5f64.to_be_bytes()), "72.5");
+        assert_eq!(binary_value(701, &70f64.to_be_bytes()), "70");
+        assert_eq!(binary_value(16, &[1]), "t");
+        assert_eq!(binary_value(25, b"lab"), "lab");
+        assert_eq!(
+            binary_value(2950, &[0x12; 16]),
+            "12121212-1212-1212-1212-121212121212"
+        );
+        // Unknown types, and values of the wrong size, as bytea's hex form.
+        assert_eq!(binary_value(1082, &[0, 1]), "\\x0001");
+        assert_eq!(binary_value(23, &[1, 2]), "\\x0102");
+    }
+
+    #[test]
+    fn a_binds_result_formats_are_read_past_its_parameters() {
+        // One text parameter format, two parameters ("ab", NULL), result formats [1].
+        let mut rest = vec![0, 1, 0, 0, 0, 2];
+        rest.extend_from_slice(&2i32.to_be_bytes());
+        rest.extend_from_slice(b"ab");
+        rest.extend_from_slice(&(-1i32).to_be_bytes());
+        rest.extend_from_slice(&[0, 1, 0, 1]);
+        assert_eq!(result_formats(&rest), vec![true]);
+        assert!(bind_has_parameters(&rest));
+        assert_eq!(result_formats(&[0, 0, 0, 0, 0, 0]), Vec::<bool>::new());
+    }
+}
