@@ -3,7 +3,8 @@
 //! Vigil's HTTP API (axum). It reads the store (sessions, the audit trail) and never writes to
 //! it. Every route but `/healthz` needs a bearer token, which carries a role: the **admin**
 //! token (operators) or the **auditor** token (evidence). Both read sessions and verify the chain;
-//! only the auditor exports evidence, so that handing evidence out is a separate duty.
+//! only the auditor exports evidence and reads replay captures, so that handing evidence out is a
+//! separate duty (and captures, which hold PHI in clear, reach no one else).
 //! Store reads are blocking, so each runs on the blocking pool, never on the async workers;
 //! exports stream from a blocking task through a bounded channel (memory stays flat).
 //!
@@ -15,6 +16,7 @@
 //! | `GET /api/v1/audit/verify` | verify the chain now (200 intact, 409 tampered) |
 //! | `GET /api/v1/audit/public-key` | the checkpoint-signing public key (PEM) |
 //! | `GET /api/v1/exports/{artifact}?since=&until=&identity=&connection=&format=` | an evidence export, streamed (auditor only) |
+//! | `GET /api/v1/sessions/{id}/replay?format=jsonl\|pcapng` | a session's replay capture, checked against its end record (auditor only) |
 //!
 //! ```no_run
 //! # async fn run(state: vigil_api::ApiState) -> std::io::Result<()> {
@@ -39,6 +41,9 @@ use vigil_audit::VerifyingKey;
 use vigil_core::{SecretString, Timestamp};
 use vigil_store::Store;
 
+mod replay;
+pub use replay::{SHA256_HEADER as REPLAY_SHA256_HEADER, STATUS_HEADER as REPLAY_STATUS_HEADER};
+
 /// What the API serves from.
 #[derive(Clone)]
 pub struct ApiState {
@@ -48,6 +53,9 @@ pub struct ApiState {
     pub admin_token: SecretString,
     /// The token of the auditor role (exports); `None`: no one may export over HTTP.
     pub auditor_token: Option<SecretString>,
+    /// The directory of replay captures (`<session id>.jsonl`); `None`: the replay route
+    /// answers 404.
+    pub replay_dir: Option<PathBuf>,
 }
 
 /// What a bearer token may do.
@@ -62,6 +70,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/api/v1/sessions", get(list_sessions))
         .route("/api/v1/sessions/{id}", get(show_session))
+        .route("/api/v1/sessions/{id}/replay", get(replay::session_replay))
         .route("/api/v1/audit/verify", get(verify))
         .route("/api/v1/audit/public-key", get(public_key))
         .route("/api/v1/exports/{artifact}", get(export))

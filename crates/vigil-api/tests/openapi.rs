@@ -1,17 +1,19 @@
 //! docs/openapi.json describes the server exactly: every route it answers is in the file and
 //! every path in the file is answered, with a documented status; export rows have the fields
-//! and types of their schemas. And only the auditor role exports.
+//! and types of their schemas. And only the auditor role exports and reads replay captures,
+//! which are checked against their session's end record before they are served.
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::Value;
+use sha2::Digest;
 use std::sync::Arc;
 use tower::ServiceExt;
 use vigil_audit::export::{Artifact, ColumnType};
 use vigil_audit::{wait_durable, AuditOptions, AuditWriter, SigningKey};
 use vigil_core::event::{
-    SessionStarted, StatementFinished, StatementProtocol, StatementShape, StatementStarted,
-    StatementStatus,
+    SessionEndReason, SessionEnded, SessionStarted, StatementFinished, StatementProtocol,
+    StatementShape, StatementStarted, StatementStatus,
 };
 use vigil_core::{
     AuthMethod, Event, EventDraft, IdentityKind, Principal, SecretString, SessionId, Timestamp,
@@ -39,6 +41,7 @@ fn routes_in_source() -> Vec<String> {
 }
 
 struct Fixture {
+    replay_dir: std::path::PathBuf,
     _dir: tempfile::TempDir,
     router: axum::Router,
     session: SessionId,
@@ -116,6 +119,30 @@ fn fixture() -> Fixture {
         }))),
     )
     .unwrap();
+    // The session's capture, and its digest in the end record.
+    let replay_dir = dir.path().join("replay");
+    std::fs::create_dir(&replay_dir).unwrap();
+    let capture = format!(
+        "{{\"format\":\"vigil-replay/1\",\"session_id\":\"{session}\",\"identity\":\"etl\",\
+         \"identity_kind\":\"machine\",\"connection\":\"ehr\",\"client_addr\":\"127.0.0.1:5000\",\
+         \"started_at\":\"2026-11-28T14:51:16.684265Z\"}}\n\
+         {{\"t\":1670,\"d\":\"c\",\"b\":\"UQAAAA1TRUxFQ1QgMQA=\"}}\n\
+         {{\"end\":\"2026-11-28T14:51:16.721062Z\",\"reason\":\"client_terminated\"}}\n"
+    );
+    std::fs::write(replay_dir.join(format!("{session}.jsonl")), &capture).unwrap();
+    wait_durable(writer.append(draft(Event::SessionEnded(SessionEnded {
+        reason: SessionEndReason::ClientTerminated,
+        started_at: Timestamp::now(),
+        duration_us: 10,
+        statements: 1,
+        errors: 0,
+        rows: 1,
+        bytes_to_client: 10,
+        bytes_from_client: 10,
+        masked: Default::default(),
+        replay_sha256: Some(hex::encode(sha2::Sha256::digest(capture.as_bytes()))),
+    }))))
+    .unwrap();
     writer.shutdown().unwrap();
     let state = vigil_api::ApiState {
         store,
@@ -123,8 +150,10 @@ fn fixture() -> Fixture {
         anchor_path: None,
         admin_token: SecretString::new(ADMIN.into()),
         auditor_token: Some(SecretString::new(AUDITOR.into())),
+        replay_dir: Some(replay_dir.clone()),
     };
     Fixture {
+        replay_dir,
         _dir: dir,
         router: vigil_api::router(state),
         session,
@@ -373,4 +402,95 @@ async fn only_the_auditor_exports() {
     assert_eq!(status, StatusCode::OK);
     assert!(ctype.starts_with("text/csv"), "{ctype}");
     assert!(String::from_utf8_lossy(&body).starts_with("seq,hash,at,session_id,statement_seq,"));
+}
+
+async fn get_headers(
+    router: &axum::Router,
+    uri: &str,
+    token: &str,
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let req = Request::get(uri)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let resp = router.clone().oneshot(req).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    (parts.status, parts.headers, body.to_vec())
+}
+
+#[tokio::test]
+async fn only_the_auditor_reads_replays_and_only_as_the_chain_recorded_them() {
+    let fx = fixture();
+    let uri = format!("/api/v1/sessions/{}/replay", fx.session);
+    let file = fx.replay_dir.join(format!("{}.jsonl", fx.session));
+    let recorded = std::fs::read(&file).unwrap();
+
+    // Captures hold PHI in clear: the admin role does not read them.
+    let (status, _, body) = get(&fx.router, &uri, Some(ADMIN)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(String::from_utf8_lossy(&body).contains("auditor"));
+    assert_eq!(
+        get(&fx.router, &uri, None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let (status, headers, body) = get_headers(&fx.router, &uri, AUDITOR).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, recorded, "the file, byte for byte");
+    assert_eq!(headers["content-type"], "application/x-ndjson");
+    assert_eq!(headers["vigil-replay-status"], "verified");
+    assert_eq!(
+        headers["vigil-replay-sha256"].to_str().unwrap(),
+        hex::encode(sha2::Sha256::digest(&recorded))
+    );
+
+    let (status, headers, body) =
+        get_headers(&fx.router, &format!("{uri}?format=pcapng"), AUDITOR).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        &body[..4],
+        &[0x0a, 0x0d, 0x0d, 0x0a],
+        "a pcapng section header"
+    );
+    assert!(headers["content-disposition"]
+        .to_str()
+        .unwrap()
+        .ends_with(".pcapng\""));
+
+    for (uri, status) in [
+        (format!("{uri}?format=pcap"), StatusCode::BAD_REQUEST),
+        (
+            format!("/api/v1/sessions/{}/replay", SessionId::new()),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/api/v1/sessions/..%2Fvigil.db/replay".into(),
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        assert_eq!(
+            get(&fx.router, &uri, Some(AUDITOR)).await.0,
+            status,
+            "{uri}"
+        );
+    }
+
+    // An edited capture is refused, and says why.
+    std::fs::write(
+        &file,
+        String::from_utf8(recorded.clone())
+            .unwrap()
+            .replace("\"d\":\"c\"", "\"d\":\"s\""),
+    )
+    .unwrap();
+    let (status, _, body) = get(&fx.router, &uri, Some(AUDITOR)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("does not match its end record"), "{body}");
+    // A removed one is named as such.
+    std::fs::remove_file(&file).unwrap();
+    let (status, _, body) = get(&fx.router, &uri, Some(AUDITOR)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(String::from_utf8_lossy(&body).contains("removed"));
 }

@@ -8,13 +8,15 @@
 //! chain/records.jsonl      the stored records first_seq..=last_seq, byte for byte, one a line
 //! artifacts/NAME.jsonl     each artifact, as `vigil export NAME --format jsonl` writes it
 //! artifacts/NAME.csv       the same rows as CSV
+//! replay/SESSION.jsonl     the replay captures of the period's sessions (all, none or a sample)
 //! ```
 //!
 //! The segment ends with a checkpoint: its signature, through the hash links, vouches for every
 //! record in the segment. Verification ([`verify_bundle`]) checks the manifest's signature, that
 //! the files are exactly those listed with those digests, the segment (seqs, links, checkpoint
 //! signatures), and that each artifact is what the segment's records make of it: the same export
-//! code runs over the segment and must give the same bytes.
+//! code runs over the segment and must give the same bytes; and that each replay capture is the
+//! one its session's `SessionEnded` record in the segment names, none missing, none added.
 
 use crate::export::{self, Artifact, ExportFilter, Format, RecordSource, RowWriter, ScanRange};
 use crate::{AuditError, SigningKey, VerifyingKey};
@@ -29,6 +31,17 @@ use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Component, Path, PathBuf};
 use vigil_core::Timestamp;
 use vigil_store::{AuditRow, Store};
+
+mod replay;
+pub use replay::{BundledCapture, ReplayManifest, ReplaySelection, UnavailableCapture};
+
+/// Where a bundle takes replay captures from, and which.
+#[derive(Clone, Debug)]
+pub struct ReplaySource {
+    /// The gateway's capture directory (`<session id>.jsonl`).
+    pub dir: PathBuf,
+    pub selection: ReplaySelection,
+}
 
 pub const BUNDLE_FORMAT: &str = "vigil-evidence-bundle-v1";
 const SIGNATURE_CONTEXT: &[u8] = b"vigil-evidence-manifest-v1\n";
@@ -53,6 +66,9 @@ pub struct Manifest {
     /// Rows per artifact.
     pub rows: BTreeMap<String, u64>,
     pub files: Vec<FileEntry>,
+    /// The replay captures (absent from bundles made without them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<ReplayManifest>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,13 +165,15 @@ fn last_checkpoint(store: &dyn Store) -> Result<u64, AuditError> {
 }
 
 /// Writes a bundle of the period `[since, until)` to `out`: the chain is read up to its last
-/// checkpoint (callers seal it first, so that the bundle reaches the present). Files are staged
-/// in a temporary directory, so memory stays flat whatever the period's size.
+/// checkpoint (callers seal it first, so that the bundle reaches the present), with the replay
+/// captures `replay` selects. Files are staged in a temporary directory, so memory stays flat
+/// whatever the period's size.
 pub fn create_bundle(
     store: &dyn Store,
     key: &SigningKey,
     since: Option<Timestamp>,
     until: Option<Timestamp>,
+    replay: Option<&ReplaySource>,
     out: &Path,
 ) -> Result<BundleSummary, AuditError> {
     let through = last_checkpoint(store)?;
@@ -208,6 +226,19 @@ pub fn create_bundle(
         }
     }
 
+    let replay = match replay {
+        Some(source) => Some(bundle_captures(
+            store,
+            source,
+            scan,
+            (since, until),
+            &last_hash,
+            dir,
+            &mut files,
+        )?),
+        None => None,
+    };
+
     let public = key.verifying_key();
     let mut pem = HashingFile::create(&dir.join(PUBLIC_KEY))?;
     pem.write_all(crate::public_key_pem(&public).as_bytes())
@@ -228,6 +259,7 @@ pub fn create_bundle(
         scan,
         rows,
         files,
+        replay,
     };
     let manifest_bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| err(e.to_string()))?;
     let signature = BASE64.encode(key.sign(&signed_message(&manifest_bytes)).to_bytes());
@@ -265,6 +297,161 @@ pub fn create_bundle(
         manifest,
         self_keyed: false,
     })
+}
+
+/// Copies the captures `source` selects into the staging directory, each checked against the
+/// digest its end record holds on the way.
+fn bundle_captures(
+    store: &dyn Store,
+    source: &ReplaySource,
+    scan: ScanRange,
+    (since, until): (Option<Timestamp>, Option<Timestamp>),
+    sealing_hash: &str,
+    dir: &Path,
+    files: &mut Vec<FileEntry>,
+) -> Result<ReplayManifest, AuditError> {
+    let recorded = replay::recorded_captures(&export::StoreSource(store), scan, since, until)?;
+    let mut manifest = ReplayManifest {
+        selection: source.selection.to_string(),
+        recorded: recorded.len() as u64,
+        captures: Vec::new(),
+        unavailable: Vec::new(),
+    };
+    for capture in replay::select(source.selection, &recorded, sealing_hash) {
+        let unavailable = |reason: String| UnavailableCapture {
+            session_id: capture.session_id.clone(),
+            ended_seq: capture.ended_seq,
+            recorded_sha256: capture.sha256.clone(),
+            reason,
+        };
+        let from = vigil_replay::CaptureWriter::path_of(&source.dir, &capture.session_id);
+        let mut input = match File::open(&from) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                manifest.unavailable.push(unavailable(format!(
+                    "no capture file in the replay directory ({})",
+                    from.display()
+                )));
+                continue;
+            }
+            Err(e) => return Err(io_err(&from)(e)),
+        };
+        let path = replay::bundle_path(&capture.session_id);
+        let staged = dir.join(&path);
+        let mut copy = HashingFile::create(&staged)?;
+        std::io::copy(&mut input, &mut copy).map_err(io_err(&from))?;
+        let entry = copy.done(&path)?;
+        if entry.sha256 != capture.sha256 {
+            // Only what the chain vouches for goes in; the mismatch is declared instead.
+            std::fs::remove_file(&staged).map_err(io_err(&staged))?;
+            manifest.unavailable.push(unavailable(format!(
+                "the file in the replay directory does not match its end record (SHA-256 {}): \
+                 it was altered or replaced",
+                entry.sha256
+            )));
+            continue;
+        }
+        manifest.captures.push(BundledCapture {
+            session_id: capture.session_id,
+            path,
+            sha256: entry.sha256.clone(),
+            ended_seq: capture.ended_seq,
+        });
+        files.push(entry);
+    }
+    Ok(manifest)
+}
+
+/// Checks the bundle's captures against the end records of its chain segment: those the
+/// selection calls for are there (or declared unavailable), none other is, each is the capture
+/// its end record names.
+fn verify_captures(
+    manifest: &Manifest,
+    replay_manifest: &ReplayManifest,
+    dir: &Path,
+    problems: &mut Vec<String>,
+) -> Result<(), AuditError> {
+    let selection: ReplaySelection = match replay_manifest.selection.parse() {
+        Ok(s) => s,
+        Err(e) => {
+            problems.push(format!("{MANIFEST}: replay selection {e}"));
+            return Ok(());
+        }
+    };
+    let recorded = replay::recorded_captures(
+        &SegmentFile(dir.join(RECORDS)),
+        manifest.scan,
+        manifest.since,
+        manifest.until,
+    )?;
+    if recorded.len() as u64 != replay_manifest.recorded {
+        problems.push(format!(
+            "{MANIFEST}: the chain records name {} captures in the period, the manifest says {}",
+            recorded.len(),
+            replay_manifest.recorded
+        ));
+    }
+    let expected = replay::select(selection, &recorded, &manifest.chain.last_hash);
+    for capture in &expected {
+        let id = &capture.session_id;
+        if let Some(bundled) = replay_manifest
+            .captures
+            .iter()
+            .find(|c| &c.session_id == id)
+        {
+            let path = replay::bundle_path(id);
+            if bundled.path != path {
+                problems.push(format!(
+                    "{MANIFEST}: the capture of session {id} is at {}, expected {path}",
+                    bundled.path
+                ));
+                continue;
+            }
+            let full = dir.join(&path);
+            if !full.exists() {
+                problems.push(format!("{path} (session {id}) is missing: removed"));
+                continue;
+            }
+            let (sha, _) = sha256_file(&full)?;
+            if sha != capture.sha256 {
+                problems.push(format!(
+                    "{path} (session {id}): SHA-256 {sha}, but the session's end record (seq {}) \
+                     says {}: the capture was altered",
+                    capture.ended_seq, capture.sha256
+                ));
+            }
+        } else if !replay_manifest
+            .unavailable
+            .iter()
+            .any(|u| &u.session_id == id && u.recorded_sha256 == capture.sha256)
+        {
+            problems.push(format!(
+                "the capture of session {id} (end record seq {}, SHA-256 {}) is not in the \
+                 bundle, though the selection {selection} calls for it: removed",
+                capture.ended_seq, capture.sha256
+            ));
+        }
+    }
+    for bundled in &replay_manifest.captures {
+        if !expected.iter().any(|c| c.session_id == bundled.session_id) {
+            problems.push(format!(
+                "{} (session {}) is not a capture the period and the selection {selection} call \
+                 for: added",
+                bundled.path, bundled.session_id
+            ));
+        }
+    }
+    for file in &manifest.files {
+        if file.path.starts_with("replay/")
+            && !replay_manifest.captures.iter().any(|c| c.path == file.path)
+        {
+            problems.push(format!(
+                "{} is not one of the bundle's captures: added",
+                file.path
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn signed_message(manifest: &[u8]) -> Vec<u8> {
@@ -507,6 +694,21 @@ pub fn verify_bundle(
                     artifact,
                     &dir.join(&name),
                     &derived,
+                ));
+            }
+        }
+    }
+    match &manifest.replay {
+        Some(replay_manifest) => verify_captures(&manifest, replay_manifest, dir, &mut problems)?,
+        None => {
+            if let Some(f) = manifest
+                .files
+                .iter()
+                .find(|f| f.path.starts_with("replay/"))
+            {
+                problems.push(format!(
+                    "{} is a capture, but the manifest has no replay section: added",
+                    f.path
                 ));
             }
         }

@@ -7,12 +7,18 @@
 //! deleted ([`purge`]). `verify` accepts a gap exactly where a sealed purge record names it, and
 //! checks that the record after the gap links to the hash the purge record gives; the kept
 //! checkpoints over the purged range still verify with their signatures.
+//!
+//! Legal holds live in the configuration; [`record_hold_changes`] makes the chain say when each
+//! took effect and when it was lifted (`LegalHoldPlaced`, `LegalHoldReleased`, never purged), so
+//! that records kept past their time, and records purged after a hold ended, are explained by
+//! the trail itself.
 
+use crate::export::RecordSource;
 use crate::{wait_durable, AuditError, AuditWriter};
 use serde::Deserialize;
 use sha2::Digest;
 use std::collections::BTreeMap;
-use vigil_core::event::{AuditPurged, PurgedRange};
+use vigil_core::event::{AuditPurged, LegalHoldPlaced, LegalHoldReleased, PurgedRange};
 use vigil_core::{Event, EventDraft, Timestamp};
 use vigil_store::Store;
 
@@ -53,7 +59,7 @@ pub struct LegalHold {
 /// The retention family of a record kind (`None`: never purged).
 pub fn family(kind: &str) -> Option<&'static str> {
     Some(match kind {
-        "Checkpoint" | "AuditPurged" => return None,
+        "Checkpoint" | "AuditPurged" | "LegalHoldPlaced" | "LegalHoldReleased" => return None,
         "SessionStarted" | "SessionEnded" => "sessions",
         "StatementStarted" | "StatementFinished" => "statements",
         "PolicyDenied" => "denials",
@@ -179,6 +185,104 @@ pub fn plan_purge(
     })?;
     plan.ranges.extend(open.take());
     Ok(plan)
+}
+
+impl LegalHold {
+    /// 16 hex chars identifying the hold's conditions and reason: the same hold configured
+    /// again is the same hold.
+    pub fn id(&self) -> String {
+        let canonical = serde_json::json!([
+            self.session,
+            self.identity,
+            self.since.map(|t| t.as_micros()),
+            self.until.map(|t| t.as_micros()),
+            self.reason,
+        ]);
+        hex::encode(&sha2::Sha256::digest(canonical.to_string().as_bytes())[..8])
+    }
+}
+
+/// What [`record_hold_changes`] recorded: the ids of holds placed and released.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HoldChanges {
+    pub placed: Vec<String>,
+    pub released: Vec<String>,
+}
+
+/// Records, through `writer`, each hold of `holds` the chain does not show in force
+/// (`LegalHoldPlaced`) and each hold in force that `holds` no longer has (`LegalHoldReleased`).
+/// Returns once the records are durable; applying the same holds again records nothing.
+pub fn record_hold_changes(
+    store: &dyn Store,
+    writer: &AuditWriter,
+    holds: &[LegalHold],
+    by: &str,
+) -> Result<HoldChanges, AuditError> {
+    #[derive(Deserialize)]
+    struct HoldRecord {
+        #[serde(rename = "type")]
+        kind: String,
+        hold_id: String,
+        #[serde(default)]
+        reason: String,
+    }
+    // hold id -> reason, for the holds the chain shows in force.
+    let mut in_force: BTreeMap<String, String> = BTreeMap::new();
+    crate::export::StoreSource(store).visit(
+        crate::export::ScanRange {
+            after_seq: 0,
+            anchors_before: u64::MAX >> 1,
+            through_seq: u64::MAX >> 1,
+        },
+        &["LegalHoldPlaced", "LegalHoldReleased"],
+        &mut |row| {
+            if let Ok(h) = serde_json::from_slice::<HoldRecord>(&row.body) {
+                if h.kind == "LegalHoldPlaced" {
+                    in_force.insert(h.hold_id, h.reason);
+                } else {
+                    in_force.remove(&h.hold_id);
+                }
+            }
+            Ok(true)
+        },
+    )?;
+    let mut changes = HoldChanges::default();
+    let mut drafts = Vec::new();
+    let configured: Vec<(String, &LegalHold)> = holds.iter().map(|h| (h.id(), h)).collect();
+    for (id, hold) in &configured {
+        if in_force.contains_key(id) || changes.placed.contains(id) {
+            continue;
+        }
+        drafts.push(EventDraft::new(Event::LegalHoldPlaced(LegalHoldPlaced {
+            hold_id: id.clone(),
+            session: hold.session.clone(),
+            identity_name: hold.identity.clone(),
+            since: hold.since,
+            until: hold.until,
+            reason: hold.reason.clone(),
+            placed_by: by.to_string(),
+        })));
+        changes.placed.push(id.clone());
+    }
+    for (id, reason) in &in_force {
+        if configured.iter().any(|(c, _)| c == id) {
+            continue;
+        }
+        drafts.push(EventDraft::new(Event::LegalHoldReleased(
+            LegalHoldReleased {
+                hold_id: id.clone(),
+                reason: reason.clone(),
+                released_by: by.to_string(),
+            },
+        )));
+        changes.released.push(id.clone());
+    }
+    if !drafts.is_empty() {
+        wait_durable(writer.append_all(drafts)).map_err(|e| {
+            AuditError::Unavailable(format!("cannot record the legal hold changes: {e}"))
+        })?;
+    }
+    Ok(changes)
 }
 
 /// Carries out a plan: records it (`AuditPurged`), seals it with a checkpoint through

@@ -188,3 +188,41 @@ pub fn detail(store: &dyn Store, session_id: &str) -> Result<Option<SessionDetai
         statements,
     }))
 }
+
+/// What the chain says of a session's replay capture.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CaptureRecord {
+    /// The session has no end record yet: its capture is still being written.
+    Open,
+    /// The session ended; `replay_sha256` is the capture digest its `SessionEnded` record holds
+    /// (`None` when it ended without one: captures off, or the capture failed).
+    Ended {
+        ended_seq: u64,
+        replay_sha256: Option<String>,
+    },
+}
+
+/// The capture digest of a session, from its end record; `None` for an unknown session. Reads
+/// two records through the session index, whatever the session's length.
+pub fn recorded_capture(
+    store: &dyn Store,
+    session_id: &str,
+) -> Result<Option<CaptureRecord>, AuditError> {
+    let Some(index) = store.session_index(session_id)? else {
+        return Ok(None);
+    };
+    let Some(ended_seq) = index.ended_seq else {
+        return Ok(Some(CaptureRecord::Open));
+    };
+    let replay_sha256 = match store.audit_row(ended_seq)? {
+        Some(row) => match decode(&row.body, row.seq)?.event {
+            Event::SessionEnded(e) => e.replay_sha256,
+            _ => None,
+        },
+        None => None,
+    };
+    Ok(Some(CaptureRecord::Ended {
+        ended_seq,
+        replay_sha256,
+    }))
+}

@@ -11,7 +11,8 @@ use vigil_audit::SigningKey;
 fn make(env: &Env) -> PathBuf {
     populate(env);
     let out = env.dir.path().join("bundle.tar.gz");
-    let summary = bundle::create_bundle(&*env.dyn_store(), &env.key, None, None, &out).unwrap();
+    let summary =
+        bundle::create_bundle(&*env.dyn_store(), &env.key, None, None, None, &out).unwrap();
     assert_eq!(summary.manifest.rows["statements"], 6);
     out
 }
@@ -138,7 +139,8 @@ fn a_period_bundle_holds_a_segment_that_verifies_on_its_own() {
     vigil_audit::wait_durable(writer.append(statement_finished(s, 1))).unwrap();
     writer.shutdown().unwrap();
     let out = env.dir.path().join("period.tar.gz");
-    let made = bundle::create_bundle(&*env.dyn_store(), &env.key, Some(since), None, &out).unwrap();
+    let made =
+        bundle::create_bundle(&*env.dyn_store(), &env.key, Some(since), None, None, &out).unwrap();
     assert_eq!(
         made.manifest.rows["statements"], 1,
         "only the period's statement"
@@ -285,4 +287,207 @@ fn every_kind_of_tampering_is_caught_and_named() {
     let junk = env.dir.path().join("junk.tar.gz");
     std::fs::write(&junk, b"not gzip").unwrap();
     assert!(bundle::verify_bundle(&junk, None).is_err());
+}
+
+/// Sessions whose end records name the captures written beside the store; the last one's file
+/// is not there. Returns the capture directory and the session ids, in chain order.
+fn sessions_with_captures(env: &Env, n: usize) -> (PathBuf, Vec<String>) {
+    let dir = env.dir.path().join("replay");
+    std::fs::create_dir_all(&dir).unwrap();
+    let writer = env.start();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let s = vigil_core::SessionId::new();
+        let capture = format!(
+            "{{\"format\":\"vigil-replay/1\",\"session_id\":\"{s}\"}}\n{{\"t\":{i},\"d\":\"c\",\"b\":\"AA==\"}}\n"
+        );
+        if i + 1 < n {
+            std::fs::write(dir.join(format!("{s}.jsonl")), &capture).unwrap();
+        }
+        let mut ended = session_ended(s);
+        if let vigil_core::Event::SessionEnded(e) = &mut ended.event {
+            e.replay_sha256 = Some(hex::encode(sha(capture.as_bytes())));
+        }
+        vigil_audit::wait_durable(writer.append(session_started(s))).unwrap();
+        vigil_audit::wait_durable(writer.append(ended)).unwrap();
+        ids.push(s.to_string());
+    }
+    writer.shutdown().unwrap();
+    (dir, ids)
+}
+
+fn bundle_with(env: &Env, dir: &Path, selection: &str) -> (PathBuf, Manifest) {
+    let out = env.dir.path().join(format!("replay-{selection}.tar.gz"));
+    let source = bundle::ReplaySource {
+        dir: dir.to_path_buf(),
+        selection: selection.parse().unwrap(),
+    };
+    let made = bundle::create_bundle(&*env.dyn_store(), &env.key, None, None, Some(&source), &out)
+        .unwrap();
+    (out, made.manifest)
+}
+
+#[test]
+fn replay_captures_travel_in_the_bundle_and_verify_against_their_end_records() {
+    let env = Env::new();
+    populate(&env);
+    let (dir, ids) = sessions_with_captures(&env, 4);
+
+    let (path, manifest) = bundle_with(&env, &dir, "all");
+    let replay = manifest.replay.clone().unwrap();
+    assert_eq!(replay.selection, "all");
+    assert_eq!(replay.recorded, 4);
+    let bundled: Vec<&str> = replay
+        .captures
+        .iter()
+        .map(|c| c.session_id.as_str())
+        .collect();
+    assert_eq!(
+        bundled,
+        ids[..3].iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    // The capture whose file is gone is declared, not silently left out.
+    assert_eq!(replay.unavailable.len(), 1);
+    assert_eq!(replay.unavailable[0].session_id, ids[3]);
+    assert!(replay.unavailable[0].reason.contains("no capture file"));
+    let files = unpack(&path);
+    for c in &replay.captures {
+        let on_disk = std::fs::read(dir.join(format!("{}.jsonl", c.session_id))).unwrap();
+        assert_eq!(files[&c.path], on_disk);
+        assert_eq!(c.sha256, hex::encode(sha(&on_disk)));
+        let listed = manifest.files.iter().find(|f| f.path == c.path).unwrap();
+        assert_eq!(listed.sha256, c.sha256);
+    }
+    let ok = bundle::verify_bundle(&path, Some(&env.key.verifying_key()))
+        .unwrap()
+        .unwrap();
+    assert_eq!(ok.manifest, manifest);
+
+    // A sample is drawn again by the verifier; `none` carries no capture but says how many.
+    let (sample, manifest) = bundle_with(&env, &dir, "sample:2");
+    let replay = manifest.replay.unwrap();
+    assert_eq!(replay.captures.len() + replay.unavailable.len(), 2);
+    assert!(bundle::verify_bundle(&sample, None).unwrap().is_ok());
+    let (none, manifest) = bundle_with(&env, &dir, "none");
+    let replay = manifest.replay.unwrap();
+    assert_eq!((replay.recorded, replay.captures.len()), (4, 0));
+    assert!(!unpack(&none).keys().any(|k| k.starts_with("replay/")));
+    assert!(bundle::verify_bundle(&none, None).unwrap().is_ok());
+
+    // A capture altered on the gateway before bundling is declared, not bundled.
+    let victim = dir.join(format!("{}.jsonl", ids[0]));
+    std::fs::write(&victim, "{\"format\":\"vigil-replay/1\"}\n").unwrap();
+    let (_, manifest) = bundle_with(&env, &dir, "all");
+    let replay = manifest.replay.unwrap();
+    assert!(replay
+        .unavailable
+        .iter()
+        .any(|u| u.session_id == ids[0] && u.reason.contains("does not match its end record")));
+}
+
+#[test]
+fn a_capture_altered_removed_or_added_in_a_bundle_is_named() {
+    let env = Env::new();
+    populate(&env);
+    let (dir, ids) = sessions_with_captures(&env, 3);
+    let (path, _) = bundle_with(&env, &dir, "all");
+    let original = unpack(&path);
+    let key = Some(&env.key);
+    let first = format!("replay/{}.jsonl", ids[0]);
+
+    // Altered, manifest untouched: the digest check names the file.
+    let mut files = original.clone();
+    files
+        .get_mut(&first)
+        .unwrap()
+        .extend_from_slice(b"{\"t\":9,\"d\":\"s\",\"b\":\"AA==\"}\n");
+    let p = problems(&env, &files, key);
+    assert!(
+        p.contains(&format!("{first}: SHA-256")) && p.contains("altered"),
+        "{p}"
+    );
+
+    // Altered by someone who re-signs the manifest: the end record in the chain still names it.
+    let mut manifest: Manifest = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    manifest.replay.as_mut().unwrap().captures[0].sha256 = hex::encode(sha(&files[&first]));
+    files.insert(
+        "manifest.json".into(),
+        serde_json::to_vec_pretty(&manifest).unwrap(),
+    );
+    resign(&mut files, &env.key);
+    let p = problems(&env, &files, key);
+    assert!(
+        p.contains(&format!("{first} (session {}): SHA-256", ids[0]))
+            && p.contains("end record")
+            && p.contains("the capture was altered"),
+        "{p}"
+    );
+
+    // Removed, manifest re-signed without it: the chain calls for it.
+    let mut files = original.clone();
+    files.remove(&first);
+    let mut manifest: Manifest = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    manifest.files.retain(|f| f.path != first);
+    manifest
+        .replay
+        .as_mut()
+        .unwrap()
+        .captures
+        .retain(|c| c.path != first);
+    files.insert(
+        "manifest.json".into(),
+        serde_json::to_vec_pretty(&manifest).unwrap(),
+    );
+    resign(&mut files, &env.key);
+    let p = problems(&env, &files, key);
+    assert!(
+        p.contains(&format!("the capture of session {}", ids[0])) && p.contains("removed"),
+        "{p}"
+    );
+    // Removed from the archive only.
+    let mut files = original.clone();
+    files.remove(&first);
+    let p = problems(&env, &files, key);
+    assert!(p.contains(&format!("{first} is missing")), "{p}");
+
+    // Added: a capture of a session the chain does not name, listed and re-signed.
+    let mut files = original.clone();
+    let stranger = vigil_core::SessionId::new().to_string();
+    let added = format!("replay/{stranger}.jsonl");
+    files.insert(added.clone(), b"{}\n".to_vec());
+    let mut manifest: Manifest = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    manifest.files.push(bundle::FileEntry {
+        path: added.clone(),
+        sha256: String::new(),
+        bytes: 0,
+    });
+    manifest
+        .replay
+        .as_mut()
+        .unwrap()
+        .captures
+        .push(bundle::BundledCapture {
+            session_id: stranger.clone(),
+            path: added.clone(),
+            sha256: hex::encode(sha(b"{}\n")),
+            ended_seq: 1,
+        });
+    files.insert(
+        "manifest.json".into(),
+        serde_json::to_vec_pretty(&manifest).unwrap(),
+    );
+    resign(&mut files, &env.key);
+    let p = problems(&env, &files, key);
+    assert!(
+        p.contains(&format!("{added} (session {stranger})")) && p.contains("added"),
+        "{p}"
+    );
+    // Added to the archive only.
+    let mut files = original.clone();
+    files.insert(added.clone(), b"{}\n".to_vec());
+    let p = problems(&env, &files, key);
+    assert!(
+        p.contains(&format!("{added} is not listed in the manifest (added)")),
+        "{p}"
+    );
 }

@@ -281,11 +281,13 @@ fn an_empty_store_exports_headers_and_empty_arrays() {
         .starts_with("seq,hash,session_id,started_at,"));
 }
 
-/// A store that counts the pages it hands out and the largest one.
+/// A store that counts the pages it hands out and the largest one, and the rows visited by
+/// one long scan.
 struct Counting {
     inner: std::sync::Arc<dyn Store>,
     pages: std::sync::atomic::AtomicU64,
     largest: std::sync::atomic::AtomicUsize,
+    scanned: std::sync::atomic::AtomicU64,
 }
 
 impl Store for Counting {
@@ -300,7 +302,24 @@ impl Store for Counting {
         from_seq: u64,
         visit: &mut dyn FnMut(vigil_store::AuditRow) -> bool,
     ) -> Result<(), vigil_store::StoreError> {
-        self.inner.scan_audit(from_seq, visit)
+        self.inner.scan_audit(from_seq, &mut |row| {
+            self.scanned
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            visit(row)
+        })
+    }
+    fn audit_rows(
+        &self,
+        after: u64,
+        through: u64,
+        limit: usize,
+    ) -> Result<Vec<vigil_store::AuditRow>, vigil_store::StoreError> {
+        let page = self.inner.audit_rows(after, through, limit)?;
+        self.pages
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.largest
+            .fetch_max(page.len(), std::sync::atomic::Ordering::Relaxed);
+        Ok(page)
     }
     fn audit_page(
         &self,
@@ -395,6 +414,7 @@ fn a_large_export_is_read_in_bounded_pages_and_streamed() {
         inner: env.dyn_store(),
         pages: Default::default(),
         largest: Default::default(),
+        scanned: Default::default(),
     };
     let started = std::time::Instant::now();
     let mut sink = Sink(0);
@@ -421,6 +441,29 @@ fn a_large_export_is_read_in_bounded_pages_and_streamed() {
         sink.0,
         stats.rows as f64 / elapsed.as_secs_f64()
     );
+}
+
+#[test]
+fn verify_reads_the_chain_in_bounded_pages() {
+    let env = Env::new();
+    fill(&env, 10, 200); // 2,000 statements, 4,000+ records
+    let counting = Counting {
+        inner: env.dyn_store(),
+        pages: Default::default(),
+        largest: Default::default(),
+        scanned: Default::default(),
+    };
+    let report = vigil_audit::verify(&counting, &env.key.verifying_key(), None).unwrap();
+    assert!(report.records > 4_000, "{report:?}");
+    let pages = counting.pages.load(std::sync::atomic::Ordering::Relaxed);
+    let largest = counting.largest.load(std::sync::atomic::Ordering::Relaxed);
+    let scanned = counting.scanned.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        largest <= 1_000,
+        "a page holds at most 1,000 records, not {largest}"
+    );
+    assert!(pages >= 5, "{pages} pages for {} records", report.records);
+    assert!(scanned <= 1, "one long scan visited {scanned} rows");
 }
 
 #[test]

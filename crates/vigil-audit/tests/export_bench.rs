@@ -105,7 +105,7 @@ fn bundle() {
     let key = vigil_audit::SigningKey::from_bytes(&[42; 32]);
     let out = db().with_extension("bundle.tar.gz");
     let started = Instant::now();
-    let made = vigil_audit::bundle::create_bundle(&store, &key, None, None, &out).unwrap();
+    let made = vigil_audit::bundle::create_bundle(&store, &key, None, None, None, &out).unwrap();
     let bytes = std::fs::metadata(&out).unwrap().len();
     eprintln!(
         "bundle of {} records ({} statements): {bytes} bytes in {:?}; peak RSS {} kB",

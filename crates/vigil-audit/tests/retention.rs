@@ -121,7 +121,8 @@ fn a_purge_keeps_holds_and_checkpoints_and_the_chain_still_verifies() {
 
     // A bundle after purges covers the unbroken part of the chain, and verifies.
     let out = env.dir.path().join("after-purge.tar.gz");
-    vigil_audit::bundle::create_bundle(&*env.dyn_store(), &env.key, None, None, &out).unwrap();
+    vigil_audit::bundle::create_bundle(&*env.dyn_store(), &env.key, None, None, None, &out)
+        .unwrap();
     vigil_audit::bundle::verify_bundle(&out, Some(&env.key.verifying_key()))
         .unwrap()
         .unwrap();
@@ -169,4 +170,69 @@ fn a_purge_after_retention_keeps_what_is_younger() {
     let plan = retention::plan_purge(&*env.dyn_store(), &policy, Timestamp::now()).unwrap();
     assert_eq!(plan.deleted, 0);
     assert!(plan.ranges.is_empty());
+}
+
+#[test]
+fn legal_holds_placed_and_released_are_each_recorded_once_and_never_purged() {
+    let env = Env::new();
+    populate(&env);
+    let matter = LegalHold {
+        identity: Some("etl".into()),
+        since: Some(Timestamp::from_micros(0)),
+        reason: "matter 17".into(),
+        ..Default::default()
+    };
+    let audit = LegalHold {
+        session: Some("0193-held".into()),
+        reason: "OCR audit".into(),
+        ..Default::default()
+    };
+    let store = env.dyn_store();
+    let apply = |holds: &[LegalHold]| {
+        let writer = env.start();
+        let changes = retention::record_hold_changes(&*store, &writer, holds, "cli:alice").unwrap();
+        writer.shutdown().unwrap();
+        changes
+    };
+    let placed = apply(&[matter.clone(), audit.clone()]);
+    assert_eq!(placed.placed, vec![matter.id(), audit.id()]);
+    assert!(placed.released.is_empty());
+    // The same configuration again records nothing.
+    assert_eq!(apply(&[audit.clone(), matter.clone()]), Default::default());
+    // Dropping one releases it, with the reason it was placed for.
+    let released = apply(std::slice::from_ref(&matter));
+    assert_eq!(released.released, vec![audit.id()]);
+    assert!(released.placed.is_empty());
+
+    let records: Vec<serde_json::Value> = env
+        .kinds()
+        .iter()
+        .filter(|(_, k)| k.starts_with("LegalHold"))
+        .map(|(seq, _)| serde_json::from_slice(&body(&env.raw(), *seq)).unwrap())
+        .collect();
+    assert_eq!(records.len(), 3);
+    assert_eq!(records[0]["type"], "LegalHoldPlaced");
+    assert_eq!(records[0]["identity_name"], "etl");
+    assert_eq!(records[0]["reason"], "matter 17");
+    assert_eq!(records[0]["placed_by"], "cli:alice");
+    assert_eq!(records[2]["type"], "LegalHoldReleased");
+    assert_eq!(records[2]["hold_id"], audit.id());
+    assert_eq!(records[2]["reason"], "OCR audit");
+
+    // A purge of everything past a zero retention keeps them; the chain verifies.
+    let mut policy = RetentionPolicy {
+        default_us: 0,
+        ..RetentionPolicy::default()
+    };
+    policy.by_family.insert("statements".into(), 0);
+    let plan = retention::plan_purge(&*store, &policy, later()).unwrap();
+    retention::purge(&*store, env.start(), &plan, "cli:alice").unwrap();
+    let kept = env
+        .kinds()
+        .iter()
+        .filter(|(_, k)| k.starts_with("LegalHold"))
+        .count();
+    assert_eq!(kept, 3);
+    let report = env.verify().unwrap();
+    assert!(report.purged > 0, "{report:?}");
 }

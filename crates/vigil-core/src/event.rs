@@ -80,6 +80,8 @@ pub enum Event {
     GrantExpired(GrantExpired),
     MaskingApplied(MaskingApplied),
     AuditPurged(AuditPurged),
+    LegalHoldPlaced(LegalHoldPlaced),
+    LegalHoldReleased(LegalHoldReleased),
 }
 
 /// The `type` of an event, as a cheap value (for store columns and filters).
@@ -99,10 +101,12 @@ pub enum EventKind {
     GrantExpired,
     MaskingApplied,
     AuditPurged,
+    LegalHoldPlaced,
+    LegalHoldReleased,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 16] = [
         EventKind::SessionStarted,
         EventKind::SessionEnded,
         EventKind::AuthFailed,
@@ -117,6 +121,8 @@ impl EventKind {
         EventKind::GrantExpired,
         EventKind::MaskingApplied,
         EventKind::AuditPurged,
+        EventKind::LegalHoldPlaced,
+        EventKind::LegalHoldReleased,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -135,6 +141,8 @@ impl EventKind {
             EventKind::GrantExpired => "GrantExpired",
             EventKind::MaskingApplied => "MaskingApplied",
             EventKind::AuditPurged => "AuditPurged",
+            EventKind::LegalHoldPlaced => "LegalHoldPlaced",
+            EventKind::LegalHoldReleased => "LegalHoldReleased",
         }
     }
 
@@ -160,6 +168,8 @@ impl Event {
             Event::GrantExpired(_) => EventKind::GrantExpired,
             Event::MaskingApplied(_) => EventKind::MaskingApplied,
             Event::AuditPurged(_) => EventKind::AuditPurged,
+            Event::LegalHoldPlaced(_) => EventKind::LegalHoldPlaced,
+            Event::LegalHoldReleased(_) => EventKind::LegalHoldReleased,
         }
     }
 }
@@ -289,6 +299,36 @@ pub struct AuditPurged {
     pub held: u64,
     /// Who ran the purge (`cli:alice`).
     pub purged_by: String,
+}
+
+/// A legal hold took effect: records matching every given condition are kept whatever their
+/// age. Recorded when a configuration that holds it is first applied (`vigil serve`,
+/// `vigil audit purge`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LegalHoldPlaced {
+    /// 16 hex chars identifying the hold's conditions and reason.
+    pub hold_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// The identity held (named so as not to clash with the envelope's `identity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Timestamp>,
+    pub reason: String,
+    /// Who applied the configuration (`serve`, `cli:alice`).
+    pub placed_by: String,
+}
+
+/// A legal hold was lifted: the configuration applied no longer holds it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LegalHoldReleased {
+    pub hold_id: String,
+    /// The reason the hold was placed with, for readers of this record alone.
+    pub reason: String,
+    pub released_by: String,
 }
 
 /// Records `from_seq..=to_seq` deleted; `last_hash` is the hex hash of record `to_seq`, which

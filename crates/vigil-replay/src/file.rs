@@ -80,12 +80,20 @@ pub(crate) fn frame_line(t_us: u64, from_client: bool, bytes: &[u8], out: &mut V
 
 /// Reads a capture file.
 pub fn read_capture(path: &Path) -> Result<Capture, ReadError> {
-    let io = |source| ReadError::Io {
+    let file = std::fs::File::open(path).map_err(|source| ReadError::Io {
         path: path.display().to_string(),
         source,
+    })?;
+    parse_capture(std::io::BufReader::new(file), &path.display().to_string())
+}
+
+/// Reads a capture from any reader (`name` says where it comes from, for errors).
+pub fn parse_capture(input: impl BufRead, name: &str) -> Result<Capture, ReadError> {
+    let io = |source| ReadError::Io {
+        path: name.to_string(),
+        source,
     };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let mut lines = std::io::BufReader::new(file).lines();
+    let mut lines = input.lines();
     let first = lines
         .next()
         .ok_or(ReadError::Line {

@@ -24,5 +24,5 @@ pub mod pcapng;
 pub mod render;
 mod writer;
 
-pub use file::{read_capture, Capture, Frame, Header, ReadError, Trailer, FORMAT};
+pub use file::{parse_capture, read_capture, Capture, Frame, Header, ReadError, Trailer, FORMAT};
 pub use writer::{CaptureWriter, WriterError};

@@ -58,18 +58,71 @@ fn text(b: &[u8]) -> String {
 }
 
 /// A result being received.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Table {
-    columns: Vec<(String, bool)>,
+    columns: Vec<Column>,
     rows: Vec<Vec<Option<String>>>,
+}
+
+#[derive(Clone)]
+struct Column {
+    name: String,
+    type_oid: u32,
+    /// Sent in binary format (the Bind asked for it).
+    binary: bool,
 }
 
 /// What the client is waiting for, in order.
 enum Pending {
     /// A statement (index into the steps); `true`: a simple query.
     Step(usize, bool),
+    /// A Describe of a statement (`b'S'`) or portal (`b'P'`) by name: its RowDescription or
+    /// NoData.
+    Describe(u8, Vec<u8>),
     /// A Sync: its ReadyForQuery.
     Sync,
+}
+
+/// The result format codes of a Bind: none (all text), one (for all columns) or one a column.
+fn result_formats(rest: &[u8]) -> Vec<bool> {
+    let u16_at = |at: usize| {
+        rest.get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
+    };
+    // Parameter format codes, then the parameters (length-prefixed), then result formats.
+    let Some(nfmt) = u16_at(0) else {
+        return Vec::new();
+    };
+    let mut at = 2 + nfmt * 2;
+    let Some(nparams) = u16_at(at) else {
+        return Vec::new();
+    };
+    at += 2;
+    for _ in 0..nparams {
+        let Some(len) = rest.get(at..at + 4) else {
+            return Vec::new();
+        };
+        let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        at += 4 + len.max(0) as usize;
+    }
+    let Some(nresults) = u16_at(at) else {
+        return Vec::new();
+    };
+    (0..nresults)
+        .map(|i| u16_at(at + 2 + i * 2) == Some(1))
+        .collect()
+}
+
+/// A described result with the Bind's result formats applied.
+fn with_formats(mut table: Table, formats: &[bool]) -> Table {
+    for (i, c) in table.columns.iter_mut().enumerate() {
+        c.binary = match formats {
+            [] => false,
+            [all] => *all,
+            each => each.get(i).copied().unwrap_or(false),
+        };
+    }
+    table
 }
 
 /// Types psql aligns right.
@@ -92,6 +145,13 @@ pub fn steps(capture: &Capture) -> Vec<Step> {
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut prepared: HashMap<Vec<u8>, String> = HashMap::new();
     let mut portals: HashMap<Vec<u8>, String> = HashMap::new();
+    // What Describe said of statements and portals, and what each Bind asked (the statement,
+    // the result formats): an Execute's rows arrive without a RowDescription when the client
+    // described the statement earlier (drivers prepare, then bind and execute).
+    let mut statement_results: HashMap<Vec<u8>, Table> = HashMap::new();
+    let mut portal_results: HashMap<Vec<u8>, Table> = HashMap::new();
+    let mut portal_binds: HashMap<Vec<u8>, (Vec<u8>, Vec<bool>)> = HashMap::new();
+    let mut step_results: Vec<Option<Table>> = Vec::new();
     let mut table: Option<Table> = None;
     let mut digests: Vec<sha2::Sha256> = Vec::new();
     let mut bound: HashMap<Vec<u8>, bool> = HashMap::new();
@@ -114,11 +174,25 @@ pub fn steps(capture: &Capture) -> Vec<Step> {
                         let t = prepared.get(stmt).cloned().unwrap_or_default();
                         portals.insert(portal.to_vec(), t);
                         bound.insert(portal.to_vec(), bind_has_parameters(rest));
+                        portal_binds.insert(portal.to_vec(), (stmt.to_vec(), result_formats(rest)));
+                        portal_results.remove(portal);
+                        None
+                    }
+                    b'D' => {
+                        let (kind, rest) = body.split_first().unwrap_or((&b'S', &[]));
+                        pending.push_back(Pending::Describe(*kind, cstr(rest).0.to_vec()));
                         None
                     }
                     b'E' => {
                         let portal = cstr(body).0;
                         with_params = bound.get(portal).copied().unwrap_or(false);
+                        let described = portal_results.get(portal).cloned().or_else(|| {
+                            let (stmt, formats) = portal_binds.get(portal)?;
+                            statement_results
+                                .get(stmt)
+                                .map(|t| with_formats(t.clone(), formats))
+                        });
+                        step_results.push(described);
                         Some((portals.get(portal).cloned().unwrap_or_default(), false))
                     }
                     b'F' => Some(("-- function call".to_string(), true)),
@@ -129,6 +203,9 @@ pub fn steps(capture: &Capture) -> Vec<Step> {
                     _ => None,
                 };
                 if let Some((t, simple)) = statement {
+                    if simple {
+                        step_results.push(None);
+                    }
                     steps.push(Step {
                         seq: steps.len() as u64 + 1,
                         t_us: frame.t_us,
@@ -147,6 +224,45 @@ pub fn steps(capture: &Capture) -> Vec<Step> {
         }
         server.push(&frame.bytes, &mut messages);
         for (tag, body) in &messages {
+            // Describe answers are bookkeeping, not output.
+            if let Some(Pending::Describe(kind, name)) = pending.front() {
+                match tag {
+                    b'T' | b'n' => {
+                        if *tag == b'T' {
+                            let described = read_description(body);
+                            if *kind == b'P' {
+                                // Formats are known for a portal: its Bind said them.
+                                let formats = portal_binds
+                                    .get(name)
+                                    .map(|b| b.1.clone())
+                                    .unwrap_or_default();
+                                let described = with_formats(described, &formats);
+                                portal_results.insert(name.clone(), described.clone());
+                                table = Some(described);
+                            } else {
+                                statement_results.insert(name.clone(), described);
+                            }
+                        }
+                        pending.pop_front();
+                        continue;
+                    }
+                    b't' => continue,
+                    _ => {}
+                }
+            }
+            if *tag == b'Z' {
+                // ReadyForQuery answers a Sync (what the server skipped after an error ends
+                // there) or ends a simple query.
+                while matches!(
+                    pending.front(),
+                    Some(Pending::Step(_, false) | Pending::Describe(..))
+                ) {
+                    pending.pop_front();
+                }
+                pending.pop_front();
+                table = None;
+                continue;
+            }
             let current = match pending.front() {
                 Some(Pending::Step(i, simple)) => Some((*i, *simple)),
                 _ => None,
@@ -167,8 +283,12 @@ pub fn steps(capture: &Capture) -> Vec<Step> {
             match tag {
                 b'T' => table = Some(read_description(body)),
                 b'D' => {
+                    if table.is_none() && current.is_some() {
+                        table = step_results.get_mut(i).and_then(Option::take);
+                    }
                     if let Some(t) = &mut table {
-                        t.rows.push(read_row(body));
+                        let row = read_row(body, &t.columns);
+                        t.rows.push(row);
                     }
                 }
                 b'C' => {
@@ -212,14 +332,6 @@ pub fn steps(capture: &Capture) -> Vec<Step> {
                 b'I' | b's' if extended => {
                     pending.pop_front();
                 }
-                b'Z' => {
-                    // ReadyForQuery answers a Sync (Executes the server skipped after an
-                    // error end there) or ends a simple query.
-                    while matches!(pending.front(), Some(Pending::Step(_, false))) {
-                        pending.pop_front();
-                    }
-                    pending.pop_front();
-                }
                 _ => {}
             }
         }
@@ -253,7 +365,11 @@ fn read_description(body: &[u8]) -> Table {
         let type_oid = r
             .get(6..10)
             .map_or(0, |b| u32::from_be_bytes(b.try_into().unwrap_or([0; 4])));
-        columns.push((text(name), right_aligned(type_oid)));
+        columns.push(Column {
+            name: text(name),
+            type_oid,
+            binary: false,
+        });
         rest = r.get(18..).unwrap_or(&[]);
     }
     Table {
@@ -262,7 +378,7 @@ fn read_description(body: &[u8]) -> Table {
     }
 }
 
-fn read_row(body: &[u8]) -> Vec<Option<String>> {
+fn read_row(body: &[u8], columns: &[Column]) -> Vec<Option<String>> {
     let n = body
         .get(..2)
         .map_or(0, |b| i16::from_be_bytes([b[0], b[1]]).max(0) as usize);
@@ -279,10 +395,49 @@ fn read_row(body: &[u8]) -> Vec<Option<String>> {
             continue;
         }
         let end = (at + len as usize).min(body.len());
-        out.push(Some(text(&body[at..end])));
+        let value = &body[at..end];
+        out.push(Some(match columns.get(out.len()) {
+            Some(c) if c.binary => binary_value(c.type_oid, value),
+            _ => text(value),
+        }));
         at = end;
     }
     out
+}
+
+/// A binary-format value as PostgreSQL prints it in text, for the common types; others as
+/// bytea's hex form (`\x…`).
+fn binary_value(type_oid: u32, v: &[u8]) -> String {
+    let hex = || {
+        let mut s = String::from("\\x");
+        for b in v {
+            let _ = write!(s, "{b:02x}");
+        }
+        s
+    };
+    match (type_oid, v.len()) {
+        (16, 1) => if v[0] != 0 { "t" } else { "f" }.to_string(),
+        (21, 2) => i16::from_be_bytes([v[0], v[1]]).to_string(),
+        (23, 4) => i32::from_be_bytes([v[0], v[1], v[2], v[3]]).to_string(),
+        (26, 4) => u32::from_be_bytes([v[0], v[1], v[2], v[3]]).to_string(),
+        (20, 8) => i64::from_be_bytes(v.try_into().unwrap_or([0; 8])).to_string(),
+        (700, 4) => f32::from_be_bytes([v[0], v[1], v[2], v[3]]).to_string(),
+        (701, 8) => f64::from_be_bytes(v.try_into().unwrap_or([0; 8])).to_string(),
+        // text, varchar, name, bpchar, json, unknown: the bytes are the text.
+        (25 | 1043 | 19 | 1042 | 114 | 705, _) => text(v),
+        (2950, 16) => {
+            let h: String = v.iter().map(|b| format!("{b:02x}")).collect();
+            format!(
+                "{}-{}-{}-{}-{}",
+                &h[..8],
+                &h[8..12],
+                &h[12..16],
+                &h[16..20],
+                &h[20..]
+            )
+        }
+        _ => hex(),
+    }
 }
 
 fn read_error(body: &[u8]) -> (String, String, Option<String>) {
@@ -311,7 +466,7 @@ fn width(s: &str) -> usize {
 /// psql's aligned format (border 1): centred headers, a rule, rows, and the row count.
 pub fn print_table(t: &Table, out: &mut String) {
     let cols = t.columns.len();
-    let mut widths: Vec<usize> = t.columns.iter().map(|(n, _)| width(n)).collect();
+    let mut widths: Vec<usize> = t.columns.iter().map(|c| width(&c.name)).collect();
     for row in &t.rows {
         for (i, v) in row.iter().enumerate().take(cols) {
             widths[i] = widths[i].max(v.as_deref().map_or(0, width));
@@ -319,7 +474,8 @@ pub fn print_table(t: &Table, out: &mut String) {
     }
     let last = cols.saturating_sub(1);
     // Header.
-    for (i, (name, _)) in t.columns.iter().enumerate() {
+    for (i, column) in t.columns.iter().enumerate() {
+        let name = &column.name;
         let pad = widths[i] - width(name);
         let before = pad / 2;
         let after = pad - before;
@@ -344,14 +500,15 @@ pub fn print_table(t: &Table, out: &mut String) {
     // Rows.
     for row in &t.rows {
         let mut line = String::new();
-        for (i, (_, right)) in t.columns.iter().enumerate() {
+        for (i, column) in t.columns.iter().enumerate() {
+            let right = right_aligned(column.type_oid);
             let v = row.get(i).and_then(|v| v.as_deref()).unwrap_or("");
             let pad = widths[i] - width(v);
             line.push(if i == 0 { ' ' } else { '|' });
             if i > 0 {
                 line.push(' ');
             }
-            if *right {
+            if right {
                 line.push_str(&" ".repeat(pad));
                 line.push_str(v);
                 line.push(' ');
@@ -394,4 +551,39 @@ pub fn render_step(step: &Step, out: &mut String) {
     );
     let _ = writeln!(out, "{}", step.text.trim_end());
     out.push_str(&step.output);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_values_print_as_postgres_prints_them_in_text() {
+        assert_eq!(binary_value(23, &5i32.to_be_bytes()), "5");
+        assert_eq!(binary_value(20, &(-7i64).to_be_bytes()), "-7");
+        assert_eq!(binary_value(701, &72.5f64.to_be_bytes()), "72.5");
+        assert_eq!(binary_value(701, &70f64.to_be_bytes()), "70");
+        assert_eq!(binary_value(16, &[1]), "t");
+        assert_eq!(binary_value(25, b"lab"), "lab");
+        assert_eq!(
+            binary_value(2950, &[0x12; 16]),
+            "12121212-1212-1212-1212-121212121212"
+        );
+        // Unknown types, and values of the wrong size, as bytea's hex form.
+        assert_eq!(binary_value(1082, &[0, 1]), "\\x0001");
+        assert_eq!(binary_value(23, &[1, 2]), "\\x0102");
+    }
+
+    #[test]
+    fn a_binds_result_formats_are_read_past_its_parameters() {
+        // One text parameter format, two parameters ("ab", NULL), result formats [1].
+        let mut rest = vec![0, 1, 0, 0, 0, 2];
+        rest.extend_from_slice(&2i32.to_be_bytes());
+        rest.extend_from_slice(b"ab");
+        rest.extend_from_slice(&(-1i32).to_be_bytes());
+        rest.extend_from_slice(&[0, 1, 0, 1]);
+        assert_eq!(result_formats(&rest), vec![true]);
+        assert!(bind_has_parameters(&rest));
+        assert_eq!(result_formats(&[0, 0, 0, 0, 0, 0]), Vec::<bool>::new());
+    }
 }

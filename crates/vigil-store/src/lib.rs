@@ -242,6 +242,26 @@ pub trait Store: Send + Sync + 'static {
     /// end record. Empty for a session with no start record.
     fn session_rows(&self, session_id: &str) -> Result<Vec<AuditRow>, StoreError>;
 
+    /// Where one session's start and end records are, or `None` for an unknown session. The
+    /// default reads the session's rows; stores with a session index answer from it.
+    fn session_index(&self, session_id: &str) -> Result<Option<SessionIndex>, StoreError> {
+        let rows = self.session_rows(session_id)?;
+        let Some(start) = rows.first().filter(|r| r.kind == "SessionStarted") else {
+            return Ok(None);
+        };
+        Ok(Some(SessionIndex {
+            session_id: session_id.to_string(),
+            started_seq: start.seq,
+            started_at_us: start.at_us,
+            identity: start.identity.clone(),
+            connection: start.connection.clone(),
+            ended_seq: rows
+                .iter()
+                .find(|r| r.kind == "SessionEnded")
+                .map(|r| r.seq),
+        }))
+    }
+
     /// One row by seq.
     fn audit_row(&self, seq: u64) -> Result<Option<AuditRow>, StoreError>;
 

@@ -762,6 +762,22 @@ impl Store for SqliteStore {
         })
     }
 
+    fn session_index(&self, session_id: &str) -> Result<Option<SessionIndex>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT session_id, started_seq, started_at_us, identity, connection, \
+                     ended_seq FROM sessions WHERE session_id = ?1",
+                )
+                .map_err(db)?;
+            let mut rows = stmt.query([session_id]).map_err(db)?;
+            match rows.next().map_err(db)? {
+                Some(r) => Ok(Some(session_index_row(r)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
     fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionIndex>, StoreError> {
         let mut sql = String::from(
             "SELECT session_id, started_seq, started_at_us, identity, connection, ended_seq \
@@ -794,17 +810,7 @@ impl Store for SqliteStore {
             let mut rows = stmt.query(rusqlite::params_from_iter(args)).map_err(db)?;
             let mut out = Vec::new();
             while let Some(r) = rows.next().map_err(db)? {
-                out.push(SessionIndex {
-                    session_id: r.get(0).map_err(db)?,
-                    started_seq: r.get::<_, i64>(1).map_err(db)?.max(0) as u64,
-                    started_at_us: r.get(2).map_err(db)?,
-                    identity: r.get(3).map_err(db)?,
-                    connection: r.get(4).map_err(db)?,
-                    ended_seq: r
-                        .get::<_, Option<i64>>(5)
-                        .map_err(db)?
-                        .map(|s| s.max(0) as u64),
-                });
+                out.push(session_index_row(r)?);
             }
             Ok(out)
         })
@@ -921,3 +927,18 @@ mod wal;
 
 #[cfg(test)]
 mod tests;
+
+/// A row of `SELECT session_id, started_seq, started_at_us, identity, connection, ended_seq`.
+fn session_index_row(r: &rusqlite::Row<'_>) -> Result<SessionIndex, StoreError> {
+    Ok(SessionIndex {
+        session_id: r.get(0).map_err(db)?,
+        started_seq: r.get::<_, i64>(1).map_err(db)?.max(0) as u64,
+        started_at_us: r.get(2).map_err(db)?,
+        identity: r.get(3).map_err(db)?,
+        connection: r.get(4).map_err(db)?,
+        ended_seq: r
+            .get::<_, Option<i64>>(5)
+            .map_err(db)?
+            .map(|s| s.max(0) as u64),
+    })
+}

@@ -81,6 +81,20 @@ pub async fn start(config: Config) -> Result<Running> {
         store = %config.store_url(),
         "audit trail ready"
     );
+    // The legal holds of this configuration take effect now: the chain says so.
+    let holds = config.retention.policy()?.holds;
+    let changes = {
+        let (store, writer) = (store.clone(), writer.clone());
+        tokio::task::spawn_blocking(move || {
+            vigil_audit::retention::record_hold_changes(&*store, &writer, &holds, "serve")
+        })
+        .await
+        .context("recording legal holds panicked")?
+        .context("cannot record the configuration's legal holds")?
+    };
+    if !changes.placed.is_empty() || !changes.released.is_empty() {
+        tracing::info!(placed = ?changes.placed, released = ?changes.released, "legal holds recorded");
+    }
 
     let authenticator = Arc::new(
         Authenticator::new(
@@ -186,6 +200,8 @@ pub async fn start(config: Config) -> Result<Running> {
                 .as_ref()
                 .map(|t| t.resolve().context("api.auditor_token"))
                 .transpose()?,
+            // Captures written while captures were on stay readable after they are turned off.
+            replay_dir: Some(config.replay_dir()),
         };
         if state
             .auditor_token

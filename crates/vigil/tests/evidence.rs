@@ -1,5 +1,6 @@
 //! Evidence end to end: real psql traffic through `vigil serve`, then the artifacts exported by
-//! the CLI and by the HTTP API (auditor role), and an evidence bundle made and verified.
+//! the CLI and by the HTTP API (auditor role), and an evidence bundle (with the sessions' replay
+//! captures) made and verified.
 
 mod support;
 
@@ -147,6 +148,15 @@ fn psql_traffic_is_exported_by_the_cli_and_the_api_alike() {
     let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(verdict["rows"]["statements"], 2);
     assert_eq!(verdict["rows"]["sessions"], 2);
+    // Both sessions' replay captures travel with it, each the one its end record names.
+    let captures = verdict["replay"]["captures"].as_array().unwrap();
+    assert_eq!(verdict["replay"]["selection"], "all");
+    assert_eq!(captures.len(), 2, "{verdict}");
+    let ended = records_of(&store, "SessionEnded");
+    for (capture, end) in captures.iter().zip(&ended) {
+        assert_eq!(capture["session_id"], end["session_id"]);
+        assert_eq!(capture["sha256"], end["replay_sha256"]);
+    }
     let other = cfg.dir.path().join("other.pub");
     std::fs::write(
         &other,
@@ -167,11 +177,17 @@ fn psql_traffic_is_exported_by_the_cli_and_the_api_alike() {
 fn purge_removes_expired_statements_while_the_gateway_runs_and_the_chain_still_verifies() {
     let pg = PgCluster::start();
     let mut cfg = VigilConfig::new(&pg);
-    cfg.extra = "[retention]\nstatements = \"1s\"\n".into();
+    let hold = "[[retention.legal_holds]]\nidentity = \"contractor-7\"\nreason = \"matter 17\"\n";
+    cfg.extra = format!("[retention]\nstatements = \"1s\"\n{hold}");
     let token = cfg.create_token("etl");
     let vigil = Vigil::start(&cfg);
     assert!(vigil.psql("etl", &token, "SELECT 1").0);
     let store = cfg.store_path();
+    // The gateway put the configuration's hold on record when it started.
+    let placed = records_of(&store, "LegalHoldPlaced");
+    assert_eq!(placed.len(), 1);
+    assert_eq!(placed[0]["identity_name"], "contractor-7");
+    assert_eq!(placed[0]["placed_by"], "serve");
     eventually("session end", || {
         (!records_of(&store, "SessionEnded").is_empty()).then_some(())
     });
@@ -204,4 +220,14 @@ fn purge_removes_expired_statements_while_the_gateway_runs_and_the_chain_still_v
         2,
         "sessions are kept six years (the purged statements' session and the new one)"
     );
+
+    // The purge applied the same hold: nothing new. Without it, the release is recorded.
+    assert_eq!(records_of(&store, "LegalHoldPlaced").len(), 1);
+    cfg.extra = "[retention]\nstatements = \"1s\"\n".into();
+    let done = String::from_utf8(cli_ok(&cfg, &["audit", "purge"])).unwrap();
+    assert!(done.contains("released (recorded)"), "{done}");
+    let released = records_of(&store, "LegalHoldReleased");
+    assert_eq!(released.len(), 1);
+    assert_eq!(released[0]["hold_id"], placed[0]["hold_id"]);
+    assert_eq!(cfg.cli(&["audit", "verify"]).status.code(), Some(0));
 }

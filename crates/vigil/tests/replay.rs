@@ -1,5 +1,6 @@
 //! Replay captures: a psql session through the real gateway, played back by `vigil replay` as
-//! psql showed it, checked against the audit trail, and exported as pcapng that tshark decodes.
+//! psql showed it, checked against the audit trail, and exported as pcapng that tshark decodes;
+//! the same capture served by the HTTP API to the auditor.
 
 mod support;
 
@@ -187,4 +188,243 @@ fn no_session_runs_without_its_capture() {
         (e.len() >= 2).then_some(e)
     });
     assert_eq!(ended[1]["reason"], "audit_unavailable");
+}
+
+/// GET over HTTP with curl: (status, headers text, body).
+fn curl_get(url: &str, token: &str) -> (u16, String, Vec<u8>) {
+    let dir = scratch_dir("vigil-curl-");
+    let headers = dir.path().join("headers");
+    let out = Command::new("curl")
+        .args(["-s", "-w", "%{http_code}", "-o"])
+        .arg(dir.path().join("body"))
+        .arg("-D")
+        .arg(&headers)
+        .arg("-H")
+        .arg(format!("Authorization: Bearer {token}"))
+        .arg(url)
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    (
+        status,
+        std::fs::read_to_string(&headers)
+            .unwrap_or_default()
+            .to_lowercase(),
+        std::fs::read(dir.path().join("body")).unwrap_or_default(),
+    )
+}
+
+fn tshark_available() -> bool {
+    if Command::new("tshark").arg("--version").output().is_ok() {
+        return true;
+    }
+    if std::env::var_os("VIGIL_TEST_REQUIRE_TSHARK").is_some() {
+        panic!("tshark is required (apt-get install tshark)");
+    }
+    eprintln!("tshark not installed: pcapng check skipped");
+    false
+}
+
+#[test]
+fn the_api_serves_a_capture_to_the_auditor_as_recorded_and_refuses_an_altered_one() {
+    let pg = PgCluster::start();
+    let cfg = VigilConfig::new(&pg);
+    let token = cfg.create_token("etl");
+    let vigil = Vigil::start(&cfg);
+    let query = "SELECT 6 * 7 AS answer, 'visit' AS kind";
+    let (ok, _, err) = vigil.psql("etl", &token, query);
+    assert!(ok, "{err}");
+    let ended = eventually("the session's end", || {
+        records_of(&cfg.store_path(), "SessionEnded").pop()
+    });
+    let session = ended["session_id"].as_str().unwrap().to_string();
+    let file = cfg
+        .data_dir()
+        .join("replay")
+        .join(format!("{session}.jsonl"));
+    let recorded = std::fs::read(&file).unwrap();
+    let api = format!(
+        "http://127.0.0.1:{}/api/v1/sessions/{session}/replay",
+        vigil.api_port
+    );
+
+    let (status, headers, body) = curl_get(&api, AUDITOR_TOKEN);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(body, recorded, "the capture file, byte for byte");
+    assert!(
+        headers.contains("content-type: application/x-ndjson"),
+        "{headers}"
+    );
+    assert!(
+        headers.contains("vigil-replay-status: verified"),
+        "{headers}"
+    );
+    assert!(
+        headers.contains(&format!(
+            "vigil-replay-sha256: {}",
+            ended["replay_sha256"].as_str().unwrap()
+        )),
+        "{headers}"
+    );
+    // PHI in clear: not for the admin role.
+    assert_eq!(curl_get(&api, ADMIN_TOKEN).0, 403);
+
+    let (status, headers, pcapng) = curl_get(&format!("{api}?format=pcapng"), AUDITOR_TOKEN);
+    assert_eq!(status, 200);
+    assert!(headers.contains(".pcapng"), "{headers}");
+    if tshark_available() {
+        let path = cfg.data_dir().join("api.pcapng");
+        std::fs::write(&path, &pcapng).unwrap();
+        let out = Command::new("tshark")
+            .args(["-r", path.to_str().unwrap(), "-Y", "pgsql", "-T", "fields"])
+            .args([
+                "-e",
+                "pgsql.query",
+                "-e",
+                "pgsql.tag",
+                "-e",
+                "pgsql.val.data",
+            ])
+            .output()
+            .unwrap();
+        let decoded = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(decoded.contains(query), "{decoded}");
+        assert!(decoded.contains("SELECT 1"), "{decoded}");
+    }
+
+    // One byte changed in the capture: refused, naming both digests.
+    let mut altered = recorded.clone();
+    let at = altered.len() - 10;
+    altered[at] = if altered[at] == b'0' { b'1' } else { b'0' };
+    std::fs::write(&file, &altered).unwrap();
+    let (status, _, body) = curl_get(&api, AUDITOR_TOKEN);
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("does not match its end record"), "{body}");
+    assert!(
+        body.contains(ended["replay_sha256"].as_str().unwrap()),
+        "{body}"
+    );
+    assert_eq!(
+        curl_get(&format!("{api}?format=pcapng"), AUDITOR_TOKEN).0,
+        409
+    );
+}
+
+/// A driver's session (tokio-postgres: Parse/Bind/Execute with parameters, binary results,
+/// an error inside a pipeline segment) replays with its statement texts and row counts, and its
+/// pcapng is dissected by tshark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extended_protocol_session_replays_with_its_statements_and_row_counts() {
+    let pg = PgCluster::start();
+    pg.sql(
+        "postgres",
+        "CREATE TABLE encounters (id int primary key, kind text, weight float8);
+         INSERT INTO encounters VALUES (1, 'visit', 61.5), (2, 'lab', 70), (3, 'telehealth', 80.25)",
+    );
+    let cfg = VigilConfig::new(&pg);
+    let token = cfg.create_token("etl");
+    let vigil = Vigil::start(&cfg);
+    let (client, conn) =
+        tokio_postgres::connect(&vigil.conn_string("etl", &token), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    let conn = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+
+    let select = "SELECT id, kind, weight FROM encounters WHERE id >= $1 ORDER BY id";
+    let insert = "INSERT INTO encounters VALUES ($1, $2, $3)";
+    let failing = "SELECT 10 / $1::int AS ratio";
+    let rows = client.query(select, &[&1i32]).await.unwrap();
+    assert_eq!(rows.len(), 3);
+    let prepared = client.prepare(insert).await.unwrap();
+    for (id, kind) in [(4i32, "visit"), (5, "lab")] {
+        client
+            .execute(&prepared, &[&id, &kind, &72.5f64])
+            .await
+            .unwrap();
+    }
+    let rows = client.query(select, &[&2i32]).await.unwrap();
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[3].get::<_, String>(1), "lab");
+    let err = client.query(failing, &[&0i32]).await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "22012");
+    drop(client);
+    conn.await.unwrap();
+
+    let store = cfg.store_path();
+    let ended = eventually("the driver's session end", || {
+        records_of(&store, "SessionEnded").pop()
+    });
+    let session = ended["session_id"].as_str().unwrap().to_string();
+    let out = cfg.cli(&["replay", &session, "--speed", "0"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Statements in the order executed, each with its text and what came back.
+    let steps: Vec<&str> = shown.split("\n-- [").skip(1).collect();
+    let expect = [
+        (select, "(3 rows)"),
+        (insert, "INSERT 0 1"),
+        (insert, "INSERT 0 1"),
+        (select, "(4 rows)"),
+        (failing, "ERROR:  division by zero"),
+    ];
+    assert_eq!(steps.len(), expect.len(), "{shown}");
+    for (step, (text, outcome)) in steps.iter().zip(expect) {
+        assert!(step.contains(text), "{text} not in:\n{step}");
+        assert!(step.contains(outcome), "{outcome} not in:\n{step}");
+    }
+    // Binary results are shown as PostgreSQL prints them in text.
+    assert!(
+        steps[3].contains("  5 | lab        |   72.5"),
+        "{}",
+        steps[3]
+    );
+    assert_eq!(steps[1].matches("INSERT 0 1").count(), 1, "{}", steps[1]);
+
+    if !tshark_available() {
+        return;
+    }
+    let pcap = cfg.data_dir().join("driver.pcapng");
+    let out = cfg.cli(&[
+        "replay",
+        &session,
+        "--format",
+        "pcapng",
+        "-o",
+        pcap.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new("tshark")
+        .args(["-r", pcap.to_str().unwrap(), "-Y", "pgsql", "-T", "fields"])
+        .args(["-e", "pgsql.type", "-e", "pgsql.query", "-e", "pgsql.tag"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let decoded = String::from_utf8_lossy(&out.stdout);
+    for text in [select, insert, failing] {
+        assert!(decoded.contains(text), "{text} not dissected:\n{decoded}");
+    }
+    for message in ["Parse", "Bind", "Execute", "Data row", "Error"] {
+        assert!(decoded.contains(message), "no {message}:\n{decoded}");
+    }
+    assert!(decoded.contains("SELECT 4"), "{decoded}");
 }

@@ -399,6 +399,10 @@ fn session_index_follows_start_and_end_records() {
         }
     );
     assert_eq!(all[1].ended_seq, None);
+    // One session by id, from the index.
+    assert_eq!(store.session_index("s1").unwrap().as_ref(), Some(s1));
+    assert_eq!(store.session_index("s2").unwrap().unwrap().ended_seq, None);
+    assert_eq!(store.session_index("nope").unwrap(), None);
 
     let by = |f: SessionFilter| -> Vec<String> {
         store

@@ -186,6 +186,19 @@ pub fn run(cmd: AuditCommand) -> Result<i32> {
             }
             let writer = cli_writer(Some(&config), store.clone())?;
             let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+            // The holds this purge applies are on record before it.
+            let changes = vigil_audit::retention::record_hold_changes(
+                &*store,
+                &writer,
+                &policy.holds,
+                &format!("cli:{user}"),
+            )?;
+            for id in &changes.placed {
+                println!("legal hold {id} placed (recorded)");
+            }
+            for id in &changes.released {
+                println!("legal hold {id} released (recorded)");
+            }
             let deleted =
                 vigil_audit::retention::purge(&*store, writer, &plan, &format!("cli:{user}"))?;
             println!("purged {what}; {deleted} records deleted");

@@ -12,8 +12,8 @@ use vigil_core::Timestamp;
 
 #[derive(Subcommand)]
 pub enum EvidenceCommand {
-    /// Write every artifact of the period, the chain segment it comes from, the public key and
-    /// a signed manifest into one .tar.gz.
+    /// Write every artifact of the period, the replay captures of its sessions, the chain
+    /// segment it comes from, the public key and a signed manifest into one .tar.gz.
     Bundle {
         /// From this time on: RFC 3339 or a span before now (24h, 7d).
         #[arg(long)]
@@ -23,6 +23,14 @@ pub enum EvidenceCommand {
         until: Option<String>,
         #[arg(long, short = 'o')]
         output: PathBuf,
+        /// Which sessions' replay captures to include: `all`, `none`, or `sample:N` (N drawn
+        /// from the sealing checkpoint's hash, so the draw is verifiable and unforeseeable).
+        #[arg(long, default_value = "all", value_name = "all|none|sample:N")]
+        replay: bundle::ReplaySelection,
+        /// The directory of replay captures (default: the config's, or `replay/` beside the
+        /// store).
+        #[arg(long, value_name = "DIR")]
+        replay_dir: Option<PathBuf>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -46,9 +54,20 @@ pub fn run(cmd: EvidenceCommand) -> Result<i32> {
             since,
             until,
             output,
+            replay,
+            replay_dir,
             store: store_args,
         } => {
             let (config, store) = open(&store_args)?;
+            // With `none` no capture is read, but the manifest still says how many there are.
+            let replay_source = bundle::ReplaySource {
+                dir: replay_dir
+                    .or_else(|| {
+                        super::replay::capture_dir(config.as_ref(), store_args.store.as_deref())
+                    })
+                    .context("no replay directory: pass --config, --store or --replay-dir")?,
+                selection: replay,
+            };
             let (key_path, anchor) =
                 super::audit::data_paths(config.as_ref(), store_args.store.as_deref())?;
             if !key_path.exists() {
@@ -78,6 +97,7 @@ pub fn run(cmd: EvidenceCommand) -> Result<i32> {
                 &key,
                 time("since", &since)?,
                 time("until", &until)?,
+                Some(&replay_source),
                 &output,
             )?;
             let m = &summary.manifest;
@@ -91,6 +111,20 @@ pub fn run(cmd: EvidenceCommand) -> Result<i32> {
             );
             for (artifact, rows) in &m.rows {
                 eprintln!("  {artifact}: {rows} rows");
+            }
+            if let Some(r) = &m.replay {
+                eprintln!(
+                    "  replay captures ({}): {} of the period's {} bundled",
+                    r.selection,
+                    r.captures.len(),
+                    r.recorded
+                );
+                for u in &r.unavailable {
+                    eprintln!(
+                        "  warning: the capture of session {} is not in the bundle: {}",
+                        u.session_id, u.reason
+                    );
+                }
             }
             Ok(0)
         }
@@ -120,6 +154,7 @@ pub fn run(cmd: EvidenceCommand) -> Result<i32> {
                                 "since": m.since, "until": m.until,
                                 "first_seq": m.chain.first_seq, "last_seq": m.chain.last_seq,
                                 "rows": m.rows,
+                                "replay": m.replay,
                             })
                         );
                     } else {
@@ -130,6 +165,20 @@ pub fn run(cmd: EvidenceCommand) -> Result<i32> {
                             m.key_id,
                             m.files.len()
                         );
+                        if let Some(r) = &m.replay {
+                            println!(
+                                "replay captures ({}): {} bundled, each the capture its session's end record names; {} in the period",
+                                r.selection,
+                                r.captures.len(),
+                                r.recorded
+                            );
+                            for u in &r.unavailable {
+                                println!(
+                                    "note: the capture of session {} (end record seq {}) was not available when the bundle was made: {}",
+                                    u.session_id, u.ended_seq, u.reason
+                                );
+                            }
+                        }
                     }
                     if summary.self_keyed {
                         eprintln!("note: verified with the key inside the bundle; pass --public-key with the gateway's key obtained independently");

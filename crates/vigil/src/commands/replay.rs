@@ -7,7 +7,6 @@ use sha2::Digest;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
-use vigil_core::Event;
 
 #[derive(Args)]
 pub struct ReplayArgs {
@@ -52,15 +51,11 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
         Some(path) => Some(crate::config::Config::load(path)?),
         None => None,
     };
-    let dir = match (&args.dir, &config, &args.store.store) {
-        (Some(d), _, _) => d.clone(),
-        (None, Some(c), _) => c.replay_dir(),
-        (None, None, Some(url)) => crate::wiring::data_dir_of(url)
-            .unwrap_or_else(|| PathBuf::from("."))
-            .join("replay"),
-        (None, None, None) => {
-            bail!("no capture directory: pass --config FILE, --store sqlite://PATH or --dir DIR")
-        }
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
+        None => capture_dir(config.as_ref(), args.store.store.as_deref()).context(
+            "no capture directory: pass --config FILE, --store sqlite://PATH or --dir DIR",
+        )?,
     };
     if args.session.contains(['/', '\\']) || args.session.starts_with('.') {
         bail!("{:?} is not a session id", args.session);
@@ -78,19 +73,12 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
     let digest = hex::encode(sha2::Sha256::digest(&bytes));
     if config.is_some() || args.store.store.is_some() {
         let (_, store) = super::open(&args.store)?;
-        let recorded = store
-            .session_rows(&args.session)?
-            .into_iter()
-            .filter(|r| r.kind == "SessionEnded")
-            .find_map(
-                |r| match serde_json::from_slice::<vigil_core::Record>(&r.body) {
-                    Ok(rec) => match rec.event {
-                        Event::SessionEnded(e) => e.replay_sha256,
-                        _ => None,
-                    },
-                    Err(_) => None,
-                },
-            );
+        let recorded = match vigil_audit::sessions::recorded_capture(&*store, &args.session)? {
+            Some(vigil_audit::sessions::CaptureRecord::Ended { replay_sha256, .. }) => {
+                replay_sha256
+            }
+            _ => None,
+        };
         match recorded {
             Some(d) if d == digest => {
                 eprintln!("capture {} matches its session's end record", path.display())
@@ -165,6 +153,22 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
     }
     out.flush()?;
     Ok(0)
+}
+
+/// The directory of replay captures: the config's, or `replay/` beside the store.
+pub fn capture_dir(
+    config: Option<&crate::config::Config>,
+    store_url: Option<&str>,
+) -> Option<PathBuf> {
+    match (config, store_url) {
+        (Some(c), _) => Some(c.replay_dir()),
+        (None, Some(url)) => Some(
+            crate::wiring::data_dir_of(url)
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join("replay"),
+        ),
+        (None, None) => None,
+    }
 }
 
 /// Re-runs the session's read statements on a sandbox and compares result digests. Exit code 0
