@@ -507,6 +507,7 @@ async fn handle_client(
             scope: serde_json::from_str(&g.scope.canonical_json()).unwrap_or_default(),
             scope_digest: g.scope_digest.clone(),
             expires_at: g.expires_at,
+            request_id: g.request_id.clone(),
         })
         .collect();
 

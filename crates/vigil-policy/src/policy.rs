@@ -35,6 +35,10 @@ pub struct PolicyConfig {
     /// Connections the scope applies to.
     pub connections: Vec<String>,
     pub scope: Scope,
+    /// Access under this policy needs a human's approval first (docs/APPROVALS.md): no standing
+    /// grant is issued; an approved access request issues a time-bound one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<crate::approval::ApprovalRule>,
 }
 
 impl PolicyConfig {
@@ -102,6 +106,21 @@ pub fn validate(
             }
         }
         p.scope.validate().map_err(|e| err(format!("scope: {e}")))?;
+        if let Some(rule) = &p.approval {
+            rule.validate().map_err(err)?;
+            for g in &rule.approver_groups {
+                if !groups.contains(g.as_str()) {
+                    return Err(err(format!(
+                        "approval: no identity belongs to approver group {g:?}"
+                    )));
+                }
+            }
+            if rule.wait_timeout > rule.pending_expiry {
+                return Err(err(
+                    "approval: wait_timeout must not exceed pending_expiry".into()
+                ));
+            }
+        }
     }
     Ok(())
 }

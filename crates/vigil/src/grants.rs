@@ -34,6 +34,7 @@ pub fn from_record(r: &GrantRecord) -> Result<Grant> {
         revoked_at: r.revoked_at,
         revoked_by: r.revoked_by.clone(),
         revoke_reason: r.revoke_reason.clone(),
+        request_id: None,
     })
 }
 
@@ -101,6 +102,8 @@ impl PolicyGrants {
             .policies
             .iter()
             .filter(|p| p.binds(identity, &groups, connection))
+            // Access under an approval rule comes only from approved requests (below).
+            .filter(|p| p.approval.is_none())
         {
             let digest = policy.scope.digest();
             let reusable = existing.iter().find(|r| {
@@ -128,6 +131,7 @@ impl PolicyGrants {
                             scope_digest: grant.scope_digest.clone(),
                             not_before: grant.not_before,
                             expires_at: grant.expires_at,
+                            request_id: None,
                         })))
                         .await
                         .context("cannot record the grant")?;
