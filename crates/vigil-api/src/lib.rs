@@ -1,7 +1,7 @@
 //! # vigil-api
 //!
-//! Vigil's HTTP API (axum). It reads the store (sessions, the audit trail) and never writes to
-//! it; every route but `/healthz` needs the admin bearer token. Store reads are blocking, so
+//! Vigil's HTTP API (axum). It reads the store (sessions, the audit trail); access requests are
+//! changed only through the binary's `AccessRequestService`; every route but `/healthz` needs the admin bearer token. Store reads are blocking, so
 //! each runs on the blocking pool, never on the async workers.
 //!
 //! | route | what |
@@ -11,6 +11,8 @@
 //! | `GET /api/v1/sessions/{id}` | one session: summary and every statement |
 //! | `GET /api/v1/audit/verify` | verify the chain now (200 intact, 409 tampered) |
 //! | `GET /api/v1/audit/public-key` | the checkpoint-signing public key (PEM) |
+//! | `GET, POST /api/v1/access-requests`, `GET /api/v1/access-requests/{id}` | access requests (admin token, or a declared identity's own token) |
+//! | `POST /api/v1/access-requests/{id}/approve\|deny\|revoke` | decide (a human's OIDC token, or the admin token acting `as` a human) |
 //!
 //! ```no_run
 //! # async fn run(state: vigil_api::ApiState) -> std::io::Result<()> {
@@ -18,6 +20,8 @@
 //! axum::serve(listener, vigil_api::router(state)).await
 //! # }
 //! ```
+
+pub mod access_requests;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -41,6 +45,8 @@ pub struct ApiState {
     pub verifying_key: VerifyingKey,
     pub anchor_path: Option<PathBuf>,
     pub admin_token: SecretString,
+    /// Just-in-time approval; `None`: the access-request routes answer 404.
+    pub access_requests: Option<Arc<dyn access_requests::AccessRequestService>>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -50,6 +56,15 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/sessions/{id}", get(show_session))
         .route("/api/v1/audit/verify", get(verify))
         .route("/api/v1/audit/public-key", get(public_key))
+        .route(
+            "/api/v1/access-requests",
+            get(access_requests::list).post(access_requests::create),
+        )
+        .route("/api/v1/access-requests/{id}", get(access_requests::show))
+        .route(
+            "/api/v1/access-requests/{id}/{action}",
+            axum::routing::post(access_requests::decide),
+        )
         .with_state(Arc::new(state))
 }
 

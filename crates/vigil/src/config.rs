@@ -41,6 +41,10 @@ pub struct Config {
     /// Session replay captures (docs/EVIDENCE.md).
     #[serde(default)]
     pub replay: ReplayConfig,
+    /// Just-in-time approval: approver links and webhooks (docs/APPROVALS.md). The rules
+    /// themselves are `[policies.approval]`.
+    #[serde(default)]
+    pub approvals: crate::approvals::ApprovalsConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,6 +234,9 @@ impl Config {
         if let Some(r) = &mut self.audit.parameter_key {
             fix_secret(r);
         }
+        for hook in &mut self.approvals.webhooks {
+            fix_secret(&mut hook.secret);
+        }
         if let Some(key) = &mut self.audit.signing_key {
             if let Some(p) = key.strip_prefix("file:") {
                 if Path::new(p).is_relative() {
@@ -283,6 +290,33 @@ impl Config {
         let connections: Vec<&str> = self.connections.iter().map(|c| c.name.as_str()).collect();
         vigil_policy::validate(&self.policies, &identities, &connections)
             .map_err(|e| anyhow::anyhow!("policies: {e}{}", policy_line(text, &e.policy)))?;
+        let mut hooks = HashSet::new();
+        for hook in &self.approvals.webhooks {
+            if !hooks.insert(hook.name.as_str()) {
+                bail!("approvals.webhooks: {:?} is declared twice", hook.name);
+            }
+            if !(hook.url.starts_with("https://") || hook.url.starts_with("http://")) {
+                bail!(
+                    "approvals.webhooks {:?}: url must be http(s)://…",
+                    hook.name
+                );
+            }
+            for e in &hook.events {
+                if ![
+                    "request_created",
+                    "request_decided",
+                    "request_expired",
+                    "grant_expired",
+                ]
+                .contains(&e.as_str())
+                {
+                    bail!(
+                        "approvals.webhooks {:?}: unknown event {e:?} (request_created, request_decided, request_expired, grant_expired)",
+                        hook.name
+                    );
+                }
+            }
+        }
         if self.audit.parameters == ParameterMode::HmacSha256 && self.audit.parameter_key.is_none()
         {
             bail!(

@@ -147,8 +147,19 @@ impl PolicyGrants {
         }
         // Grants from approvals (issued elsewhere) count as well.
         for r in existing.iter().filter(|r| r.source == "approval") {
-            let g = from_record(r)?;
+            let mut g = from_record(r)?;
             if g.live(now).is_ok() {
+                // Sessions cite the request their grant was approved under.
+                let store = self.store.clone();
+                let filter = vigil_store::AccessRequestFilter {
+                    grant_id: Some(g.id.clone()),
+                    limit: Some(1),
+                    ..Default::default()
+                };
+                let requests =
+                    tokio::task::spawn_blocking(move || store.list_access_requests(&filter))
+                        .await??;
+                g.request_id = requests.into_iter().next().map(|r| r.id);
                 out.push(Arc::new(g));
             }
         }

@@ -108,6 +108,21 @@ pub async fn start(config: Config) -> Result<Running> {
             config.policies.clone(),
             &config.identities,
         ));
+    let approval_service = Arc::new(crate::approvals::Approvals::new(
+        store.clone(),
+        sink.clone(),
+        revocations.clone(),
+        authenticator.clone(),
+        &config.policies,
+        &config.identities,
+        &config.approvals,
+        config.api.as_ref().map(|a| a.listen),
+    )?);
+    let approvals: Option<Arc<dyn vigil_pg::ApprovalGate>> =
+        approval_service.any_rules().then(|| {
+            Arc::new(crate::approvals::Gate(approval_service.clone()))
+                as Arc<dyn vigil_pg::ApprovalGate>
+        });
     let access: Arc<dyn vigil_pg::ConnectionAuthorizer> =
         Arc::new(ConfiguredAccess::new(&config.identities));
     let targets = wiring::targets(&config)?;
@@ -155,6 +170,7 @@ pub async fn start(config: Config) -> Result<Running> {
             parameter_key: parameter_key.clone(),
             masking: None,
             replay: replay.clone(),
+            approvals: approvals.clone(),
         })?;
         let tcp = tokio::net::TcpListener::bind(settings.address)
             .await
@@ -174,6 +190,16 @@ pub async fn start(config: Config) -> Result<Running> {
             }
         });
     }
+    if approval_service.any_rules() {
+        let approvals = approval_service.clone();
+        let mut stopped = stopped.clone();
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = crate::approvals::sweep(approvals, std::time::Duration::from_secs(1)) => {}
+                _ = stopped.wait_for(|s| *s) => {}
+            }
+        });
+    }
     if let Some(api) = &config.api {
         let token = api.admin_token.resolve().context("api.admin_token")?;
         let state = vigil_api::ApiState {
@@ -181,6 +207,7 @@ pub async fn start(config: Config) -> Result<Running> {
             verifying_key,
             anchor_path: Some(config.anchor_path()),
             admin_token: token,
+            access_requests: Some(approval_service.clone()),
         };
         let tcp = tokio::net::TcpListener::bind(api.listen)
             .await
