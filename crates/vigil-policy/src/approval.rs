@@ -42,8 +42,8 @@ pub struct ApprovalRule {
     pub pending_expiry: Duration,
     #[serde(default)]
     pub mode: PendingMode,
-    /// With `mode = "wait"`: how long a connection waits (default 5m, at most the pending
-    /// expiry).
+    /// With `mode = "wait"`: how long a connection waits (default 5m; the wait also ends when
+    /// the request expires).
     #[serde(default = "default_wait", with = "humantime_serde")]
     pub wait_timeout: Duration,
 }

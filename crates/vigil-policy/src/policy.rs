@@ -115,11 +115,6 @@ pub fn validate(
                     )));
                 }
             }
-            if rule.wait_timeout > rule.pending_expiry {
-                return Err(err(
-                    "approval: wait_timeout must not exceed pending_expiry".into()
-                ));
-            }
         }
     }
     Ok(())

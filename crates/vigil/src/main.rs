@@ -56,6 +56,9 @@ enum Command {
     Sessions(commands::sessions::SessionsCommand),
     /// Play a recorded session: each statement and what the client saw (after masking).
     Replay(commands::replay::ReplayArgs),
+    /// Just-in-time access requests: ask, list, show, approve, deny, revoke (through the API).
+    #[command(subcommand)]
+    Request(commands::request::RequestCommand),
     /// Validate configuration files.
     #[command(subcommand)]
     Config(commands::config_check::ConfigCommand),
@@ -71,6 +74,7 @@ fn main() {
         Command::Sessions(cmd) => commands::sessions::run(cmd).map(|()| 0),
         Command::Config(cmd) => commands::config_check::run(cmd).map(|()| 0),
         Command::Replay(args) => commands::replay::run(args),
+        Command::Request(cmd) => commands::request::run(cmd).map(|()| 0),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod config_check;
 pub mod replay;
+pub mod request;
 pub mod sessions;
 pub mod token;
 
