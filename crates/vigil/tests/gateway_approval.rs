@@ -135,7 +135,7 @@ async fn a_human_with_a_real_oidc_token_approves_and_the_grant_expires() {
     let (code, message) = connect(&vigil, "etl", &etl_token, "ticket OPS-7")
         .await
         .err()
-        .expect("no grant yet");
+        .unwrap_or_else(|| panic!("no grant yet"));
     assert_eq!(code, "28000", "{message}");
     let id = request_id(&message);
     let (status, shown) = api(
@@ -401,7 +401,7 @@ async fn waiting_clients_get_a_quorum_or_a_denial_and_pending_requests_expire() 
         .unwrap()
         .unwrap()
         .err()
-        .expect("denied");
+        .unwrap_or_else(|| panic!("denied"));
     assert_eq!(code, "28000");
     assert!(
         message.contains(&id2) && message.contains("denied"),
