@@ -36,7 +36,8 @@ pub struct WebhookConfig {
     pub secret: SecretRef,
     #[serde(default)]
     pub format: Format,
-    /// Events to send: `request_created`, `request_decided`, `grant_expired` (default all).
+    /// Events to send: `request_created`, `request_decided`, `request_expired`,
+    /// `grant_expired` (default all).
     #[serde(default)]
     pub events: Vec<String>,
     #[serde(default = "default_attempts")]
@@ -66,7 +67,7 @@ impl WebhookConfig {
 /// Something to tell approvers about.
 #[derive(Clone, Debug, Serialize)]
 pub struct Notification {
-    /// `request_created`, `request_decided` or `grant_expired`.
+    /// `request_created`, `request_decided`, `request_expired` or `grant_expired`.
     pub event: String,
     /// The subject: request (or grant) fields, free of secrets and statement literals.
     pub data: serde_json::Value,

@@ -66,6 +66,9 @@ pub struct Approvals {
     changed: watch::Sender<u64>,
     /// One change at a time in this process (the store's versions guard against others).
     deciding: tokio::sync::Mutex<()>,
+    /// Grants whose expiry was notified (in memory: after a restart, only grants that ended in
+    /// the last few minutes are notified again).
+    expiry_notified: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 fn secs(d: Duration) -> i64 {
@@ -142,6 +145,7 @@ impl Approvals {
             http: reqwest::Client::new(),
             changed: watch::channel(0).0,
             deciding: tokio::sync::Mutex::new(()),
+            expiry_notified: Default::default(),
         })
     }
 
@@ -573,6 +577,34 @@ impl Approvals {
                 self.changed.send_modify(|n| *n += 1);
             }
         }
+        // Grants from approvals that reached their end: approvers hear of it.
+        let filter = AccessRequestFilter {
+            status: Some("approved".into()),
+            limit: Some(1000),
+            ..Default::default()
+        };
+        let approved = self
+            .blocking(move |s| s.list_access_requests(&filter))
+            .await?;
+        let recent = Timestamp::from_micros(now.as_micros() - 300_000_000);
+        for r in approved {
+            let Some(grant_id) = r.grant_id.clone() else {
+                continue;
+            };
+            if self.expiry_notified.lock().unwrap().contains(&grant_id) {
+                continue;
+            }
+            let gid = grant_id.clone();
+            let Some(grant) = self.blocking(move |s| s.grant(&gid)).await? else {
+                continue;
+            };
+            let ended = grant.revoked_at.is_none()
+                && grant.expires_at.is_some_and(|e| e <= now && e > recent);
+            if ended {
+                self.expiry_notified.lock().unwrap().insert(grant_id);
+                self.notify("grant_expired", &from_record(&r)?);
+            }
+        }
         Ok(())
     }
 
@@ -592,6 +624,10 @@ impl Approvals {
             "request_created" => format!(
                 "{} asks for access to {} (request {})",
                 request.identity, request.connection, request.id
+            ),
+            "grant_expired" => format!(
+                "the grant of access request {} ({} on {}) expired",
+                request.id, request.identity, request.connection
             ),
             _ => format!(
                 "access request {} of {} on {} is {}",

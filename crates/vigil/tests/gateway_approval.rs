@@ -128,8 +128,12 @@ async fn a_human_with_a_real_oidc_token_approves_and_the_grant_expires() {
         idp.issuer(),
         idp.audience()
     );
+    let (hook_port, received) = webhook_receiver().await;
+    cfg.extra.push_str(&format!(
+        "[[approvals.webhooks]]\nname = \"expiry\"\nurl = \"http://127.0.0.1:{hook_port}/hook\"\nsecret = \"env:VIGIL_TEST_HOOK_SECRET\"\nevents = [\"grant_expired\"]\n"
+    ));
     let etl_token = cfg.create_token("etl");
-    let vigil = Vigil::start(&cfg);
+    let vigil = Vigil::start_with_env(&cfg, &[("VIGIL_TEST_HOOK_SECRET", "hook-secret")]);
 
     // Blocked: a request is raised and named, with SQLSTATE 28000.
     let (code, message) = connect(&vigil, "etl", &etl_token, "ticket OPS-7")
@@ -198,6 +202,15 @@ async fn a_human_with_a_real_oidc_token_approves_and_the_grant_expires() {
     });
     assert_eq!(ended["reason"], "grant_expired", "{ended}");
     assert!(client.query_one("SELECT 1", &[]).await.is_err());
+
+    // Approvers hear that the grant ended (JSON format, only the event asked for).
+    let hooks = eventually("grant_expired webhook", || {
+        let got = received.lock().unwrap().clone();
+        (!got.is_empty()).then_some(got)
+    });
+    let body: Value = serde_json::from_slice(&hooks[0].1).unwrap();
+    assert_eq!(body["event"], "grant_expired");
+    assert_eq!(body["data"]["id"], id.as_str());
 
     let decided = records_of(&store, "AccessDecided");
     assert_eq!(decided.len(), 1, "refused attempts decide nothing");
