@@ -413,6 +413,30 @@ mod tests {
     }
 
     #[test]
+    fn approval_rules_are_checked_at_startup() {
+        let base = "[[connections]]\nname=\"ehr\"\nhost=\"h\"\ndatabase=\"d\"\nuser=\"u\"\n\
+            [[identities]]\nname=\"etl\"\nconnections=[\"ehr\"]\n\
+            [[identities]]\nname=\"alice\"\nkind=\"human\"\ngroups=[\"dba\"]\n\
+            [[policies]]\nname=\"jit\"\nidentities=[\"etl\"]\nconnections=[\"ehr\"]\n\
+            [policies.scope]\ncommands=[\"read\"]\n[policies.approval]\n";
+        Config::parse(&format!("{base}approver_groups=[\"dba\"]\nmode=\"wait\"\n")).unwrap();
+        for (rule, expected) in [
+            ("approver_groups=[\"finance\"]\n", "finance"),
+            ("approver_groups=[]\n", "at least one group"),
+            (
+                "approver_groups=[\"dba\"]\nmin_approvals=0\n",
+                "min_approvals",
+            ),
+            ("approver_groups=[\"dba\"]\nmode=\"maybe\"\n", "maybe"),
+        ] {
+            let err = Config::parse(&format!("{base}{rule}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{rule}: {err}");
+        }
+    }
+
+    #[test]
     fn identities_must_name_declared_connections() {
         let err = Config::parse("[[identities]]\nname = \"etl\"\nconnections = [\"nope\"]\n")
             .unwrap_err()
