@@ -398,7 +398,17 @@ async fn handle_client(
                         return;
                     }
                     authenticated_sent = true;
-                    if let Err(why) = decided.await {
+                    // A client says nothing before ReadyForQuery: anything it sends (or its
+                    // leaving) ends the wait.
+                    let mut probe = [0u8; 1];
+                    let decided = tokio::select! {
+                        d = decided => d,
+                        _ = stream.read(&mut probe) => {
+                            let _ = stream.shutdown().await;
+                            return;
+                        }
+                    };
+                    if let Err(why) = decided {
                         return refuse(
                             gw,
                             &mut stream,
