@@ -56,6 +56,29 @@ pub trait ApprovalGate: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<PendingAccess, String>>;
 }
 
+/// What per-statement review says of a statement its grant allows.
+pub enum Reviewed {
+    Proceed,
+    /// Not run: the statement needs a human's approval first. `message` names the request.
+    Held {
+        message: String,
+    },
+}
+
+/// Per-statement review (simple protocol): a grant may allow a statement only once a human
+/// approved that exact statement. Called on the data path, so it must not block: the binary
+/// answers from memory and records in the background.
+pub trait StatementReview: Send + Sync + 'static {
+    fn review(
+        &self,
+        principal: &Principal,
+        connection: &str,
+        grant: &Grant,
+        access: &vigil_sql::Access,
+        exact_text: &[u8],
+    ) -> Reviewed;
+}
+
 /// Revoked grant ids, shared by every session of a gateway. Whoever learns of a revocation
 /// (the store poller, the API) calls [`Revocations::revoke`]; sessions under the grant end.
 #[derive(Default)]

@@ -42,7 +42,9 @@ mod upstream;
 
 pub use cancel::CancelRegistry;
 pub use config::{Limits, ListenerSettings, ListenerTlsMode, Target, UpstreamTlsMode};
-pub use grants::{AccessAsk, ApprovalGate, GrantProvider, PendingAccess, Revocations};
+pub use grants::{
+    AccessAsk, ApprovalGate, GrantProvider, PendingAccess, Reviewed, Revocations, StatementReview,
+};
 pub use server::{serve, Gateway, GatewayParts};
 pub use tls::{load_server_tls, TlsError};
 

@@ -53,6 +53,8 @@ pub struct GatewayParts {
     pub replay: Option<Arc<dyn vigil_core::ReplaySink>>,
     /// Just-in-time approval of sessions without a grant; `None`: such sessions are refused.
     pub approvals: Option<Arc<dyn ApprovalGate>>,
+    /// Per-statement review; `None`: off.
+    pub statement_review: Option<Arc<dyn crate::StatementReview>>,
 }
 
 struct Upstreams {
@@ -78,6 +80,7 @@ pub struct Gateway {
     masking: Option<Arc<dyn crate::masking::Masking>>,
     replay: Option<Arc<dyn vigil_core::ReplaySink>>,
     approvals: Option<Arc<dyn ApprovalGate>>,
+    statement_review: Option<Arc<dyn crate::StatementReview>>,
     cancels: CancelRegistry,
     active: AtomicUsize,
     idle: Notify,
@@ -126,6 +129,7 @@ impl Gateway {
             masking: parts.masking,
             replay: parts.replay,
             approvals: parts.approvals,
+            statement_review: parts.statement_review,
             cancels: CancelRegistry::default(),
             active: AtomicUsize::new(0),
             idle: Notify::new(),
@@ -602,6 +606,7 @@ async fn handle_client(
     let mut ctx = SessionContext {
         masking,
         replay: None,
+        review: gw.statement_review.clone(),
         session_id: SessionId::new(),
         principal,
         connection: target.name.clone(),

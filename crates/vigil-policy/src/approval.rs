@@ -85,3 +85,52 @@ impl ApprovalRule {
         Ok(())
     }
 }
+
+/// `[policies.statement_review]`: statements a standing grant of this policy allows only once a
+/// human approved that exact statement (it then runs once).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatementReviewRule {
+    /// What is held: `ddl`, `delete_without_where`, `update_without_where`.
+    pub statements: Vec<String>,
+    pub approver_groups: Vec<String>,
+    #[serde(default = "one")]
+    pub min_approvals: usize,
+    /// How long a held statement's request stays pending (default 30m).
+    #[serde(default = "default_pending_expiry", with = "humantime_serde")]
+    pub pending_expiry: Duration,
+}
+
+impl StatementReviewRule {
+    pub const KINDS: [&'static str; 3] = ["ddl", "delete_without_where", "update_without_where"];
+
+    /// The approval rule its requests are decided under (approvers, quorum, expiry).
+    pub fn approval_rule(&self) -> ApprovalRule {
+        ApprovalRule {
+            approver_groups: self.approver_groups.clone(),
+            min_approvals: self.min_approvals,
+            require_all_groups: false,
+            max_duration: self.pending_expiry,
+            allowed_hours: None,
+            pending_expiry: self.pending_expiry,
+            mode: PendingMode::Fail,
+            wait_timeout: default_wait(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.statements.is_empty() {
+            return Err("statement_review: statements must name at least one kind".into());
+        }
+        for s in &self.statements {
+            if !Self::KINDS.contains(&s.as_str()) {
+                return Err(format!(
+                    "statement_review: unknown kind {s:?} (ddl, delete_without_where, update_without_where)"
+                ));
+            }
+        }
+        self.approval_rule()
+            .validate()
+            .map_err(|e| e.replacen("approval:", "statement_review:", 1))
+    }
+}

@@ -30,7 +30,7 @@ pub mod policy;
 pub mod scope;
 pub mod window;
 
-pub use approval::{ApprovalRule, PendingMode};
+pub use approval::{ApprovalRule, PendingMode, StatementReviewRule};
 pub use grant::{decide, Decision, Grant, GrantSource, NotLive};
 pub use pattern::{NamePattern, RelationPattern};
 pub use policy::{validate, PolicyConfig, PolicyError};

@@ -39,6 +39,10 @@ pub struct PolicyConfig {
     /// grant is issued; an approved access request issues a time-bound one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<crate::approval::ApprovalRule>,
+    /// Statements (DDL, DELETE/UPDATE without WHERE) a grant of this policy runs only once a
+    /// human approved each one (docs/APPROVALS.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_review: Option<crate::approval::StatementReviewRule>,
 }
 
 impl PolicyConfig {
@@ -106,9 +110,23 @@ pub fn validate(
             }
         }
         p.scope.validate().map_err(|e| err(format!("scope: {e}")))?;
+        if let Some(review) = &p.statement_review {
+            review.validate().map_err(err)?;
+        }
+        let approver_groups = p
+            .approval
+            .iter()
+            .flat_map(|r| r.approver_groups.iter())
+            .chain(
+                p.statement_review
+                    .iter()
+                    .flat_map(|r| r.approver_groups.iter()),
+            );
         if let Some(rule) = &p.approval {
             rule.validate().map_err(err)?;
-            for g in &rule.approver_groups {
+        }
+        {
+            for g in approver_groups {
                 if !groups.contains(g.as_str()) {
                     return Err(err(format!(
                         "approval: no identity belongs to approver group {g:?}"

@@ -69,6 +69,19 @@ pub struct Approvals {
     /// Grants whose expiry was notified (in memory: after a restart, only grants that ended in
     /// the last few minutes are notified again).
     expiry_notified: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Held statements: pending requests and approvals not used yet, by (identity, connection,
+    /// SHA-256 of the exact text). In memory: after a restart, approvals not used are lost
+    /// (the statement is held again), never granted twice.
+    statements: std::sync::Mutex<StatementBook>,
+}
+
+type StatementKey = (String, String, String);
+
+#[derive(Default)]
+struct StatementBook {
+    /// Request id and when it expires.
+    pending: HashMap<StatementKey, (String, Timestamp)>,
+    approved: HashMap<StatementKey, String>,
 }
 
 fn secs(d: Duration) -> i64 {
@@ -130,7 +143,7 @@ impl Approvals {
             authenticator,
             policies: policies
                 .iter()
-                .filter(|p| p.approval.is_some())
+                .filter(|p| p.approval.is_some() || p.statement_review.is_some())
                 .cloned()
                 .collect(),
             identities: identities
@@ -146,12 +159,18 @@ impl Approvals {
             changed: watch::channel(0).0,
             deciding: tokio::sync::Mutex::new(()),
             expiry_notified: Default::default(),
+            statements: Default::default(),
         })
     }
 
     /// Whether any policy needs approvals.
     pub fn any_rules(&self) -> bool {
         !self.policies.is_empty()
+    }
+
+    /// Whether any policy needs approval of sessions.
+    pub fn any_session_rules(&self) -> bool {
+        self.policies.iter().any(|p| p.approval.is_some())
     }
 
     /// The policy (with its rule) that would bind `identity` on `connection` once approved.
@@ -167,15 +186,23 @@ impl Approvals {
             .unwrap_or_default();
         self.policies
             .iter()
+            .filter(|p| p.approval.is_some())
             .find(|p| p.binds(identity, groups, connection))
             .and_then(|p| p.approval.as_ref().map(|r| (p, r)))
     }
 
-    fn rule(&self, policy: &str) -> Option<&ApprovalRule> {
-        self.policies
-            .iter()
-            .find(|p| p.name == policy)
-            .and_then(|p| p.approval.as_ref())
+    /// The rule requests under `policy` are decided by: its approval rule, or for held
+    /// statements its statement review's.
+    fn rule(&self, policy: &str) -> Option<ApprovalRule> {
+        let p = self.policies.iter().find(|p| p.name == policy)?;
+        p.approval
+            .clone()
+            .or_else(|| p.statement_review.as_ref().map(|r| r.approval_rule()))
+    }
+
+    /// Whether any policy holds statements for review.
+    pub fn any_statement_review(&self) -> bool {
+        self.policies.iter().any(|p| p.statement_review.is_some())
     }
 
     fn url_of(&self, id: &str) -> Option<String> {
@@ -253,20 +280,35 @@ impl Approvals {
             status: RequestStatus::Pending,
             grant_id: None,
         };
+        self.record_new(request, principal).await
+    }
+
+    /// Records a new request, stores it and tells who listens.
+    async fn record_new(
+        &self,
+        request: AccessRequest,
+        principal: Option<Arc<Principal>>,
+    ) -> Result<AccessRequest> {
+        let (subject, statement_text) = match &request.subject {
+            Subject::Access { .. } => ("access", None),
+            Subject::Statement { text, .. } => ("statement", Some(text.clone())),
+        };
+        let connection = request.connection.clone();
+        let identity = request.identity.clone();
         let mut draft = EventDraft::new(Event::AccessRequested(AccessRequested {
             request_id: request.id.clone(),
             identity_name: request.identity.clone(),
             connection_name: request.connection.clone(),
-            policy: policy.name.clone(),
-            subject: "access".into(),
-            statement_text: None,
+            policy: policy_of(&request).to_string(),
+            subject: subject.into(),
+            statement_text,
             duration_secs: request.duration.as_secs(),
             reason: request.reason.clone(),
             client_addr: request.client_addr.clone(),
             expires_at: request.expires_at,
         }));
         draft.identity = principal;
-        draft.connection = Some(connection.into());
+        draft.connection = Some(connection.as_str().into());
         self.sink
             .append(draft)
             .await
@@ -274,7 +316,7 @@ impl Approvals {
         let record = to_record(&request, 1);
         self.blocking(move |s| s.insert_access_request(&record))
             .await?;
-        tracing::info!(request = %request.id, identity, connection, "access request raised");
+        tracing::info!(request = %request.id, %identity, %connection, "access request raised");
         self.notify("request_created", &request);
         self.changed.send_modify(|n| *n += 1);
         Ok(request)
@@ -300,7 +342,7 @@ impl Approvals {
             let now = Timestamp::now();
             let current = self
                 .rule(policy_of(&request))
-                .map(|r| status(r, &request, now))
+                .map(|r| status(&r, &request, now))
                 .unwrap_or(request.status);
             match current {
                 RequestStatus::Approved => return Ok(()),
@@ -373,7 +415,7 @@ impl Approvals {
         let (mut request, version) = self.load(id).await.map_err(internal)?.ok_or_else(|| {
             ServiceError::new(StatusCode::NOT_FOUND, format!("no access request {id}"))
         })?;
-        let rule = self.rule(policy_of(&request)).cloned().ok_or_else(|| {
+        let rule = self.rule(policy_of(&request)).ok_or_else(|| {
             ServiceError::new(
                 StatusCode::CONFLICT,
                 "the policy of this request no longer needs approval (or no longer exists)",
@@ -432,7 +474,28 @@ impl Approvals {
                 at: now,
             });
             request.status = status(&rule, &request, now);
-            if request.status == RequestStatus::Approved {
+            if let Subject::Statement {
+                statement_digest, ..
+            } = &request.subject
+            {
+                // A held statement: approval lets that exact statement run once; no grant.
+                let key = (
+                    request.identity.clone(),
+                    request.connection.clone(),
+                    statement_digest.clone(),
+                );
+                let mut book = self.statements.lock().unwrap();
+                match request.status {
+                    RequestStatus::Approved => {
+                        book.pending.remove(&key);
+                        book.approved.insert(key, request.id.clone());
+                    }
+                    RequestStatus::Pending => {}
+                    _ => {
+                        book.pending.remove(&key);
+                    }
+                }
+            } else if request.status == RequestStatus::Approved {
                 let policy = self
                     .policies
                     .iter()
@@ -890,6 +953,102 @@ impl AccessRequestService for Approvals {
             let r = self.decide_as(approver, id, action, &rationale).await?;
             Ok(summary_json(&r))
         })
+    }
+}
+
+/// Per-statement review on the data path: answers from memory, records in the background.
+pub struct Reviewer(pub Arc<Approvals>);
+
+impl Reviewer {
+    /// Whether `access` holds a statement of a kind `kinds` lists.
+    fn needs_review(kinds: &[String], access: &vigil_sql::Access) -> bool {
+        let has_where = access.shape.text.to_ascii_uppercase().contains("WHERE");
+        access.statements.iter().any(|s| {
+            kinds.iter().any(|k| match k.as_str() {
+                "ddl" => s.class == vigil_sql::CommandClass::Ddl,
+                "delete_without_where" => s.command == "DELETE" && !has_where,
+                "update_without_where" => s.command == "UPDATE" && !has_where,
+                _ => false,
+            })
+        })
+    }
+}
+
+impl vigil_pg::StatementReview for Reviewer {
+    fn review(
+        &self,
+        principal: &Principal,
+        connection: &str,
+        grant: &Grant,
+        access: &vigil_sql::Access,
+        exact_text: &[u8],
+    ) -> vigil_pg::Reviewed {
+        let approvals = &self.0;
+        let Some((policy, review)) = approvals.policies.iter().find_map(|p| {
+            (Some(&p.name) == grant.policy.as_ref())
+                .then_some(p.statement_review.as_ref().map(|r| (p, r)))
+                .flatten()
+        }) else {
+            return vigil_pg::Reviewed::Proceed;
+        };
+        if !Self::needs_review(&review.statements, access) {
+            return vigil_pg::Reviewed::Proceed;
+        }
+        use sha2::Digest;
+        let digest = hex::encode(sha2::Sha256::digest(exact_text));
+        let key = (
+            principal.name.clone(),
+            connection.to_string(),
+            digest.clone(),
+        );
+        let now = Timestamp::now();
+        let id = {
+            let mut book = approvals.statements.lock().unwrap();
+            // Approved: it runs, once.
+            if book.approved.remove(&key).is_some() {
+                return vigil_pg::Reviewed::Proceed;
+            }
+            match book.pending.get(&key) {
+                Some((id, expires)) if *expires > now => id.clone(),
+                _ => {
+                    let id = uuid::Uuid::now_v7().to_string();
+                    book.pending
+                        .insert(key, (id.clone(), later(now, review.pending_expiry)));
+                    let request = AccessRequest {
+                        id: id.clone(),
+                        identity: principal.name.clone(),
+                        connection: connection.to_string(),
+                        subject: Subject::Statement {
+                            policy: policy.name.clone(),
+                            fingerprint: access.shape.fingerprint.clone(),
+                            // Literal-free: what reviewers see.
+                            text: access.shape.text.clone(),
+                            statement_digest: digest,
+                        },
+                        duration: Duration::ZERO,
+                        reason: None,
+                        client_addr: None,
+                        created_at: now,
+                        expires_at: later(now, review.pending_expiry),
+                        decisions: Vec::new(),
+                        status: RequestStatus::Pending,
+                        grant_id: None,
+                    };
+                    let (approvals, principal) = (approvals.clone(), Arc::new(principal.clone()));
+                    tokio::spawn(async move {
+                        if let Err(e) = approvals.record_new(request, Some(principal)).await {
+                            tracing::error!(error = %format!("{e:#}"), "cannot raise a statement request");
+                        }
+                    });
+                    id
+                }
+            }
+        };
+        vigil_pg::Reviewed::Held {
+            message: format!(
+                "this statement needs a reviewer's approval: access request {id} is pending; send it again, unchanged, once approved (it then runs once)"
+            ),
+        }
     }
 }
 

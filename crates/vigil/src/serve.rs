@@ -119,9 +119,14 @@ pub async fn start(config: Config) -> Result<Running> {
         config.api.as_ref().map(|a| a.listen),
     )?);
     let approvals: Option<Arc<dyn vigil_pg::ApprovalGate>> =
-        approval_service.any_rules().then(|| {
+        approval_service.any_session_rules().then(|| {
             Arc::new(crate::approvals::Gate(approval_service.clone()))
                 as Arc<dyn vigil_pg::ApprovalGate>
+        });
+    let statement_review: Option<Arc<dyn vigil_pg::StatementReview>> =
+        approval_service.any_statement_review().then(|| {
+            Arc::new(crate::approvals::Reviewer(approval_service.clone()))
+                as Arc<dyn vigil_pg::StatementReview>
         });
     let access: Arc<dyn vigil_pg::ConnectionAuthorizer> =
         Arc::new(ConfiguredAccess::new(&config.identities));
@@ -171,6 +176,7 @@ pub async fn start(config: Config) -> Result<Running> {
             masking: None,
             replay: replay.clone(),
             approvals: approvals.clone(),
+            statement_review: statement_review.clone(),
         })?;
         let tcp = tokio::net::TcpListener::bind(settings.address)
             .await

@@ -469,3 +469,110 @@ async fn waiting_clients_get_a_quorum_or_a_denial_and_pending_requests_expire() 
     });
     assert!(delivered.iter().all(|d| d["delivered"] == true));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_statement_runs_once_when_approved_and_is_held_again_when_resent() {
+    let pg = PgCluster::start();
+    let mut cfg = VigilConfig::new(&pg);
+    cfg.identities = MACHINE_AND_HUMANS
+        .iter()
+        .map(|(n, e)| (n.to_string(), e.to_string()))
+        .collect();
+    cfg.policies = r#"
+[[policies]]
+name = "etl-with-review"
+groups = ["jit"]
+connections = ["ehr"]
+[policies.scope]
+commands = ["read", "write", "ddl", "transaction", "session"]
+relations = ["*"]
+[policies.statement_review]
+statements = ["ddl", "delete_without_where"]
+approver_groups = ["dba"]
+"#
+    .into();
+    let etl_token = cfg.create_token("etl");
+    let vigil = Vigil::start(&cfg);
+    let client = connect(&vigil, "etl", &etl_token, "migration")
+        .await
+        .expect("a standing grant");
+    client.simple_query("SELECT 1").await.expect("not held");
+
+    // DDL is held: refused naming a request; nothing ran.
+    let ddl = "CREATE TABLE held_t (secret text DEFAULT 'x-literal-9')";
+    let err = client.simple_query(ddl).await.unwrap_err();
+    let db = err.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "42501");
+    let id = request_id(db.message());
+    assert_eq!(
+        pg.sql("postgres", "SELECT to_regclass('held_t') IS NULL"),
+        "t"
+    );
+
+    // The reviewer sees the literal-free text.
+    let (_, shown) = api(
+        &vigil,
+        ADMIN_TOKEN,
+        reqwest::Method::GET,
+        &format!("/api/v1/access-requests/{id}"),
+        None,
+    )
+    .await;
+    let text = shown["subject"]["statement"]["text"].as_str().unwrap();
+    assert!(
+        text.contains("CREATE TABLE") && !text.contains("x-literal-9"),
+        "{text}"
+    );
+
+    let (status, body) = api(
+        &vigil,
+        ADMIN_TOKEN,
+        reqwest::Method::POST,
+        &format!("/api/v1/access-requests/{id}/approve"),
+        Some(json!({"reason": "MIG-3", "as": "alice"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "approved");
+
+    // Approved: it runs once. Sent again, it is held again under a new request.
+    client
+        .simple_query(ddl)
+        .await
+        .expect("approved statement runs");
+    assert_eq!(
+        pg.sql("postgres", "SELECT to_regclass('held_t') IS NOT NULL"),
+        "t"
+    );
+    client
+        .simple_query("DROP TABLE IF EXISTS nothing_here")
+        .await
+        .ok();
+    let err = client.simple_query(ddl).await.unwrap_err();
+    let again = request_id(err.as_db_error().unwrap().message());
+    assert_ne!(again, id, "an approval is used once");
+
+    // DELETE with WHERE runs; without WHERE it is held.
+    client
+        .simple_query("DELETE FROM held_t WHERE secret = 'y'")
+        .await
+        .expect("qualified delete runs");
+    let err = client.simple_query("DELETE FROM held_t").await.unwrap_err();
+    assert!(err
+        .as_db_error()
+        .unwrap()
+        .message()
+        .contains("access request"));
+
+    let store = cfg.store_path();
+    let requested = records_of(&store, "AccessRequested");
+    assert!(requested.iter().all(|r| r["subject"] == "statement"));
+    assert!(!serde_json::to_string(&requested)
+        .unwrap()
+        .contains("x-literal-9"));
+    let refused = records_of(&store, "PolicyDenied");
+    assert!(
+        refused.iter().any(|r| r["rule"] == "statement_review"),
+        "{refused:?}"
+    );
+}

@@ -764,6 +764,35 @@ impl Frontend<'_> {
                 if may_refresh && has_unresolved(&access) {
                     return Ok(Step::RefreshCatalog);
                 }
+                let held = match (&self.ctx.review, self.decide(&access)) {
+                    (Some(review), Ok(grant)) => match review.review(
+                        &self.ctx.principal,
+                        &self.ctx.connection,
+                        &grant,
+                        &access,
+                        q.text,
+                    ) {
+                        crate::Reviewed::Held { message } => Some((message, grant.id.clone())),
+                        crate::Reviewed::Proceed => None,
+                    },
+                    _ => None,
+                };
+                if let Some((message, grant_id)) = held {
+                    self.deny(
+                        StatementProtocol::Simple,
+                        access.shape.clone(),
+                        Denial {
+                            rule: "statement_review",
+                            reason: message,
+                            sqlstate: crate::sqlstate::INSUFFICIENT_PRIVILEGE,
+                        },
+                        Some(grant_id),
+                        start,
+                        end,
+                        true,
+                    );
+                    return Ok(Step::Next);
+                }
                 match self.decide(&access) {
                     Ok(grant) => {
                         self.allowed(&access);
