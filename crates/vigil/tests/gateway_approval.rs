@@ -487,7 +487,7 @@ connections = ["ehr"]
 commands = ["read", "write", "ddl", "transaction", "session"]
 relations = ["*"]
 [policies.statement_review]
-statements = ["ddl", "delete_without_where"]
+statements = ["ddl", "delete_without_where", "update_without_where"]
 approver_groups = ["dba"]
 "#
     .into();
@@ -558,6 +558,18 @@ approver_groups = ["dba"]
         .await
         .expect("qualified delete runs");
     let err = client.simple_query("DELETE FROM held_t").await.unwrap_err();
+    assert!(err
+        .as_db_error()
+        .unwrap()
+        .message()
+        .contains("access request"));
+
+    // The extended protocol is held too (on the statement's literal-free text).
+    let err = client
+        .execute("UPDATE held_t SET secret = $1", &[&"z"])
+        .await
+        .unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "42501");
     assert!(err
         .as_db_error()
         .unwrap()

@@ -1023,6 +1023,28 @@ impl Frontend<'_> {
                     } else {
                         self.decide(&portal.access)
                     };
+                // Extended protocol: parameters travel apart, so review is of the statement's
+                // literal-free text.
+                let verdict = match (verdict, &self.ctx.review) {
+                    (Ok(grant), Some(review)) => match review.review(
+                        &self.ctx.principal,
+                        &self.ctx.connection,
+                        &grant,
+                        &portal.access,
+                        portal.shape.text.as_bytes(),
+                    ) {
+                        crate::Reviewed::Proceed => Ok(grant),
+                        crate::Reviewed::Held { message } => Err((
+                            Denial {
+                                rule: "statement_review",
+                                reason: message,
+                                sqlstate: crate::sqlstate::INSUFFICIENT_PRIVILEGE,
+                            },
+                            Some(grant.id.clone()),
+                        )),
+                    },
+                    (verdict, _) => verdict,
+                };
                 match verdict {
                     Ok(grant) => {
                         self.allowed(&portal.access);
