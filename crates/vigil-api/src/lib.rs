@@ -7,6 +7,7 @@
 //! separate duty (and captures, which hold PHI in clear, reach no one else).
 //! Store reads are blocking, so each runs on the blocking pool, never on the async workers;
 //! exports stream from a blocking task through a bounded channel (memory stays flat).
+//! Access requests are changed only through the binary's `AccessRequestService` (approvals).
 //!
 //! | route | what |
 //! |---|---|
@@ -17,6 +18,8 @@
 //! | `GET /api/v1/audit/public-key` | the checkpoint-signing public key (PEM) |
 //! | `GET /api/v1/exports/{artifact}?since=&until=&identity=&connection=&format=` | an evidence export, streamed (auditor only) |
 //! | `GET /api/v1/sessions/{id}/replay?format=jsonl\|pcapng` | a session's replay capture, checked against its end record (auditor only) |
+//! | `GET, POST /api/v1/access-requests`, `GET /api/v1/access-requests/{id}` | access requests (admin token, or a declared identity's own token) |
+//! | `POST /api/v1/access-requests/{id}/approve\|deny\|revoke` | decide (a human's OIDC token, or the admin token acting `as` a human) |
 //!
 //! ```no_run
 //! # async fn run(state: vigil_api::ApiState) -> std::io::Result<()> {
@@ -24,6 +27,8 @@
 //! axum::serve(listener, vigil_api::router(state)).await
 //! # }
 //! ```
+
+pub mod access_requests;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -56,6 +61,8 @@ pub struct ApiState {
     /// The directory of replay captures (`<session id>.jsonl`); `None`: the replay route
     /// answers 404.
     pub replay_dir: Option<PathBuf>,
+    /// Just-in-time approval; `None`: the access-request routes answer 404.
+    pub access_requests: Option<Arc<dyn access_requests::AccessRequestService>>,
 }
 
 /// What a bearer token may do.
@@ -74,6 +81,15 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/audit/verify", get(verify))
         .route("/api/v1/audit/public-key", get(public_key))
         .route("/api/v1/exports/{artifact}", get(export))
+        .route(
+            "/api/v1/access-requests",
+            get(access_requests::list).post(access_requests::create),
+        )
+        .route("/api/v1/access-requests/{id}", get(access_requests::show))
+        .route(
+            "/api/v1/access-requests/{id}/{action}",
+            axum::routing::post(access_requests::decide),
+        )
         .with_state(Arc::new(state))
 }
 

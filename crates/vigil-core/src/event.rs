@@ -4,7 +4,7 @@
 //! A stored [`Record`] is the JSON object of its envelope (`seq`, `prev_hash`, `at`, `session_id`,
 //! `identity`, `connection`) with the event's own fields beside them and its name in `type`.
 
-use crate::{Principal, SessionId, Timestamp};
+use crate::{IdentityKind, Principal, SessionId, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -82,6 +82,10 @@ pub enum Event {
     AuditPurged(AuditPurged),
     LegalHoldPlaced(LegalHoldPlaced),
     LegalHoldReleased(LegalHoldReleased),
+    AccessRequested(AccessRequested),
+    AccessDecided(AccessDecided),
+    AccessRequestExpired(AccessRequestExpired),
+    WebhookDelivery(WebhookDelivery),
 }
 
 /// The `type` of an event, as a cheap value (for store columns and filters).
@@ -103,10 +107,14 @@ pub enum EventKind {
     AuditPurged,
     LegalHoldPlaced,
     LegalHoldReleased,
+    AccessRequested,
+    AccessDecided,
+    AccessRequestExpired,
+    WebhookDelivery,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 16] = [
+    pub const ALL: [EventKind; 20] = [
         EventKind::SessionStarted,
         EventKind::SessionEnded,
         EventKind::AuthFailed,
@@ -123,6 +131,10 @@ impl EventKind {
         EventKind::AuditPurged,
         EventKind::LegalHoldPlaced,
         EventKind::LegalHoldReleased,
+        EventKind::AccessRequested,
+        EventKind::AccessDecided,
+        EventKind::AccessRequestExpired,
+        EventKind::WebhookDelivery,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -143,6 +155,10 @@ impl EventKind {
             EventKind::AuditPurged => "AuditPurged",
             EventKind::LegalHoldPlaced => "LegalHoldPlaced",
             EventKind::LegalHoldReleased => "LegalHoldReleased",
+            EventKind::AccessRequested => "AccessRequested",
+            EventKind::AccessDecided => "AccessDecided",
+            EventKind::AccessRequestExpired => "AccessRequestExpired",
+            EventKind::WebhookDelivery => "WebhookDelivery",
         }
     }
 
@@ -170,6 +186,10 @@ impl Event {
             Event::AuditPurged(_) => EventKind::AuditPurged,
             Event::LegalHoldPlaced(_) => EventKind::LegalHoldPlaced,
             Event::LegalHoldReleased(_) => EventKind::LegalHoldReleased,
+            Event::AccessRequested(_) => EventKind::AccessRequested,
+            Event::AccessDecided(_) => EventKind::AccessDecided,
+            Event::AccessRequestExpired(_) => EventKind::AccessRequestExpired,
+            Event::WebhookDelivery(_) => EventKind::WebhookDelivery,
         }
     }
 }
@@ -213,6 +233,9 @@ pub struct EnforcedGrant {
     pub scope_digest: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
+    /// The access request whose approval issued the grant (source `approval`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// A statement Vigil refused under the session's grants: it was never forwarded.
@@ -254,6 +277,72 @@ pub struct MaskingApplied {
     pub count: u64,
 }
 
+/// A machine identity asked for access that needs a human's approval (docs/APPROVALS.md).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct AccessRequested {
+    pub request_id: String,
+    pub identity_name: String,
+    pub connection_name: String,
+    /// The policy whose approval rule applies.
+    pub policy: String,
+    /// `access` (a session's scope) or `statement` (one held statement).
+    pub subject: String,
+    /// The held statement's literal-free text (subject `statement`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_text: Option<String>,
+    /// Grant length asked for, in seconds (capped by the rule's `max_duration`).
+    pub duration_secs: u64,
+    /// As the client gave it (`vigil.reason`, application_name, or the API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_addr: Option<String>,
+    /// When the request expires if nobody decides.
+    pub expires_at: Timestamp,
+}
+
+/// A human approved, denied or revoked an access request.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct AccessDecided {
+    pub request_id: String,
+    /// `approve`, `deny` or `revoke`.
+    pub action: String,
+    pub approver: String,
+    /// Always `human`: other kinds are refused before anything is recorded.
+    pub approver_kind: IdentityKind,
+    /// How the approver proved who they are (`oidc`, or `admin_token` acting for them).
+    pub approver_auth: String,
+    pub rationale: String,
+    /// Where the request stands after this decision (`pending` until the quorum is reached).
+    pub status: String,
+    /// The grant the approval issued, once the quorum is reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<String>,
+}
+
+/// A pending access request expired: nobody decided in time.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct AccessRequestExpired {
+    pub request_id: String,
+    pub expired_at: Timestamp,
+}
+
+/// One attempt to deliver a webhook notification.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct WebhookDelivery {
+    pub webhook: String,
+    /// `request_created`, `request_decided` or `grant_expired`.
+    pub notification: String,
+    /// The request (or grant) the notification is about.
+    pub subject_id: String,
+    pub attempt: u32,
+    pub delivered: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// A grant was issued (from a standing policy or an approval).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct GrantIssued {
@@ -268,6 +357,9 @@ pub struct GrantIssued {
     pub not_before: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
+    /// The access request whose approval issued it (source `approval`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// A grant was revoked: its live sessions end (idle or busy) as soon as the gateway learns of it.
@@ -604,7 +696,7 @@ pub struct TokenRevoked {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{AuthMethod, IdentityKind};
+    use crate::AuthMethod;
 
     #[test]
     fn record_json_is_flat_and_round_trips() {

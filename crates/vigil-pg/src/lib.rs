@@ -43,7 +43,9 @@ mod upstream;
 pub use cancel::CancelRegistry;
 pub use catalog::DatabaseCatalog;
 pub use config::{Limits, ListenerSettings, ListenerTlsMode, Target, UpstreamTlsMode};
-pub use grants::{GrantProvider, Revocations};
+pub use grants::{
+    AccessAsk, ApprovalGate, GrantProvider, PendingAccess, Reviewed, Revocations, StatementReview,
+};
 pub use server::{serve, Gateway, GatewayParts};
 pub use tls::{load_server_tls, TlsError};
 

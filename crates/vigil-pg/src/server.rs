@@ -13,7 +13,8 @@ use crate::stream::Stream;
 use crate::tls::{upstream_client_config, TlsError};
 use crate::upstream::{self, UpstreamError};
 use crate::{
-    sqlstate, AuthRejection, ClientAuthenticator, ConnectionAuthorizer, GrantProvider, Revocations,
+    sqlstate, AccessAsk, ApprovalGate, AuthRejection, ClientAuthenticator, ConnectionAuthorizer,
+    GrantProvider, PendingAccess, Revocations,
 };
 use bytes::BytesMut;
 use rustls::{ClientConfig, ServerConfig};
@@ -50,6 +51,10 @@ pub struct GatewayParts {
     pub masking: Option<Arc<dyn crate::masking::Masking>>,
     /// Replay captures of sessions; `None`: off.
     pub replay: Option<Arc<dyn vigil_core::ReplaySink>>,
+    /// Just-in-time approval of sessions without a grant; `None`: such sessions are refused.
+    pub approvals: Option<Arc<dyn ApprovalGate>>,
+    /// Per-statement review; `None`: off.
+    pub statement_review: Option<Arc<dyn crate::StatementReview>>,
 }
 
 struct Upstreams {
@@ -74,6 +79,8 @@ pub struct Gateway {
     parameter_key: Option<Arc<[u8]>>,
     masking: Option<Arc<dyn crate::masking::Masking>>,
     replay: Option<Arc<dyn vigil_core::ReplaySink>>,
+    approvals: Option<Arc<dyn ApprovalGate>>,
+    statement_review: Option<Arc<dyn crate::StatementReview>>,
     cancels: CancelRegistry,
     active: AtomicUsize,
     idle: Notify,
@@ -121,6 +128,8 @@ impl Gateway {
             parameter_key: parts.parameter_key,
             masking: parts.masking,
             replay: parts.replay,
+            approvals: parts.approvals,
+            statement_review: parts.statement_review,
             cancels: CancelRegistry::default(),
             active: AtomicUsize::new(0),
             idle: Notify::new(),
@@ -355,7 +364,87 @@ async fn handle_client(
         .await;
     }
 
-    let grants = match gw.grants.session_grants(&principal, &database).await {
+    // The reason a client gives for its access travels in `options`; it is Vigil's, not the
+    // server's, so it is taken out before the options go upstream.
+    let mut pass_on = pass_on;
+    let reason = take_vigil_reason(&mut pass_on).or_else(|| application_name.clone());
+    let mut grants = gw.grants.session_grants(&principal, &database).await;
+    // Whether AuthenticationOk went out already (a client waiting for an approval got it).
+    let mut authenticated_sent = false;
+    if let (Ok(g), Some(gate)) = (&grants, &gw.approvals) {
+        if g.is_empty() {
+            let ask = AccessAsk {
+                principal: &principal,
+                connection: &database,
+                client_addr: &client_addr,
+                reason: reason.as_deref(),
+            };
+            let refusal = |message: String, hint: String| Refusal::Fatal {
+                error: ErrorFields::fatal(sqlstate::INVALID_AUTHORIZATION, message).with_hint(hint),
+                record: None,
+            };
+            match gate.on_missing_grant(ask).await {
+                Ok(PendingAccess::NotApplicable) => {}
+                Ok(PendingAccess::Fail { message, hint }) => {
+                    return refuse(gw, &mut stream, refusal(message, hint), Some(&principal)).await;
+                }
+                Ok(PendingAccess::Wait { notice, decided }) => {
+                    // Clients accept notices only once authenticated.
+                    let mut out = Vec::with_capacity(256);
+                    encode_ok(&mut out);
+                    ErrorFields::new(
+                        crate::messages::error_response::Severity::Notice,
+                        "00000",
+                        notice,
+                    )
+                    .encode(&mut out);
+                    if stream.write_all(&out).await.is_err() || stream.flush().await.is_err() {
+                        return;
+                    }
+                    authenticated_sent = true;
+                    // A client says nothing before ReadyForQuery: anything it sends (or its
+                    // leaving) ends the wait.
+                    let mut probe = [0u8; 1];
+                    let decided = tokio::select! {
+                        d = decided => d,
+                        _ = stream.read(&mut probe) => {
+                            let _ = stream.shutdown().await;
+                            return;
+                        }
+                    };
+                    if let Err(why) = decided {
+                        return refuse(
+                            gw,
+                            &mut stream,
+                            refusal(why, "ask an approver again, or retry later".into()),
+                            Some(&principal),
+                        )
+                        .await;
+                    }
+                    grants = gw.grants.session_grants(&principal, &database).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "access request failed: refusing session");
+                    let error = ErrorFields::fatal(
+                        sqlstate::SYSTEM_ERROR,
+                        "Vigil could not raise an access request for this session",
+                    )
+                    .with_hint("retry later; if this persists, tell your Vigil operator");
+                    return refuse(
+                        gw,
+                        &mut stream,
+                        Refusal::Fatal {
+                            error,
+                            record: None,
+                        },
+                        Some(&principal),
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+    let grants = match grants {
         Ok(g) if !g.is_empty() => g,
         result => {
             let why = match result {
@@ -386,7 +475,6 @@ async fn handle_client(
     };
 
     let target = upstreams.target.clone();
-    let mut pass_on = pass_on;
     // Read-only grants: the server enforces it too, as a second line behind the analysis.
     if grants.iter().all(|g| g.scope.read_only) {
         const READ_ONLY: &str = "-c default_transaction_read_only=on";
@@ -507,6 +595,7 @@ async fn handle_client(
             scope: serde_json::from_str(&g.scope.canonical_json()).unwrap_or_default(),
             scope_digest: g.scope_digest.clone(),
             expires_at: g.expires_at,
+            request_id: g.request_id.clone(),
         })
         .collect();
 
@@ -517,6 +606,7 @@ async fn handle_client(
     let mut ctx = SessionContext {
         masking,
         replay: None,
+        review: gw.statement_review.clone(),
         session_id: SessionId::new(),
         principal,
         connection: target.name.clone(),
@@ -625,7 +715,9 @@ async fn handle_client(
         upstream_key: upstream.key,
     });
     let mut hello = Vec::with_capacity(512);
-    encode_ok(&mut hello);
+    if !authenticated_sent {
+        encode_ok(&mut hello);
+    }
     hello.extend_from_slice(&upstream.parameter_status);
     client_key.encode(&mut hello);
     ReadyForQuery {
@@ -842,6 +934,61 @@ fn withheld_columns(
         }
     }
     out
+}
+
+/// Takes `vigil.reason` out of the startup `options` (`-c vigil.reason=…` or
+/// `--vigil.reason=…`, with `\\ ` for a space, as libpq writes them) and returns it.
+fn take_vigil_reason(pass_on: &mut Vec<(String, String)>) -> Option<String> {
+    let index = pass_on.iter().position(|(k, _)| k == "options")?;
+    // Split on unescaped whitespace, unescaping as PostgreSQL does.
+    let mut words: Vec<String> = Vec::new();
+    let mut word = String::new();
+    let mut chars = pass_on[index].1.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => word.extend(chars.next()),
+            c if c.is_whitespace() => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    let mut reason = None;
+    let mut kept: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let setting = if words[i] == "-c" {
+            words.get(i + 1).map(|w| (w.as_str(), 2))
+        } else {
+            words[i].strip_prefix("--").map(|w| (w, 1))
+        };
+        match setting {
+            Some((w, n)) if w.starts_with("vigil.reason=") => {
+                reason = Some(w["vigil.reason=".len()..].to_string());
+                i += n;
+            }
+            _ => {
+                kept.push(words[i].clone());
+                i += 1;
+            }
+        }
+    }
+    reason.as_ref()?;
+    if kept.is_empty() {
+        pass_on.remove(index);
+    } else {
+        let escaped: Vec<String> = kept
+            .iter()
+            .map(|w| w.replace('\\', "\\\\").replace(' ', "\\ "))
+            .collect();
+        pass_on[index].1 = escaped.join(" ");
+    }
+    reason.filter(|r| !r.is_empty())
 }
 
 /// Sends a FATAL (if any), records the refusal (if asked), closes.
@@ -1106,6 +1253,7 @@ mod tests {
             revoked_at: None,
             revoked_by: None,
             revoke_reason: None,
+            request_id: None,
         })
     }
 
@@ -1140,5 +1288,26 @@ mod tests {
             .into_iter()
             .collect();
         assert_eq!(got, [(16001, 3)]);
+    }
+}
+
+#[cfg(test)]
+mod reason_tests {
+    use super::take_vigil_reason;
+
+    #[test]
+    fn the_reason_is_taken_out_of_the_options() {
+        let mut p = vec![(
+            "options".to_string(),
+            "-c vigil.reason=ticket\\ OPS-42 -c work_mem=64MB".to_string(),
+        )];
+        assert_eq!(take_vigil_reason(&mut p).as_deref(), Some("ticket OPS-42"));
+        assert_eq!(p[0].1, "-c work_mem=64MB");
+        let mut p = vec![("options".to_string(), "--vigil.reason=backfill".to_string())];
+        assert_eq!(take_vigil_reason(&mut p).as_deref(), Some("backfill"));
+        assert!(p.is_empty());
+        let mut p = vec![("options".to_string(), "-c work_mem=64MB".to_string())];
+        assert_eq!(take_vigil_reason(&mut p), None);
+        assert_eq!(p[0].1, "-c work_mem=64MB");
     }
 }

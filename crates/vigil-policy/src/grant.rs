@@ -49,6 +49,9 @@ pub struct Grant {
     pub revoked_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoke_reason: Option<String>,
+    /// The access request whose approval issued the grant (source `approval`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// Why a grant is not live.
@@ -88,6 +91,7 @@ impl Grant {
             revoked_at: None,
             revoked_by: None,
             revoke_reason: None,
+            request_id: None,
         })
     }
 

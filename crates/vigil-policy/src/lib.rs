@@ -23,12 +23,14 @@
 //! assert!(scope.check(&access, &AssumeBuiltins).is_err());
 //! ```
 
+pub mod approval;
 pub mod grant;
 pub mod pattern;
 pub mod policy;
 pub mod scope;
 pub mod window;
 
+pub use approval::{ApprovalRule, PendingMode, StatementReviewRule};
 pub use grant::{decide, Decision, Grant, GrantSource, NotLive};
 pub use pattern::{NamePattern, RelationPattern};
 pub use policy::{check, validate, DeclaredIdentity, PolicyConfig, PolicyError, Problem, Severity};

@@ -35,6 +35,14 @@ pub struct PolicyConfig {
     /// Connections the scope applies to.
     pub connections: Vec<String>,
     pub scope: Scope,
+    /// Access under this policy needs a human's approval first (docs/APPROVALS.md): no standing
+    /// grant is issued; an approved access request issues a time-bound one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<crate::approval::ApprovalRule>,
+    /// Statements (DDL, DELETE/UPDATE without WHERE) a grant of this policy runs only once a
+    /// human approved each one (docs/APPROVALS.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_review: Option<crate::approval::StatementReviewRule>,
 }
 
 impl PolicyConfig {
@@ -189,6 +197,35 @@ pub fn check(
         }
         for (field, message) in p.scope.problems(Warning) {
             push(Warning, &format!("scope.{field}"), message);
+        }
+        if let Some(review) = &p.statement_review {
+            if let Err(e) = review.validate() {
+                push(Error, "statement_review", e);
+            }
+        }
+        if let Some(rule) = &p.approval {
+            if let Err(e) = rule.validate() {
+                push(Error, "approval", e);
+            }
+        }
+        let approver_groups: Vec<&String> = p
+            .approval
+            .iter()
+            .flat_map(|r| r.approver_groups.iter())
+            .chain(
+                p.statement_review
+                    .iter()
+                    .flat_map(|r| r.approver_groups.iter()),
+            )
+            .collect();
+        for g in approver_groups {
+            if !groups.contains(g.as_str()) {
+                push(
+                    Error,
+                    "approval",
+                    format!("no identity belongs to approver group {g:?}"),
+                );
+            }
         }
     }
     out

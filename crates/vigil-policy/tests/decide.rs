@@ -266,6 +266,7 @@ fn grant(s: Scope, expires_at: Option<Timestamp>) -> Arc<Grant> {
         revoked_at: None,
         revoked_by: None,
         revoke_reason: None,
+        request_id: None,
     })
 }
 

@@ -161,6 +161,34 @@ pub struct GrantFilter {
     pub live_at: Option<Timestamp>,
 }
 
+/// An access request as stored (just-in-time approval). `body` is the request's JSON, which
+/// the store keeps as given; the other fields are copies for lookups.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessRequestRecord {
+    pub id: String,
+    pub identity: String,
+    pub connection: String,
+    /// `pending`, `approved`, `denied`, `expired`, `revoked` (or `used`, for a held statement).
+    pub status: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub grant_id: Option<String>,
+    /// Bumped by every update; an update names the version it read (optimistic concurrency).
+    pub version: u64,
+    pub body: String,
+}
+
+/// Which access requests to list.
+#[derive(Clone, Debug, Default)]
+pub struct AccessRequestFilter {
+    pub identity: Option<String>,
+    pub connection: Option<String>,
+    pub status: Option<String>,
+    pub grant_id: Option<String>,
+    /// At most this many, newest first. `None` = no limit.
+    pub limit: Option<usize>,
+}
+
 /// Vigil's persistence. See the crate docs for the contract.
 pub trait Store: Send + Sync + 'static {
     // --- audit trail -------------------------------------------------------------------------
@@ -304,6 +332,39 @@ pub trait Store: Send + Sync + 'static {
     /// Marks a grant's end as recorded; `false` if it already was (so only one writer records it).
     fn mark_grant_expired(&self, _id: &str, _at: Timestamp) -> Result<bool, StoreError> {
         Err(StoreError::Backend("this store keeps no grants".into()))
+    }
+
+    // --- access requests ---------------------------------------------------------------------
+
+    fn insert_access_request(&self, _request: &AccessRequestRecord) -> Result<(), StoreError> {
+        Err(StoreError::Backend(
+            "this store keeps no access requests".into(),
+        ))
+    }
+    fn access_request(&self, _id: &str) -> Result<Option<AccessRequestRecord>, StoreError> {
+        Err(StoreError::Backend(
+            "this store keeps no access requests".into(),
+        ))
+    }
+    /// Requests matching the filter, newest first.
+    fn list_access_requests(
+        &self,
+        _filter: &AccessRequestFilter,
+    ) -> Result<Vec<AccessRequestRecord>, StoreError> {
+        Err(StoreError::Backend(
+            "this store keeps no access requests".into(),
+        ))
+    }
+    /// Replaces a request if its stored version is still `expected_version` (then stores
+    /// `request.version`); `false` if someone else updated it first (read again and retry).
+    fn update_access_request(
+        &self,
+        _request: &AccessRequestRecord,
+        _expected_version: u64,
+    ) -> Result<bool, StoreError> {
+        Err(StoreError::Backend(
+            "this store keeps no access requests".into(),
+        ))
     }
 }
 

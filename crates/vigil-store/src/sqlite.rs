@@ -18,8 +18,8 @@
 //! - A lock held by someone else for longer than `busy_timeout` gives [`StoreError::Busy`].
 
 use crate::{
-    AuditHead, AuditRow, GrantFilter, GrantRecord, SessionFilter, SessionIndex, Store, StoreError,
-    TokenRecord,
+    AccessRequestFilter, AccessRequestRecord, AuditHead, AuditRow, GrantFilter, GrantRecord,
+    SessionFilter, SessionIndex, Store, StoreError, TokenRecord,
 };
 use parking_lot::Mutex;
 use rusqlite::types::{Value, ValueRef};
@@ -167,6 +167,23 @@ const MIGRATIONS: &[&str] = &[
     // the sessions table bounds a primary-key range scan instead.
     "
     DROP INDEX IF EXISTS audit_log_session;
+    ",
+    // 4: access requests (just-in-time approval). The request itself is kept as JSON the
+    // store does not interpret; the columns are what lookups filter on.
+    "
+    CREATE TABLE IF NOT EXISTS access_requests (
+        id             TEXT PRIMARY KEY,
+        identity       TEXT NOT NULL,
+        connection     TEXT NOT NULL,
+        status         TEXT NOT NULL,
+        created_at_us  INTEGER NOT NULL,
+        expires_at_us  INTEGER NOT NULL,
+        grant_id       TEXT,
+        version        INTEGER NOT NULL,
+        body           TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS access_requests_subject ON access_requests(identity, connection, status);
+    CREATE INDEX IF NOT EXISTS access_requests_grant ON access_requests(grant_id);
     ",
 ];
 
@@ -920,8 +937,32 @@ impl Store for SqliteStore {
     fn mark_grant_expired(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
         grants::mark_expired(&self.writer.lock().conn, id, at)
     }
+
+    fn insert_access_request(&self, request: &AccessRequestRecord) -> Result<(), StoreError> {
+        access_requests::insert(&self.writer.lock().conn, request)
+    }
+
+    fn access_request(&self, id: &str) -> Result<Option<AccessRequestRecord>, StoreError> {
+        self.read(|conn| access_requests::get(conn, id))
+    }
+
+    fn list_access_requests(
+        &self,
+        filter: &AccessRequestFilter,
+    ) -> Result<Vec<AccessRequestRecord>, StoreError> {
+        self.read(|conn| access_requests::list(conn, filter))
+    }
+
+    fn update_access_request(
+        &self,
+        request: &AccessRequestRecord,
+        expected_version: u64,
+    ) -> Result<bool, StoreError> {
+        access_requests::update(&self.writer.lock().conn, request, expected_version)
+    }
 }
 
+mod access_requests;
 mod grants;
 mod wal;
 

@@ -44,6 +44,10 @@ pub struct Config {
     /// How long audit records are kept (`vigil audit purge`), and legal holds.
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// Just-in-time approval: approver links and webhooks (docs/APPROVALS.md). The rules
+    /// themselves are `[policies.approval]`.
+    #[serde(default)]
+    pub approvals: crate::approvals::ApprovalsConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -357,6 +361,9 @@ impl Config {
         if let Some(r) = &mut self.audit.parameter_key {
             fix_secret(r);
         }
+        for hook in &mut self.approvals.webhooks {
+            fix_secret(&mut hook.secret);
+        }
         if let Some(key) = &mut self.audit.signing_key {
             if let Some(p) = key.strip_prefix("file:") {
                 if Path::new(p).is_relative() {
@@ -415,6 +422,33 @@ impl Config {
                     "listeners: {} sets only one of tls_cert and tls_key; set both",
                     l.address
                 );
+            }
+        }
+        let mut hooks = HashSet::new();
+        for hook in &self.approvals.webhooks {
+            if !hooks.insert(hook.name.as_str()) {
+                bail!("approvals.webhooks: {:?} is declared twice", hook.name);
+            }
+            if !(hook.url.starts_with("https://") || hook.url.starts_with("http://")) {
+                bail!(
+                    "approvals.webhooks {:?}: url must be http(s)://…",
+                    hook.name
+                );
+            }
+            for e in &hook.events {
+                if ![
+                    "request_created",
+                    "request_decided",
+                    "request_expired",
+                    "grant_expired",
+                ]
+                .contains(&e.as_str())
+                {
+                    bail!(
+                        "approvals.webhooks {:?}: unknown event {e:?} (request_created, request_decided, request_expired, grant_expired)",
+                        hook.name
+                    );
+                }
             }
         }
         if self.audit.parameters == ParameterMode::HmacSha256 && self.audit.parameter_key.is_none()
@@ -560,6 +594,30 @@ mod tests {
         assert_eq!(c.connections.len(), 2);
         assert_eq!(c.listeners.len(), 2);
         assert_eq!(c.oidc_providers.len(), 1);
+    }
+
+    #[test]
+    fn approval_rules_are_checked_at_startup() {
+        let base = "[[connections]]\nname=\"ehr\"\nhost=\"h\"\ndatabase=\"d\"\nuser=\"u\"\n\
+            [[identities]]\nname=\"etl\"\nconnections=[\"ehr\"]\n\
+            [[identities]]\nname=\"alice\"\nkind=\"human\"\ngroups=[\"dba\"]\n\
+            [[policies]]\nname=\"jit\"\nidentities=[\"etl\"]\nconnections=[\"ehr\"]\n\
+            [policies.scope]\ncommands=[\"read\"]\n[policies.approval]\n";
+        Config::parse(&format!("{base}approver_groups=[\"dba\"]\nmode=\"wait\"\n")).unwrap();
+        for (rule, expected) in [
+            ("approver_groups=[\"finance\"]\n", "finance"),
+            ("approver_groups=[]\n", "at least one group"),
+            (
+                "approver_groups=[\"dba\"]\nmin_approvals=0\n",
+                "min_approvals",
+            ),
+            ("approver_groups=[\"dba\"]\nmode=\"maybe\"\n", "maybe"),
+        ] {
+            let err = Config::parse(&format!("{base}{rule}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{rule}: {err}");
+        }
     }
 
     #[test]

@@ -125,9 +125,16 @@ pub fn run(args: DemoArgs) -> Result<()> {
         let running = serve::start(config).await?;
         let token = issue_token(&dir, &running.store_url, "demo-app").await?;
         let analyst = issue_token(&dir, &running.store_url, "demo-analyst").await?;
+        let maintenance = issue_token(&dir, &running.store_url, "demo-maintenance").await?;
         let store_url = running.store_url.clone();
         let api_url = format!("http://{}", args.api_listen);
-        print_welcome(&args, &token, &analyst, &store_url, &api_url, &config_path);
+        print_welcome(
+            &args,
+            [&token, &analyst, &maintenance],
+            &store_url,
+            &api_url,
+            &config_path,
+        );
         if let Some(path) = &args.env_file {
             let mut env = String::new();
             for (k, v) in [
@@ -143,6 +150,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
                 ("VIGIL_AUDITOR_TOKEN", auditor_token.clone()),
                 ("VIGIL_CONFIG", config_path.display().to_string()),
                 ("VIGIL_DEMO_ANALYST_TOKEN", analyst.clone()),
+                ("VIGIL_DEMO_MAINTENANCE_TOKEN", maintenance.clone()),
             ] {
                 let _ = writeln!(env, "{k}={v}");
             }
@@ -223,6 +231,19 @@ name = "demo-analyst"
 kind = "machine"
 connections = ["ehr"]
 
+# A maintenance job whose access needs a human's approval each time (docs/APPROVALS.md), and
+# the on-call DBA who approves it (with the admin token: `vigil request approve ID --as
+# demo-dba`).
+[[identities]]
+name = "demo-maintenance"
+kind = "machine"
+connections = ["ehr"]
+
+[[identities]]
+name = "demo-dba"
+kind = "human"
+groups = ["dba-oncall"]
+
 # The clinical app: reads and writes the EHR tables; no DDL, no functions outside SQL.
 [[policies]]
 name = "demo-app-ehr"
@@ -243,6 +264,19 @@ deny_columns = {{ "public.patients" = ["ssn", "phone", "email", "street", "first
 row_cap = 100
 read_only = true
 max_session = "8h"
+
+[[policies]]
+name = "demo-maintenance-on-approval"
+identities = ["demo-maintenance"]
+connections = ["ehr"]
+[policies.scope]
+commands = ["read", "write", "transaction", "session"]
+relations = ["public.encounters", "public.diagnoses"]
+[policies.approval]
+approver_groups = ["dba-oncall"]
+max_duration = "15m"
+pending_expiry = "30m"
+mode = "fail"
 "#,
         api = args.api_listen,
         listen = args.listen,
@@ -255,8 +289,7 @@ max_session = "8h"
 
 fn print_welcome(
     args: &DemoArgs,
-    token: &str,
-    analyst: &str,
+    [token, analyst, maintenance]: [&str; 3],
     store_url: &str,
     api_url: &str,
     config: &Path,
@@ -287,6 +320,14 @@ read-only, 100 rows at most). Watch Vigil refuse what it does not allow:
   PGPASSWORD='{analyst}' psql "host={host} port={port} dbname=ehr user=demo-analyst sslmode=disable" \
       -c "SELECT mrn, ssn FROM patients LIMIT 5"
 
+"demo-maintenance" needs a human's approval each time. Its first connection fails naming an
+access request; the DBA approves it (here through the admin token, acting as demo-dba); the
+second connection runs under a 15-minute grant:
+
+  PGPASSWORD='{maintenance}' PGOPTIONS='-c vigil.reason=reindex' psql "host={host} port={port} dbname=ehr user=demo-maintenance sslmode=disable" -c "SELECT count(*) FROM encounters"
+  VIGIL_API_URL={api_url} VIGIL_API_TOKEN=$(cat {dir}/api-admin-token) {vigil} request approve <request-id> --as demo-dba --reason "OPS-1"
+  (then the psql command again)
+
 Then look at what Vigil recorded:
   {vigil} sessions list --store {store_url}
   {vigil} audit verify --store {store_url}
@@ -297,6 +338,7 @@ Press Ctrl-C to stop.
         host = args.listen.ip(),
         port = args.listen.port(),
         config = config.display(),
+        dir = config.parent().unwrap_or(Path::new(".")).display(),
     );
 }
 

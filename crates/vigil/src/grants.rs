@@ -34,6 +34,7 @@ pub fn from_record(r: &GrantRecord) -> Result<Grant> {
         revoked_at: r.revoked_at,
         revoked_by: r.revoked_by.clone(),
         revoke_reason: r.revoke_reason.clone(),
+        request_id: None,
     })
 }
 
@@ -107,6 +108,8 @@ impl PolicyGrants {
             .policies
             .iter()
             .filter(|p| p.binds(identity, &groups, connection))
+            // Access under an approval rule comes only from approved requests (below).
+            .filter(|p| p.approval.is_none())
         {
             let digest = policy.scope.digest();
             let reusable = existing.iter().find(|r| {
@@ -147,6 +150,7 @@ impl PolicyGrants {
                             scope_digest: grant.scope_digest.clone(),
                             not_before: grant.not_before,
                             expires_at: grant.expires_at,
+                            request_id: None,
                         })))
                         .await
                         .context("cannot record the grant")?;
@@ -162,8 +166,19 @@ impl PolicyGrants {
         }
         // Grants from approvals (issued elsewhere) count as well.
         for r in existing.iter().filter(|r| r.source == "approval") {
-            let g = from_record(r)?;
+            let mut g = from_record(r)?;
             if g.live(now).is_ok() {
+                // Sessions cite the request their grant was approved under.
+                let store = self.store.clone();
+                let filter = vigil_store::AccessRequestFilter {
+                    grant_id: Some(g.id.clone()),
+                    limit: Some(1),
+                    ..Default::default()
+                };
+                let requests =
+                    tokio::task::spawn_blocking(move || store.list_access_requests(&filter))
+                        .await??;
+                g.request_id = requests.into_iter().next().map(|r| r.id);
                 out.push(Arc::new(g));
             }
         }

@@ -1,6 +1,7 @@
 //! `vigil`: the gateway binary. It reads the config, wires the crates together and offers the
 //! operator's commands. The crates know nothing of the CLI.
 
+mod approvals;
 mod commands;
 mod config;
 mod demo;
@@ -60,6 +61,9 @@ enum Command {
     /// Signed evidence bundles of a period, and their offline verification.
     #[command(subcommand)]
     Evidence(commands::evidence::EvidenceCommand),
+    /// Just-in-time access requests: ask, list, show, approve, deny, revoke (through the API).
+    #[command(subcommand)]
+    Request(commands::request::RequestCommand),
     /// Validate configuration files.
     #[command(subcommand)]
     Config(commands::config_check::ConfigCommand),
@@ -85,6 +89,7 @@ fn main() {
         Command::Replay(args) => commands::replay::run(args),
         Command::Policy(cmd) => commands::policy::run(cmd),
         Command::Grant(cmd) => commands::grant::run(cmd).map(|()| 0),
+        Command::Request(cmd) => commands::request::run(cmd).map(|()| 0),
     };
     match result {
         Ok(code) => std::process::exit(code),

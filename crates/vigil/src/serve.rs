@@ -122,6 +122,26 @@ pub async fn start(config: Config) -> Result<Running> {
             config.policies.clone(),
             &config.identities,
         ));
+    let approval_service = Arc::new(crate::approvals::Approvals::new(
+        store.clone(),
+        sink.clone(),
+        revocations.clone(),
+        authenticator.clone(),
+        &config.policies,
+        &config.identities,
+        &config.approvals,
+        config.api.as_ref().map(|a| a.listen),
+    )?);
+    let approvals: Option<Arc<dyn vigil_pg::ApprovalGate>> =
+        approval_service.any_session_rules().then(|| {
+            Arc::new(crate::approvals::Gate(approval_service.clone()))
+                as Arc<dyn vigil_pg::ApprovalGate>
+        });
+    let statement_review: Option<Arc<dyn vigil_pg::StatementReview>> =
+        approval_service.any_statement_review().then(|| {
+            Arc::new(crate::approvals::Reviewer(approval_service.clone()))
+                as Arc<dyn vigil_pg::StatementReview>
+        });
     let access: Arc<dyn vigil_pg::ConnectionAuthorizer> =
         Arc::new(ConfiguredAccess::new(&config.identities));
     let targets = wiring::targets(&config)?;
@@ -169,6 +189,8 @@ pub async fn start(config: Config) -> Result<Running> {
             parameter_key: parameter_key.clone(),
             masking: None,
             replay: replay.clone(),
+            approvals: approvals.clone(),
+            statement_review: statement_review.clone(),
         })?;
         let tcp = tokio::net::TcpListener::bind(settings.address)
             .await
@@ -188,6 +210,16 @@ pub async fn start(config: Config) -> Result<Running> {
             }
         });
     }
+    if approval_service.any_rules() {
+        let approvals = approval_service.clone();
+        let mut stopped = stopped.clone();
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = crate::approvals::sweep(approvals, std::time::Duration::from_secs(1)) => {}
+                _ = stopped.wait_for(|s| *s) => {}
+            }
+        });
+    }
     if let Some(api) = &config.api {
         let token = api.admin_token.resolve().context("api.admin_token")?;
         let state = vigil_api::ApiState {
@@ -202,6 +234,7 @@ pub async fn start(config: Config) -> Result<Running> {
                 .transpose()?,
             // Captures written while captures were on stay readable after they are turned off.
             replay_dir: Some(config.replay_dir()),
+            access_requests: Some(approval_service.clone()),
         };
         if state
             .auditor_token

@@ -345,6 +345,7 @@ fn grant_issued(id: &str) -> EventDraft {
         scope_digest: "cd".repeat(32),
         not_before: Timestamp::now(),
         expires_at: None,
+        request_id: None,
     }))
 }
 

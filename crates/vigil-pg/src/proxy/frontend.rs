@@ -764,6 +764,35 @@ impl Frontend<'_> {
                 if may_refresh && has_unresolved(&access) {
                     return Ok(Step::RefreshCatalog);
                 }
+                let held = match (&self.ctx.review, self.decide(&access)) {
+                    (Some(review), Ok(grant)) => match review.review(
+                        &self.ctx.principal,
+                        &self.ctx.connection,
+                        &grant,
+                        &access,
+                        q.text,
+                    ) {
+                        crate::Reviewed::Held { message } => Some((message, grant.id.clone())),
+                        crate::Reviewed::Proceed => None,
+                    },
+                    _ => None,
+                };
+                if let Some((message, grant_id)) = held {
+                    self.deny(
+                        StatementProtocol::Simple,
+                        access.shape.clone(),
+                        Denial {
+                            rule: "statement_review",
+                            reason: message,
+                            sqlstate: crate::sqlstate::INSUFFICIENT_PRIVILEGE,
+                        },
+                        Some(grant_id),
+                        start,
+                        end,
+                        true,
+                    );
+                    return Ok(Step::Next);
+                }
                 match self.decide(&access) {
                     Ok(grant) => {
                         self.allowed(&access);
@@ -1031,6 +1060,28 @@ impl Frontend<'_> {
                     } else {
                         self.decide(&portal.access)
                     };
+                // Extended protocol: parameters travel apart, so review is of the statement's
+                // literal-free text.
+                let verdict = match (verdict, &self.ctx.review) {
+                    (Ok(grant), Some(review)) => match review.review(
+                        &self.ctx.principal,
+                        &self.ctx.connection,
+                        &grant,
+                        &portal.access,
+                        portal.shape.text.as_bytes(),
+                    ) {
+                        crate::Reviewed::Proceed => Ok(grant),
+                        crate::Reviewed::Held { message } => Err((
+                            Denial {
+                                rule: "statement_review",
+                                reason: message,
+                                sqlstate: crate::sqlstate::INSUFFICIENT_PRIVILEGE,
+                            },
+                            Some(grant.id.clone()),
+                        )),
+                    },
+                    (verdict, _) => verdict,
+                };
                 match verdict {
                     Ok(grant) => {
                         self.allowed(&portal.access);

@@ -56,6 +56,8 @@ pub(crate) struct SessionContext {
     pub masking: Option<Arc<dyn crate::masking::SessionMasking>>,
     /// The session's replay capture, when captures are on.
     pub replay: Option<Box<dyn vigil_core::ReplayRecorder>>,
+    /// Per-statement review, when configured.
+    pub review: Option<Arc<dyn crate::StatementReview>>,
 }
 
 impl SessionContext {

@@ -7,6 +7,7 @@ pub mod export;
 pub mod grant;
 pub mod policy;
 pub mod replay;
+pub mod request;
 pub mod sessions;
 pub mod token;
 
