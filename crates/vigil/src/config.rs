@@ -41,6 +41,9 @@ pub struct Config {
     /// Session replay captures (docs/EVIDENCE.md).
     #[serde(default)]
     pub replay: ReplayConfig,
+    /// PHI masking in flight (docs/MASKING.md). Absent: no masking.
+    #[serde(default)]
+    pub masking: Option<vigil_mask::MaskingConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -228,6 +231,9 @@ impl Config {
             fix_secret(&mut api.admin_token);
         }
         if let Some(r) = &mut self.audit.parameter_key {
+            fix_secret(r);
+        }
+        if let Some(r) = self.masking.as_mut().and_then(|m| m.hmac_key.as_mut()) {
             fix_secret(r);
         }
         if let Some(key) = &mut self.audit.signing_key {

@@ -5,6 +5,7 @@ mod commands;
 mod config;
 mod demo;
 mod grants;
+mod masking;
 mod serve;
 mod wiring;
 
