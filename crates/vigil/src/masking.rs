@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use vigil_core::Principal;
 use vigil_identity::IdentityConfig;
-use vigil_mask::{ColumnMasker, MaskingConfig, Masker, Outcome, SessionMasker};
+use vigil_mask::{ColumnMasker, Masker, MaskingConfig, Outcome, SessionMasker};
 use vigil_pg::masking::{
     ColumnMask, ColumnSource, EvidenceKey, MaskLabel, MaskOutcome, Masking, ResultColumn,
     SessionMasking, ValueMasker,
@@ -146,6 +146,9 @@ mod tests {
         )
         .unwrap();
         let e = format!("{:#}", compile(&config).unwrap_err());
-        assert!(e.contains("masking.hmac_key") && e.contains("VIGIL_TEST_NO_SUCH_KEY"), "{e}");
+        assert!(
+            e.contains("masking.hmac_key") && e.contains("VIGIL_TEST_NO_SUCH_KEY"),
+            "{e}"
+        );
     }
 }
