@@ -154,12 +154,18 @@ fn re(s: &str) -> Regex {
     Regex::new(s).expect("built-in pattern compiles")
 }
 
-const STREET_SUFFIX_RE: &str = "Street|St|Avenue|Ave|Av|Road|Rd|Boulevard|Blvd|Drive|Dr|Lane|Ln|Court|Ct|Place|Pl|Square|Sq|Terrace|Ter|Way|Parkway|Pkwy|Highway|Hwy|Circle|Cir|Trail|Trl|Plaza|Plz|Loop|Alley|Aly|Crossing|Xing|Point|Pt|Pike|Run|Path|Row|Walk|Expressway|Expy|Freeway|Fwy|Turnpike|Tpke|Crescent|Cres|Ridge|Rdg|Hill|Hills|Heights|Hts|Park|Grove|Grv|Garden|Gardens|Meadow|Meadows|Creek|Crk|Estates|Manor|Mnr|Mill|Mills|Spring|Springs|Station|Sta|Summit|Valley|Vly|View|Vw|Village|Vlg|Landing|Lndg|Harbor|Hbr|Junction|Jct|Center|Ctr|Common|Commons|Cove|Cv|Glen|Gln|Green|Grn|Haven|Knoll|Knolls|Lake|Lakes|Orchard|Pass|Port|Prairie|Ranch|Shore|Shores|Stream|Track|Tunnel|Union|Vista|Wall|Well|Wells|Ford|Fork|Forks|Fort|Ft|Isle|Island|Key|Keys|Mount|Mt|Mountain|Mtn|Neck|Oval|Pine|Pines|Plain|Plains|Ramp|Rapids|Rest|River|Riv|Route|Rte|Skyway|Spur|Throughway|Trace|Trafficway|Underpass|Viaduct|Ville|Bypass|Byp|Causeway|Cswy|Extension|Ext|Bend|Bluff|Brook|Burg|Camp|Canyon|Cape|Cliff|Club|Corner|Corners|Course|Curve|Dale|Dam|Divide|Falls|Ferry|Field|Fields|Flat|Flats|Forest|Forge|Gateway|Hollow|Inlet|Lock|Locks|Lodge|Mall|Mews|Mission|Motorway|Overpass|Radial|Shoal|Shoals|Stravenue|Trailer|Unit|Via|Vista";
+/// The USPS street suffixes as a regex alternation (longest first, plural `s` allowed).
+fn street_suffix_re() -> String {
+    let mut all: Vec<&str> = dict::STREET_SUFFIXES.to_vec();
+    all.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    format!("(?i:{})s?", all.join("|"))
+}
 
 impl Patterns {
     fn new() -> Patterns {
+        let suffixes = street_suffix_re();
         let address = format!(
-            r"\b\d{{1,6}}[A-Za-z]?\s+(?:(?:[NSEW]|North|South|East|West)\.?\s+)?(?:[A-Z0-9][A-Za-z0-9'-]*\.?\s+){{0,3}}[A-Z][A-Za-z'-]*\s+(?:{STREET_SUFFIX_RE})\b\.?(?:\s+(?:N|S|E|W|NE|NW|SE|SW)\b\.?)?(?:,?\s*(?:(?:Apt|Apartment|Suite|Ste|Unit|Rm|Room|Fl|Floor|Bldg)\.?\s*#?\s*|#\s*)[A-Za-z0-9-]+)?(?:,?\s+[A-Z][A-Za-z.'-]*(?:\s+[A-Z][A-Za-z.'-]*){{0,2}},\s*[A-Z]{{2}}\s+\d{{5}}(?:-\d{{4}})?)?"
+            r"\b\d{{1,6}}[A-Za-z]?\s+(?:(?:[NSEW]|North|South|East|West)\.?\s+)?(?:[A-Z0-9][A-Za-z0-9'-]*\.?\s+){{0,3}}[A-Z][A-Za-z'-]*\s+{suffixes}\b\.?(?:\s+(?:N|S|E|W|NE|NW|SE|SW)\b\.?)?(?:,?\s*(?:(?:Apt|Apartment|Suite|Ste|Unit|Rm|Room|Fl|Floor|Bldg)\.?\s*#?\s*|#\s*)[A-Za-z0-9-]+)?(?:,?\s+[A-Z][A-Za-z.'-]*(?:\s+[A-Z][A-Za-z.'-]*){{0,2}},\s*[A-Z]{{2}}\s+\d{{5}}(?:-\d{{4}})?)?"
         );
         Patterns {
             ssn: re(r"\b\d{3}-\d{2}-\d{4}\b|\b\d{3} \d{2} \d{4}\b"),

@@ -112,7 +112,7 @@ const STATE_WORDS: &[&str] = &[
     "rico",
 ];
 /// USPS Publication 28 street suffixes (primary names and standard abbreviations).
-const STREET_SUFFIXES: &[&str] = &[
+pub(crate) const STREET_SUFFIXES: &[&str] = &[
     "alley",
     "aly",
     "annex",
