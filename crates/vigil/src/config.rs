@@ -382,6 +382,8 @@ mod tests {
         assert_eq!(c.connections.len(), 2);
         assert_eq!(c.listeners.len(), 2);
         assert_eq!(c.oidc_providers.len(), 1);
+        let masking = c.masking.as_ref().expect("[masking]");
+        vigil_mask::compile(masking, Some(&[7u8; 32])).unwrap();
     }
 
     #[test]
