@@ -34,18 +34,32 @@ pub(crate) struct ColumnContext {
     pub words: String,
     pub name_column: bool,
     pub label: String,
+    /// The name says `age`: a bare number ≥ 90 is an age.
+    age_column: bool,
+    /// Bit `i`: the name has a context word of the `i`-th identifier detector.
+    id_columns: u32,
 }
 
 impl ColumnContext {
     pub(crate) fn new(label: &str, detectors: &Detectors) -> ColumnContext {
         let lower = label.to_ascii_lowercase();
+        let words = lower.replace(['_', '-', '.'], " ");
+        let has = |w: &str| contains_word(words.as_bytes(), w.as_bytes());
+        let mut id_columns = 0;
+        for (i, d) in detectors.ids.iter().enumerate() {
+            if d.context.iter().any(|w| has(w)) {
+                id_columns |= 1 << i;
+            }
+        }
         ColumnContext {
-            words: lower.replace(['_', '-', '.'], " "),
             name_column: detectors
                 .name_columns
                 .iter()
                 .any(|p| wildcard(p.as_bytes(), lower.as_bytes())),
             label: label.to_string(),
+            age_column: AGE_COLUMN.iter().any(|w| has(w)),
+            id_columns,
+            words,
         }
     }
 
@@ -519,15 +533,26 @@ impl Detectors {
     /// Appends the PHI spans of `text` to `hits`: sorted, not overlapping.
     pub(crate) fn scan(&self, text: &[u8], col: &ColumnContext, hits: &mut Vec<Hit>) {
         let start = hits.len();
-        let (mut digit, mut at, mut colon, mut upper, mut alpha) =
-            (false, false, false, false, false);
+        let (mut at, mut colon, mut upper, mut alpha) = (false, false, false, false);
+        let mut shape = Shape::default();
+        let mut run = 0;
         for &b in text {
-            digit |= b.is_ascii_digit();
+            if b.is_ascii_digit() {
+                shape.digits += 1;
+                run += 1;
+                shape.max_run = shape.max_run.max(run);
+                continue;
+            }
+            run = 0;
             at |= b == b'@';
             colon |= b == b':';
             upper |= b.is_ascii_uppercase();
             alpha |= b.is_ascii_alphabetic();
+            shape.date_sep |= matches!(b, b'-' | b'/' | b'.');
+            shape.dot |= b == b'.';
+            shape.plus |= b == b'+';
         }
+        let digit = shape.digits > 0;
         let mut cand: Vec<(Hit, u8)> = Vec::new();
         let mut push = |s: usize, e: usize, entity: Entity, prio: u8| {
             cand.push((
@@ -557,7 +582,7 @@ impl Detectors {
             }
         }
         if digit {
-            self.scan_digits(text, col, upper, colon, &mut push);
+            self.scan_digits(text, col, &shape, upper, colon, &mut push);
         }
         if upper && self.is_on(Entity::PersonName) {
             self.scan_names(text, col, &mut push);
@@ -599,12 +624,15 @@ impl Detectors {
         &self,
         text: &[u8],
         col: &ColumnContext,
+        shape: &Shape,
         upper: bool,
         colon: bool,
         push: &mut dyn FnMut(usize, usize, Entity, u8),
     ) {
         let re = &self.re;
-        if self.is_on(Entity::Ssn) {
+        // Each detector runs only if the value has enough digits of the right shape for it.
+        let d = shape.digits;
+        if self.is_on(Entity::Ssn) && d >= 9 {
             for m in re.ssn.find_iter(text) {
                 let d = digits_of(m.as_bytes());
                 if bounded(text, m.start(), m.end())
@@ -635,7 +663,7 @@ impl Detectors {
                 }
             }
         }
-        if self.is_on(Entity::Phone) {
+        if self.is_on(Entity::Phone) && d >= 8 {
             for m in re.phone.find_iter(text) {
                 let d = digits_of(m.as_bytes());
                 // Skip a leading country code 1 / 001; area code and exchange start with 2–9.
@@ -660,7 +688,7 @@ impl Detectors {
                     push(m.start(), m.end(), Entity::Phone, 2);
                 }
             }
-            if memchr::memchr(b'+', text).is_some() {
+            if shape.plus {
                 for m in re.e164.find_iter(text) {
                     let n = digits_of(m.as_bytes()).len();
                     if (8..=15).contains(&n)
@@ -671,17 +699,17 @@ impl Detectors {
                 }
             }
         }
-        if self.is_on(Entity::Date) {
-            for m in re.date_numeric.find_iter(text) {
+        if self.is_on(Entity::Date) && d >= 3 {
+            for m in re.date_numeric.find_iter(text).filter(|_| shape.date_sep) {
                 if date::parse_at(text, m.start()).is_some() && !text[..m.start()].ends_with(b".") {
                     push(m.start(), m.end(), Entity::Date, 2);
                 }
             }
-            if upper {
+            if upper && d >= 5 {
                 self.scan_word_dates(text, push);
             }
         }
-        if self.is_on(Entity::Zip) {
+        if self.is_on(Entity::Zip) && shape.max_run >= 5 {
             for m in re.zip.find_iter(text) {
                 let whole_value = col.says(ZIP_CONTEXT) && text.trim_ascii() == m.as_bytes();
                 if whole_value || zip_context(text, m.start(), col, &self.words) {
@@ -697,7 +725,7 @@ impl Detectors {
                 push(m.start(), m.end(), Entity::Address, 0);
             }
         }
-        if self.is_on(Entity::CreditCard) {
+        if self.is_on(Entity::CreditCard) && d >= 13 {
             for m in re.card.find_iter(text) {
                 let d = digits_of(m.as_bytes());
                 if (13..=19).contains(&d.len()) && card_prefix(&d) && checksum::luhn(&d) {
@@ -705,21 +733,21 @@ impl Detectors {
                 }
             }
         }
-        if self.is_on(Entity::Npi) {
+        if self.is_on(Entity::Npi) && shape.max_run >= 10 {
             for m in re.npi.find_iter(text) {
                 if checksum::npi(m.as_bytes()) {
                     push(m.start(), m.end(), Entity::Npi, 1);
                 }
             }
         }
-        if upper && self.is_on(Entity::Dea) {
+        if upper && self.is_on(Entity::Dea) && shape.max_run >= 7 {
             for m in re.dea.find_iter(text) {
                 if checksum::dea(m.as_bytes()) {
                     push(m.start(), m.end(), Entity::Dea, 1);
                 }
             }
         }
-        if upper && self.is_on(Entity::Mbi) {
+        if upper && self.is_on(Entity::Mbi) && d >= 5 {
             for m in re.mbi.find_iter(text) {
                 let s: Vec<u8> = m
                     .as_bytes()
@@ -732,7 +760,7 @@ impl Detectors {
                 }
             }
         }
-        if upper && self.is_on(Entity::Vin) {
+        if upper && self.is_on(Entity::Vin) && text.len() >= 17 {
             for m in re.vin.find_iter(text) {
                 let v = m.as_bytes();
                 if v.iter().any(u8::is_ascii_uppercase) && checksum::vin(v) {
@@ -740,7 +768,7 @@ impl Detectors {
                 }
             }
         }
-        if self.is_on(Entity::Ip) && memchr::memchr(b'.', text).is_some() {
+        if self.is_on(Entity::Ip) && shape.dot && d >= 4 {
             {
                 for m in re.ipv4.find_iter(text) {
                     let ok = m
@@ -759,8 +787,8 @@ impl Detectors {
         if colon && self.is_on(Entity::Ip) {
             self.scan_ipv6(text, push);
         }
-        if self.is_on(Entity::Age) {
-            for c in re.age.captures_iter(text) {
+        if self.is_on(Entity::Age) && shape.max_run >= 2 {
+            for c in re.age.captures_iter(text).filter(|_| alpha_or_sep(text)) {
                 if let Some(g) = c.get(1).or_else(|| c.get(2)) {
                     let v = checksum::num(g.as_bytes());
                     if (90..=130).contains(&v) {
@@ -768,7 +796,7 @@ impl Detectors {
                     }
                 }
             }
-            if col.says(AGE_COLUMN) {
+            if col.age_column {
                 let t = text.trim_ascii();
                 if !t.is_empty()
                     && t.len() <= 3
@@ -780,11 +808,11 @@ impl Detectors {
                 }
             }
         }
-        for d in &self.ids {
+        for (i, d) in self.ids.iter().enumerate() {
             if !self.is_on(d.entity) {
                 continue;
             }
-            d.scan(text, col, push);
+            d.scan(text, col.id_columns & (1 << i) != 0, push);
         }
     }
 
@@ -951,6 +979,21 @@ impl Detectors {
     }
 }
 
+/// What one pass over a value found, to skip detectors that cannot match.
+#[derive(Default)]
+struct Shape {
+    digits: usize,
+    max_run: usize,
+    date_sep: bool,
+    dot: bool,
+    plus: bool,
+}
+
+/// Age phrases need a word (`aged`, `years`, `yo`).
+fn alpha_or_sep(text: &[u8]) -> bool {
+    text.iter().any(u8::is_ascii_alphabetic)
+}
+
 fn zip_context(text: &[u8], start: usize, col: &ColumnContext, words: &WordTable) -> bool {
     if context(text, start, ZIP_CONTEXT, col) {
         return true;
@@ -1006,7 +1049,7 @@ impl IdDetector {
     fn scan(
         &self,
         text: &[u8],
-        col: &ColumnContext,
+        in_named_column: bool,
         push: &mut dyn FnMut(usize, usize, Entity, u8),
     ) {
         if self.needs_digit && !text.iter().any(u8::is_ascii_digit) {
@@ -1021,11 +1064,7 @@ impl IdDetector {
             return;
         };
         // The column says what it holds: its whole value.
-        if self
-            .context
-            .iter()
-            .any(|w| contains_word(col.words.as_bytes(), w.as_bytes()))
-        {
+        if in_named_column {
             let t = text.trim_ascii();
             if whole.is_match(t) && t.iter().any(u8::is_ascii_digit) {
                 let s = text.len() - text.trim_ascii_start().len();
