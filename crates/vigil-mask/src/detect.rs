@@ -532,7 +532,6 @@ impl Detectors {
 
     /// Appends the PHI spans of `text` to `hits`: sorted, not overlapping.
     pub(crate) fn scan(&self, text: &[u8], col: &ColumnContext, hits: &mut Vec<Hit>) {
-        let start = hits.len();
         let (mut at, mut colon, mut upper, mut alpha) = (false, false, false, false);
         let mut shape = Shape::default();
         let mut run = 0;
@@ -585,7 +584,7 @@ impl Detectors {
             self.scan_digits(text, col, &shape, upper, colon, &mut push);
         }
         if upper && self.is_on(Entity::PersonName) {
-            self.scan_names(text, col, &mut push);
+            self.scan_names(text, &mut push);
         }
         if alpha && !col.label.is_empty() && col.name_column && self.is_on(Entity::PersonName) {
             // A name column: its value is a name as a whole if it is shaped like one.
@@ -617,7 +616,6 @@ impl Detectors {
             last_end = h.end;
             hits.push(h);
         }
-        let _ = start;
     }
 
     fn scan_digits(
@@ -860,12 +858,7 @@ impl Detectors {
         }
     }
 
-    fn scan_names(
-        &self,
-        text: &[u8],
-        col: &ColumnContext,
-        push: &mut dyn FnMut(usize, usize, Entity, u8),
-    ) {
+    fn scan_names(&self, text: &[u8], push: &mut dyn FnMut(usize, usize, Entity, u8)) {
         let words: Vec<(usize, usize, u16)> = self
             .re
             .word
@@ -975,7 +968,6 @@ impl Detectors {
             }
             i += 1;
         }
-        let _ = col;
     }
 }
 
