@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-targets=(pg_startup pg_frontend sql_normalize)
+targets=(pg_startup pg_frontend sql_normalize mask_values)
 if [[ $# -ge 1 ]]; then targets=("$1"); fi
 seconds="${2:-60}"
 
