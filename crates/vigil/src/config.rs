@@ -48,6 +48,9 @@ pub struct Config {
     /// themselves are `[policies.approval]`.
     #[serde(default)]
     pub approvals: crate::approvals::ApprovalsConfig,
+    /// PHI masking in flight (docs/MASKING.md). Absent: no masking.
+    #[serde(default)]
+    pub masking: Option<vigil_mask::MaskingConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -364,6 +367,9 @@ impl Config {
         for hook in &mut self.approvals.webhooks {
             fix_secret(&mut hook.secret);
         }
+        if let Some(r) = self.masking.as_mut().and_then(|m| m.hmac_key.as_mut()) {
+            fix_secret(r);
+        }
         if let Some(key) = &mut self.audit.signing_key {
             if let Some(p) = key.strip_prefix("file:") {
                 if Path::new(p).is_relative() {
@@ -594,6 +600,8 @@ mod tests {
         assert_eq!(c.connections.len(), 2);
         assert_eq!(c.listeners.len(), 2);
         assert_eq!(c.oidc_providers.len(), 1);
+        let masking = c.masking.as_ref().expect("[masking]");
+        vigil_mask::compile(masking, Some(&[7u8; 32])).unwrap();
     }
 
     #[test]

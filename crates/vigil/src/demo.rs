@@ -116,6 +116,9 @@ pub fn run(args: DemoArgs) -> Result<()> {
     write_secret(&dir.join("api-admin-token"), &admin_token)?;
     let auditor_token = random_secret(32);
     write_secret(&dir.join("api-auditor-token"), &auditor_token)?;
+    if !dir.join("masking-key").exists() {
+        write_secret(&dir.join("masking-key"), &random_secret(48))?;
+    }
     let config_path = dir.join("vigil.toml");
     std::fs::write(&config_path, demo_config(&args, &upstream))?;
     let config = Config::load(&config_path)?;
@@ -277,6 +280,51 @@ approver_groups = ["dba-oncall"]
 max_duration = "15m"
 pending_expiry = "30m"
 mode = "fail"
+# PHI masking (docs/MASKING.md): rules for the PHI columns, detectors for everything else
+# (free-text notes, error messages that echo values, notifications, COPY rows).
+[masking]
+hmac_key = "file:masking-key"
+
+[[masking.rules]]
+name = "ssn"
+columns = ["*.ssn"]
+entity = "ssn"
+operator = {{ kind = "partial", keep = 4 }}
+
+[[masking.rules]]
+name = "patient-names"
+columns = ["patients.first_name", "patients.last_name"]
+entity = "person_name"
+operator = "fake"
+
+[[masking.rules]]
+name = "dates"
+columns = ["patients.date_of_birth", "encounters.started_at"]
+entity = "date"
+operator = "generalize"
+
+[[masking.rules]]
+name = "contact"
+columns = ["patients.phone", "patients.email", "patients.street"]
+operator = "redact"
+
+[[masking.rules]]
+name = "zip"
+columns = ["patients.zip"]
+entity = "zip"
+operator = "generalize"
+
+[[masking.rules]]
+name = "mrn"
+columns = ["patients.mrn"]
+entity = "mrn"
+operator = {{ kind = "hmac", prefix = "mrn_", length = 12 }}
+
+[masking.detectors]
+skip_columns = ["*.id", "*.*_id", "encounters.provider_npi"]
+
+[masking.detectors.ssn]
+extra_areas = ["900-999"]   # the demo's synthetic SSNs use the never-issued 9xx area
 "#,
         api = args.api_listen,
         listen = args.listen,
@@ -310,9 +358,10 @@ Connect as the machine identity "demo-app" (its token is its password):
 
   PGPASSWORD='{token}' psql "host={host} port={port} dbname=ehr user=demo-app sslmode=disable"
 
-Try:
-  SELECT mrn, last_name, date_of_birth FROM patients LIMIT 5;
+Try (masking is on: SSNs, names, dates of birth, contact details and MRNs come out masked):
+  SELECT mrn, first_name, last_name, date_of_birth, ssn, zip FROM patients LIMIT 5;
   SELECT count(*) FROM encounters;
+  SELECT first_name FROM patients WHERE ssn LIKE '9%';   -- refused: a masked column in a filter
 
 "demo-analyst" has a narrow grant (encounters, diagnoses, non-identifying patient columns,
 read-only, 100 rows at most). Watch Vigil refuse what it does not allow:

@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod demo;
 mod grants;
+mod masking;
 mod serve;
 mod wiring;
 

@@ -154,6 +154,18 @@ pub async fn start(config: Config) -> Result<Running> {
         )),
         None => None,
     };
+    // Compiled before anything listens: a rule that cannot work stops startup.
+    let masking: Option<Arc<dyn vigil_pg::masking::Masking>> = match &config.masking {
+        Some(m) if m.enabled => {
+            let masker = crate::masking::compile(m).context("invalid [masking] configuration")?;
+            tracing::info!(masker = ?masker, "masking on");
+            Some(Arc::new(crate::masking::EngineMasking::new(
+                masker,
+                &config.identities,
+            )))
+        }
+        _ => None,
+    };
     let replay: Option<Arc<dyn vigil_core::ReplaySink>> = if config.replay.enabled {
         let dir = config.replay_dir();
         let writer = vigil_replay::CaptureWriter::start(&dir)
@@ -187,7 +199,7 @@ pub async fn start(config: Config) -> Result<Running> {
             sink: sink.clone(),
             parameter_mode: config.audit.parameters,
             parameter_key: parameter_key.clone(),
-            masking: None,
+            masking: masking.clone(),
             replay: replay.clone(),
             approvals: approvals.clone(),
             statement_review: statement_review.clone(),

@@ -66,7 +66,7 @@ fn demo_serves_the_synthetic_ehr_and_writes_an_env_file() {
             "-A",
             "-t",
             "-c",
-            "SELECT count(*) FROM patients WHERE ssn LIKE '9%'",
+            "SELECT count(*) FROM patients WHERE id > 0",
         ])
         .envs(&env)
         .output()
@@ -77,6 +77,26 @@ fn demo_serves_the_synthetic_ehr_and_writes_an_env_file() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "200");
+    // Masking is on for the default identity: masked SSNs, fake names, years of birth.
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-c",
+            "SELECT ssn, date_of_birth, mrn FROM patients ORDER BY id LIMIT 3",
+        ])
+        .envs(&env)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in stdout.lines() {
+        let cols: Vec<&str> = line.split('|').collect();
+        assert!(cols[0].starts_with("***-**-"), "{line}");
+        assert_eq!(cols[1].len(), 4, "{line}");
+        assert!(cols[2].starts_with("mrn_"), "{line}");
+    }
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
     // The narrow identity is refused what its grant does not allow, and nothing leaks.
     let analyst = &env["VIGIL_DEMO_ANALYST_TOKEN"];
     let run = |sql: &str| {

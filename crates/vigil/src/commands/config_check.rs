@@ -1,7 +1,7 @@
 //! `vigil config check`: parse and validate a config file without starting anything.
 
 use crate::config::Config;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Subcommand;
 use std::path::PathBuf;
 
@@ -33,6 +33,10 @@ pub fn run(cmd: ConfigCommand) -> Result<()> {
                 }
             }
             vigil_identity::Authenticator::validate(&config.identities, &config.oidc_providers)?;
+            // Masking compiles exactly as at startup (patterns, operators, the key).
+            if let Some(m) = config.masking.as_ref().filter(|m| m.enabled) {
+                crate::masking::compile(m).context("invalid [masking] configuration")?;
+            }
             println!(
                 "{}: ok ({} listeners, {} connections, {} identities, {} OIDC providers)",
                 path.display(),
