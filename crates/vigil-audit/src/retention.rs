@@ -72,8 +72,10 @@ pub fn family(kind: &str) -> Option<&'static str> {
     })
 }
 
-/// The families a policy may name.
-pub const FAMILIES: [&str; 9] = [
+/// The families a policy may name. `replay` is the sessions' replay capture files (by their
+/// session's end record; default: the `sessions` retention).
+pub const FAMILIES: [&str; 10] = [
+    "replay",
     "sessions",
     "statements",
     "denials",
@@ -94,6 +96,9 @@ pub struct PurgePlan {
     pub held: u64,
     /// Deleted records by family.
     pub by_family: BTreeMap<String, u64>,
+    /// Sessions whose replay capture is past its retention (and under no hold): their capture
+    /// files go with the purge.
+    pub expired_captures: Vec<String>,
 }
 
 impl LegalHold {
@@ -130,6 +135,25 @@ pub fn plan_purge(
                 .unwrap_or(policy.default_us);
             row.at_us < now.as_micros().saturating_sub(keep)
         });
+        if row.kind == "SessionEnded" && row.seq < head {
+            // The capture file's retention runs from its session's end.
+            let keep = policy
+                .by_family
+                .get("replay")
+                .or_else(|| policy.by_family.get("sessions"))
+                .copied()
+                .unwrap_or(policy.default_us);
+            let held = policy.holds.iter().any(|h| {
+                h.covers(
+                    row.session_id.as_deref(),
+                    row.identity.as_deref(),
+                    row.at_us,
+                )
+            });
+            if row.at_us < now.as_micros().saturating_sub(keep) && !held {
+                plan.expired_captures.extend(row.session_id.clone());
+            }
+        }
         let mut delete = expired;
         if expired && !policy.holds.is_empty() {
             // Grant records name their identity in the body, not the envelope.
@@ -293,7 +317,7 @@ pub fn purge(
     plan: &PurgePlan,
     purged_by: &str,
 ) -> Result<u64, AuditError> {
-    if plan.ranges.is_empty() {
+    if plan.ranges.is_empty() && plan.expired_captures.is_empty() {
         writer.shutdown()?;
         return Ok(0);
     }
@@ -302,6 +326,7 @@ pub fn purge(
         deleted: plan.deleted,
         held: plan.held,
         purged_by: purged_by.to_string(),
+        captures: plan.expired_captures.clone(),
     }));
     wait_durable(writer.append(record))
         .map_err(|e| AuditError::Unavailable(format!("cannot record the purge: {e}")))?;

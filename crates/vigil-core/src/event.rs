@@ -391,6 +391,9 @@ pub struct AuditPurged {
     pub held: u64,
     /// Who ran the purge (`cli:alice`).
     pub purged_by: String,
+    /// Sessions whose replay capture files the purge deletes (past the `replay` retention).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub captures: Vec<String>,
 }
 
 /// A legal hold took effect: records matching every given condition are kept whatever their

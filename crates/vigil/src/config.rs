@@ -101,6 +101,9 @@ pub struct RetentionConfig {
     pub masking: Option<Duration>,
     #[serde(with = "humantime_serde")]
     pub auth_failures: Option<Duration>,
+    /// Replay capture files (default: as `sessions`).
+    #[serde(with = "humantime_serde")]
+    pub replay: Option<Duration>,
     #[serde(with = "humantime_serde")]
     pub tokens: Option<Duration>,
     pub legal_holds: Vec<LegalHoldConfig>,
@@ -117,6 +120,7 @@ impl Default for RetentionConfig {
             approvals: None,
             masking: None,
             auth_failures: None,
+            replay: None,
             tokens: None,
             legal_holds: Vec::new(),
         }
@@ -152,6 +156,7 @@ impl RetentionConfig {
             ("approvals", self.approvals),
             ("masking", self.masking),
             ("auth_failures", self.auth_failures),
+            ("replay", self.replay),
             ("tokens", self.tokens),
         ] {
             if let Some(d) = value {

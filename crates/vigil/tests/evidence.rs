@@ -178,7 +178,7 @@ fn purge_removes_expired_statements_while_the_gateway_runs_and_the_chain_still_v
     let pg = PgCluster::start();
     let mut cfg = VigilConfig::new(&pg);
     let hold = "[[retention.legal_holds]]\nidentity = \"contractor-7\"\nreason = \"matter 17\"\n";
-    cfg.extra = format!("[retention]\nstatements = \"1s\"\n{hold}");
+    cfg.extra = format!("[retention]\nstatements = \"1s\"\nreplay = \"1s\"\n{hold}");
     let token = cfg.create_token("etl");
     let vigil = Vigil::start(&cfg);
     assert!(vigil.psql("etl", &token, "SELECT 1").0);
@@ -203,8 +203,25 @@ fn purge_removes_expired_statements_while_the_gateway_runs_and_the_chain_still_v
         1,
         "a dry run deletes nothing"
     );
+    let first = records_of(&store, "SessionEnded")[0]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let capture = cfg.data_dir().join("replay").join(format!("{first}.jsonl"));
+    assert!(capture.exists());
+    assert!(dry.contains("1 replay captures past retention"), "{dry}");
     let done = String::from_utf8(cli_ok(&cfg, &["audit", "purge"])).unwrap();
     assert!(done.contains("2 records deleted"), "{done}");
+    assert!(
+        done.contains("1 replay captures past retention deleted"),
+        "{done}"
+    );
+    assert!(!capture.exists(), "the expired capture is gone");
+    assert_eq!(
+        records_of(&store, "AuditPurged")[0]["captures"][0],
+        first.as_str(),
+        "the purge record names the captures it deletes"
+    );
     assert!(records_of(&store, "StatementStarted").is_empty());
     assert_eq!(records_of(&store, "AuditPurged").len(), 1);
 

@@ -170,7 +170,7 @@ pub fn run(cmd: AuditCommand) -> Result<i32> {
                 .map(|(f, n)| format!("{f} {n}"))
                 .collect();
             let what = format!(
-                "{} records past retention in {} runs ({}); {} kept by legal holds",
+                "{} records past retention in {} runs ({}); {} kept by legal holds; {} replay captures past retention",
                 plan.deleted,
                 plan.ranges.len(),
                 if families.is_empty() {
@@ -178,7 +178,8 @@ pub fn run(cmd: AuditCommand) -> Result<i32> {
                 } else {
                     families.join(", ")
                 },
-                plan.held
+                plan.held,
+                plan.expired_captures.len()
             );
             if dry_run {
                 println!("would purge {what}");
@@ -202,6 +203,20 @@ pub fn run(cmd: AuditCommand) -> Result<i32> {
             let deleted =
                 vigil_audit::retention::purge(&*store, writer, &plan, &format!("cli:{user}"))?;
             println!("purged {what}; {deleted} records deleted");
+            // The purge record (sealed) names the captures before their files go.
+            let dir = config.replay_dir();
+            let mut removed = 0;
+            for session in &plan.expired_captures {
+                let path = vigil_replay::CaptureWriter::path_of(&dir, session);
+                match std::fs::remove_file(&path) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => eprintln!("warning: cannot delete {}: {e}", path.display()),
+                }
+            }
+            if !plan.expired_captures.is_empty() {
+                println!("{removed} replay captures past retention deleted");
+            }
             Ok(0)
         }
         AuditCommand::PublicKey { store } => {
