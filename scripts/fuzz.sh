@@ -5,11 +5,11 @@
 #   scripts/fuzz.sh pg_startup 600  # one target, 10 minutes
 #
 # Targets: pg_startup (first packet of a connection), pg_frontend (client messages after
-# login), sql_normalize (the SQL normalizer and analyser), mask_values (detectors and operators). Crashes land in fuzz/artifacts/.
+# login), sql_normalize (the SQL normalizer and analyser), mask_values (detectors and operators), pg_datarow_rewrite (the masking DataRow rewriter). Crashes land in fuzz/artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-targets=(pg_startup pg_frontend sql_normalize mask_values)
+targets=(pg_startup pg_frontend sql_normalize mask_values pg_datarow_rewrite)
 if [[ $# -ge 1 ]]; then targets=("$1"); fi
 seconds="${2:-60}"
 

@@ -587,3 +587,76 @@ pub(crate) fn scrub_notification(
 
 #[cfg(test)]
 mod tests;
+
+/// Fuzzing entry point (not API): plans `description` with a masking that rewrites every text
+/// value, withholds one column and leaves the rest to detectors that hit on digits, then rewrites
+/// `row` under `formats`. Panics if an invariant breaks: a rewritten row is a well-formed
+/// DataRow with as many values as the original.
+#[doc(hidden)]
+pub fn fuzz_rewrite(description: &[u8], row: &[u8], formats: &[u8]) {
+    struct Everything;
+    impl ValueMasker for Everything {
+        fn mask(&self, value: &[u8], out: &mut Vec<u8>) -> MaskOutcome {
+            match value.first() {
+                Some(b'0'..=b'4') => MaskOutcome::Null(1),
+                Some(b'5'..=b'9') => {
+                    out.extend_from_slice(b"[DIGITS]");
+                    MaskOutcome::Replaced(2)
+                }
+                _ => MaskOutcome::Unchanged,
+            }
+        }
+    }
+    struct Rules;
+    impl SessionMasking for Rules {
+        fn column(&self, column: &ResultColumn<'_>) -> Option<ColumnMask> {
+            Some(ColumnMask {
+                masker: Arc::new(Everything),
+                rule: column.source.is_some(),
+            })
+        }
+        fn scrub(&self, text: &[u8], out: &mut Vec<u8>) -> MaskOutcome {
+            Everything.mask(text, out)
+        }
+        fn label(&self, _key: EvidenceKey) -> MaskLabel {
+            MaskLabel {
+                rule: "fuzz".into(),
+                entity: "fuzz".into(),
+                operator: "fuzz".into(),
+            }
+        }
+    }
+    struct Names;
+    impl ColumnNames for Names {
+        fn names(&mut self, table: u32, column: i16) -> Option<(Arc<str>, Arc<str>, Arc<str>)> {
+            table
+                .is_multiple_of(2)
+                .then(|| ("s".into(), "t".into(), column.to_string().into()))
+        }
+    }
+    let withheld = |table: u32, column: i16| table.is_multiple_of(3) && column == 1;
+    let Ok(Some(plan)) = plan(description, &withheld, Some(&Rules), &mut Names) else {
+        return;
+    };
+    let mut out = Vec::new();
+    let mut scratch = Scratch::default();
+    let mut tally = MaskTally::default();
+    let Ok(result) = rewrite_row(row, &plan, formats, &mut out, &mut scratch, &mut tally) else {
+        return;
+    };
+    if !result.changed {
+        assert!(out.is_empty());
+        return;
+    }
+    assert_eq!(out[0], backend::DATA_ROW);
+    let len = u32::from_be_bytes([out[1], out[2], out[3], out[4]]) as usize;
+    assert_eq!(len + 1, out.len());
+    let before = crate::messages::data_row::fields(row).map(|f| f.len());
+    let after = crate::messages::data_row::fields(&out[5..]).map(|f| f.len());
+    assert_eq!(before.ok(), after.ok());
+    if let Some(retyped) = &plan.description {
+        // The same fields, some announced as text: a retyped field keeps its size.
+        assert_eq!(&retyped[5..7], &description[..2]);
+        assert_eq!(retyped.len(), description.len() + 5);
+    }
+}

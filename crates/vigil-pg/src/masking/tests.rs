@@ -306,3 +306,54 @@ fn notices_and_notifications_are_scrubbed_but_codes_are_kept() {
     assert_eq!(&out[9..], b"chan\0[SECRET]\0");
     assert_eq!(tally.total(), 2);
 }
+
+#[test]
+fn the_rewriter_survives_random_input() {
+    // A cheap deterministic stand-in for the fuzz target (fuzz/fuzz_targets/pg_datarow_rewrite.rs).
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..20_000 {
+        let cols = (next() % 5) as usize;
+        let fields: Vec<(String, u32, i16, u32)> = (0..cols)
+            .map(|i| {
+                let table = (next() % 7) as u32;
+                let column = (next() % 3) as i16;
+                let type_oid = [25, 1043, 23, 20, 21, 1082, 1700, 114][(next() % 8) as usize];
+                (format!("c{i}"), table, column, type_oid)
+            })
+            .collect();
+        let refs: Vec<(&str, u32, i16, u32)> = fields
+            .iter()
+            .map(|(n, t, c, o)| (n.as_str(), *t, *c, *o))
+            .collect();
+        let desc = description(&refs);
+        let mut row_body = (cols as i16).to_be_bytes().to_vec();
+        for _ in 0..cols {
+            match next() % 4 {
+                0 => row_body.extend_from_slice(&(-1i32).to_be_bytes()),
+                _ => {
+                    let len = (next() % 9) as usize;
+                    row_body.extend_from_slice(&(len as i32).to_be_bytes());
+                    for _ in 0..len {
+                        row_body.push(b'0' + (next() % 75) as u8);
+                    }
+                }
+            }
+        }
+        if next() % 5 == 0 {
+            let cut = (next() as usize) % (row_body.len() + 1);
+            row_body.truncate(cut);
+        }
+        let formats: Vec<u8> = match next() % 3 {
+            0 => vec![],
+            1 => vec![0, 1],
+            _ => (0..cols).flat_map(|_| [0, (next() % 2) as u8]).collect(),
+        };
+        fuzz_rewrite(&desc, &row_body, &formats);
+    }
+}
