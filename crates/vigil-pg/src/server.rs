@@ -242,16 +242,7 @@ async fn handle_client(
         Err(_) => {
             let error =
                 ErrorFields::fatal(sqlstate::CONNECTION_EXCEPTION, "authentication timed out");
-            return refuse(
-                gw,
-                &mut stream,
-                Refusal::Fatal {
-                    error,
-                    record: None,
-                },
-                None,
-            )
-            .await;
+            return refuse_unrecorded(gw, &mut stream, error, None).await;
         }
     };
     let Startup {
@@ -430,16 +421,7 @@ async fn handle_client(
                         "Vigil could not raise an access request for this session",
                     )
                     .with_hint("retry later; if this persists, tell your Vigil operator");
-                    return refuse(
-                        gw,
-                        &mut stream,
-                        Refusal::Fatal {
-                            error,
-                            record: None,
-                        },
-                        Some(&principal),
-                    )
-                    .await;
+                    return refuse_unrecorded(gw, &mut stream, error, Some(&principal)).await;
                 }
             }
         }
@@ -519,16 +501,7 @@ async fn handle_client(
             };
             let error = ErrorFields::fatal(code, message)
                 .with_hint("this is a problem on Vigil's side: tell your Vigil operator (the gateway log has the cause)");
-            return refuse(
-                gw,
-                &mut stream,
-                Refusal::Fatal {
-                    error,
-                    record: None,
-                },
-                Some(&principal),
-            )
-            .await;
+            return refuse_unrecorded(gw, &mut stream, error, Some(&principal)).await;
         }
         Err(_) => {
             let error = ErrorFields::fatal(
@@ -538,16 +511,7 @@ async fn handle_client(
                     target.name
                 ),
             );
-            return refuse(
-                gw,
-                &mut stream,
-                Refusal::Fatal {
-                    error,
-                    record: None,
-                },
-                Some(&principal),
-            )
-            .await;
+            return refuse_unrecorded(gw, &mut stream, error, Some(&principal)).await;
         }
     };
 
@@ -573,16 +537,7 @@ async fn handle_client(
                 "Vigil could not read the database catalog it checks statements against, so the session was not opened",
             )
             .with_hint("tell your Vigil operator (the gateway log has the cause)");
-            return refuse(
-                gw,
-                &mut stream,
-                Refusal::Fatal {
-                    error,
-                    record: None,
-                },
-                Some(&principal),
-            )
-            .await;
+            return refuse_unrecorded(gw, &mut stream, error, Some(&principal)).await;
         }
     };
     let withheld = Arc::new(withheld_columns(&grants, &catalog_relations(&cache)));
@@ -648,16 +603,7 @@ async fn handle_client(
         .with_hint(
             "retry later; if this persists, ask your Vigil operator to check the audit store",
         );
-        return refuse(
-            gw,
-            &mut stream,
-            Refusal::Fatal {
-                error,
-                record: None,
-            },
-            None,
-        )
-        .await;
+        return refuse_unrecorded(gw, &mut stream, error, None).await;
     }
 
     if let Some(sink) = &gw.replay {
@@ -696,16 +642,7 @@ async fn handle_client(
                         masked: Default::default(),
                         replay_sha256: None,
                     })));
-                return refuse(
-                    gw,
-                    &mut stream,
-                    Refusal::Fatal {
-                        error,
-                        record: None,
-                    },
-                    None,
-                )
-                .await;
+                return refuse_unrecorded(gw, &mut stream, error, None).await;
             }
         }
     }
@@ -992,6 +929,26 @@ fn take_vigil_reason(pass_on: &mut Vec<(String, String)>) -> Option<String> {
 }
 
 /// Sends a FATAL (if any), records the refusal (if asked), closes.
+/// A FATAL refusal that needs no record of its own (the session's records, or the log, tell
+/// the rest).
+async fn refuse_unrecorded(
+    gw: &Gateway,
+    stream: &mut Stream,
+    error: ErrorFields,
+    principal: Option<&Arc<Principal>>,
+) {
+    refuse(
+        gw,
+        stream,
+        Refusal::Fatal {
+            error,
+            record: None,
+        },
+        principal,
+    )
+    .await
+}
+
 async fn refuse(
     gw: &Gateway,
     stream: &mut Stream,
