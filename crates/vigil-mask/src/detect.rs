@@ -30,14 +30,19 @@ pub(crate) struct Hit {
 /// What the column's name says about its values (free text has none).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ColumnContext {
-    /// The column's name, lower case, `_` as spaces: searched for context words.
-    pub words: String,
     pub name_column: bool,
     pub label: String,
     /// The name says `age`: a bare number ≥ 90 is an age.
     age_column: bool,
     /// Bit `i`: the name has a context word of the `i`-th identifier detector.
     id_columns: u32,
+    /// The name says SSN / phone / ZIP (asked for every candidate: decided once per column).
+    ssn_column: bool,
+    phone_column: bool,
+    zip_column: bool,
+    /// Per custom detector: whether it looks at this column (its `columns` scope) and whether
+    /// the name holds one of its context words. Empty for free text.
+    custom: Vec<(bool, bool)>,
 }
 
 impl ColumnContext {
@@ -51,7 +56,21 @@ impl ColumnContext {
                 id_columns |= 1 << i;
             }
         }
+        let custom = detectors
+            .custom
+            .iter()
+            .map(|c| {
+                let applies = c.columns.is_empty()
+                    || (!lower.is_empty() && c.columns.iter().any(|p| p.matches_column(&lower)));
+                (applies, c.context.iter().any(|w| has(w)))
+            })
+            .collect();
+        let says = |list: &[&str]| list.iter().any(|w| has(w));
         ColumnContext {
+            ssn_column: says(SSN_CONTEXT),
+            phone_column: says(PHONE_CONTEXT),
+            zip_column: says(ZIP_CONTEXT),
+            custom,
             name_column: detectors
                 .name_columns
                 .iter()
@@ -59,14 +78,7 @@ impl ColumnContext {
             label: label.to_string(),
             age_column: AGE_COLUMN.iter().any(|w| has(w)),
             id_columns,
-            words,
         }
-    }
-
-    fn says(&self, words: &[&str]) -> bool {
-        words
-            .iter()
-            .any(|w| contains_word(self.words.as_bytes(), w.as_bytes()))
     }
 }
 
@@ -85,9 +97,9 @@ pub(crate) fn contains_word(hay: &[u8], word: &[u8]) -> bool {
 }
 
 /// One of the words within `window` bytes before `start`, or in the column's name.
-fn context(text: &[u8], start: usize, words: &[&str], col: &ColumnContext) -> bool {
+fn context(text: &[u8], start: usize, words: &[&str], col_says: bool) -> bool {
     let from = start.saturating_sub(CONTEXT_WINDOW);
-    col.says(words)
+    col_says
         || words
             .iter()
             .any(|w| contains_word(&text[from..start], w.as_bytes()))
@@ -113,6 +125,8 @@ struct IdDetector {
     strong: Option<Regex>,
     context: Vec<String>,
     context_search: Option<AhoCorasick>,
+    /// Every context word has a letter: a value without letters holds none of them.
+    context_has_letters: bool,
     needs_digit: bool,
 }
 
@@ -424,6 +438,9 @@ fn id_detector(entity: Entity, c: &IdDetectorConfig) -> Result<Option<IdDetector
         whole: anchored(name, &patterns)?,
         strong: unanchored(name, &strong)?,
         context_search: words_search(&context),
+        context_has_letters: context
+            .iter()
+            .all(|w| w.bytes().any(|b| b.is_ascii_alphabetic())),
         context,
         needs_digit: true,
     }))
@@ -542,6 +559,7 @@ impl Detectors {
                 shape.max_run = shape.max_run.max(run);
                 continue;
             }
+            shape.run5 |= run == 5;
             run = 0;
             at |= b == b'@';
             colon |= b == b':';
@@ -551,6 +569,7 @@ impl Detectors {
             shape.dot |= b == b'.';
             shape.plus |= b == b'+';
         }
+        shape.run5 |= run == 5;
         let digit = shape.digits > 0;
         let mut cand: Vec<(Hit, u8)> = Vec::new();
         let mut push = |s: usize, e: usize, entity: Entity, prio: u8| {
@@ -581,7 +600,10 @@ impl Detectors {
             }
         }
         if digit {
-            self.scan_digits(text, col, &shape, upper, colon, &mut push);
+            shape.upper = upper;
+            shape.alpha = alpha;
+            shape.colon = colon;
+            self.scan_digits(text, col, &shape, &mut push);
         }
         if upper && self.is_on(Entity::PersonName) {
             self.scan_names(text, &mut push);
@@ -592,8 +614,16 @@ impl Detectors {
                 push(s, e, Entity::PersonName, 0);
             }
         }
-        for c in &self.custom {
-            c.scan(text, col, &mut push);
+        for (i, c) in self.custom.iter().enumerate() {
+            // Free text (no column): only detectors without a column scope, no name context.
+            let (applies, col_says) = col
+                .custom
+                .get(i)
+                .copied()
+                .unwrap_or((c.columns.is_empty(), false));
+            if applies {
+                c.scan(text, col_says, &mut push);
+            }
         }
         if cand.is_empty() {
             return;
@@ -623,10 +653,9 @@ impl Detectors {
         text: &[u8],
         col: &ColumnContext,
         shape: &Shape,
-        upper: bool,
-        colon: bool,
         push: &mut dyn FnMut(usize, usize, Entity, u8),
     ) {
+        let (upper, alpha, colon) = (shape.upper, shape.alpha, shape.colon);
         let re = &self.re;
         // Each detector runs only if the value has enough digits of the right shape for it.
         let d = shape.digits;
@@ -648,7 +677,7 @@ impl Detectors {
             }
             for m in re.nine.find_iter(text) {
                 let d = m.as_bytes();
-                if context(text, m.start(), SSN_CONTEXT, col)
+                if context(text, m.start(), SSN_CONTEXT, col.ssn_column)
                     && checksum::ssn_valid(
                         &d[..3],
                         &d[3..5],
@@ -682,7 +711,10 @@ impl Detectors {
             }
             for m in re.ten.find_iter(text) {
                 let d = m.as_bytes();
-                if d[0] >= b'2' && d[3] >= b'2' && context(text, m.start(), PHONE_CONTEXT, col) {
+                if d[0] >= b'2'
+                    && d[3] >= b'2'
+                    && context(text, m.start(), PHONE_CONTEXT, col.phone_column)
+                {
                     push(m.start(), m.end(), Entity::Phone, 2);
                 }
             }
@@ -698,7 +730,12 @@ impl Detectors {
             }
         }
         if self.is_on(Entity::Date) && d >= 3 {
-            for m in re.date_numeric.find_iter(text).filter(|_| shape.date_sep) {
+            let numeric = if shape.date_sep {
+                Some(re.date_numeric.find_iter(text))
+            } else {
+                None
+            };
+            for m in numeric.into_iter().flatten() {
                 if date::parse_at(text, m.start()).is_some() && !text[..m.start()].ends_with(b".") {
                     push(m.start(), m.end(), Entity::Date, 2);
                 }
@@ -707,9 +744,9 @@ impl Detectors {
                 self.scan_word_dates(text, push);
             }
         }
-        if self.is_on(Entity::Zip) && shape.max_run >= 5 {
+        if self.is_on(Entity::Zip) && shape.run5 {
             for m in re.zip.find_iter(text) {
-                let whole_value = col.says(ZIP_CONTEXT) && text.trim_ascii() == m.as_bytes();
+                let whole_value = col.zip_column && text.trim_ascii() == m.as_bytes();
                 if whole_value || zip_context(text, m.start(), col, &self.words) {
                     push(m.start(), m.end(), Entity::Zip, 4);
                 }
@@ -786,7 +823,12 @@ impl Detectors {
             self.scan_ipv6(text, push);
         }
         if self.is_on(Entity::Age) && shape.max_run >= 2 {
-            for c in re.age.captures_iter(text).filter(|_| alpha_or_sep(text)) {
+            let phrases = if alpha_or_sep(text) {
+                Some(re.age.captures_iter(text))
+            } else {
+                None
+            };
+            for c in phrases.into_iter().flatten() {
                 if let Some(g) = c.get(1).or_else(|| c.get(2)) {
                     let v = checksum::num(g.as_bytes());
                     if (90..=130).contains(&v) {
@@ -810,7 +852,7 @@ impl Detectors {
             if !self.is_on(d.entity) {
                 continue;
             }
-            d.scan(text, col.id_columns & (1 << i) != 0, push);
+            d.scan(text, alpha, col.id_columns & (1 << i) != 0, push);
         }
     }
 
@@ -976,6 +1018,11 @@ impl Detectors {
 struct Shape {
     digits: usize,
     max_run: usize,
+    /// A run of exactly five digits (a ZIP code's shape).
+    run5: bool,
+    upper: bool,
+    alpha: bool,
+    colon: bool,
     date_sep: bool,
     dot: bool,
     plus: bool,
@@ -987,7 +1034,7 @@ fn alpha_or_sep(text: &[u8]) -> bool {
 }
 
 fn zip_context(text: &[u8], start: usize, col: &ColumnContext, words: &WordTable) -> bool {
-    if context(text, start, ZIP_CONTEXT, col) {
+    if context(text, start, ZIP_CONTEXT, col.zip_column) {
         return true;
     }
     // "Boston, MA 02139" / "Austin, Texas 78701": a state right before.
@@ -1038,9 +1085,11 @@ fn name_shaped(text: &[u8]) -> Option<(usize, usize)> {
 }
 
 impl IdDetector {
+    /// `alpha`: `text` has an ASCII letter.
     fn scan(
         &self,
         text: &[u8],
+        alpha: bool,
         in_named_column: bool,
         push: &mut dyn FnMut(usize, usize, Entity, u8),
     ) {
@@ -1067,6 +1116,9 @@ impl IdDetector {
         let Some(search) = &self.context_search else {
             return;
         };
+        if !alpha && self.context_has_letters {
+            return;
+        }
         for m in search.find_iter(text) {
             if !bounded(text, m.start(), m.end()) {
                 continue;
@@ -1156,18 +1208,9 @@ fn compile_custom(
 }
 
 impl Custom {
-    fn scan(
-        &self,
-        text: &[u8],
-        col: &ColumnContext,
-        push: &mut dyn FnMut(usize, usize, Entity, u8),
-    ) {
-        if !self.columns.is_empty() {
-            let label = col.label.to_ascii_lowercase();
-            if label.is_empty() || !self.columns.iter().any(|p| p.matches_column(&label)) {
-                return;
-            }
-        }
+    /// Scans `text` of a column this detector looks at; `col_says`: the column's name holds
+    /// one of its context words.
+    fn scan(&self, text: &[u8], col_says: bool, push: &mut dyn FnMut(usize, usize, Entity, u8)) {
         if let Some(p) = &self.pattern {
             for m in p.find_iter(text) {
                 if m.start() == m.end() || self.allow.contains(m.as_bytes()) {
@@ -1179,8 +1222,12 @@ impl Custom {
                     }
                 }
                 if self.context_required {
-                    let words: Vec<&str> = self.context.iter().map(String::as_str).collect();
-                    if !context(text, m.start(), &words, col) {
+                    let from = m.start().saturating_sub(CONTEXT_WINDOW);
+                    let near = self
+                        .context
+                        .iter()
+                        .any(|w| contains_word(&text[from..m.start()], w.as_bytes()));
+                    if !(col_says || near) {
                         continue;
                     }
                 }

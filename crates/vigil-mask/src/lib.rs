@@ -42,6 +42,7 @@ mod detect;
 mod dict;
 mod entity;
 mod error;
+mod memo;
 mod operator;
 mod pattern;
 

@@ -9,6 +9,7 @@ use crate::date;
 use crate::dict::WordTable;
 use crate::entity::Entity;
 use crate::error::MaskError;
+use crate::memo;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::sync::Arc;
@@ -53,11 +54,14 @@ pub(crate) enum Operator {
         prefix: Box<[u8]>,
         length: usize,
         mac: HmacSha256,
+        /// Identifies this operator in the pseudonym memo.
+        memo: u64,
     },
     Generalize(Generalization),
     Fake {
         mac: HmacSha256,
         words: Arc<WordTable>,
+        memo: u64,
     },
 }
 
@@ -120,6 +124,7 @@ impl Operator {
                     prefix: prefix.clone().unwrap_or_default().into_bytes().into(),
                     length: *length,
                     mac: keyed(domain.as_deref().unwrap_or(entity_label))?,
+                    memo: memo::next_id(),
                 }
             }
             OperatorSpecTable::Generalize { to } => {
@@ -141,6 +146,7 @@ impl Operator {
             OperatorSpecTable::Fake => Operator::Fake {
                 mac: keyed(&format!("fake:{entity_label}"))?,
                 words: env.words.clone(),
+                memo: memo::next_id(),
             },
         })
     }
@@ -173,15 +179,21 @@ impl Operator {
                 prefix,
                 length,
                 mac,
-            } => {
+                memo,
+            } => memo::pseudonym(*memo, entity.index() as u32, value, out, |out| {
                 let mut mac = mac.clone();
                 mac.update(value);
                 let digest = mac.finalize().into_bytes();
                 out.extend_from_slice(prefix);
                 push_hex(&digest, *length, out);
-            }
+                Ok::<(), OperatorFailed>(())
+            })?,
             Operator::Generalize(to) => return generalize(*to, value, out),
-            Operator::Fake { mac, words } => fake(entity, mac, words, value, out)?,
+            Operator::Fake { mac, words, memo } => {
+                memo::pseudonym(*memo, entity.index() as u32, value, out, |out| {
+                    fake(entity, mac, words, value, out)
+                })?
+            }
         }
         Ok(Applied::Replaced)
     }
@@ -198,6 +210,30 @@ fn push_hex(bytes: &[u8], digits: usize, out: &mut Vec<u8>) {
 /// Keeps the last `keep` letters and digits, never more than half of them (a short value
 /// would otherwise pass nearly whole).
 fn partial(value: &[u8], keep: usize, mask: &[u8], out: &mut Vec<u8>) {
+    if value.is_ascii() && mask.len() == 1 {
+        // The common case, in place: the value copied, then its first letters and digits
+        // overwritten (the same result as the general path below).
+        let total = value.iter().filter(|b| b.is_ascii_alphanumeric()).count();
+        let hide = total - keep.min(total / 2);
+        let start = out.len();
+        out.extend_from_slice(value);
+        let mut seen = 0;
+        for b in &mut out[start..] {
+            if seen == hide {
+                break;
+            }
+            if b.is_ascii_alphanumeric() {
+                *b = mask[0];
+                seen += 1;
+            }
+        }
+        return;
+    }
+    partial_general(value, keep, mask, out)
+}
+
+/// [`partial`] for any text: counts characters, not bytes.
+fn partial_general(value: &[u8], keep: usize, mask: &[u8], out: &mut Vec<u8>) {
     let text = String::from_utf8_lossy(value);
     let total = text.chars().filter(|c| c.is_alphanumeric()).count();
     let keep = keep.min(total / 2);
@@ -230,8 +266,7 @@ fn generalize(
                 .or_else(|| date::parse_month_first(trimmed, 0).map(|(d, _)| d))
                 .or_else(|| date::parse_day_first(trimmed, 0).map(|(d, _)| d))
                 .ok_or(OperatorFailed)?;
-            use std::io::Write;
-            let _ = write!(out, "{}", d.year);
+            out.extend_from_slice(itoa::Buffer::new().format(d.year).as_bytes());
         }
         Generalization::Zip3 => {
             let ok = (trimmed.len() == 5 || (trimmed.len() == 10 && trimmed[5] == b'-'))
@@ -454,6 +489,29 @@ mod tests {
             Applied::Replaced => Ok(String::from_utf8(out).unwrap()),
             Applied::Null => Ok("NULL".into()),
             Applied::Kept => Ok(v.to_string()),
+        }
+    }
+
+    #[test]
+    fn the_ascii_fast_paths_match_the_general_ones() {
+        for v in [
+            "123-45-6789",
+            "(617) 555-0199",
+            "ab",
+            "",
+            "x",
+            "--",
+            "A1-b2 c3!",
+            "4111111111111111",
+        ] {
+            for keep in [0, 1, 2, 4, 10] {
+                for mask in [&b"*"[..], "•".as_bytes()] {
+                    let (mut fast, mut general) = (Vec::new(), Vec::new());
+                    partial(v.as_bytes(), keep, mask, &mut fast);
+                    partial_general(v.as_bytes(), keep, mask, &mut general);
+                    assert_eq!(fast, general, "{v:?} keep {keep}");
+                }
+            }
         }
     }
 

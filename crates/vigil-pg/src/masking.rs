@@ -122,35 +122,36 @@ fn is_text_like(type_oid: u32) -> bool {
     )
 }
 
-/// The text of a binary value of a type Vigil can read, into `out`; `false` otherwise.
+/// The text of a binary value of a type Vigil can read, into `out`; `false` otherwise. Called
+/// for every masked binary value: no formatting machinery, no allocation.
 fn binary_as_text(type_oid: u32, value: &[u8], out: &mut Vec<u8>) -> bool {
-    use std::io::Write;
-    match (type_oid, value.len()) {
+    let mut digits = itoa::Buffer::new();
+    match (type_oid, value) {
         (t, _) if is_text_like(t) => out.extend_from_slice(value),
-        (21, 2) => {
-            let _ = write!(out, "{}", i16::from_be_bytes([value[0], value[1]]));
+        (21, &[a, b]) => {
+            out.extend_from_slice(digits.format(i16::from_be_bytes([a, b])).as_bytes())
         }
-        (23, 4) => {
-            let _ = write!(
-                out,
-                "{}",
-                i32::from_be_bytes(value.try_into().unwrap_or([0; 4]))
-            );
+        (23, &[a, b, c, d]) => {
+            out.extend_from_slice(digits.format(i32::from_be_bytes([a, b, c, d])).as_bytes())
         }
-        (20, 8) => {
-            let _ = write!(
-                out,
-                "{}",
-                i64::from_be_bytes(value.try_into().unwrap_or([0; 8]))
-            );
+        (20, v) if v.len() == 8 => {
+            let v: [u8; 8] = v.try_into().unwrap_or([0; 8]);
+            out.extend_from_slice(digits.format(i64::from_be_bytes(v)).as_bytes())
         }
-        (1082, 4) => {
+        (1082, &[a, b, c, d]) => {
             // Days since 2000-01-01.
-            let days = i32::from_be_bytes(value.try_into().unwrap_or([0; 4]));
-            let Some(date) = civil_date(days) else {
+            let Some((y, m, d)) = civil_date(i32::from_be_bytes([a, b, c, d])) else {
                 return false;
             };
-            let _ = write!(out, "{:04}-{:02}-{:02}", date.0, date.1, date.2);
+            // YYYY-MM-DD: the year is 1–9999 (civil_date), zero-padded to four digits.
+            let two = |n: u32| [b'0' + (n / 10) as u8, b'0' + (n % 10) as u8];
+            let y = y as u32;
+            out.extend_from_slice(&two(y / 100));
+            out.extend_from_slice(&two(y % 100));
+            out.push(b'-');
+            out.extend_from_slice(&two(m));
+            out.push(b'-');
+            out.extend_from_slice(&two(d));
         }
         _ => return false,
     }
@@ -338,9 +339,36 @@ pub(crate) fn is_binary(formats: &[u8], i: usize) -> bool {
 #[derive(Default, Debug, Clone)]
 pub(crate) struct MaskTally {
     pub entries: Vec<(Arc<str>, EvidenceKey, u64)>,
+    /// Per result column: the entry its last masked value went to (most values of a column
+    /// share one), so counting a value is a check and an increment, not a search.
+    last: Vec<usize>,
 }
 
 impl MaskTally {
+    /// Counts a value of result column `index`.
+    pub fn add_at(&mut self, index: usize, column: &Arc<str>, key: EvidenceKey) {
+        if let Some(e) = self
+            .last
+            .get(index)
+            .and_then(|&e| self.entries.get_mut(e))
+            .filter(|e| e.1 == key && (Arc::ptr_eq(&e.0, column) || *e.0 == **column))
+        {
+            e.2 += 1;
+            return;
+        }
+        self.add(column, key);
+        let at = self
+            .entries
+            .iter()
+            .position(|(c, k, _)| *k == key && (Arc::ptr_eq(c, column) || **c == **column));
+        if let Some(at) = at {
+            if self.last.len() <= index {
+                self.last.resize(index + 1, usize::MAX);
+            }
+            self.last[index] = at;
+        }
+    }
+
     pub fn add(&mut self, column: &Arc<str>, key: EvidenceKey) {
         for (c, k, n) in self.entries.iter_mut() {
             if *k == key && (Arc::ptr_eq(c, column) || **c == **column) {
@@ -449,12 +477,12 @@ pub(crate) fn rewrite_row(
             }
             MaskOutcome::Unchanged => put_value(out, Some(value)),
             MaskOutcome::Null(key) => {
-                tally.add(label, key);
+                tally.add_at(i, label, key);
                 changed = true;
                 put_value(out, None);
             }
             MaskOutcome::Replaced(key) => {
-                tally.add(label, key);
+                tally.add_at(i, label, key);
                 changed = true;
                 if *retyped || is_text_like(*type_oid) {
                     put_value(out, Some(&scratch.masked));

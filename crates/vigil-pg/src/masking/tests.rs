@@ -237,6 +237,36 @@ fn dates_from_day_counts() {
 }
 
 #[test]
+fn binary_values_read_as_their_text() {
+    let text = |oid: u32, v: &[u8]| {
+        let mut out = b"x".to_vec();
+        binary_as_text(oid, v, &mut out).then(|| String::from_utf8(out).unwrap())
+    };
+    for n in [0i16, -1, i16::MIN, i16::MAX] {
+        assert_eq!(text(21, &n.to_be_bytes()), Some(format!("x{n}")));
+    }
+    for n in [0i32, 42, -42, i32::MIN, i32::MAX] {
+        assert_eq!(text(23, &n.to_be_bytes()), Some(format!("x{n}")));
+    }
+    for n in [0i64, i64::MIN, i64::MAX] {
+        assert_eq!(text(20, &n.to_be_bytes()), Some(format!("x{n}")));
+    }
+    for (days, iso) in [
+        (0, "2000-01-01"),
+        (-10957, "1970-01-01"),
+        (-730119, "0001-01-01"),
+        (2_921_939, "9999-12-31"),
+    ] {
+        assert_eq!(text(1082, &i32::to_be_bytes(days)), Some(format!("x{iso}")));
+    }
+    // Wrong sizes and unknown types are not read (the caller withholds or passes them).
+    assert_eq!(text(23, &[0, 1]), None);
+    assert_eq!(text(1082, &i32::MAX.to_be_bytes()), None);
+    assert_eq!(text(1700, &[0, 1, 2, 3]), None);
+    assert_eq!(text(25, b"abc"), Some("xabc".into()));
+}
+
+#[test]
 fn a_broken_row_is_an_error_not_a_pass() {
     let desc = description(&[("note", 100, 1, 25)]);
     let plan = plan_of(&desc, &|_, _| false).unwrap();
@@ -356,4 +386,33 @@ fn the_rewriter_survives_random_input() {
         };
         fuzz_rewrite(&desc, &row_body, &formats);
     }
+}
+
+#[test]
+fn the_tally_counts_per_column_and_key_whatever_the_order() {
+    let (a, b) = (Arc::<str>::from("s.t.a"), Arc::<str>::from("s.t.b"));
+    let a_again = Arc::<str>::from("s.t.a");
+    let mut tally = MaskTally::default();
+    for _ in 0..3 {
+        tally.add_at(0, &a, 1);
+        tally.add_at(1, &b, 1);
+        tally.add_at(1, &b, 2);
+        tally.add_at(0, &a_again, 1);
+    }
+    tally.add(&b, 2);
+    let mut got: Vec<_> = tally
+        .entries
+        .iter()
+        .map(|(c, k, n)| (c.to_string(), *k, *n))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("s.t.a".into(), 1, 6),
+            ("s.t.b".into(), 1, 3),
+            ("s.t.b".into(), 2, 4)
+        ]
+    );
+    assert_eq!(tally.total(), 13);
 }

@@ -29,21 +29,36 @@ const READ_CHUNK: usize = 64 * 1024;
 /// What to send instead of a server message.
 enum Replacement {
     Bytes(Arc<[u8]>),
-    /// This range of [`Rewrites::out`].
+    /// This range of [`Rewrites::side`].
     Rewritten(usize, usize),
+    /// [`Rewrites::out`] already holds the bytes pending before the message and what replaces
+    /// it (the DataRows of a masked result: each row is copied once, rewritten or not).
+    InOut,
 }
 
-/// Buffers for rewritten messages, reused across reads: nothing is allocated per row.
+/// Buffers reused across reads: nothing is allocated per row.
 #[derive(Default)]
 struct Rewrites {
+    /// What goes to the client for this read once a message in it is replaced.
     out: Vec<u8>,
+    /// Replacements built apart (errors, notices, notifications, COPY rows).
+    side: Vec<u8>,
     scratch: Scratch,
 }
 
 impl Rewrites {
     fn since(&self, start: usize) -> Option<Replacement> {
-        Some(Replacement::Rewritten(start, self.out.len()))
+        Some(Replacement::Rewritten(start, self.side.len()))
     }
+}
+
+/// The message being handled, within the read buffer.
+struct Frame<'a> {
+    /// The bytes after the last replacement and before this message, not yet in
+    /// [`Rewrites::out`].
+    pending: &'a [u8],
+    /// The whole message (tag, length, body).
+    whole: &'a [u8],
 }
 
 /// How an item ended.
@@ -65,9 +80,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let mut edits: Vec<(usize, usize, Replacement)> = Vec::new();
     let mut rewrites = Rewrites::default();
-    let mut out: Vec<u8> = Vec::new();
     loop {
         let want = pending_len(&buf)
             .map(|total| total.saturating_sub(buf.len()))
@@ -79,6 +92,11 @@ where
             Ok(_) => {}
         }
         let mut pos = 0;
+        // `buf[..at]` is in `rewrites.out` (or replaced there); `edited`: something was.
+        let mut at = 0;
+        let mut edited = false;
+        rewrites.out.clear();
+        rewrites.side.clear();
         {
             let mut shared = link.shared.lock();
             loop {
@@ -90,17 +108,38 @@ where
                         return SessionEndReason::Error;
                     }
                 };
-                if let Some(replacement) = on_message(
+                let end = pos + frame.len;
+                let here = Frame {
+                    pending: &buf[at..pos],
+                    whole: &buf[pos..end],
+                };
+                match on_message(
                     ctx,
                     &mut shared,
                     frame.tag,
                     frame.body,
                     frame.len,
+                    &here,
                     &mut rewrites,
                 ) {
-                    edits.push((pos, pos + frame.len, replacement));
+                    None => {}
+                    Some(replacement) => {
+                        match replacement {
+                            Replacement::Bytes(b) => {
+                                rewrites.out.extend_from_slice(&buf[at..pos]);
+                                rewrites.out.extend_from_slice(&b);
+                            }
+                            Replacement::Rewritten(from, to) => {
+                                rewrites.out.extend_from_slice(&buf[at..pos]);
+                                rewrites.out.extend_from_slice(&rewrites.side[from..to]);
+                            }
+                            Replacement::InOut => {}
+                        }
+                        at = end;
+                        edited = true;
+                    }
                 }
-                pos += frame.len;
+                pos = end;
             }
             shared.totals.bytes_to_client += pos as u64;
         }
@@ -108,31 +147,16 @@ where
         if pos == 0 {
             continue;
         }
-        let written = if edits.is_empty() {
-            if let Some(replay) = &ctx.replay {
-                replay.record(false, &buf[..pos]);
-            }
-            client.write_all(&buf[..pos]).await
+        let sent: &[u8] = if edited {
+            rewrites.out.extend_from_slice(&buf[at..pos]);
+            &rewrites.out
         } else {
-            out.clear();
-            let mut at = 0;
-            for (start, end, replacement) in edits.drain(..) {
-                out.extend_from_slice(&buf[at..start]);
-                match replacement {
-                    Replacement::Bytes(b) => out.extend_from_slice(&b),
-                    Replacement::Rewritten(from, to) => {
-                        out.extend_from_slice(&rewrites.out[from..to])
-                    }
-                }
-                at = end;
-            }
-            rewrites.out.clear();
-            out.extend_from_slice(&buf[at..pos]);
-            if let Some(replay) = &ctx.replay {
-                replay.record(false, &out);
-            }
-            client.write_all(&out).await
+            &buf[..pos]
         };
+        if let Some(replay) = &ctx.replay {
+            replay.record(false, sent);
+        }
+        let written = client.write_all(sent).await;
         if written.is_err() || client.flush().await.is_err() {
             return SessionEndReason::ClientDisconnected;
         }
@@ -147,6 +171,7 @@ fn on_message(
     kind: u8,
     body: &[u8],
     len: usize,
+    frame: &Frame<'_>,
     rw: &mut Rewrites,
 ) -> Option<Replacement> {
     if matches!(
@@ -175,6 +200,7 @@ fn on_message(
                 }
             }
             if let (tag::DATA_ROW, Some(plan)) = (kind, &run.plan) {
+                rw.out.extend_from_slice(frame.pending);
                 let start = rw.out.len();
                 match masking::rewrite_row(
                     body,
@@ -187,16 +213,18 @@ fn on_message(
                     Ok(r) if r.changed => {
                         run.masked_values += r.withheld;
                         run.digest.update(&rw.out[start + 5..]);
-                        return rw.since(start);
                     }
-                    Ok(_) => {}
+                    Ok(_) => {
+                        rw.out.extend_from_slice(frame.whole);
+                        run.digest.update(body);
+                    }
                     // A row that cannot be read cannot be cleaned: it is withheld whole.
                     Err(_) => {
                         rw.out.truncate(start);
                         run.capped += 1;
-                        return Some(Replacement::Bytes(Arc::from(Vec::new())));
                     }
                 }
+                return Some(Replacement::InOut);
             }
             run.digest.update(body);
             None
@@ -419,24 +447,24 @@ fn copy_row(
         return Some(Replacement::Bytes(Arc::from(Vec::new())));
     }
     let label: Arc<str> = Arc::from("copy");
-    let start = rw.out.len();
-    rw.out.extend_from_slice(&[tag::COPY_DATA, 0, 0, 0, 0]);
-    match masking.scrub(body, &mut rw.out) {
+    let start = rw.side.len();
+    rw.side.extend_from_slice(&[tag::COPY_DATA, 0, 0, 0, 0]);
+    match masking.scrub(body, &mut rw.side) {
         masking::MaskOutcome::Unchanged => {
-            rw.out.truncate(start);
+            rw.side.truncate(start);
             run.digest.update(body);
             None
         }
         masking::MaskOutcome::Replaced(key) => {
             run.tally.add(&label, key);
-            let len = (rw.out.len() - start - 1) as u32;
-            rw.out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
-            run.digest.update(&rw.out[start + 5..]);
+            let len = (rw.side.len() - start - 1) as u32;
+            rw.side[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
+            run.digest.update(&rw.side[start + 5..]);
             rw.since(start)
         }
         masking::MaskOutcome::Null(key) => {
             run.tally.add(&label, key);
-            rw.out.truncate(start);
+            rw.side.truncate(start);
             run.capped += 1;
             Some(Replacement::Bytes(Arc::from(Vec::new())))
         }
@@ -460,15 +488,15 @@ fn scrub_message(
         Some(run) if kind != tag::NOTIFICATION_RESPONSE => &mut run.tally,
         _ => &mut loose,
     };
-    let start = rw.out.len();
+    let start = rw.side.len();
     let changed = if kind == tag::NOTIFICATION_RESPONSE {
-        masking::scrub_notification(body, masking, &mut rw.out, &mut rw.scratch, tally, &label)
+        masking::scrub_notification(body, masking, &mut rw.side, &mut rw.scratch, tally, &label)
     } else {
         masking::scrub_error_fields(
             kind,
             body,
             masking,
-            &mut rw.out,
+            &mut rw.side,
             &mut rw.scratch,
             tally,
             &label,
