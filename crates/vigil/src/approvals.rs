@@ -1424,7 +1424,7 @@ pub struct Reviewer(pub Arc<Approvals>);
 
 impl Reviewer {
     /// Whether `access` holds a statement of a kind `kinds` lists.
-    fn needs_review_of(kinds: &[String], access: &vigil_sql::Access) -> bool {
+    pub(crate) fn needs_review_of(kinds: &[String], access: &vigil_sql::Access) -> bool {
         let has_where = access.shape.text.to_ascii_uppercase().contains("WHERE");
         access.statements.iter().any(|s| {
             kinds.iter().any(|k| match k.as_str() {
