@@ -149,7 +149,9 @@ fn print_request(r: &Value) {
         match a.get("used_at").and_then(|u| u.as_str()) {
             Some(at) => println!(
                 "approval    used {at} (session {})",
-                a.get("used_session").and_then(|u| u.as_str()).unwrap_or("-")
+                a.get("used_session")
+                    .and_then(|u| u.as_str())
+                    .unwrap_or("-")
             ),
             None => println!(
                 "approval    not used yet (lapses {})",

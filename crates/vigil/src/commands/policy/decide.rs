@@ -110,7 +110,10 @@ pub(super) fn grants_at(
             Some(_) => format!("approval:{}", p.name),
             None => format!("policy:{}", p.name),
         };
-        match (Grant::from_policy(p, identity, connection, at, id), &p.approval) {
+        match (
+            Grant::from_policy(p, identity, connection, at, id),
+            &p.approval,
+        ) {
             (Some(g), None) => out.standing.push(Arc::new(g)),
             (Some(g), Some(rule)) => out.on_approval.push((Arc::new(g), rule.clone())),
             (None, _) => out.notes.push(format!(
