@@ -498,7 +498,8 @@ impl Frontend<'_> {
         let before = self.grants.len();
         let (revocations, elevated) = (&self.ctx.revocations, &self.elevated);
         self.grants.retain(|g| {
-            !revocations.is_revoked(&g.id) && !(elevated.contains(&g.id) && g.live(now).is_err())
+            let ended = elevated.contains(&g.id) && g.live(now).is_err();
+            !revocations.is_revoked(&g.id) && !ended
         });
         if self.grants.len() != before {
             let grants = &self.grants;

@@ -24,18 +24,10 @@ pub(super) enum Verdict {
         #[serde(skip_serializing_if = "Option::is_none")]
         policy: Option<String>,
     },
-    /// Refused by the grants a session holds without asking (`rule`, `reason`), allowed by
-    /// the scope of an approval-required policy: the gateway raises an access request for it
-    /// (at connect time when no standing grant binds, else as an elevation of the session).
-    NeedsApproval {
-        policy: String,
-        approver_groups: Vec<String>,
-        min_approvals: usize,
-        /// `fail` or `wait`.
-        mode: String,
-        rule: String,
-        reason: String,
-    },
+    /// Refused by the grants a session holds without asking, allowed by the scope of an
+    /// approval-required policy: the gateway raises an access request for it (at connect time
+    /// when no standing grant binds, else as an elevation of the session).
+    NeedsApproval(Box<NeedsApproval>),
     /// Without a catalog the names cannot be resolved, and nothing else refuses it.
     Undecided { reason: String },
 }
@@ -49,6 +41,19 @@ impl Verdict {
             policy: None,
         }
     }
+}
+
+/// What an approval would allow, and who approves.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub(super) struct NeedsApproval {
+    pub policy: String,
+    pub approver_groups: Vec<String>,
+    pub min_approvals: usize,
+    /// `fail` or `wait`.
+    pub mode: String,
+    /// Why the standing grants refuse it.
+    pub rule: String,
+    pub reason: String,
 }
 
 /// Rules whose refusals do not depend on what names resolve to: trusted even without a
@@ -139,7 +144,7 @@ pub(super) fn session_verdict(
     };
     for (grant, approval) in &grants.on_approval {
         if let Verdict::Allowed { .. } = verdict(std::slice::from_ref(grant), access, catalog, at) {
-            return Verdict::NeedsApproval {
+            return Verdict::NeedsApproval(Box::new(NeedsApproval {
                 policy: grant.policy.clone().unwrap_or_default(),
                 approver_groups: approval.approver_groups.clone(),
                 min_approvals: approval.min_approvals,
@@ -149,7 +154,7 @@ pub(super) fn session_verdict(
                 },
                 rule: rule.clone(),
                 reason: reason.clone(),
-            };
+            }));
         }
     }
     standing

@@ -220,8 +220,8 @@ pub(super) fn run(
             match grants_at(&config, &identity, &connection, at) {
                 // What an approval would allow counts as allowed: that is how it ran, if it did.
                 Ok(grants) => match session_verdict(&grants, &access, catalog, at) {
-                    Verdict::NeedsApproval { policy, .. } => Verdict::Allowed {
-                        policy: Some(policy),
+                    Verdict::NeedsApproval(n) => Verdict::Allowed {
+                        policy: Some(n.policy),
                     },
                     other => other,
                 },
@@ -244,10 +244,10 @@ pub(super) fn run(
             }
         }
         match (&verdict, was_allowed) {
-            (Verdict::Allowed { .. } | Verdict::NeedsApproval { .. }, true) => {
+            (Verdict::Allowed { .. } | Verdict::NeedsApproval(_), true) => {
                 totals.unchanged_allowed += 1
             }
-            (Verdict::Allowed { .. } | Verdict::NeedsApproval { .. }, false) => {
+            (Verdict::Allowed { .. } | Verdict::NeedsApproval(_), false) => {
                 totals.newly_allowed += 1;
                 let previous = str_of("rule");
                 add(

@@ -68,7 +68,7 @@ pub(super) fn run(
         Verdict::Allowed { .. } => 0,
         Verdict::Refused { .. } => 1,
         Verdict::Undecided { .. } => 2,
-        Verdict::NeedsApproval { .. } => 3,
+        Verdict::NeedsApproval(_) => 3,
     };
     if json {
         println!(
@@ -110,14 +110,15 @@ pub(super) fn run(
             }
         }
         Verdict::Undecided { reason } => println!("undecided: {reason}"),
-        Verdict::NeedsApproval {
-            policy,
-            approver_groups,
-            min_approvals,
-            mode,
-            rule,
-            reason,
-        } => {
+        Verdict::NeedsApproval(n) => {
+            let super::decide::NeedsApproval {
+                policy,
+                approver_groups,
+                min_approvals,
+                mode,
+                rule,
+                reason,
+            } = &**n;
             if standing {
                 println!("needs approval: elevation to policy {policy:?}");
                 println!("  the session's standing grants refuse it: rule {rule}: {reason}");
