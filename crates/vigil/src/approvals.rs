@@ -241,13 +241,14 @@ impl Approvals {
         }
     }
 
-    /// The rule requests under `policy` are decided by: its approval rule, or for held
-    /// statements its statement review's.
-    fn rule(&self, policy: &str) -> Option<ApprovalRule> {
-        let p = self.policies.iter().find(|p| p.name == policy)?;
-        p.approval
-            .clone()
-            .or_else(|| p.statement_review.as_ref().map(|r| r.approval_rule()))
+    /// The rule `request` is decided by: its policy's approval rule, or for a held statement
+    /// its policy's statement review's.
+    fn rule(&self, request: &AccessRequest) -> Option<ApprovalRule> {
+        let p = self.policies.iter().find(|p| p.name == policy_of(request))?;
+        match request.subject {
+            Subject::Statement { .. } => p.statement_review.as_ref().map(|r| r.approval_rule()),
+            _ => p.approval.clone(),
+        }
     }
 
     /// Whether any policy holds statements for review.
@@ -556,7 +557,7 @@ impl Approvals {
             };
             let now = Timestamp::now();
             let current = self
-                .rule(policy_of(&request))
+                .rule(&request)
                 .map(|r| status(&r, &request, now))
                 .unwrap_or(request.status);
             match current {
@@ -655,7 +656,7 @@ impl Approvals {
         let (mut request, version) = self.load(id).await.map_err(internal)?.ok_or_else(|| {
             ServiceError::new(StatusCode::NOT_FOUND, format!("no access request {id}"))
         })?;
-        let rule = self.rule(policy_of(&request)).ok_or_else(|| {
+        let rule = self.rule(&request).ok_or_else(|| {
             ServiceError::new(
                 StatusCode::CONFLICT,
                 "the policy of this request no longer needs approval (or no longer exists)",

@@ -1388,8 +1388,7 @@ impl Frontend<'_> {
                     if portal.access.parse_error.as_deref() == Some(unreadable().reason.as_str()) {
                         Verdict::Deny((unreadable(), None).into())
                     } else {
-                        let text = portal.shape.text.clone();
-                        self.verdict(&portal.access, Some((text.as_bytes(), false)))
+                        self.verdict(&portal.access, Some((portal.shape.text.as_bytes(), false)))
                     };
                 match verdict {
                     Verdict::Hold(hold) => return Ok(Step::Hold(hold)),
