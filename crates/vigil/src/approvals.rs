@@ -244,7 +244,10 @@ impl Approvals {
     /// The rule `request` is decided by: its policy's approval rule, or for a held statement
     /// its policy's statement review's.
     fn rule(&self, request: &AccessRequest) -> Option<ApprovalRule> {
-        let p = self.policies.iter().find(|p| p.name == policy_of(request))?;
+        let p = self
+            .policies
+            .iter()
+            .find(|p| p.name == policy_of(request))?;
         match request.subject {
             Subject::Statement { .. } => p.statement_review.as_ref().map(|r| r.approval_rule()),
             _ => p.approval.clone(),

@@ -649,7 +649,10 @@ mod tests {
             ("mode=\"later\"\n", "later"),
             ("mode=\"wait\"\nwait_timeout=\"0s\"\n", "wait_timeout"),
             ("reveal_literals_groups=[\"nobody\"]\n", "nobody"),
-            ("reveal_literal_groups=[\"leads\"]\n", "reveal_literal_groups"),
+            (
+                "reveal_literal_groups=[\"leads\"]\n",
+                "reveal_literal_groups",
+            ),
         ] {
             let err = Config::parse(&format!("{base}{rule}"))
                 .unwrap_err()
