@@ -49,6 +49,9 @@ pub struct CreateBody {
     /// Required with the admin token; otherwise the caller is the requester.
     pub identity: Option<String>,
     pub connection: String,
+    /// The approval-required policy whose scope is asked for (default: the first that binds
+    /// the identity on the connection).
+    pub policy: Option<String>,
     pub reason: Option<String>,
     /// e.g. `"30m"`; capped by the rule's `max_duration`.
     pub duration: Option<String>,

@@ -101,6 +101,8 @@ fn fixture() -> Fixture {
             }),
             prepared_statement: None,
             parameters: None,
+            grant_id: None,
+            request_id: None,
         }))),
     )
     .unwrap();

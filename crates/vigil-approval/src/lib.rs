@@ -65,8 +65,20 @@ pub struct Decision {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Subject {
-    /// A session's access under a policy's scope.
+    /// A session's access under a policy's scope (asked for at connect time, or ahead of time
+    /// through the API).
     Access { policy: String },
+    /// A live session's elevation to a policy's scope: a statement its grants refused, and this
+    /// scope allows, asked for it. Approved, it issues the same grant as `Access` (new sessions
+    /// hold it too).
+    Scope {
+        policy: String,
+        /// The session that asked.
+        session_id: String,
+        /// Fingerprint and literal-free text of the statement that asked.
+        fingerprint: String,
+        text: String,
+    },
     /// One held statement (per-statement review): runs once if approved.
     Statement {
         policy: String,
@@ -76,6 +88,9 @@ pub enum Subject {
         text: String,
         /// SHA-256 of the exact statement bytes: an approval is for this statement only.
         statement_digest: String,
+        /// The session that sent it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_id: Option<String>,
     },
 }
 

@@ -60,11 +60,13 @@ pub struct LegalHold {
 pub fn family(kind: &str) -> Option<&'static str> {
     Some(match kind {
         "Checkpoint" | "AuditPurged" | "LegalHoldPlaced" | "LegalHoldReleased" => return None,
-        "SessionStarted" | "SessionEnded" => "sessions",
+        "SessionStarted" | "SessionEnded" | "SessionGrantAdded" => "sessions",
         "StatementStarted" | "StatementFinished" => "statements",
         "PolicyDenied" => "denials",
         "GrantIssued" | "GrantRevoked" | "GrantExpired" => "grants",
-        "AccessRequested" | "AccessDecided" | "AccessRequestExpired" => "approvals",
+        "AccessRequested" | "AccessDecided" | "AccessRequestExpired" | "StatementLiteralsShown" => {
+            "approvals"
+        }
         "MaskingApplied" => "masking",
         "AuthFailed" => "auth_failures",
         "TokenIssued" | "TokenRevoked" => "tokens",

@@ -86,6 +86,8 @@ pub enum Event {
     AccessDecided(AccessDecided),
     AccessRequestExpired(AccessRequestExpired),
     WebhookDelivery(WebhookDelivery),
+    SessionGrantAdded(SessionGrantAdded),
+    StatementLiteralsShown(StatementLiteralsShown),
 }
 
 /// The `type` of an event, as a cheap value (for store columns and filters).
@@ -111,10 +113,12 @@ pub enum EventKind {
     AccessDecided,
     AccessRequestExpired,
     WebhookDelivery,
+    SessionGrantAdded,
+    StatementLiteralsShown,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 20] = [
+    pub const ALL: [EventKind; 22] = [
         EventKind::SessionStarted,
         EventKind::SessionEnded,
         EventKind::AuthFailed,
@@ -135,6 +139,8 @@ impl EventKind {
         EventKind::AccessDecided,
         EventKind::AccessRequestExpired,
         EventKind::WebhookDelivery,
+        EventKind::SessionGrantAdded,
+        EventKind::StatementLiteralsShown,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -159,6 +165,8 @@ impl EventKind {
             EventKind::AccessDecided => "AccessDecided",
             EventKind::AccessRequestExpired => "AccessRequestExpired",
             EventKind::WebhookDelivery => "WebhookDelivery",
+            EventKind::SessionGrantAdded => "SessionGrantAdded",
+            EventKind::StatementLiteralsShown => "StatementLiteralsShown",
         }
     }
 
@@ -190,6 +198,8 @@ impl Event {
             Event::AccessDecided(_) => EventKind::AccessDecided,
             Event::AccessRequestExpired(_) => EventKind::AccessRequestExpired,
             Event::WebhookDelivery(_) => EventKind::WebhookDelivery,
+            Event::SessionGrantAdded(_) => EventKind::SessionGrantAdded,
+            Event::StatementLiteralsShown(_) => EventKind::StatementLiteralsShown,
         }
     }
 }
@@ -255,6 +265,30 @@ pub struct PolicyDenied {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant_id: Option<String>,
     pub sqlstate: String,
+    /// The access request the refusal names (rules `approval_required` and `statement_review`:
+    /// the statement needs an approval first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// A grant joined a live session (just-in-time elevation: a statement the session's grants
+/// refused raised an access request under an approval-required policy, and it was approved).
+/// From here on the session runs under this grant too, until it expires or is revoked; the
+/// session's other grants are untouched.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SessionGrantAdded {
+    #[serde(flatten)]
+    pub grant: EnforcedGrant,
+}
+
+/// An approver was shown a held statement's text with its literals (kept in the gateway's
+/// memory only). Who saw it, never what.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StatementLiteralsShown {
+    pub request_id: String,
+    pub viewer: String,
+    /// `oidc` (the viewer's own token).
+    pub viewer_auth: String,
 }
 
 /// Values masked in what a statement returned (or in a message outside any statement), for one
@@ -285,11 +319,17 @@ pub struct AccessRequested {
     pub connection_name: String,
     /// The policy whose approval rule applies.
     pub policy: String,
-    /// `access` (a session's scope) or `statement` (one held statement).
+    /// `access` (a session's scope, asked for at connect time or through the API), `scope` (a
+    /// live session's elevation to the policy's scope, asked for by a statement its grants
+    /// refused) or `statement` (one held statement).
     pub subject: String,
-    /// The held statement's literal-free text (subject `statement`).
+    /// The literal-free text of the held statement (subject `statement`) or of the statement
+    /// that asked for the elevation (subject `scope`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statement_text: Option<String>,
+    /// The session that asked (subject `scope` and `statement`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requesting_session: Option<String>,
     /// Grant length asked for, in seconds (capped by the rule's `max_duration`).
     pub duration_secs: u64,
     /// As the client gave it (`vigil.reason`, application_name, or the API).
@@ -615,6 +655,14 @@ pub struct StatementStarted {
     pub prepared_statement: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<RecordedParameters>,
+    /// The grant that allowed it, when the session holds more than one (with a single grant it
+    /// is the session's, in `SessionStarted.grants`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<String>,
+    /// The access request it runs under: its grant's request (a grant from an approval), or
+    /// the approval of this one statement (per-statement review).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// How a statement ended.

@@ -44,7 +44,8 @@ pub use cancel::CancelRegistry;
 pub use catalog::DatabaseCatalog;
 pub use config::{Limits, ListenerSettings, ListenerTlsMode, Target, UpstreamTlsMode};
 pub use grants::{
-    AccessAsk, ApprovalGate, GrantProvider, PendingAccess, Reviewed, Revocations, StatementReview,
+    AccessAsk, ApprovalGate, Elevation, ElevationAsk, GrantProvider, Pending, PendingAccess,
+    ReviewAsk, Revocations, StatementReview,
 };
 pub use server::{serve, Gateway, GatewayParts};
 pub use tls::{load_server_tls, TlsError};

@@ -541,18 +541,14 @@ async fn handle_client(
         }
     };
     let withheld = Arc::new(withheld_columns(&grants, &catalog_relations(&cache)));
-    let enforced = grants
-        .iter()
-        .map(|g| vigil_core::event::EnforcedGrant {
-            grant_id: g.id.clone(),
-            source: g.source.as_str().to_string(),
-            policy: g.policy.clone(),
-            scope: serde_json::from_str(&g.scope.canonical_json()).unwrap_or_default(),
-            scope_digest: g.scope_digest.clone(),
-            expires_at: g.expires_at,
-            request_id: g.request_id.clone(),
-        })
-        .collect();
+    let enforced = grants.iter().map(|g| crate::grants::enforced(g)).collect();
+    // Scopes a statement may ask to be elevated to (approval-required policies), unless the
+    // session already holds a grant of that policy.
+    let elevations = gw
+        .approvals
+        .as_ref()
+        .map(|gate| gate.elevations(&principal, &target.name))
+        .unwrap_or_default();
 
     let masking = gw
         .masking
@@ -562,6 +558,10 @@ async fn handle_client(
         masking,
         replay: None,
         review: gw.statement_review.clone(),
+        approvals: gw.approvals.clone(),
+        revocations: gw.revocations.clone(),
+        client_addr: client_addr.clone(),
+        reason,
         session_id: SessionId::new(),
         principal,
         connection: target.name.clone(),
@@ -569,8 +569,9 @@ async fn handle_client(
         analyzer: gw.analyzer.clone(),
         policy: proxy::SessionPolicy {
             grants: grants.clone(),
-            withheld,
+            withheld: parking_lot::RwLock::new(withheld),
             cache,
+            elevations,
         },
         limits: gw.limits.clone(),
         parameter_mode: gw.parameter_mode,
@@ -851,7 +852,7 @@ fn catalog_relations(cache: &crate::catalog::CatalogCache) -> Vec<Arc<vigil_sql:
 
 /// `(table OID, column number)` of every column that no grant of the session may see: if one
 /// comes back in a result anyway, its values are withheld.
-fn withheld_columns(
+pub(crate) fn withheld_columns(
     grants: &[Arc<vigil_policy::Grant>],
     relations: &[Arc<vigil_sql::RelationInfo>],
 ) -> std::collections::HashSet<(u32, i16)> {

@@ -96,15 +96,29 @@ pub struct StatementReviewRule {
     pub approver_groups: Vec<String>,
     #[serde(default = "one")]
     pub min_approvals: usize,
-    /// How long a held statement's request stays pending (default 30m).
+    /// How long a held statement's request stays pending (default 30m); an approval not used
+    /// within as long after the decision lapses.
     #[serde(default = "default_pending_expiry", with = "humantime_serde")]
     pub pending_expiry: Duration,
+    /// `fail` (default): the statement is refused naming the request, and runs once when sent
+    /// again after approval. `wait`: the statement is held (the client waits, told by a notice)
+    /// and runs once as soon as it is approved.
+    #[serde(default)]
+    pub mode: PendingMode,
+    /// With `mode = "wait"`: how long a statement is held (default 5m; the hold also ends when
+    /// the request expires).
+    #[serde(default = "default_wait", with = "humantime_serde")]
+    pub wait_timeout: Duration,
+    /// Groups whose human members may see a held statement's text with its literals (kept in
+    /// the gateway's memory only, never stored). Everyone else sees the literal-free text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reveal_literals_groups: Vec<String>,
 }
 
 impl StatementReviewRule {
     pub const KINDS: [&'static str; 3] = ["ddl", "delete_without_where", "update_without_where"];
 
-    /// The approval rule its requests are decided under (approvers, quorum, expiry).
+    /// The approval rule its requests are decided under (approvers, quorum, expiry, mode).
     pub fn approval_rule(&self) -> ApprovalRule {
         ApprovalRule {
             approver_groups: self.approver_groups.clone(),
@@ -113,9 +127,16 @@ impl StatementReviewRule {
             max_duration: self.pending_expiry,
             allowed_hours: None,
             pending_expiry: self.pending_expiry,
-            mode: PendingMode::Fail,
-            wait_timeout: default_wait(),
+            mode: self.mode,
+            wait_timeout: self.wait_timeout,
         }
+    }
+
+    /// Whether `groups` (a viewer's) may see held statements' literals.
+    pub fn reveals_literals_to(&self, groups: &[String]) -> bool {
+        groups
+            .iter()
+            .any(|g| self.reveal_literals_groups.contains(g))
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -129,8 +150,37 @@ impl StatementReviewRule {
                 ));
             }
         }
+        if self.mode == PendingMode::Wait && self.wait_timeout.is_zero() {
+            return Err("statement_review: wait_timeout must be positive".into());
+        }
         self.approval_rule()
             .validate()
             .map_err(|e| e.replacen("approval:", "statement_review:", 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_review_modes_and_literal_viewers() {
+        let r: StatementReviewRule = toml::from_str(
+            "statements = [\"ddl\"]\napprover_groups = [\"dba\"]\nmode = \"wait\"\nwait_timeout = \"2m\"\nreveal_literals_groups = [\"dba-leads\"]\n",
+        )
+        .unwrap();
+        r.validate().unwrap();
+        assert_eq!(r.approval_rule().mode, PendingMode::Wait);
+        assert_eq!(r.approval_rule().wait_timeout, Duration::from_secs(120));
+        assert!(r.reveals_literals_to(&["x".into(), "dba-leads".into()]));
+        assert!(!r.reveals_literals_to(&["dba".into()]));
+        let default: StatementReviewRule =
+            toml::from_str("statements = [\"ddl\"]\napprover_groups = [\"dba\"]\n").unwrap();
+        assert_eq!(default.mode, PendingMode::Fail);
+        assert!(!default.reveals_literals_to(&["dba".into()]));
+        let bad: Result<StatementReviewRule, _> = toml::from_str(
+            "statements = [\"ddl\"]\napprover_groups = [\"dba\"]\nmode = \"later\"\n",
+        );
+        assert!(bad.is_err());
     }
 }

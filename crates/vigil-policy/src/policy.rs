@@ -227,6 +227,19 @@ pub fn check(
                 );
             }
         }
+        for g in p
+            .statement_review
+            .iter()
+            .flat_map(|r| r.reveal_literals_groups.iter())
+        {
+            if !groups.contains(g.as_str()) {
+                push(
+                    Error,
+                    "statement_review.reveal_literals_groups",
+                    format!("no identity belongs to group {g:?}"),
+                );
+            }
+        }
     }
     out
 }

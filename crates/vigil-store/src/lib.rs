@@ -178,6 +178,26 @@ pub struct AccessRequestRecord {
     pub body: String,
 }
 
+/// The approval of one held statement (per-statement review), and its use: an approved
+/// statement runs at most once. Kept so that an approval survives a restart of the gateway, and
+/// so that its use is durable before the statement runs. Never holds the statement's text: the
+/// SHA-256 of its exact bytes is the key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatementApprovalRecord {
+    /// The access request that was approved.
+    pub request_id: String,
+    pub identity: String,
+    pub connection: String,
+    /// Hex SHA-256 of the statement's exact text.
+    pub statement_digest: String,
+    pub approved_at: Timestamp,
+    /// Not used by then, the approval lapses.
+    pub expires_at: Timestamp,
+    pub used_at: Option<Timestamp>,
+    /// The session the statement ran in.
+    pub used_session: Option<String>,
+}
+
 /// Which access requests to list.
 #[derive(Clone, Debug, Default)]
 pub struct AccessRequestFilter {
@@ -364,6 +384,44 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError> {
         Err(StoreError::Backend(
             "this store keeps no access requests".into(),
+        ))
+    }
+
+    // --- approvals of held statements --------------------------------------------------------
+
+    /// Keeps an approval of a held statement until it is used or lapses.
+    fn insert_statement_approval(
+        &self,
+        _approval: &StatementApprovalRecord,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::Backend(
+            "this store keeps no statement approvals".into(),
+        ))
+    }
+    /// One approval by its request id.
+    fn statement_approval(
+        &self,
+        _request_id: &str,
+    ) -> Result<Option<StatementApprovalRecord>, StoreError> {
+        Err(StoreError::Backend(
+            "this store keeps no statement approvals".into(),
+        ))
+    }
+    /// Uses one approval of the statement with `statement_digest` of `identity` on
+    /// `connection` (that of `request_id`, if given) that is neither used nor lapsed at `at`:
+    /// marks it used by `session`, atomically and durably, and returns its request id. `None`:
+    /// no such approval (never used twice, whoever asks at the same time).
+    fn use_statement_approval(
+        &self,
+        _identity: &str,
+        _connection: &str,
+        _statement_digest: &str,
+        _request_id: Option<&str>,
+        _at: Timestamp,
+        _session: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Err(StoreError::Backend(
+            "this store keeps no statement approvals".into(),
         ))
     }
 }

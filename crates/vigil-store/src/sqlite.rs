@@ -19,7 +19,7 @@
 
 use crate::{
     AccessRequestFilter, AccessRequestRecord, AuditHead, AuditRow, GrantFilter, GrantRecord,
-    SessionFilter, SessionIndex, Store, StoreError, TokenRecord,
+    SessionFilter, SessionIndex, StatementApprovalRecord, Store, StoreError, TokenRecord,
 };
 use parking_lot::Mutex;
 use rusqlite::types::{Value, ValueRef};
@@ -184,6 +184,23 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX IF NOT EXISTS access_requests_subject ON access_requests(identity, connection, status);
     CREATE INDEX IF NOT EXISTS access_requests_grant ON access_requests(grant_id);
+    ",
+    // 5 (statement_approvals): approvals of held statements (per-statement review) and their
+    // use, so that an approved statement not yet run survives a restart and still runs at most
+    // once. Keyed by the SHA-256 of the statement's text; the text itself is never stored.
+    "
+    CREATE TABLE IF NOT EXISTS statement_approvals (
+        request_id       TEXT PRIMARY KEY,
+        identity         TEXT NOT NULL,
+        connection       TEXT NOT NULL,
+        statement_digest TEXT NOT NULL,
+        approved_at_us   INTEGER NOT NULL,
+        expires_at_us    INTEGER NOT NULL,
+        used_at_us       INTEGER,
+        used_session     TEXT
+    );
+    CREATE INDEX IF NOT EXISTS statement_approvals_statement
+        ON statement_approvals(identity, connection, statement_digest);
     ",
 ];
 
@@ -960,10 +977,43 @@ impl Store for SqliteStore {
     ) -> Result<bool, StoreError> {
         access_requests::update(&self.writer.lock().conn, request, expected_version)
     }
+
+    fn insert_statement_approval(
+        &self,
+        approval: &StatementApprovalRecord,
+    ) -> Result<(), StoreError> {
+        statement_approvals::insert(&self.writer.lock().conn, approval)
+    }
+
+    fn statement_approval(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<StatementApprovalRecord>, StoreError> {
+        self.read(|conn| statement_approvals::get(conn, request_id))
+    }
+
+    fn use_statement_approval(
+        &self,
+        identity: &str,
+        connection: &str,
+        statement_digest: &str,
+        request_id: Option<&str>,
+        at: Timestamp,
+        session: &str,
+    ) -> Result<Option<String>, StoreError> {
+        statement_approvals::use_one(
+            &self.writer.lock().conn,
+            (identity, connection, statement_digest),
+            request_id,
+            at,
+            session,
+        )
+    }
 }
 
 mod access_requests;
 mod grants;
+mod statement_approvals;
 mod wal;
 
 #[cfg(test)]

@@ -27,9 +27,12 @@ use vigil_core::{
     AuthMethod, Event, EventDraft, EventSink, IdentityKind, Principal, SecretString, Timestamp,
 };
 use vigil_identity::{Authenticator, IdentityConfig};
-use vigil_pg::{AccessAsk, ApprovalGate, BoxFuture, PendingAccess, Revocations};
+use vigil_pg::{
+    AccessAsk, ApprovalGate, BoxFuture, Elevation, ElevationAsk, Pending, PendingAccess,
+    Revocations,
+};
 use vigil_policy::{Grant, GrantSource, PolicyConfig};
-use vigil_store::{AccessRequestFilter, AccessRequestRecord, Store};
+use vigil_store::{AccessRequestFilter, AccessRequestRecord, StatementApprovalRecord, Store};
 
 /// `[approvals]` in the config.
 #[derive(Debug, Default, Deserialize)]
@@ -69,20 +72,25 @@ pub struct Approvals {
     /// Grants whose expiry was notified (in memory: after a restart, only grants that ended in
     /// the last few minutes are notified again).
     expiry_notified: std::sync::Mutex<std::collections::HashSet<String>>,
-    /// Held statements: pending requests and approvals not used yet, by (identity, connection,
-    /// SHA-256 of the exact text). In memory: after a restart, approvals not used are lost
-    /// (the statement is held again), never granted twice.
-    statements: std::sync::Mutex<StatementBook>,
+    /// Held statements' texts with their literals, by request id, for reviewers whose role may
+    /// see them (`reveal_literals_groups`). In this process's memory only: never stored,
+    /// recorded, logged or sent to webhooks; dropped once the statement ran or its request
+    /// ended; a restart forgets them.
+    literal_texts: std::sync::Mutex<HashMap<String, KeptText>>,
+    /// One raise at a time, so that a statement sent twice at once raises one request.
+    raising: tokio::sync::Mutex<()>,
 }
 
-type StatementKey = (String, String, String);
-
-#[derive(Default)]
-struct StatementBook {
-    /// Request id and when it expires.
-    pending: HashMap<StatementKey, (String, Timestamp)>,
-    approved: HashMap<StatementKey, String>,
+/// A held statement's text with its literals, kept in memory until `until`.
+struct KeptText {
+    text: String,
+    until: Timestamp,
 }
+
+/// At most this many texts with literals are kept (the oldest go first), each cut at
+/// [`MAX_KEPT_TEXT`] bytes.
+const MAX_KEPT_TEXTS: usize = 1000;
+const MAX_KEPT_TEXT: usize = 64 * 1024;
 
 fn secs(d: Duration) -> i64 {
     d.as_micros() as i64
@@ -112,8 +120,16 @@ fn from_record(r: &AccessRequestRecord) -> Result<AccessRequest> {
 
 fn policy_of(r: &AccessRequest) -> &str {
     match &r.subject {
-        Subject::Access { policy } | Subject::Statement { policy, .. } => policy,
+        Subject::Access { policy }
+        | Subject::Scope { policy, .. }
+        | Subject::Statement { policy, .. } => policy,
     }
+}
+
+/// Hex SHA-256 of a held statement's bytes: what an approval is for.
+fn statement_digest(text: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text))
 }
 
 impl Approvals {
@@ -159,7 +175,8 @@ impl Approvals {
             changed: watch::channel(0).0,
             deciding: tokio::sync::Mutex::new(()),
             expiry_notified: Default::default(),
-            statements: Default::default(),
+            literal_texts: Default::default(),
+            raising: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -173,12 +190,13 @@ impl Approvals {
         self.policies.iter().any(|p| p.approval.is_some())
     }
 
-    /// The policy (with its rule) that would bind `identity` on `connection` once approved.
-    fn policy_for(
+    /// The approval-required policies (with their rules) that bind `identity` on `connection`,
+    /// in the order of the configuration.
+    fn approval_policies(
         &self,
         identity: &str,
         connection: &str,
-    ) -> Option<(&PolicyConfig, &ApprovalRule)> {
+    ) -> Vec<(&PolicyConfig, &ApprovalRule)> {
         let groups = self
             .identities
             .get(identity)
@@ -186,18 +204,54 @@ impl Approvals {
             .unwrap_or_default();
         self.policies
             .iter()
-            .filter(|p| p.approval.is_some())
-            .find(|p| p.binds(identity, groups, connection))
-            .and_then(|p| p.approval.as_ref().map(|r| (p, r)))
+            .filter(|p| p.binds(identity, groups, connection))
+            .filter_map(|p| p.approval.as_ref().map(|r| (p, r)))
+            .collect()
     }
 
-    /// The rule requests under `policy` are decided by: its approval rule, or for held
-    /// statements its statement review's.
-    fn rule(&self, policy: &str) -> Option<ApprovalRule> {
-        let p = self.policies.iter().find(|p| p.name == policy)?;
-        p.approval
-            .clone()
-            .or_else(|| p.statement_review.as_ref().map(|r| r.approval_rule()))
+    /// The policy (with its rule) that would bind `identity` on `connection` once approved:
+    /// `policy` if named (it must bind them), else the first.
+    fn policy_for(
+        &self,
+        identity: &str,
+        connection: &str,
+        policy: Option<&str>,
+    ) -> Option<(&PolicyConfig, &ApprovalRule)> {
+        self.approval_policies(identity, connection)
+            .into_iter()
+            .find(|(p, _)| policy.is_none_or(|name| p.name == name))
+    }
+
+    /// The statement review of the policy `grant` was issued from.
+    fn review_of(&self, grant: &Grant) -> Option<&vigil_policy::StatementReviewRule> {
+        let name = grant.policy.as_deref()?;
+        self.policies
+            .iter()
+            .find(|p| p.name == name)
+            .and_then(|p| p.statement_review.as_ref())
+    }
+
+    /// How an approver approves request `id`.
+    fn how_to_approve(&self, id: &str) -> String {
+        match self.url_of(id) {
+            Some(url) => format!(
+                "an approver runs `vigil request approve {id} --reason TEXT` or POSTs to {url}/approve"
+            ),
+            None => format!("an approver runs `vigil request approve {id} --reason TEXT`"),
+        }
+    }
+
+    /// The rule `request` is decided by: its policy's approval rule, or for a held statement
+    /// its policy's statement review's.
+    fn rule(&self, request: &AccessRequest) -> Option<ApprovalRule> {
+        let p = self
+            .policies
+            .iter()
+            .find(|p| p.name == policy_of(request))?;
+        match request.subject {
+            Subject::Statement { .. } => p.statement_review.as_ref().map(|r| r.approval_rule()),
+            _ => p.approval.clone(),
+        }
     }
 
     /// Whether any policy holds statements for review.
@@ -227,8 +281,13 @@ impl Approvals {
             .transpose()
     }
 
-    /// A pending request of `identity` on `connection` (connecting again reuses it).
-    async fn pending(&self, identity: &str, connection: &str) -> Result<Option<AccessRequest>> {
+    /// The pending requests of `identity` on `connection` that `wanted` accepts.
+    async fn pending_where(
+        &self,
+        identity: &str,
+        connection: &str,
+        wanted: impl Fn(&AccessRequest) -> bool,
+    ) -> Result<Option<AccessRequest>> {
         let filter = AccessRequestFilter {
             identity: Some(identity.to_string()),
             connection: Some(connection.to_string()),
@@ -241,24 +300,176 @@ impl Approvals {
             .await?;
         for r in found {
             let request = from_record(&r)?;
-            if matches!(request.subject, Subject::Access { .. }) && request.expires_at > now {
+            if request.expires_at > now && wanted(&request) {
                 return Ok(Some(request));
             }
         }
         Ok(None)
     }
 
-    /// Raises a request (recorded first). `principal` is the requester when it asked itself.
+    /// A pending request for `policy`'s scope of `identity` on `connection` (connecting
+    /// again, or another statement that needs the same scope, reuses it).
+    async fn pending(
+        &self,
+        identity: &str,
+        connection: &str,
+        policy: &str,
+    ) -> Result<Option<AccessRequest>> {
+        self.pending_where(identity, connection, |r| {
+            matches!(&r.subject, Subject::Access { policy: p } | Subject::Scope { policy: p, .. } if p == policy)
+        })
+        .await
+    }
+
+    /// The pending request of a held statement (same identity, connection and exact text).
+    async fn pending_statement(
+        &self,
+        identity: &str,
+        connection: &str,
+        digest: &str,
+    ) -> Result<Option<AccessRequest>> {
+        self.pending_where(identity, connection, |r| {
+            matches!(&r.subject, Subject::Statement { statement_digest, .. } if statement_digest == digest)
+        })
+        .await
+    }
+
+    /// A live grant approved under `policy` for `identity` on `connection`, with its request.
+    async fn live_approved_grant(
+        &self,
+        identity: &str,
+        connection: &str,
+        policy: &str,
+    ) -> Result<Option<Grant>> {
+        let now = Timestamp::now();
+        let filter = vigil_store::GrantFilter {
+            identity: Some(identity.to_string()),
+            connection: Some(connection.to_string()),
+            live_at: Some(now),
+        };
+        let found = self.blocking(move |s| s.list_grants(&filter)).await?;
+        for r in found.iter().rev() {
+            if r.source != "approval"
+                || r.policy.as_deref() != Some(policy)
+                || self.revocations.is_revoked(&r.id)
+            {
+                continue;
+            }
+            let mut grant = crate::grants::from_record(r)?;
+            if grant.live(now).is_err() {
+                continue;
+            }
+            grant.request_id = self.request_of_grant(&grant.id).await?;
+            return Ok(Some(grant));
+        }
+        Ok(None)
+    }
+
+    /// The request whose approval issued grant `grant_id`.
+    async fn request_of_grant(&self, grant_id: &str) -> Result<Option<String>> {
+        let filter = AccessRequestFilter {
+            grant_id: Some(grant_id.to_string()),
+            limit: Some(1),
+            ..Default::default()
+        };
+        let found = self
+            .blocking(move |s| s.list_access_requests(&filter))
+            .await?;
+        Ok(found.into_iter().next().map(|r| r.id))
+    }
+
+    /// Uses an approval of a held statement (that of `request_id`, if given): durably marked
+    /// used by `session` before the statement runs. `None`: there is none to use.
+    async fn use_statement_approval(
+        &self,
+        identity: &str,
+        connection: &str,
+        digest: &str,
+        request_id: Option<&str>,
+        session: &str,
+    ) -> Result<Option<String>> {
+        let (identity, connection, digest) = (
+            identity.to_string(),
+            connection.to_string(),
+            digest.to_string(),
+        );
+        let (request_id, session) = (request_id.map(str::to_string), session.to_string());
+        let used = self
+            .blocking(move |s| {
+                s.use_statement_approval(
+                    &identity,
+                    &connection,
+                    &digest,
+                    request_id.as_deref(),
+                    Timestamp::now(),
+                    &session,
+                )
+            })
+            .await?;
+        if let Some(id) = &used {
+            self.forget_text(id);
+            tracing::info!(request = %id, "held statement approved: its approval is used");
+        }
+        Ok(used)
+    }
+
+    /// Keeps a held statement's text with its literals in memory, for reviewers who may see it.
+    fn keep_text(&self, request_id: &str, text: String, until: Timestamp) {
+        let mut kept = self.literal_texts.lock().unwrap();
+        if kept.contains_key(request_id) {
+            return;
+        }
+        let now = Timestamp::now();
+        kept.retain(|_, k| k.until > now);
+        if kept.len() >= MAX_KEPT_TEXTS {
+            if let Some(oldest) = kept
+                .iter()
+                .min_by_key(|(_, k)| k.until)
+                .map(|(id, _)| id.clone())
+            {
+                kept.remove(&oldest);
+            }
+        }
+        let mut text = text;
+        if text.len() > MAX_KEPT_TEXT {
+            let mut cut = MAX_KEPT_TEXT;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            text.push_str(" …[cut]");
+        }
+        kept.insert(request_id.to_string(), KeptText { text, until });
+    }
+
+    fn forget_text(&self, request_id: &str) {
+        self.literal_texts.lock().unwrap().remove(request_id);
+    }
+
+    fn kept_text(&self, request_id: &str) -> Option<String> {
+        let now = Timestamp::now();
+        self.literal_texts
+            .lock()
+            .unwrap()
+            .get(request_id)
+            .filter(|k| k.until > now)
+            .map(|k| k.text.clone())
+    }
+
+    /// Raises a request for `policy`'s scope (default: the first approval-required policy that
+    /// binds them), recorded first. `principal` is the requester when it asked itself.
+    #[allow(clippy::too_many_arguments)]
     pub async fn create(
         &self,
         identity: &str,
         connection: &str,
+        policy: Option<&str>,
         reason: Option<String>,
         client_addr: Option<String>,
         duration: Option<Duration>,
         principal: Option<Arc<Principal>>,
     ) -> Result<AccessRequest> {
-        let (policy, rule) = self.policy_for(identity, connection).ok_or_else(|| {
+        let (policy, rule) = self.policy_for(identity, connection, policy).ok_or_else(|| {
             anyhow!("no policy lets identity {identity:?} ask for approval on connection {connection:?}")
         })?;
         let now = Timestamp::now();
@@ -289,9 +500,14 @@ impl Approvals {
         request: AccessRequest,
         principal: Option<Arc<Principal>>,
     ) -> Result<AccessRequest> {
-        let (subject, statement_text) = match &request.subject {
-            Subject::Access { .. } => ("access", None),
-            Subject::Statement { text, .. } => ("statement", Some(text.clone())),
+        let (subject, statement_text, requesting_session) = match &request.subject {
+            Subject::Access { .. } => ("access", None, None),
+            Subject::Scope {
+                text, session_id, ..
+            } => ("scope", Some(text.clone()), Some(session_id.clone())),
+            Subject::Statement {
+                text, session_id, ..
+            } => ("statement", Some(text.clone()), session_id.clone()),
         };
         let connection = request.connection.clone();
         let identity = request.identity.clone();
@@ -302,6 +518,7 @@ impl Approvals {
             policy: policy_of(&request).to_string(),
             subject: subject.into(),
             statement_text,
+            requesting_session,
             duration_secs: request.duration.as_secs(),
             reason: request.reason.clone(),
             client_addr: request.client_addr.clone(),
@@ -322,11 +539,13 @@ impl Approvals {
         Ok(request)
     }
 
-    /// Waits until request `id` is approved (`Ok`), or denied, expired or `timeout` passes.
+    /// Waits until request `id` is approved (`Ok`), or denied, expired or `timeout` passes
+    /// (`Err` naming the request; `retry` says what the client does then).
     pub async fn wait_decided(
         self: Arc<Self>,
         id: String,
         timeout: Duration,
+        retry: &'static str,
     ) -> Result<(), String> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut changed = self.changed.subscribe();
@@ -341,7 +560,7 @@ impl Approvals {
             };
             let now = Timestamp::now();
             let current = self
-                .rule(policy_of(&request))
+                .rule(&request)
                 .map(|r| status(&r, &request, now))
                 .unwrap_or(request.status);
             match current {
@@ -361,11 +580,36 @@ impl Approvals {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 _ = tokio::time::sleep_until(deadline) => {
                     return Err(format!(
-                        "access request {id} was not approved within the wait timeout; it stays pending: connect again once it is approved"
+                        "access request {id} was not approved within the wait timeout; it stays pending: {retry} once it is approved"
                     ));
                 }
             }
         }
+    }
+
+    /// The grant approved request `id` issued, as a session holds it.
+    async fn granted(&self, id: &str) -> Result<Arc<Grant>, String> {
+        let unreadable = |e: anyhow::Error| {
+            tracing::warn!(error = %format!("{e:#}"), "cannot read an approved grant");
+            format!("Vigil could not read the grant of access request {id}")
+        };
+        let (request, _) = self
+            .load(id)
+            .await
+            .map_err(unreadable)?
+            .ok_or_else(|| format!("access request {id} no longer exists"))?;
+        let grant_id = request
+            .grant_id
+            .ok_or_else(|| format!("access request {id} issued no grant"))?;
+        let gid = grant_id.clone();
+        let record = self
+            .blocking(move |s| s.grant(&gid))
+            .await
+            .map_err(unreadable)?
+            .ok_or_else(|| format!("the grant {grant_id} of access request {id} is gone"))?;
+        let mut grant = crate::grants::from_record(&record).map_err(unreadable)?;
+        grant.request_id = Some(id.to_string());
+        Ok(Arc::new(grant))
     }
 
     fn approver(&self, caller: &Caller, acting_as: Option<&str>) -> Result<Approver, ServiceError> {
@@ -415,7 +659,7 @@ impl Approvals {
         let (mut request, version) = self.load(id).await.map_err(internal)?.ok_or_else(|| {
             ServiceError::new(StatusCode::NOT_FOUND, format!("no access request {id}"))
         })?;
-        let rule = self.rule(policy_of(&request)).ok_or_else(|| {
+        let rule = self.rule(&request).ok_or_else(|| {
             ServiceError::new(
                 StatusCode::CONFLICT,
                 "the policy of this request no longer needs approval (or no longer exists)",
@@ -426,6 +670,7 @@ impl Approvals {
             ServiceError::new(StatusCode::FORBIDDEN, e.to_string())
         };
         let mut grant = None;
+        let mut statement_approval = None;
         if action == "revoke" {
             // Revoking needs the same standing as approving, on an approved request.
             let mut as_pending = request.clone();
@@ -479,21 +724,21 @@ impl Approvals {
             } = &request.subject
             {
                 // A held statement: approval lets that exact statement run once; no grant.
-                let key = (
-                    request.identity.clone(),
-                    request.connection.clone(),
-                    statement_digest.clone(),
-                );
-                let mut book = self.statements.lock().unwrap();
                 match request.status {
                     RequestStatus::Approved => {
-                        book.pending.remove(&key);
-                        book.approved.insert(key, request.id.clone());
+                        statement_approval = Some(StatementApprovalRecord {
+                            request_id: request.id.clone(),
+                            identity: request.identity.clone(),
+                            connection: request.connection.clone(),
+                            statement_digest: statement_digest.clone(),
+                            approved_at: now,
+                            expires_at: later(now, rule.pending_expiry),
+                            used_at: None,
+                            used_session: None,
+                        });
                     }
                     RequestStatus::Pending => {}
-                    _ => {
-                        book.pending.remove(&key);
-                    }
+                    _ => self.forget_text(&request.id),
                 }
             } else if request.status == RequestStatus::Approved {
                 let policy = self
@@ -583,6 +828,30 @@ impl Approvals {
                 .await
                 .map_err(internal)?;
         }
+        // Kept before the request reads approved, so a waiting statement finds it.
+        if let Some(a) = statement_approval {
+            self.blocking(move |s| s.insert_statement_approval(&a))
+                .await
+                .map_err(internal)?;
+        }
+        if action == "revoke" {
+            if let Subject::Statement {
+                statement_digest, ..
+            } = &request.subject
+            {
+                // An approved statement not run yet: its approval is voided (marked used).
+                self.forget_text(&request.id);
+                self.use_statement_approval(
+                    &request.identity,
+                    &request.connection,
+                    statement_digest,
+                    Some(&request.id),
+                    "(revoked)",
+                )
+                .await
+                .map_err(internal)?;
+            }
+        }
         if action == "revoke" {
             if let Some(grant_id) = request.grant_id.clone() {
                 let (by, why) = (approver.name.clone(), rationale.to_string());
@@ -612,6 +881,12 @@ impl Approvals {
 
     /// Expires pending requests nobody decided in time (recorded once each).
     pub async fn sweep(&self) -> Result<()> {
+        // Texts with literals whose statement can no longer run.
+        let now = Timestamp::now();
+        self.literal_texts
+            .lock()
+            .unwrap()
+            .retain(|_, k| k.until > now);
         let filter = AccessRequestFilter {
             status: Some("pending".into()),
             ..Default::default()
@@ -636,6 +911,7 @@ impl Approvals {
                 }));
                 d.connection = Some(request.connection.as_str().into());
                 self.sink.append_detached(d);
+                self.forget_text(&request.id);
                 self.notify("request_expired", &request);
                 self.changed.send_modify(|n| *n += 1);
             }
@@ -733,6 +1009,69 @@ impl Approvals {
     }
 }
 
+impl Approvals {
+    /// What `show` adds for a held statement: its text with literals for a human whose groups
+    /// the review reveals them to (proven by their own token; recorded as
+    /// `StatementLiteralsShown` before it is shown), and the use of its approval.
+    async fn show_statement(
+        &self,
+        caller: &Caller,
+        request: &AccessRequest,
+        policy: &str,
+        shown: &mut serde_json::Value,
+    ) -> Result<()> {
+        let review = self
+            .policies
+            .iter()
+            .find(|p| p.name == policy)
+            .and_then(|p| p.statement_review.as_ref());
+        let viewer = match caller {
+            Caller::Identity(p) if p.kind == IdentityKind::Human => Some(p),
+            _ => None,
+        };
+        let may_see = match (viewer, review) {
+            (Some(p), Some(review)) => self
+                .identities
+                .get(&p.name)
+                .is_some_and(|i| review.reveals_literals_to(&i.groups)),
+            _ => false,
+        };
+        let literals = match (self.kept_text(&request.id), may_see, viewer) {
+            (Some(text), true, Some(viewer)) => {
+                let mut d = EventDraft::new(Event::StatementLiteralsShown(
+                    vigil_core::event::StatementLiteralsShown {
+                        request_id: request.id.clone(),
+                        viewer: viewer.name.clone(),
+                        viewer_auth: viewer.auth_method.as_str().to_string(),
+                    },
+                ));
+                d.identity = Some(viewer.clone());
+                d.connection = Some(request.connection.as_str().into());
+                // Who saw a statement's values is on record before they see it.
+                self.sink
+                    .append(d)
+                    .await
+                    .context("cannot record that the literals were shown")?;
+                shown["subject"]["statement"]["text_with_literals"] = serde_json::json!(text);
+                "shown"
+            }
+            (Some(_), _, _) => "withheld",
+            (None, _, _) => "not_kept",
+        };
+        shown["literals"] = serde_json::json!(literals);
+        let id = request.id.clone();
+        if let Some(a) = self.blocking(move |s| s.statement_approval(&id)).await? {
+            shown["statement_approval"] = serde_json::json!({
+                "approved_at": a.approved_at,
+                "expires_at": a.expires_at,
+                "used_at": a.used_at,
+                "used_session": a.used_session,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// A request as the API shows it (and notifications carry it).
 fn summary_json(r: &AccessRequest) -> serde_json::Value {
     let mut v = serde_json::to_value(r).unwrap_or_default();
@@ -750,17 +1089,18 @@ impl ApprovalGate for Gate {
     ) -> BoxFuture<'a, Result<PendingAccess, String>> {
         Box::pin(async move {
             let identity = ask.principal.name.as_str();
-            let Some((_, rule)) = self.0.policy_for(identity, ask.connection) else {
+            let Some((policy, rule)) = self.0.policy_for(identity, ask.connection, None) else {
                 return Ok(PendingAccess::NotApplicable);
             };
-            let rule = rule.clone();
-            let request = match self.0.pending(identity, ask.connection).await {
+            let (policy, rule) = (policy.name.clone(), rule.clone());
+            let request = match self.0.pending(identity, ask.connection, &policy).await {
                 Ok(Some(r)) => r,
                 Ok(None) => self
                     .0
                     .create(
                         identity,
                         ask.connection,
+                        Some(&policy),
                         ask.reason.map(str::to_string),
                         Some(ask.client_addr.to_string()),
                         None,
@@ -770,16 +1110,7 @@ impl ApprovalGate for Gate {
                     .map_err(|e| format!("{e:#}"))?,
                 Err(e) => return Err(format!("{e:#}")),
             };
-            let how = match self.0.url_of(&request.id) {
-                Some(url) => format!(
-                    "an approver runs `vigil request approve {} --reason TEXT` or POSTs to {url}/approve",
-                    request.id
-                ),
-                None => format!(
-                    "an approver runs `vigil request approve {} --reason TEXT`",
-                    request.id
-                ),
-            };
+            let how = self.0.how_to_approve(&request.id);
             let message = format!(
                 "access to connection \"{}\" needs approval: access request {} is pending",
                 ask.connection, request.id
@@ -794,8 +1125,125 @@ impl ApprovalGate for Gate {
                         "{message}; waiting up to {} for a decision ({how})",
                         humantime_serde::re::humantime::format_duration(rule.wait_timeout)
                     ),
-                    decided: Box::pin(self.0.clone().wait_decided(request.id, rule.wait_timeout)),
+                    decided: Box::pin(self.0.clone().wait_decided(
+                        request.id,
+                        rule.wait_timeout,
+                        "connect again",
+                    )),
                 },
+            })
+        })
+    }
+
+    fn elevations(&self, principal: &Principal, connection: &str) -> Vec<Elevation> {
+        self.0
+            .approval_policies(&principal.name, connection)
+            .into_iter()
+            .map(|(p, _)| Elevation {
+                policy: p.name.clone(),
+                scope: Arc::new(p.scope.clone()),
+            })
+            .collect()
+    }
+
+    fn elevate<'a>(
+        &'a self,
+        ask: ElevationAsk<'a>,
+    ) -> BoxFuture<'a, Result<Pending<Arc<Grant>>, String>> {
+        Box::pin(async move {
+            let approvals = &self.0;
+            let identity = ask.principal.name.as_str();
+            let Some((policy, rule)) =
+                approvals.policy_for(identity, ask.connection, Some(ask.policy))
+            else {
+                return Err(format!(
+                    "policy {:?} no longer lets {identity:?} ask for approval",
+                    ask.policy
+                ));
+            };
+            let (policy, rule) = (policy.name.clone(), rule.clone());
+            let fail = |e: anyhow::Error| format!("{e:#}");
+            // Approved since the session started (this session's request, another's, or one
+            // raised ahead of time): the session takes the grant on.
+            if let Some(grant) = approvals
+                .live_approved_grant(identity, ask.connection, &policy)
+                .await
+                .map_err(fail)?
+            {
+                return Ok(Pending::Ready(Arc::new(grant)));
+            }
+            let request = {
+                let _one_at_a_time = approvals.raising.lock().await;
+                match approvals
+                    .pending(identity, ask.connection, &policy)
+                    .await
+                    .map_err(fail)?
+                {
+                    Some(r) => r,
+                    None => {
+                        let now = Timestamp::now();
+                        let request = AccessRequest {
+                            id: uuid::Uuid::now_v7().to_string(),
+                            identity: identity.to_string(),
+                            connection: ask.connection.to_string(),
+                            subject: Subject::Scope {
+                                policy: policy.clone(),
+                                session_id: ask.session_id.to_string(),
+                                fingerprint: ask.shape.fingerprint.clone(),
+                                text: ask.shape.text.clone(),
+                            },
+                            duration: rule.max_duration,
+                            // Reasons come from clients: bounded, and never echoed into logs.
+                            reason: ask.reason.map(|r| r.chars().take(500).collect()),
+                            client_addr: Some(ask.client_addr.to_string()),
+                            created_at: now,
+                            expires_at: later(now, rule.pending_expiry),
+                            decisions: Vec::new(),
+                            status: RequestStatus::Pending,
+                            grant_id: None,
+                        };
+                        approvals
+                            .record_new(request, Some(Arc::new(ask.principal.clone())))
+                            .await
+                            .map_err(fail)?
+                    }
+                }
+            };
+            let id = request.id.clone();
+            let how = approvals.how_to_approve(&id);
+            let message = format!(
+                "this statement needs the scope of policy \"{policy}\", which requires approval: access request {id} is pending"
+            );
+            Ok(match rule.mode {
+                PendingMode::Fail => Pending::Fail {
+                    message,
+                    hint: format!(
+                        "nothing was run; {how}; then send the statement again (it runs under the approved grant until that grant expires; the session keeps its other grants)"
+                    ),
+                    request_id: id,
+                },
+                PendingMode::Wait => {
+                    let approvals = approvals.clone();
+                    let waited = id.clone();
+                    Pending::Wait {
+                        notice: format!(
+                            "{message}; the statement waits up to {} for a decision ({how})",
+                            humantime_serde::re::humantime::format_duration(rule.wait_timeout)
+                        ),
+                        request_id: id,
+                        decided: Box::pin(async move {
+                            approvals
+                                .clone()
+                                .wait_decided(
+                                    waited.clone(),
+                                    rule.wait_timeout,
+                                    "send the statement again",
+                                )
+                                .await?;
+                            approvals.granted(&waited).await
+                        }),
+                    }
+                }
             })
         })
     }
@@ -860,19 +1308,29 @@ impl AccessRequestService for Approvals {
                 .map_err(|e| {
                     ServiceError::new(StatusCode::BAD_REQUEST, format!("duration: {e}"))
                 })?;
-            if self.policy_for(&identity, &body.connection).is_none() {
+            if self
+                .policy_for(&identity, &body.connection, body.policy.as_deref())
+                .is_none()
+            {
                 return Err(ServiceError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    format!(
-                        "no policy lets identity {identity:?} ask for approval on connection {:?}",
-                        body.connection
-                    ),
+                    match &body.policy {
+                        Some(p) => format!(
+                            "policy {p:?} is not an approval-required policy that binds identity {identity:?} on connection {:?}",
+                            body.connection
+                        ),
+                        None => format!(
+                            "no policy lets identity {identity:?} ask for approval on connection {:?}",
+                            body.connection
+                        ),
+                    },
                 ));
             }
             let r = self
                 .create(
                     &identity,
                     &body.connection,
+                    body.policy.as_deref(),
                     body.reason,
                     None,
                     duration,
@@ -936,7 +1394,15 @@ impl AccessRequestService for Approvals {
                     return Err(not_found());
                 }
             }
-            Ok(summary_json(&r))
+            let mut shown = summary_json(&r);
+            if let Subject::Statement { policy, .. } = &r.subject {
+                self.show_statement(caller, &r, policy, &mut shown)
+                    .await
+                    .map_err(|e| {
+                        ServiceError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
+                    })?;
+            }
+            Ok(shown)
         })
     }
 
@@ -956,12 +1422,13 @@ impl AccessRequestService for Approvals {
     }
 }
 
-/// Per-statement review on the data path: answers from memory, records in the background.
+/// Per-statement review on the data path: which statements are held (from the config, in
+/// memory), and for those, the approval used or the request raised (through the store).
 pub struct Reviewer(pub Arc<Approvals>);
 
 impl Reviewer {
     /// Whether `access` holds a statement of a kind `kinds` lists.
-    fn needs_review(kinds: &[String], access: &vigil_sql::Access) -> bool {
+    pub(crate) fn needs_review_of(kinds: &[String], access: &vigil_sql::Access) -> bool {
         let has_where = access.shape.text.to_ascii_uppercase().contains("WHERE");
         access.statements.iter().any(|s| {
             kinds.iter().any(|k| match k.as_str() {
@@ -975,80 +1442,139 @@ impl Reviewer {
 }
 
 impl vigil_pg::StatementReview for Reviewer {
-    fn review(
-        &self,
-        principal: &Principal,
-        connection: &str,
-        grant: &Grant,
-        access: &vigil_sql::Access,
-        exact_text: &[u8],
-    ) -> vigil_pg::Reviewed {
-        let approvals = &self.0;
-        let Some((policy, review)) = approvals.policies.iter().find_map(|p| {
-            (Some(&p.name) == grant.policy.as_ref())
-                .then_some(p.statement_review.as_ref().map(|r| (p, r)))
-                .flatten()
-        }) else {
-            return vigil_pg::Reviewed::Proceed;
-        };
-        if !Self::needs_review(&review.statements, access) {
-            return vigil_pg::Reviewed::Proceed;
-        }
-        use sha2::Digest;
-        let digest = hex::encode(sha2::Sha256::digest(exact_text));
-        let key = (
-            principal.name.clone(),
-            connection.to_string(),
-            digest.clone(),
-        );
-        let now = Timestamp::now();
-        let id = {
-            let mut book = approvals.statements.lock().unwrap();
-            // Approved: it runs, once.
-            if book.approved.remove(&key).is_some() {
-                return vigil_pg::Reviewed::Proceed;
+    fn needs_review(&self, grant: &Grant, access: &vigil_sql::Access) -> bool {
+        self.0
+            .review_of(grant)
+            .is_some_and(|review| Self::needs_review_of(&review.statements, access))
+    }
+
+    fn hold<'a>(
+        &'a self,
+        ask: vigil_pg::ReviewAsk<'a>,
+    ) -> BoxFuture<'a, Result<Pending<String>, String>> {
+        Box::pin(async move {
+            let approvals = &self.0;
+            let review = approvals
+                .review_of(ask.grant)
+                .ok_or("the grant's policy no longer reviews statements")?
+                .clone();
+            let policy = ask.grant.policy.clone().unwrap_or_default();
+            let identity = ask.principal.name.as_str();
+            let digest = statement_digest(ask.exact_text);
+            let fail = |e: anyhow::Error| format!("{e:#}");
+            // Approved and not used yet: used now, durably, before the statement runs.
+            if let Some(id) = approvals
+                .use_statement_approval(identity, ask.connection, &digest, None, ask.session_id)
+                .await
+                .map_err(fail)?
+            {
+                return Ok(Pending::Ready(id));
             }
-            match book.pending.get(&key) {
-                Some((id, expires)) if *expires > now => id.clone(),
-                _ => {
-                    let id = uuid::Uuid::now_v7().to_string();
-                    book.pending
-                        .insert(key, (id.clone(), later(now, review.pending_expiry)));
-                    let request = AccessRequest {
-                        id: id.clone(),
-                        identity: principal.name.clone(),
-                        connection: connection.to_string(),
-                        subject: Subject::Statement {
-                            policy: policy.name.clone(),
-                            fingerprint: access.shape.fingerprint.clone(),
-                            // Literal-free: what reviewers see.
-                            text: access.shape.text.clone(),
-                            statement_digest: digest,
-                        },
-                        duration: Duration::ZERO,
-                        reason: None,
-                        client_addr: None,
-                        created_at: now,
-                        expires_at: later(now, review.pending_expiry),
-                        decisions: Vec::new(),
-                        status: RequestStatus::Pending,
-                        grant_id: None,
-                    };
-                    let (approvals, principal) = (approvals.clone(), Arc::new(principal.clone()));
-                    tokio::spawn(async move {
-                        if let Err(e) = approvals.record_new(request, Some(principal)).await {
-                            tracing::error!(error = %format!("{e:#}"), "cannot raise a statement request");
-                        }
-                    });
-                    id
+            let request = {
+                let _one_at_a_time = approvals.raising.lock().await;
+                match approvals
+                    .pending_statement(identity, ask.connection, &digest)
+                    .await
+                    .map_err(fail)?
+                {
+                    Some(r) => r,
+                    None => {
+                        let now = Timestamp::now();
+                        let request = AccessRequest {
+                            id: uuid::Uuid::now_v7().to_string(),
+                            identity: identity.to_string(),
+                            connection: ask.connection.to_string(),
+                            subject: Subject::Statement {
+                                policy: policy.clone(),
+                                fingerprint: ask.access.shape.fingerprint.clone(),
+                                // Literal-free: what reviewers see.
+                                text: ask.access.shape.text.clone(),
+                                statement_digest: digest.clone(),
+                                session_id: Some(ask.session_id.to_string()),
+                            },
+                            duration: Duration::ZERO,
+                            reason: None,
+                            client_addr: None,
+                            created_at: now,
+                            expires_at: later(now, review.pending_expiry),
+                            decisions: Vec::new(),
+                            status: RequestStatus::Pending,
+                            grant_id: None,
+                        };
+                        // Recorded before the client hears of it.
+                        approvals
+                            .record_new(request, Some(Arc::new(ask.principal.clone())))
+                            .await
+                            .map_err(fail)?
+                    }
+                }
+            };
+            if !review.reveal_literals_groups.is_empty() {
+                if let Some(text) = ask.literal_text {
+                    // Until the request expires, and as long again for the approval's use.
+                    let until = later(request.expires_at, review.pending_expiry);
+                    approvals.keep_text(&request.id, text, until);
                 }
             }
-        };
-        vigil_pg::Reviewed::Held {
-            message: format!(
-                "this statement needs a reviewer's approval: access request {id} is pending; send it again, unchanged, once approved (it then runs once)"
-            ),
-        }
+            let id = request.id.clone();
+            let how = approvals.how_to_approve(&id);
+            Ok(match review.mode {
+                PendingMode::Fail => Pending::Fail {
+                    message: format!(
+                        "this statement needs a reviewer's approval: access request {id} is pending; send it again, unchanged, once approved (it then runs once)"
+                    ),
+                    hint: format!("nothing was run; {how}"),
+                    request_id: id,
+                },
+                PendingMode::Wait => {
+                    let approvals = approvals.clone();
+                    let (identity, connection, session) = (
+                        identity.to_string(),
+                        ask.connection.to_string(),
+                        ask.session_id.to_string(),
+                    );
+                    let waited = id.clone();
+                    Pending::Wait {
+                        notice: format!(
+                            "this statement is held for a reviewer's approval: access request {id} is pending; it runs once approved, waiting up to {} ({how})",
+                            humantime_serde::re::humantime::format_duration(review.wait_timeout)
+                        ),
+                        request_id: id,
+                        decided: Box::pin(async move {
+                            approvals
+                                .clone()
+                                .wait_decided(
+                                    waited.clone(),
+                                    review.wait_timeout,
+                                    "send the statement again",
+                                )
+                                .await?;
+                            match approvals
+                                .use_statement_approval(
+                                    &identity,
+                                    &connection,
+                                    &digest,
+                                    Some(&waited),
+                                    &session,
+                                )
+                                .await
+                            {
+                                Ok(Some(id)) => Ok(id),
+                                Ok(None) => Err(format!(
+                                    "access request {waited} was approved, but its approval was used by another session (an approval runs its statement once); send the statement again"
+                                )),
+                                Err(e) => {
+                                    tracing::error!(error = %format!("{e:#}"), "cannot use a statement approval");
+                                    Err(format!(
+                                        "Vigil could not record the use of the approval of access request {waited}, so the statement was not run"
+                                    ))
+                                }
+                            }
+                        }),
+                    }
+                }
+            })
+        })
     }
 }
 

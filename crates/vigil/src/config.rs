@@ -634,6 +634,34 @@ mod tests {
     }
 
     #[test]
+    fn statement_review_rules_are_checked_at_startup() {
+        let base = "[[connections]]\nname=\"ehr\"\nhost=\"h\"\ndatabase=\"d\"\nuser=\"u\"\n\
+            [[identities]]\nname=\"etl\"\nconnections=[\"ehr\"]\n\
+            [[identities]]\nname=\"alice\"\nkind=\"human\"\ngroups=[\"dba\", \"leads\"]\n\
+            [[policies]]\nname=\"reviewed\"\nidentities=[\"etl\"]\nconnections=[\"ehr\"]\n\
+            [policies.scope]\ncommands=[\"read\", \"ddl\"]\n[policies.statement_review]\n\
+            statements=[\"ddl\"]\napprover_groups=[\"dba\"]\n";
+        Config::parse(&format!(
+            "{base}mode=\"wait\"\nwait_timeout=\"2m\"\nreveal_literals_groups=[\"leads\"]\n"
+        ))
+        .unwrap();
+        for (rule, expected) in [
+            ("mode=\"later\"\n", "later"),
+            ("mode=\"wait\"\nwait_timeout=\"0s\"\n", "wait_timeout"),
+            ("reveal_literals_groups=[\"nobody\"]\n", "nobody"),
+            (
+                "reveal_literal_groups=[\"leads\"]\n",
+                "reveal_literal_groups",
+            ),
+        ] {
+            let err = Config::parse(&format!("{base}{rule}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{rule}: {err}");
+        }
+    }
+
+    #[test]
     fn identities_must_name_declared_connections() {
         let err = Config::parse("[[identities]]\nname = \"etl\"\nconnections = [\"nope\"]\n")
             .unwrap_err()

@@ -143,6 +143,8 @@ pub fn statement_started(session: SessionId, n: u64) -> EventDraft {
             shape: shape(),
             prepared_statement: None,
             parameters: None,
+            grant_id: None,
+            request_id: None,
         }),
     )
 }
@@ -366,6 +368,7 @@ fn denied(session: SessionId, n: u64) -> EventDraft {
         reason: "write on patients is not in the grant".into(),
         grant_id: Some("g-1".into()),
         sqlstate: "42501".into(),
+        request_id: None,
     });
     d
 }

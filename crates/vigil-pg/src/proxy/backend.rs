@@ -87,7 +87,26 @@ where
             .unwrap_or(0)
             .max(READ_CHUNK / 4);
         buf.reserve(want);
-        match upstream.read_buf(&mut buf).await {
+        // Every whole message read so far has been written on: a message of Vigil's own for
+        // the client goes out between the server's.
+        let read = tokio::select! {
+            read = upstream.read_buf(&mut buf) => read,
+            _ = link.to_client_ready.notified() => {
+                let own = std::mem::take(&mut *link.to_client.lock());
+                if own.is_empty() {
+                    continue;
+                }
+                link.shared.lock().totals.bytes_to_client += own.len() as u64;
+                if let Some(replay) = &ctx.replay {
+                    replay.record(false, &own);
+                }
+                if client.write_all(&own).await.is_err() || client.flush().await.is_err() {
+                    return SessionEndReason::ClientDisconnected;
+                }
+                continue;
+            }
+        };
+        match read {
             Ok(0) | Err(_) => return SessionEndReason::UpstreamClosed,
             Ok(_) => {}
         }
@@ -425,10 +444,11 @@ fn row_plan(
     shared: &mut Shared,
     body: &[u8],
 ) -> Result<Option<Arc<RowPlan>>, ()> {
-    if ctx.policy.withheld.is_empty() && ctx.masking.is_none() {
+    let withheld_now = ctx.policy.withheld.read().clone();
+    if withheld_now.is_empty() && ctx.masking.is_none() {
         return Ok(None);
     }
-    let withheld = |table: u32, column: i16| ctx.policy.withheld.contains(&(table, column));
+    let withheld = |table: u32, column: i16| withheld_now.contains(&(table, column));
     let mut names = NameLookup::new(&mut shared.names, &ctx.policy.cache);
     masking::plan(body, &withheld, ctx.masking.as_deref(), &mut names).map_err(|_| ())
 }

@@ -29,8 +29,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use vigil_core::event::{
-    Event, ParameterMode, PolicyDenied, RecordedParameters, SessionEndReason, StatementProtocol,
-    StatementShape, StatementStarted,
+    Event, ParameterMode, PolicyDenied, RecordedParameters, SessionEndReason, SessionGrantAdded,
+    StatementProtocol, StatementShape, StatementStarted,
 };
 use vigil_core::EventDraft;
 use vigil_policy::{Decision, Denial, Grant};
@@ -75,6 +75,67 @@ enum Step {
     /// The catalog must be read again before the message can be checked: forward what came
     /// before, run the internal query, then look at the message again.
     RefreshCatalog,
+    /// The statement needs an approval first (an elevation, or a reviewer's): forward what came
+    /// before, settle it with the binary (raise or reuse the request; with `mode = "wait"`,
+    /// wait for the decision), then look at the message again.
+    Hold(Box<Hold>),
+}
+
+/// Why a statement waits for a human.
+enum Hold {
+    /// The session's grants refuse it and the scope of approval-required `policy` allows it.
+    Elevate {
+        policy: String,
+        shape: Arc<StatementShape>,
+    },
+    /// `grant` allows it, but its policy holds statements of this kind for review.
+    Review {
+        grant: Arc<Grant>,
+        access: Arc<Access>,
+        exact_text: Vec<u8>,
+        literal_text: Option<String>,
+    },
+}
+
+/// What a hold came to, for the message looked at again.
+enum Resolved {
+    /// A reviewer approved this very statement (the approval is now used): it runs.
+    Reviewed {
+        request_id: String,
+    },
+    Refused(Refused),
+}
+
+/// A refusal, as the client and the `PolicyDenied` record get it.
+struct Refused {
+    denial: Denial,
+    grant_id: Option<String>,
+    /// The access request the refusal names.
+    request_id: Option<String>,
+    /// Instead of the usual "ask your administrator" hint.
+    hint: Option<String>,
+}
+
+impl From<(Denial, Option<String>)> for Refused {
+    fn from((denial, grant_id): (Denial, Option<String>)) -> Self {
+        Refused {
+            denial,
+            grant_id,
+            request_id: None,
+            hint: None,
+        }
+    }
+}
+
+/// What the session's grants (and review, and elevation) say of a statement.
+enum Verdict {
+    Allow {
+        grant: Arc<Grant>,
+        /// The approval it runs under (its grant's request, or a reviewer's approval).
+        request_id: Option<String>,
+    },
+    Deny(Refused),
+    Hold(Box<Hold>),
 }
 
 struct Frontend<'a> {
@@ -115,6 +176,17 @@ struct Frontend<'a> {
     ready_after_last_statement: Option<u64>,
     /// Whether the last Execute may have started COPY FROM STDIN (see `copy_window`).
     execute_may_copy_in: bool,
+    /// The grants statements are decided under: the session's, less those revoked since, plus
+    /// those it was elevated to.
+    grants: Vec<Arc<Grant>>,
+    /// Ids of the grants the session was elevated to (they leave when they end).
+    elevated: Vec<String>,
+    /// `Revocations::epoch` when `grants` was last checked against it.
+    revocation_epoch: u64,
+    /// The message being looked at asked for an elevation already (ask once).
+    elevation_tried: bool,
+    /// The outcome of the hold of the message being looked at.
+    resolved: Option<Resolved>,
 }
 
 /// How a statement's text is to be read.
@@ -212,6 +284,11 @@ where
         last_statement: 0,
         ready_after_last_statement: None,
         execute_may_copy_in: false,
+        grants: ctx.policy.grants.clone(),
+        elevated: Vec::new(),
+        revocation_epoch: ctx.revocations.epoch(),
+        elevation_tried: false,
+        resolved: None,
     };
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     loop {
@@ -248,6 +325,15 @@ where
                 Ok(Step::Next) => {
                     pos = end;
                     f.just_refreshed = false;
+                    f.elevation_tried = false;
+                    f.resolved = None;
+                }
+                Ok(Step::Hold(hold)) => {
+                    if f.flush(&mut buf, pos, &mut upstream).await.is_err() {
+                        return (SessionEndReason::UpstreamClosed, None);
+                    }
+                    pos = 0;
+                    f.hold(*hold).await;
                 }
                 Ok(Step::Terminate) => {
                     pos = end;
@@ -378,42 +464,293 @@ impl Frontend<'_> {
         }
     }
 
-    /// Decides a statement under the session's grants. `EXECUTE name` is decided on what
-    /// `PREPARE name` prepared in this session (an unknown name is refused).
-    fn decide(&self, access: &Access) -> Result<Arc<Grant>, (Denial, Option<String>)> {
-        let resolved;
-        let checked = if access.statements.iter().any(|s| {
+    /// `access` with `EXECUTE name` replaced by what `PREPARE name` prepared in this session.
+    fn with_prepared<'b>(&self, access: &'b Access) -> Cow<'b, Access> {
+        if !access.statements.iter().any(|s| {
             s.hazards
                 .iter()
                 .any(|h| matches!(h, Hazard::Execute { .. }))
         }) {
-            let mut copy = access.clone();
-            for statement in &mut copy.statements {
-                let name = statement.hazards.iter().find_map(|h| match h {
-                    Hazard::Execute { name } => Some(name.clone()),
-                    _ => None,
-                });
-                if let Some(prepared) = name.and_then(|n| self.sql_prepared.get(&n)) {
-                    *statement = prepared.clone();
-                }
+            return Cow::Borrowed(access);
+        }
+        let mut copy = access.clone();
+        for statement in &mut copy.statements {
+            let name = statement.hazards.iter().find_map(|h| match h {
+                Hazard::Execute { name } => Some(name.clone()),
+                _ => None,
+            });
+            if let Some(prepared) = name.and_then(|n| self.sql_prepared.get(&n)) {
+                *statement = prepared.clone();
             }
-            resolved = copy;
-            &resolved
-        } else {
-            access
-        };
+        }
+        Cow::Owned(copy)
+    }
+
+    /// Drops the grants the session may no longer use: revoked ones (a session that holds
+    /// others goes on without them), and elevations that ended. The second line follows.
+    fn prune_grants(&mut self) {
+        let epoch = self.ctx.revocations.epoch();
+        if epoch == self.revocation_epoch && self.elevated.is_empty() {
+            return;
+        }
+        self.revocation_epoch = epoch;
+        let now = vigil_core::Timestamp::now();
+        let before = self.grants.len();
+        let (revocations, elevated) = (&self.ctx.revocations, &self.elevated);
+        self.grants.retain(|g| {
+            let ended = elevated.contains(&g.id) && g.live(now).is_err();
+            !revocations.is_revoked(&g.id) && !ended
+        });
+        if self.grants.len() != before {
+            let grants = &self.grants;
+            self.elevated
+                .retain(|id| grants.iter().any(|g| &g.id == id));
+            self.refresh_withheld();
+        }
+    }
+
+    /// The second line (columns no grant of the session allows), for the grants held now.
+    fn refresh_withheld(&self) {
+        let withheld =
+            crate::server::withheld_columns(&self.grants, &self.ctx.policy.cache.relations());
+        *self.ctx.policy.withheld.write() = Arc::new(withheld);
+    }
+
+    /// Decides a statement under the session's grants. `EXECUTE name` is decided on what
+    /// `PREPARE name` prepared in this session (an unknown name is refused).
+    fn decide(&mut self, access: &Access) -> Result<Arc<Grant>, (Denial, Option<String>)> {
+        self.prune_grants();
+        let checked = self.with_prepared(access);
         match vigil_policy::decide(
-            &self.ctx.policy.grants,
-            checked,
+            &self.grants,
+            &checked,
             &self.catalog.functions(),
             vigil_core::Timestamp::now(),
         ) {
-            Decision::Allow(g) => match self.masking_refusal(checked) {
+            Decision::Allow(g) => match self.masking_refusal(&checked) {
                 Some(denial) => Err((denial, Some(g.id.clone()))),
                 None => Ok(g),
             },
             Decision::Deny { denial, grant_id } => Err((denial, grant_id)),
         }
+    }
+
+    /// The approval-required policy whose scope would allow what the session's grants refuse,
+    /// if any (and if nothing else, masking, would refuse it anyway).
+    fn elevation_for(&self, access: &Access) -> Option<String> {
+        if self.ctx.policy.elevations.is_empty() || self.ctx.approvals.is_none() {
+            return None;
+        }
+        let checked = self.with_prepared(access);
+        let now = vigil_core::Timestamp::now();
+        let functions = self.catalog.functions();
+        let elevation = self.ctx.policy.elevations.iter().find(|e| {
+            e.scope.window.as_ref().is_none_or(|w| w.is_open(now))
+                && e.scope.check(&checked, &functions).is_ok()
+        })?;
+        if self.masking_refusal(&checked).is_some() {
+            return None;
+        }
+        Some(elevation.policy.clone())
+    }
+
+    /// Decides a statement, with per-statement review (`review`: the bytes an approval is for,
+    /// and whether they hold literals) and elevation.
+    fn verdict(&mut self, access: &Arc<Access>, review: Option<(&[u8], bool)>) -> Verdict {
+        let reviewed = match self.resolved.take() {
+            Some(Resolved::Refused(r)) => return Verdict::Deny(r),
+            Some(Resolved::Reviewed { request_id }) => Some(request_id),
+            None => None,
+        };
+        match self.decide(access) {
+            Ok(grant) => {
+                if let (Some(reviewer), Some((exact, literals))) = (&self.ctx.review, review) {
+                    if reviewer.needs_review(&grant, access) {
+                        if let Some(request_id) = reviewed {
+                            return Verdict::Allow {
+                                grant,
+                                request_id: Some(request_id),
+                            };
+                        }
+                        let literal_text = literals.then(|| {
+                            let encoding = self.link.shared.lock().lex.encoding;
+                            encoding.decode(exact).into_owned()
+                        });
+                        return Verdict::Hold(Box::new(Hold::Review {
+                            grant,
+                            access: access.clone(),
+                            exact_text: exact.to_vec(),
+                            literal_text,
+                        }));
+                    }
+                }
+                let request_id = grant.request_id.clone();
+                Verdict::Allow { grant, request_id }
+            }
+            Err(refusal) => {
+                if !self.elevation_tried {
+                    if let Some(policy) = self.elevation_for(access) {
+                        return Verdict::Hold(Box::new(Hold::Elevate {
+                            policy,
+                            shape: access.shape.clone(),
+                        }));
+                    }
+                }
+                Verdict::Deny(refusal.into())
+            }
+        }
+    }
+
+    /// Settles a hold with the binary; the outcome waits in `resolved` (or the session holds
+    /// the new grant) for the message to be looked at again.
+    async fn hold(&mut self, hold: Hold) {
+        let session_id = self.ctx.session_id.to_string();
+        match hold {
+            Hold::Elevate { policy, shape } => {
+                self.elevation_tried = true;
+                let Some(gate) = self.ctx.approvals.clone() else {
+                    return;
+                };
+                let ask = crate::ElevationAsk {
+                    principal: &self.ctx.principal,
+                    connection: &self.ctx.connection,
+                    session_id: &session_id,
+                    client_addr: &self.ctx.client_addr,
+                    reason: self.ctx.reason.as_deref(),
+                    policy: &policy,
+                    shape: &shape,
+                };
+                let pending = gate.elevate(ask).await;
+                let outcome = self.settle(pending, "approval_required", None).await;
+                match outcome {
+                    Ok(grant) => {
+                        if let Err(r) = self.add_grant(grant).await {
+                            self.resolved = Some(Resolved::Refused(r));
+                        }
+                    }
+                    Err(r) => self.resolved = Some(Resolved::Refused(r)),
+                }
+            }
+            Hold::Review {
+                grant,
+                access,
+                exact_text,
+                literal_text,
+            } => {
+                let Some(reviewer) = self.ctx.review.clone() else {
+                    return;
+                };
+                let ask = crate::ReviewAsk {
+                    principal: &self.ctx.principal,
+                    connection: &self.ctx.connection,
+                    session_id: &session_id,
+                    grant: &grant,
+                    access: &access,
+                    exact_text: &exact_text,
+                    literal_text,
+                };
+                let pending = reviewer.hold(ask).await;
+                let grant_id = Some(grant.id.clone());
+                self.resolved = Some(
+                    match self.settle(pending, "statement_review", grant_id).await {
+                        Ok(request_id) => Resolved::Reviewed { request_id },
+                        Err(r) => Resolved::Refused(r),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Waits out a pending approval (`Wait`: the client is told by a notice), or turns it into
+    /// the refusal the client gets.
+    async fn settle<T>(
+        &self,
+        pending: Result<crate::Pending<T>, String>,
+        rule: &'static str,
+        grant_id: Option<String>,
+    ) -> Result<T, Refused> {
+        let refused = |reason: String, request_id: Option<String>, hint: &str| Refused {
+            denial: Denial {
+                rule,
+                reason,
+                sqlstate: sqlstate::INSUFFICIENT_PRIVILEGE,
+            },
+            grant_id: grant_id.clone(),
+            request_id,
+            hint: Some(hint.to_string()),
+        };
+        match pending {
+            Ok(crate::Pending::Ready(t)) => Ok(t),
+            Ok(crate::Pending::Fail {
+                request_id,
+                message,
+                hint,
+            }) => Err(refused(message, Some(request_id), &hint)),
+            Ok(crate::Pending::Wait {
+                request_id,
+                notice,
+                decided,
+            }) => {
+                let notice = ErrorFields::new(
+                    crate::messages::error_response::Severity::Notice,
+                    "00000",
+                    notice,
+                );
+                self.link.send_to_client(&notice.to_bytes());
+                decided.await.map_err(|why| {
+                    refused(
+                        why,
+                        Some(request_id),
+                        "nothing was run; ask an approver, then send the statement again",
+                    )
+                })
+            }
+            Err(e) => {
+                tracing::error!(session = %self.ctx.session_id, error = %e, "access request failed: refusing statement");
+                Err(Refused {
+                    denial: Denial {
+                        rule,
+                        reason: "Vigil could not raise an access request for this statement".into(),
+                        sqlstate: sqlstate::SYSTEM_ERROR,
+                    },
+                    grant_id: grant_id.clone(),
+                    request_id: None,
+                    hint: Some(
+                        "nothing was run; retry later; if this persists, tell your Vigil operator"
+                            .into(),
+                    ),
+                })
+            }
+        }
+    }
+
+    /// The session now holds `grant` too (an approved elevation): recorded
+    /// (`SessionGrantAdded`) before any statement runs under it.
+    async fn add_grant(&mut self, grant: Arc<Grant>) -> Result<(), Refused> {
+        if self.grants.iter().any(|g| g.id == grant.id) {
+            return Ok(());
+        }
+        let draft = self.ctx.draft(Event::SessionGrantAdded(SessionGrantAdded {
+            grant: crate::grants::enforced(&grant),
+        }));
+        if let Err(e) = self.ctx.sink.append(draft).await {
+            tracing::error!(session = %self.ctx.session_id, error = %e, "audit trail unavailable: grant not added");
+            return Err(Refused {
+                denial: Denial {
+                    rule: "approval_required",
+                    reason: "Vigil could not record the grant this statement needs in its audit trail, so it was not run".into(),
+                    sqlstate: sqlstate::SYSTEM_ERROR,
+                },
+                grant_id: Some(grant.id.clone()),
+                request_id: grant.request_id.clone(),
+                hint: Some("retry later; if this persists, ask your Vigil operator to check the audit store".into()),
+            });
+        }
+        tracing::info!(session = %self.ctx.session_id, grant = %grant.id, "session elevated");
+        self.elevated.push(grant.id.clone());
+        self.grants.push(grant);
+        self.refresh_withheld();
+        Ok(())
     }
 
     /// Masked columns may only leave as bare result columns, where PostgreSQL names them in
@@ -523,17 +860,21 @@ impl Frontend<'_> {
     }
 
     /// Refuses a statement the grants do not allow: recorded as PolicyDenied, never forwarded.
-    #[allow(clippy::too_many_arguments)]
     fn deny(
         &mut self,
         protocol: StatementProtocol,
         shape: Arc<StatementShape>,
-        denial: Denial,
-        grant_id: Option<String>,
+        refused: Refused,
         start: usize,
         end: usize,
         simple: bool,
     ) {
+        let Refused {
+            denial,
+            grant_id,
+            request_id,
+            hint,
+        } = refused;
         self.statement_seq += 1;
         let error = {
             // A name that does not exist is reported as PostgreSQL reports it.
@@ -542,16 +883,19 @@ impl Frontend<'_> {
             } else {
                 format!("Vigil refused this statement: {}", denial.reason)
             };
-            let mut fields = ErrorFields::error(denial.sqlstate, message)
-            .with_hint(
-                "nothing was run; ask your Vigil administrator for a grant that allows it (`vigil policy test` shows what a grant allows)",
+            let mut fields = ErrorFields::error(denial.sqlstate, message).with_hint(
+                hint.unwrap_or_else(|| "nothing was run; ask your Vigil administrator for a grant that allows it (`vigil policy test` shows what a grant allows)".into()),
             );
             fields.detail = Some(format!(
-                "rule {}{}",
+                "rule {}{}{}",
                 denial.rule,
                 grant_id
                     .as_ref()
                     .map(|g| format!(", grant {g}"))
+                    .unwrap_or_default(),
+                request_id
+                    .as_ref()
+                    .map(|r| format!(", access request {r}"))
                     .unwrap_or_default()
             ));
             Arc::<[u8]>::from(fields.to_bytes())
@@ -565,6 +909,7 @@ impl Frontend<'_> {
                 reason: denial.reason,
                 grant_id,
                 sqlstate: denial.sqlstate.to_string(),
+                request_id,
             })));
         self.refuse(start, end, error, simple);
     }
@@ -640,11 +985,16 @@ impl Frontend<'_> {
         end: usize,
         grant: Option<&Grant>,
         names: Option<PortalNames>,
+        request_id: Option<String>,
     ) {
         self.statement_seq += 1;
         let seq = self.statement_seq;
         let simple = protocol != StatementProtocol::Extended;
         let copies_in = may_copy_in(&shape);
+        // With one grant, the session's start record says which; with several, this record does.
+        let grant_id = grant
+            .filter(|_| self.grants.len() > 1)
+            .map(|g| g.id.clone());
         self.drafts
             .push(self.ctx.draft(Event::StatementStarted(StatementStarted {
                 statement_seq: seq,
@@ -652,6 +1002,8 @@ impl Frontend<'_> {
                 shape,
                 prepared_statement,
                 parameters,
+                grant_id,
+                request_id,
             })));
         let id = self.new_item_id();
         let mut run = Run::new(seq, simple);
@@ -751,8 +1103,7 @@ impl Frontend<'_> {
                     self.deny(
                         StatementProtocol::Simple,
                         withheld_shape(),
-                        unreadable(),
-                        None,
+                        (unreadable(), None).into(),
                         start,
                         end,
                         true,
@@ -764,37 +1115,9 @@ impl Frontend<'_> {
                 if may_refresh && has_unresolved(&access) {
                     return Ok(Step::RefreshCatalog);
                 }
-                let held = match (&self.ctx.review, self.decide(&access)) {
-                    (Some(review), Ok(grant)) => match review.review(
-                        &self.ctx.principal,
-                        &self.ctx.connection,
-                        &grant,
-                        &access,
-                        q.text,
-                    ) {
-                        crate::Reviewed::Held { message } => Some((message, grant.id.clone())),
-                        crate::Reviewed::Proceed => None,
-                    },
-                    _ => None,
-                };
-                if let Some((message, grant_id)) = held {
-                    self.deny(
-                        StatementProtocol::Simple,
-                        access.shape.clone(),
-                        Denial {
-                            rule: "statement_review",
-                            reason: message,
-                            sqlstate: crate::sqlstate::INSUFFICIENT_PRIVILEGE,
-                        },
-                        Some(grant_id),
-                        start,
-                        end,
-                        true,
-                    );
-                    return Ok(Step::Next);
-                }
-                match self.decide(&access) {
-                    Ok(grant) => {
+                match self.verdict(&access, Some((q.text, true))) {
+                    Verdict::Hold(hold) => return Ok(Step::Hold(hold)),
+                    Verdict::Allow { grant, request_id } => {
                         self.allowed(&access);
                         self.start_statement(
                             StatementProtocol::Simple,
@@ -805,13 +1128,13 @@ impl Frontend<'_> {
                             end,
                             Some(&grant),
                             None,
+                            request_id,
                         );
                     }
-                    Err((denial, grant_id)) => self.deny(
+                    Verdict::Deny(refused) => self.deny(
                         StatementProtocol::Simple,
                         access.shape.clone(),
-                        denial,
-                        grant_id,
+                        refused,
                         start,
                         end,
                         true,
@@ -940,14 +1263,20 @@ impl Frontend<'_> {
                 // so the client's Execute of it is refused as unknown, and skipped by the
                 // server after this error anyway.
                 drop(shared);
-                let verdict = if statement.access.parse_error.as_deref()
+                let refused = if statement.access.parse_error.as_deref()
                     == Some(unreadable().reason.as_str())
                 {
-                    Err((unreadable(), None))
+                    Some((unreadable(), None).into())
                 } else {
-                    self.decide(&statement.access).map(|_| ())
+                    // Review is at Execute (each run); an elevation is asked for here, at the
+                    // first decision.
+                    match self.verdict(&statement.access, None) {
+                        Verdict::Hold(hold) => return Ok(Step::Hold(hold)),
+                        Verdict::Allow { .. } => None,
+                        Verdict::Deny(refused) => Some(refused),
+                    }
                 };
-                if let Err((denial, grant_id)) = verdict {
+                if let Some(refused) = refused {
                     // The portal name now names nothing Vigil will run: the client's Execute
                     // of it is refused (the server skips it after this error anyway), rather
                     // than deciding on whatever portal had the name before.
@@ -961,8 +1290,7 @@ impl Frontend<'_> {
                     self.deny(
                         StatementProtocol::Extended,
                         statement.shape,
-                        denial,
-                        grant_id,
+                        refused,
                         start,
                         end,
                         false,
@@ -1054,36 +1382,17 @@ impl Frontend<'_> {
                 };
                 let name = (!portal.statement_name.is_empty())
                     .then(|| show_name(&portal.statement_name).into_owned());
-                let verdict =
-                    if portal.access.parse_error.as_deref() == Some(unreadable().reason.as_str()) {
-                        Err((unreadable(), None))
-                    } else {
-                        self.decide(&portal.access)
-                    };
                 // Extended protocol: parameters travel apart, so review is of the statement's
                 // literal-free text.
-                let verdict = match (verdict, &self.ctx.review) {
-                    (Ok(grant), Some(review)) => match review.review(
-                        &self.ctx.principal,
-                        &self.ctx.connection,
-                        &grant,
-                        &portal.access,
-                        portal.shape.text.as_bytes(),
-                    ) {
-                        crate::Reviewed::Proceed => Ok(grant),
-                        crate::Reviewed::Held { message } => Err((
-                            Denial {
-                                rule: "statement_review",
-                                reason: message,
-                                sqlstate: crate::sqlstate::INSUFFICIENT_PRIVILEGE,
-                            },
-                            Some(grant.id.clone()),
-                        )),
-                    },
-                    (verdict, _) => verdict,
-                };
+                let verdict =
+                    if portal.access.parse_error.as_deref() == Some(unreadable().reason.as_str()) {
+                        Verdict::Deny((unreadable(), None).into())
+                    } else {
+                        self.verdict(&portal.access, Some((portal.shape.text.as_bytes(), false)))
+                    };
                 match verdict {
-                    Ok(grant) => {
+                    Verdict::Hold(hold) => return Ok(Step::Hold(hold)),
+                    Verdict::Allow { grant, request_id } => {
                         self.allowed(&portal.access);
                         self.execute_may_copy_in = may_copy_in(&portal.shape);
                         self.start_statement(
@@ -1099,15 +1408,15 @@ impl Frontend<'_> {
                                 portal.statement_name.clone(),
                                 portal.result_formats.clone(),
                             )),
+                            request_id,
                         );
                         self.copy_window = Some(self.next_item);
                     }
-                    Err((denial, grant_id)) => {
+                    Verdict::Deny(refused) => {
                         self.deny(
                             StatementProtocol::Extended,
                             portal.shape,
-                            denial,
-                            grant_id,
+                            refused,
                             start,
                             end,
                             false,
@@ -1222,7 +1531,8 @@ impl Frontend<'_> {
                 });
                 // The fast-path call names its function by OID, which the analysis cannot
                 // check: a grant must allow the message by name.
-                let grant = self.ctx.policy.grants.iter().find(|g| {
+                self.prune_grants();
+                let grant = self.grants.iter().find(|g| {
                     g.live(vigil_core::Timestamp::now()).is_ok()
                         && g.scope
                             .allow
@@ -1238,6 +1548,7 @@ impl Frontend<'_> {
                         end,
                         Some(&grant),
                         None,
+                        grant.request_id.clone(),
                     ),
                     None => {
                         let denial = Denial {
@@ -1248,8 +1559,7 @@ impl Frontend<'_> {
                         self.deny(
                             StatementProtocol::FunctionCall,
                             shape,
-                            denial,
-                            None,
+                            (denial, None).into(),
                             start,
                             end,
                             true,

@@ -58,6 +58,14 @@ pub(crate) struct SessionContext {
     pub replay: Option<Box<dyn vigil_core::ReplayRecorder>>,
     /// Per-statement review, when configured.
     pub review: Option<Arc<dyn crate::StatementReview>>,
+    /// Just-in-time approval, for statements that need an elevation (`policy.elevations`).
+    pub approvals: Option<Arc<dyn crate::ApprovalGate>>,
+    /// Revoked grants: a session stops using a grant revoked while it runs.
+    pub revocations: Arc<crate::Revocations>,
+    pub client_addr: String,
+    /// Why the client says it needs access (`vigil.reason`, else application_name), for the
+    /// access requests its statements raise.
+    pub reason: Option<String>,
 }
 
 impl SessionContext {
@@ -223,10 +231,14 @@ pub(crate) struct Internal {
 
 /// What the session may do, and what the gateway needs to enforce it.
 pub(crate) struct SessionPolicy {
+    /// The grants the session started under (the frontend adds elevations to its own copy).
     pub grants: Vec<Arc<vigil_policy::Grant>>,
-    /// `(table OID, column number)` of every column that no grant of the session allows.
-    pub withheld: Arc<std::collections::HashSet<(u32, i16)>>,
+    /// `(table OID, column number)` of every column that no grant of the session allows. The
+    /// frontend replaces it when the session's grants change.
+    pub withheld: parking_lot::RwLock<Arc<std::collections::HashSet<(u32, i16)>>>,
     pub cache: Arc<crate::catalog::CatalogCache>,
+    /// Approval-required scopes a refused statement may ask to be elevated to.
+    pub elevations: Vec<crate::Elevation>,
 }
 
 impl Run {
@@ -379,6 +391,18 @@ impl Shared {
 pub(crate) struct Link {
     pub shared: parking_lot::Mutex<Shared>,
     pub settled: Notify,
+    /// Messages for the client that answer nothing the server sent (a notice that a statement
+    /// is held for an approval): the backend writes them between the server's messages.
+    pub to_client: parking_lot::Mutex<Vec<u8>>,
+    pub to_client_ready: Notify,
+}
+
+impl Link {
+    /// Queues `message` (whole, encoded) for the client.
+    pub fn send_to_client(&self, message: &[u8]) {
+        self.to_client.lock().extend_from_slice(message);
+        self.to_client_ready.notify_one();
+    }
 }
 
 /// Table and column names by `(table OID, column number)`, from the connection's catalog.
@@ -510,6 +534,8 @@ where
     let link = Link {
         shared: parking_lot::Mutex::new(Shared::new(settings)),
         settled: Notify::new(),
+        to_client: parking_lot::Mutex::new(Vec::new()),
+        to_client_ready: Notify::new(),
     };
     let (reason, farewell) = {
         let front = frontend::run(ctx, &link, client_read, upstream_write, catalog);

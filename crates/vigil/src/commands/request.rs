@@ -33,6 +33,10 @@ pub enum RequestCommand {
         identity: Option<String>,
         #[arg(long)]
         connection: String,
+        /// The approval-required policy whose scope you ask for (default: the first that binds
+        /// the identity on the connection).
+        #[arg(long)]
+        policy: Option<String>,
         #[arg(long)]
         reason: Option<String>,
         /// How long the grant should last, e.g. 30m (capped by the rule's max_duration).
@@ -53,7 +57,9 @@ pub enum RequestCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// One request: what was asked, by whom, and every decision.
+    /// One request: what was asked, by whom, and every decision. A held statement's text
+    /// shows its literals only to a human approver whose group may see them, with their own
+    /// token (VIGIL_APPROVER_TOKEN); everyone else sees the literal-free text.
     Show {
         id: String,
         #[command(flatten)]
@@ -114,7 +120,45 @@ fn print_request(r: &Value) {
     println!("status      {}", s("status"));
     println!("identity    {}", s("identity"));
     println!("connection  {}", s("connection"));
-    println!("subject     {}", r["subject"]);
+    match r["subject"].as_object().and_then(|o| o.iter().next()) {
+        Some((kind, v)) => {
+            let field = |k: &str| v[k].as_str().unwrap_or("-").to_string();
+            println!("subject     {kind} (policy {})", field("policy"));
+            match kind.as_str() {
+                "statement" => {
+                    println!("statement   {}", field("text"));
+                    match r["literals"].as_str() {
+                        Some("shown") => println!("literals    {}", field("text_with_literals")),
+                        Some("withheld") => {
+                            println!("literals    withheld (your role may not see them)")
+                        }
+                        Some(_) => println!("literals    not kept (the gateway keeps them in memory only, and only for reviewers who may see them)"),
+                        None => {}
+                    }
+                }
+                "scope" => {
+                    println!("asked by    session {}", field("session_id"));
+                    println!("statement   {}", field("text"));
+                }
+                _ => {}
+            }
+        }
+        None => println!("subject     {}", r["subject"]),
+    }
+    if let Some(a) = r["statement_approval"].as_object() {
+        match a.get("used_at").and_then(|u| u.as_str()) {
+            Some(at) => println!(
+                "approval    used {at} (session {})",
+                a.get("used_session")
+                    .and_then(|u| u.as_str())
+                    .unwrap_or("-")
+            ),
+            None => println!(
+                "approval    not used yet (lapses {})",
+                a.get("expires_at").and_then(|u| u.as_str()).unwrap_or("-")
+            ),
+        }
+    }
     println!("duration    {}", s("duration"));
     println!("reason      {}", s("reason"));
     println!("client      {}", s("client_addr"));
@@ -152,6 +196,7 @@ pub fn run(cmd: RequestCommand) -> Result<()> {
         RequestCommand::Create {
             identity,
             connection,
+            policy,
             reason,
             duration,
             api,
@@ -161,7 +206,7 @@ pub fn run(cmd: RequestCommand) -> Result<()> {
                 reqwest::Method::POST,
                 "/api/v1/access-requests",
                 Some(
-                    json!({"identity": identity, "connection": connection, "reason": reason, "duration": duration}),
+                    json!({"identity": identity, "connection": connection, "policy": policy, "reason": reason, "duration": duration}),
                 ),
             )?;
             print_request(&r);

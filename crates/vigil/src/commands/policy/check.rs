@@ -20,10 +20,53 @@ struct Finding {
     message: String,
 }
 
+/// Where an approval-required policy applies: to an identity that holds standing grants on the
+/// connection (a statement they refuse and this scope allows asks for an elevation), or to one
+/// that holds none (connecting asks).
+#[derive(Serialize)]
+struct Elevation {
+    policy: String,
+    identity: String,
+    connection: String,
+    /// The standing policies binding the identity there (empty: access is asked at connect
+    /// time).
+    standing: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<usize>,
+}
+
+fn elevations(text: &str, config: &Config) -> Vec<Elevation> {
+    let mut out = Vec::new();
+    for p in config.policies.iter().filter(|p| p.approval.is_some()) {
+        for i in &config.identities {
+            for c in &p.connections {
+                if !p.binds(&i.name, &i.groups, c) {
+                    continue;
+                }
+                let standing = config
+                    .policies
+                    .iter()
+                    .filter(|s| s.approval.is_none() && s.binds(&i.name, &i.groups, c))
+                    .map(|s| s.name.clone())
+                    .collect();
+                out.push(Elevation {
+                    policy: p.name.clone(),
+                    identity: i.name.clone(),
+                    connection: c.clone(),
+                    standing,
+                    line: locate_policy_field(text, &p.name, Some("approval")),
+                });
+            }
+        }
+    }
+    out
+}
+
 pub(super) fn run(path: &Path, json: bool) -> Result<i32> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut findings = Vec::new();
+    let mut approvals = Vec::new();
     match Config::parse_unchecked(&text) {
         Err(e) => {
             let pos = toml_error_position(&text, &e);
@@ -59,6 +102,7 @@ pub(super) fn run(path: &Path, json: bool) -> Result<i32> {
                 .collect();
             let connections: Vec<&str> =
                 config.connections.iter().map(|c| c.name.as_str()).collect();
+            approvals = elevations(&text, &config);
             for p in vigil_policy::check(&config.policies, &identities, &connections) {
                 findings.push(Finding {
                     severity: p.severity,
@@ -97,6 +141,7 @@ pub(super) fn run(path: &Path, json: bool) -> Result<i32> {
                 "errors": errors,
                 "warnings": warnings,
                 "problems": findings,
+                "approvals": approvals,
             }))?
         );
     } else {
@@ -120,6 +165,30 @@ pub(super) fn run(path: &Path, json: bool) -> Result<i32> {
                 whom.push_str(&format!("{field}: "));
             }
             println!("{at}: {severity}: {whom}{}", f.message);
+        }
+        for e in &approvals {
+            let mut at = path.display().to_string();
+            if let Some(l) = e.line {
+                at.push_str(&format!(":{l}"));
+            }
+            if e.standing.is_empty() {
+                println!(
+                    "{at}: note: policy {:?}: identity {:?} holds no standing grant on {:?}: connecting raises an access request for this policy",
+                    e.policy, e.identity, e.connection
+                );
+            } else {
+                println!(
+                    "{at}: note: policy {:?}: elevation: identity {:?} on {:?} holds standing grants ({}); a statement they refuse and this scope allows raises an access request for this policy",
+                    e.policy,
+                    e.identity,
+                    e.connection,
+                    e.standing
+                        .iter()
+                        .map(|s| format!("{s:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
         }
         println!(
             "{}: {} ({errors} errors, {warnings} warnings)",

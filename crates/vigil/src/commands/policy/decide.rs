@@ -24,6 +24,10 @@ pub(super) enum Verdict {
         #[serde(skip_serializing_if = "Option::is_none")]
         policy: Option<String>,
     },
+    /// Refused by the grants a session holds without asking, allowed by the scope of an
+    /// approval-required policy: the gateway raises an access request for it (at connect time
+    /// when no standing grant binds, else as an elevation of the session).
+    NeedsApproval(Box<NeedsApproval>),
     /// Without a catalog the names cannot be resolved, and nothing else refuses it.
     Undecided { reason: String },
 }
@@ -39,6 +43,19 @@ impl Verdict {
     }
 }
 
+/// What an approval would allow, and who approves.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub(super) struct NeedsApproval {
+    pub policy: String,
+    pub approver_groups: Vec<String>,
+    pub min_approvals: usize,
+    /// `fail` or `wait`.
+    pub mode: String,
+    /// Why the standing grants refuse it.
+    pub rule: String,
+    pub reason: String,
+}
+
 /// Rules whose refusals do not depend on what names resolve to: trusted even without a
 /// catalog.
 const CATALOG_FREE_RULES: &[&str] = &[
@@ -52,15 +69,26 @@ const CATALOG_FREE_RULES: &[&str] = &[
     "grant_not_live",
 ];
 
+/// What a session of an identity on a connection would hold at an instant: standing grants,
+/// and the grants approval-required policies would give once approved.
+pub(super) struct SessionGrants {
+    /// From standing policies (ids are `policy:NAME`).
+    pub standing: Vec<Arc<Grant>>,
+    /// From approval-required policies (ids are `approval:NAME`), with their rules.
+    pub on_approval: Vec<(Arc<Grant>, vigil_policy::ApprovalRule)>,
+    /// Policies that grant nothing then.
+    pub notes: Vec<String>,
+}
+
 /// The grants a session of `identity` on `connection` would hold at `at`, from `config`'s
-/// policies (ids are `policy:NAME`), with notes on policies that grant nothing then; or the
-/// refusal of the login itself.
+/// policies, with notes on policies that grant nothing then; or the refusal of the login
+/// itself.
 pub(super) fn grants_at(
     config: &Config,
     identity: &str,
     connection: &str,
     at: Timestamp,
-) -> Result<(Vec<Arc<Grant>>, Vec<String>), Verdict> {
+) -> Result<SessionGrants, Verdict> {
     let Some(declared) = config.identities.iter().find(|i| i.name == identity) else {
         return Err(Verdict::refused(
             "connection_not_allowed",
@@ -73,22 +101,63 @@ pub(super) fn grants_at(
             format!("identity \"{identity}\" may not use connection \"{connection}\" (its `connections` lack it)"),
         ));
     }
-    let mut grants = Vec::new();
-    let mut notes = Vec::new();
+    let mut out = SessionGrants {
+        standing: Vec::new(),
+        on_approval: Vec::new(),
+        notes: Vec::new(),
+    };
     for p in config
         .policies
         .iter()
         .filter(|p| p.binds(identity, &declared.groups, connection))
     {
-        match Grant::from_policy(p, identity, connection, at, format!("policy:{}", p.name)) {
-            Some(g) => grants.push(Arc::new(g)),
-            None => notes.push(format!(
+        let id = match p.approval {
+            Some(_) => format!("approval:{}", p.name),
+            None => format!("policy:{}", p.name),
+        };
+        match (
+            Grant::from_policy(p, identity, connection, at, id),
+            &p.approval,
+        ) {
+            (Some(g), None) => out.standing.push(Arc::new(g)),
+            (Some(g), Some(rule)) => out.on_approval.push((Arc::new(g), rule.clone())),
+            (None, _) => out.notes.push(format!(
                 "policy {:?} grants nothing at {at}: its time window is closed",
                 p.name
             )),
         }
     }
-    Ok((grants, notes))
+    Ok(out)
+}
+
+/// Decides `access` as the gateway would for a session holding `grants`: with its standing
+/// grants, and, where they refuse, an approval-required policy whose scope allows it.
+pub(super) fn session_verdict(
+    grants: &SessionGrants,
+    access: &Access,
+    catalog: &LoadedCatalog,
+    at: Timestamp,
+) -> Verdict {
+    let standing = verdict(&grants.standing, access, catalog, at);
+    let Verdict::Refused { rule, reason, .. } = &standing else {
+        return standing;
+    };
+    for (grant, approval) in &grants.on_approval {
+        if let Verdict::Allowed { .. } = verdict(std::slice::from_ref(grant), access, catalog, at) {
+            return Verdict::NeedsApproval(Box::new(NeedsApproval {
+                policy: grant.policy.clone().unwrap_or_default(),
+                approver_groups: approval.approver_groups.clone(),
+                min_approvals: approval.min_approvals,
+                mode: match approval.mode {
+                    vigil_policy::PendingMode::Fail => "fail".into(),
+                    vigil_policy::PendingMode::Wait => "wait".into(),
+                },
+                rule: rule.clone(),
+                reason: reason.clone(),
+            }));
+        }
+    }
+    standing
 }
 
 /// Decides `access` as the gateway's `decide` would, and without a catalog says what cannot
@@ -99,7 +168,13 @@ pub(super) fn verdict(
     catalog: &LoadedCatalog,
     at: Timestamp,
 ) -> Verdict {
-    let policy_of = |id: Option<&str>| id.map(|i| i.trim_start_matches("policy:").to_string());
+    let policy_of = |id: Option<&str>| {
+        id.map(|i| {
+            i.trim_start_matches("policy:")
+                .trim_start_matches("approval:")
+                .to_string()
+        })
+    };
     let decided =
         |access: &Access| match vigil_policy::decide(grants, access, &*catalog.functions(), at) {
             Decision::Allow(g) => Verdict::Allowed {

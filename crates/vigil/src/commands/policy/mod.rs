@@ -24,7 +24,8 @@ use vigil_core::Timestamp;
 #[derive(Subcommand)]
 pub enum PolicyCommand {
     /// Decide one SQL text for an identity on a connection, without running it. Exits 0 if
-    /// allowed, 1 if refused, 2 if it cannot be decided (or on error).
+    /// allowed, 1 if refused, 2 if it cannot be decided (or on error), 3 if it needs an
+    /// approval first (an approval-required policy's scope, or a statement review).
     Test {
         /// The identity, as clients give it as `user`.
         #[arg(long)]

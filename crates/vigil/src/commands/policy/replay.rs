@@ -1,7 +1,7 @@
 //! `vigil policy replay`: a draft config against the statements the audit trail recorded.
 
 use super::catalog::{CatalogChoice, LoadedCatalog};
-use super::decide::{grants_at, verdict, with_prepared, Verdict};
+use super::decide::{grants_at, session_verdict, with_prepared, Verdict};
 use super::Format;
 use crate::config::Config;
 use anyhow::{Context, Result};
@@ -218,7 +218,13 @@ pub(super) fn run(
             )
         } else {
             match grants_at(&config, &identity, &connection, at) {
-                Ok((grants, _)) => verdict(&grants, &access, catalog, at),
+                // What an approval would allow counts as allowed: that is how it ran, if it did.
+                Ok(grants) => match session_verdict(&grants, &access, catalog, at) {
+                    Verdict::NeedsApproval(n) => Verdict::Allowed {
+                        policy: Some(n.policy),
+                    },
+                    other => other,
+                },
                 Err(refusal) => refusal,
             }
         };
@@ -238,8 +244,10 @@ pub(super) fn run(
             }
         }
         match (&verdict, was_allowed) {
-            (Verdict::Allowed { .. }, true) => totals.unchanged_allowed += 1,
-            (Verdict::Allowed { .. }, false) => {
+            (Verdict::Allowed { .. } | Verdict::NeedsApproval(_), true) => {
+                totals.unchanged_allowed += 1
+            }
+            (Verdict::Allowed { .. } | Verdict::NeedsApproval(_), false) => {
                 totals.newly_allowed += 1;
                 let previous = str_of("rule");
                 add(

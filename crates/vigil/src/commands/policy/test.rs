@@ -1,7 +1,7 @@
 //! `vigil policy test`: decide one text without running it, and show the analysis.
 
 use super::catalog::{CatalogChoice, LoadedCatalog};
-use super::decide::{grants_at, verdict, Verdict};
+use super::decide::{grants_at, session_verdict, Verdict};
 use crate::config::Config;
 use anyhow::{bail, Result};
 use std::path::Path;
@@ -37,20 +37,45 @@ pub(super) fn run(
     let catalog = LoadedCatalog::load(&CatalogChoice::parse(catalog_from)?, &config, connection)?;
     let analyzer = Analyzer::new(64);
     let access = analyzer.access(sql, LexOptions::default(), catalog.relations());
-    let (verdict, notes) = match grants_at(&config, identity, connection, at) {
-        Ok((grants, notes)) => (verdict(&grants, &access, &catalog, at), notes),
-        Err(refusal) => (refusal, Vec::new()),
+    let (verdict, notes, standing) = match grants_at(&config, identity, connection, at) {
+        Ok(grants) => (
+            session_verdict(&grants, &access, &catalog, at),
+            grants.notes,
+            !grants.standing.is_empty(),
+        ),
+        Err(refusal) => (refusal, Vec::new(), false),
+    };
+    // Allowed, but held for a reviewer's approval of this very statement?
+    let review = match &verdict {
+        Verdict::Allowed { policy: Some(p) } => config
+            .policies
+            .iter()
+            .find(|c| &c.name == p)
+            .and_then(|c| c.statement_review.as_ref())
+            .filter(|r| crate::approvals::Reviewer::needs_review_of(&r.statements, &access))
+            .map(|r| {
+                serde_json::json!({
+                    "policy": p,
+                    "approver_groups": r.approver_groups,
+                    "min_approvals": r.min_approvals,
+                    "mode": r.approval_rule().mode,
+                })
+            }),
+        _ => None,
     };
     let code = match verdict {
+        Verdict::Allowed { .. } if review.is_some() => 3,
         Verdict::Allowed { .. } => 0,
         Verdict::Refused { .. } => 1,
         Verdict::Undecided { .. } => 2,
+        Verdict::NeedsApproval(_) => 3,
     };
     if json {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "verdict": verdict,
+                "statement_review": review,
                 "identity": identity,
                 "connection": connection,
                 "at": at,
@@ -85,6 +110,42 @@ pub(super) fn run(
             }
         }
         Verdict::Undecided { reason } => println!("undecided: {reason}"),
+        Verdict::NeedsApproval(n) => {
+            let super::decide::NeedsApproval {
+                policy,
+                approver_groups,
+                min_approvals,
+                mode,
+                rule,
+                reason,
+            } = &**n;
+            if standing {
+                println!("needs approval: elevation to policy {policy:?}");
+                println!("  the session's standing grants refuse it: rule {rule}: {reason}");
+                println!("  policy {policy:?} (approval required) allows it: the statement raises an access request (mode {mode}); once approved, the session holds that policy's grant too, until it expires");
+            } else {
+                println!("needs approval: policy {policy:?}");
+                println!("  no standing grant allows it; policy {policy:?} (approval required) does: connecting raises an access request (mode {mode})");
+            }
+            println!(
+                "  approvers: {min_approvals} of groups {}",
+                approver_groups.join(", ")
+            );
+        }
+    }
+    if let Some(r) = &review {
+        println!(
+            "  held for review: policy {} reviews statements of this kind; each one runs once a reviewer of groups {} approves it (mode {})",
+            r["policy"],
+            r["approver_groups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|g| g.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            r["mode"].as_str().unwrap_or("fail")
+        );
     }
     for n in &notes {
         println!("  note: {n}");
