@@ -123,6 +123,7 @@ struct Inner {
     on_error: OnError,
     withheld_token: Box<[u8]>,
     max_scan_bytes: usize,
+    unknown_binary: config::UnknownBinary,
 }
 
 /// A compiled masking configuration. Cheap to clone; shared by every session.
@@ -302,6 +303,7 @@ pub fn compile(config: &MaskingConfig, key: Option<&[u8]>) -> Result<Masker, Mas
             on_error: config.on_error,
             withheld_token: config.withheld_token.as_bytes().into(),
             max_scan_bytes: config.max_scan_bytes,
+            unknown_binary: config.unknown_binary,
         }),
     })
 }
@@ -440,10 +442,22 @@ impl SessionMasker {
 
     /// Masks free text (notices, errors, notifications, COPY rows) with the detectors.
     pub fn scrub(&self, text: &[u8], out: &mut Vec<u8>) -> Outcome {
+        self.scrub_counting(text, out, &mut Vec::new())
+    }
+
+    /// [`scrub`](Self::scrub), and the keys of the other detectors that masked part of the
+    /// same text pushed to `also` (each detector once): the evidence counts the value under
+    /// every detector that found something in it.
+    pub fn scrub_counting(
+        &self,
+        text: &[u8],
+        out: &mut Vec<u8>,
+        also: &mut Vec<EvidenceKey>,
+    ) -> Outcome {
         if self.inner.detectors.is_none() {
             return Outcome::Unchanged;
         }
-        detect_and_mask(&self.inner, text, &ColumnContext::default(), out)
+        detect_and_mask(&self.inner, text, &ColumnContext::default(), out, also)
     }
 
     pub fn label(&self, key: EvidenceKey) -> Label {
@@ -475,7 +489,34 @@ impl ColumnMasker {
 
     /// Masks one value (its text form) into `out`.
     pub fn mask(&self, value: &[u8], out: &mut Vec<u8>) -> Outcome {
+        self.mask_counting(value, out, &mut Vec::new())
+    }
+
+    /// What becomes of a value the gateway cannot read (a binary value of a type it does not
+    /// decode): a rule withholds it (`Null`, counted under the rule, marked withheld);
+    /// detectors withhold it too unless `unknown_binary = "pass"` (`Unchanged`).
+    pub fn unreadable(&self) -> Outcome {
+        match &self.kind {
+            Kind::Rule(r) => Outcome::Null(*r as EvidenceKey | WITHHELD),
+            Kind::Detect(_) => match self.inner.unknown_binary {
+                config::UnknownBinary::Pass => Outcome::Unchanged,
+                config::UnknownBinary::Withhold => {
+                    Outcome::Null(detector_key(&self.inner, Entity::Column) | WITHHELD)
+                }
+            },
+        }
+    }
+
+    /// [`mask`](Self::mask), and the keys of the other detectors that masked part of the
+    /// same value pushed to `also` (see [`SessionMasker::scrub_counting`]).
+    pub fn mask_counting(
+        &self,
+        value: &[u8],
+        out: &mut Vec<u8>,
+        also: &mut Vec<EvidenceKey>,
+    ) -> Outcome {
         let start = out.len();
+        let also_from = also.len();
         let result = catch_unwind(AssertUnwindSafe(|| match &self.kind {
             Kind::Rule(r) => {
                 let rule = &self.inner.rules[*r];
@@ -490,10 +531,11 @@ impl ColumnMasker {
                     }
                 }
             }
-            Kind::Detect(ctx) => detect_and_mask(&self.inner, value, ctx, out),
+            Kind::Detect(ctx) => detect_and_mask(&self.inner, value, ctx, out, also),
         }));
         result.unwrap_or_else(|_| {
             out.truncate(start);
+            also.truncate(also_from);
             let key = match &self.kind {
                 Kind::Rule(r) => *r as EvidenceKey,
                 Kind::Detect(_) => detector_key(&self.inner, Entity::Column),
@@ -517,37 +559,65 @@ fn withhold(inner: &Inner, key: EvidenceKey, out: &mut Vec<u8>) -> Outcome {
     }
 }
 
-fn detect_and_mask(inner: &Inner, text: &[u8], ctx: &ColumnContext, out: &mut Vec<u8>) -> Outcome {
+fn detect_and_mask(
+    inner: &Inner,
+    text: &[u8],
+    ctx: &ColumnContext,
+    out: &mut Vec<u8>,
+    also: &mut Vec<EvidenceKey>,
+) -> Outcome {
     let Some(detectors) = &inner.detectors else {
         return Outcome::Unchanged;
     };
     if text.len() > inner.max_scan_bytes {
         return withhold(inner, detector_key(inner, Entity::Column), out);
     }
-    let mut hits: Vec<Hit> = Vec::new();
-    detectors.scan(text, ctx, &mut hits);
+    thread_local! {
+        // Reused: no allocation per value that holds PHI.
+        static HITS: std::cell::RefCell<Vec<Hit>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    HITS.with(|hits| {
+        let mut hits = hits.borrow_mut();
+        hits.clear();
+        detectors.scan(text, ctx, &mut hits);
+        apply_hits(inner, text, &hits, out, also)
+    })
+}
+
+fn apply_hits(
+    inner: &Inner,
+    text: &[u8],
+    hits: &[Hit],
+    out: &mut Vec<u8>,
+    also: &mut Vec<EvidenceKey>,
+) -> Outcome {
     if hits.is_empty() {
         return Outcome::Unchanged;
     }
     let start = out.len();
+    let also_from = also.len();
     let mut at = 0;
     let mut first_key = None;
-    for h in &hits {
+    for h in hits {
         out.extend_from_slice(&text[at..h.start]);
         let op = &inner.detector_ops[h.entity.index()];
         let key = detector_key(inner, h.entity);
         match op.apply(h.entity, &text[h.start..h.end], out) {
-            Ok(Applied::Replaced) => {
-                first_key.get_or_insert(key);
-            }
+            Ok(Applied::Replaced) => match first_key {
+                None => first_key = Some(key),
+                Some(k) if k != key && !also[also_from..].contains(&key) => also.push(key),
+                Some(_) => {}
+            },
             Ok(Applied::Kept) => out.extend_from_slice(&text[h.start..h.end]),
             Ok(Applied::Null) => {
                 // `null` in free text nulls the whole value.
                 out.truncate(start);
+                also.truncate(also_from);
                 return Outcome::Null(key);
             }
             Err(_) => {
                 out.truncate(start);
+                also.truncate(also_from);
                 return withhold(inner, key, out);
             }
         }

@@ -291,6 +291,42 @@ fn scrub_rewrites_every_hit_and_keeps_the_rest() {
 }
 
 #[test]
+fn a_value_is_counted_under_every_detector_that_masked_part_of_it() {
+    let m = masker("[operators]\nssn = { kind = \"partial\", keep = 4 }\ndate = \"generalize\"");
+    let s = m.session("app", &[], "ehr").unwrap();
+    let (mut out, mut also) = (Vec::new(), Vec::new());
+    let o = s.scrub_counting(
+        b"Jane Doe, SSN 123-45-6789, born 1984-03-07, again 987-65-4321.",
+        &mut out,
+        &mut also,
+    );
+    let Outcome::Replaced(first) = o else {
+        panic!("{o:?}");
+    };
+    let mut entities: Vec<String> = std::iter::once(first)
+        .chain(also.iter().copied())
+        .map(|k| s.label(k).entity)
+        .collect();
+    // Each detector once, however many of its hits the value holds.
+    assert_eq!(entities.len(), 3, "{entities:?}");
+    entities.sort();
+    assert_eq!(entities, ["date", "person_name", "ssn"]);
+    // The column path reports the same way.
+    let c = s.column(None, "note").unwrap();
+    let (mut out, mut also) = (Vec::new(), Vec::new());
+    let o = c.mask_counting(b"SSN 123-45-6789 born 1984-03-07", &mut out, &mut also);
+    assert!(matches!(o, Outcome::Replaced(_)));
+    assert_eq!(also.len(), 1);
+    // A value nulled whole reports one key only.
+    let m = masker("[operators]\nssn = \"null\"");
+    let s = m.session("app", &[], "ehr").unwrap();
+    let (mut out, mut also) = (Vec::new(), Vec::new());
+    let o = s.scrub_counting(b"born 1984-03-07, SSN 123-45-6789", &mut out, &mut also);
+    assert!(matches!(o, Outcome::Null(_)), "{o:?}");
+    assert!(also.is_empty() && out.is_empty());
+}
+
+#[test]
 fn rules_scope_exemptions_and_first_match() {
     let m = masker(
         r#"exempt_identities = ["clinician-portal"]

@@ -38,6 +38,17 @@ pub trait SessionMasking: Send + Sync {
     /// Masks free text (notice and error fields, notification payloads): appends the masked
     /// text to `out` and says what it did; `Unchanged` leaves `out` as it was.
     fn scrub(&self, text: &[u8], out: &mut Vec<u8>) -> MaskOutcome;
+    /// [`scrub`](Self::scrub), and the keys of the other detectors that masked part of the
+    /// same text pushed to `also`, so that the evidence counts the value under each of them.
+    fn scrub_counting(
+        &self,
+        text: &[u8],
+        out: &mut Vec<u8>,
+        also: &mut Vec<EvidenceKey>,
+    ) -> MaskOutcome {
+        let _ = also;
+        self.scrub(text, out)
+    }
     /// What an evidence key stands for, for the `MaskingApplied` records.
     fn label(&self, key: EvidenceKey) -> MaskLabel;
 
@@ -57,6 +68,21 @@ pub trait ValueMasker: Send + Sync {
     /// Appends the masked form of `value` (text) to `out` and says what it did; `Unchanged`
     /// and `Null` leave `out` as it was.
     fn mask(&self, value: &[u8], out: &mut Vec<u8>) -> MaskOutcome;
+    /// [`mask`](Self::mask), and the keys of the other detectors that masked part of the same
+    /// value pushed to `also` (see [`SessionMasking::scrub_counting`]).
+    fn mask_counting(
+        &self,
+        value: &[u8],
+        out: &mut Vec<u8>,
+        also: &mut Vec<EvidenceKey>,
+    ) -> MaskOutcome {
+        let _ = also;
+        self.mask(value, out)
+    }
+    /// What becomes of a value Vigil cannot read (a binary value of a type it does not
+    /// decode): `Null` (withheld, with the key the evidence counts it under) or `Unchanged`
+    /// (passed, where the configuration allows it for detector columns).
+    fn unreadable(&self) -> MaskOutcome;
 }
 
 /// Identifies a (rule or detector, entity, operator) in a session's evidence table.
@@ -122,38 +148,204 @@ fn is_text_like(type_oid: u32) -> bool {
     )
 }
 
-/// The text of a binary value of a type Vigil can read, into `out`; `false` otherwise. Called
-/// for every masked binary value: no formatting machinery, no allocation.
+/// The text of a binary value of a type Vigil can read, into `out` (what the server would
+/// send in text format, or the same content); `false` otherwise. Called for every masked
+/// binary value: no formatting machinery, no allocation.
 fn binary_as_text(type_oid: u32, value: &[u8], out: &mut Vec<u8>) -> bool {
     let mut digits = itoa::Buffer::new();
     match (type_oid, value) {
         (t, _) if is_text_like(t) => out.extend_from_slice(value),
+        // json and xml: their binary form is their text; bytea: its bytes, scanned as they are.
+        (114 | 142 | 17, _) => out.extend_from_slice(value),
+        // jsonb: a version byte, then the text.
+        (3802, [1, text @ ..]) => out.extend_from_slice(text),
+        (16, &[b]) => out.push(if b != 0 { b't' } else { b'f' }),
         (21, &[a, b]) => {
             out.extend_from_slice(digits.format(i16::from_be_bytes([a, b])).as_bytes())
         }
         (23, &[a, b, c, d]) => {
             out.extend_from_slice(digits.format(i32::from_be_bytes([a, b, c, d])).as_bytes())
         }
+        (26, &[a, b, c, d]) => {
+            out.extend_from_slice(digits.format(u32::from_be_bytes([a, b, c, d])).as_bytes())
+        }
         (20, v) if v.len() == 8 => {
             let v: [u8; 8] = v.try_into().unwrap_or([0; 8]);
             out.extend_from_slice(digits.format(i64::from_be_bytes(v)).as_bytes())
         }
+        (700, &[a, b, c, d]) => push_float(f64::from(f32::from_be_bytes([a, b, c, d])), out),
+        (701, v) if v.len() == 8 => {
+            push_float(f64::from_be_bytes(v.try_into().unwrap_or([0; 8])), out)
+        }
         (1082, &[a, b, c, d]) => {
             // Days since 2000-01-01.
-            let Some((y, m, d)) = civil_date(i32::from_be_bytes([a, b, c, d])) else {
+            let Some(date) = civil_date(i32::from_be_bytes([a, b, c, d])) else {
                 return false;
             };
-            // YYYY-MM-DD: the year is 1–9999 (civil_date), zero-padded to four digits.
-            let two = |n: u32| [b'0' + (n / 10) as u8, b'0' + (n % 10) as u8];
-            let y = y as u32;
-            out.extend_from_slice(&two(y / 100));
-            out.extend_from_slice(&two(y % 100));
-            out.push(b'-');
-            out.extend_from_slice(&two(m));
-            out.push(b'-');
-            out.extend_from_slice(&two(d));
+            push_date(date, out);
+        }
+        // timestamp, timestamptz (UTC): microseconds since 2000-01-01 00:00.
+        (1114 | 1184, v) if v.len() == 8 => {
+            let micros = i64::from_be_bytes(v.try_into().unwrap_or([0; 8]));
+            let (days, in_day) = (
+                micros.div_euclid(86_400_000_000),
+                micros.rem_euclid(86_400_000_000),
+            );
+            let Some(date) = i32::try_from(days).ok().and_then(civil_date) else {
+                return false;
+            };
+            push_date(date, out);
+            out.push(b' ');
+            push_time(in_day, out);
+            if type_oid == 1184 {
+                out.extend_from_slice(b"+00");
+            }
+        }
+        // time: microseconds since midnight.
+        (1083, v) if v.len() == 8 => {
+            let micros = i64::from_be_bytes(v.try_into().unwrap_or([0; 8]));
+            if !(0..=86_400_000_000).contains(&micros) {
+                return false;
+            }
+            push_time(micros, out);
+        }
+        (2950, v) if v.len() == 16 => {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            for (i, b) in v.iter().enumerate() {
+                if matches!(i, 4 | 6 | 8 | 10) {
+                    out.push(b'-');
+                }
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 15)]);
+            }
+        }
+        (1700, v) => return push_numeric(v, out),
+        _ => return false,
+    }
+    true
+}
+
+fn push_two(n: u32, out: &mut Vec<u8>) {
+    out.push(b'0' + (n / 10 % 10) as u8);
+    out.push(b'0' + (n % 10) as u8);
+}
+
+/// `YYYY-MM-DD` (the year is 1–9999: [`civil_date`]).
+fn push_date((y, m, d): (i32, u32, u32), out: &mut Vec<u8>) {
+    let y = y as u32;
+    push_two(y / 100, out);
+    push_two(y % 100, out);
+    out.push(b'-');
+    push_two(m, out);
+    out.push(b'-');
+    push_two(d, out);
+}
+
+/// `HH:MM:SS[.ffffff]` (trailing zeros of the fraction dropped, as PostgreSQL prints it).
+fn push_time(micros: i64, out: &mut Vec<u8>) {
+    let secs = micros / 1_000_000;
+    push_two((secs / 3600) as u32, out);
+    out.push(b':');
+    push_two((secs / 60 % 60) as u32, out);
+    out.push(b':');
+    push_two((secs % 60) as u32, out);
+    let mut frac = (micros % 1_000_000) as u32;
+    if frac != 0 {
+        out.push(b'.');
+        let mut width = 6;
+        while frac.is_multiple_of(10) {
+            frac /= 10;
+            width -= 1;
+        }
+        let mut digits = itoa::Buffer::new();
+        let text = digits.format(frac).as_bytes();
+        out.extend(std::iter::repeat_n(b'0', width - text.len()));
+        out.extend_from_slice(text);
+    }
+}
+
+fn push_float(v: f64, out: &mut Vec<u8>) {
+    use std::io::Write;
+    // Rare next to integers and dates; the shortest exact form, as PostgreSQL 12+ prints.
+    if v.is_nan() {
+        out.extend_from_slice(b"NaN");
+    } else if v.is_infinite() {
+        out.extend_from_slice(if v > 0.0 { b"Infinity" } else { b"-Infinity" });
+    } else {
+        let _ = write!(out, "{v}");
+    }
+}
+
+/// A binary `numeric`: digit count, weight (of the first base-10000 digit), sign, display
+/// scale, then the base-10000 digits.
+fn push_numeric(v: &[u8], out: &mut Vec<u8>) -> bool {
+    let word = |i: usize| {
+        v.get(i * 2..i * 2 + 2)
+            .map(|w| u16::from_be_bytes([w[0], w[1]]))
+    };
+    let (Some(ndigits), Some(weight), Some(sign), Some(dscale)) =
+        (word(0), word(1), word(2), word(3))
+    else {
+        return false;
+    };
+    let (ndigits, weight, dscale) = (usize::from(ndigits), weight as i16, usize::from(dscale));
+    if v.len() != 8 + ndigits * 2 || dscale > 16_383 {
+        return false;
+    }
+    let digit = |i: i64| -> u16 {
+        usize::try_from(i)
+            .ok()
+            .filter(|&i| i < ndigits)
+            .and_then(|i| word(4 + i))
+            .unwrap_or(0)
+    };
+    if (0..ndigits as i64).any(|i| digit(i) > 9999) {
+        return false;
+    }
+    match sign {
+        0x0000 => {}
+        0x4000 => out.push(b'-'),
+        0xC000 => {
+            out.extend_from_slice(b"NaN");
+            return true;
+        }
+        0xD000 => {
+            out.extend_from_slice(b"Infinity");
+            return true;
+        }
+        0xF000 => {
+            out.extend_from_slice(b"-Infinity");
+            return true;
         }
         _ => return false,
+    }
+    let mut digits = itoa::Buffer::new();
+    if weight < 0 {
+        out.push(b'0');
+    } else {
+        for i in 0..=i64::from(weight) {
+            let text = digits.format(digit(i)).as_bytes();
+            if i > 0 {
+                out.extend(std::iter::repeat_n(b'0', 4 - text.len()));
+            }
+            out.extend_from_slice(text);
+        }
+    }
+    if dscale > 0 {
+        out.push(b'.');
+        let mut written = 0;
+        let mut i = i64::from(weight) + 1;
+        while written < dscale {
+            let d = digit(i);
+            for p in [1000, 100, 10, 1] {
+                if written == dscale {
+                    break;
+                }
+                out.push(b'0' + (d / p % 10) as u8);
+                written += 1;
+            }
+            i += 1;
+        }
     }
     true
 }
@@ -342,11 +534,20 @@ pub(crate) struct MaskTally {
     /// Per result column: the entry its last masked value went to (most values of a column
     /// share one), so counting a value is a check and an increment, not a search.
     last: Vec<usize>,
+    /// Values masked (a value several detectors masked counts once here, and under each of
+    /// them in `entries`).
+    values: u64,
 }
 
 impl MaskTally {
     /// Counts a value of result column `index`.
     pub fn add_at(&mut self, index: usize, column: &Arc<str>, key: EvidenceKey) {
+        self.values += 1;
+        self.also_at(index, column, key);
+    }
+
+    /// Counts, under one more key, a value already counted.
+    pub fn also_at(&mut self, index: usize, column: &Arc<str>, key: EvidenceKey) {
         if let Some(e) = self
             .last
             .get(index)
@@ -356,7 +557,7 @@ impl MaskTally {
             e.2 += 1;
             return;
         }
-        self.add(column, key);
+        self.also(column, key);
         let at = self
             .entries
             .iter()
@@ -370,6 +571,12 @@ impl MaskTally {
     }
 
     pub fn add(&mut self, column: &Arc<str>, key: EvidenceKey) {
+        self.values += 1;
+        self.also(column, key);
+    }
+
+    /// Counts, under one more key, a value already counted.
+    pub fn also(&mut self, column: &Arc<str>, key: EvidenceKey) {
         for (c, k, n) in self.entries.iter_mut() {
             if *k == key && (Arc::ptr_eq(c, column) || **c == **column) {
                 *n += 1;
@@ -379,8 +586,9 @@ impl MaskTally {
         self.entries.push((column.clone(), key, 1));
     }
 
+    /// Values masked.
     pub fn total(&self) -> u64 {
-        self.entries.iter().map(|e| e.2).sum()
+        self.values
     }
 }
 
@@ -389,6 +597,8 @@ impl MaskTally {
 pub(crate) struct Scratch {
     text: Vec<u8>,
     masked: Vec<u8>,
+    /// Further evidence keys of the value being masked.
+    pub also: Vec<EvidenceKey>,
 }
 
 /// What rewriting a row did.
@@ -453,12 +663,19 @@ pub(crate) fn rewrite_row(
         let text: &[u8] = if binary && !is_text_like(*type_oid) {
             scratch.text.clear();
             if !binary_as_text(*type_oid, value, &mut scratch.text) {
-                // Unreadable to Vigil: a rule withholds it; detectors cannot look into it.
-                if *retyped {
-                    changed = true;
-                    put_value(out, None);
-                } else {
-                    put_value(out, Some(value));
+                // Unreadable to Vigil: withheld (a rule always; detectors unless configured
+                // to pass such values).
+                match masker.unreadable() {
+                    MaskOutcome::Unchanged if !*retyped => put_value(out, Some(value)),
+                    MaskOutcome::Null(key) | MaskOutcome::Replaced(key) => {
+                        tally.add_at(i, &plan.names[i], key);
+                        changed = true;
+                        put_value(out, None);
+                    }
+                    MaskOutcome::Unchanged => {
+                        changed = true;
+                        put_value(out, None);
+                    }
                 }
                 continue;
             }
@@ -467,8 +684,12 @@ pub(crate) fn rewrite_row(
             value
         };
         scratch.masked.clear();
-        let outcome = masker.mask(text, &mut scratch.masked);
+        scratch.also.clear();
+        let outcome = masker.mask_counting(text, &mut scratch.masked, &mut scratch.also);
         let label = &plan.names[i];
+        for &key in &scratch.also {
+            tally.also_at(i, label, key);
+        }
         match outcome {
             MaskOutcome::Unchanged if *retyped && binary && !is_text_like(*type_oid) => {
                 // Announced as text: the server's binary form is not text.
@@ -545,11 +766,15 @@ pub(crate) fn scrub_error_fields(
             b.push(code);
             let free_text = !matches!(code, b'S' | b'V' | b'C' | b'P' | b'p' | b'L' | b'R');
             scratch.masked.clear();
+            scratch.also.clear();
             let outcome = if free_text {
-                masking.scrub(value, &mut scratch.masked)
+                masking.scrub_counting(value, &mut scratch.masked, &mut scratch.also)
             } else {
                 MaskOutcome::Unchanged
             };
+            for &key in &scratch.also {
+                tally.also(label, key);
+            }
             match outcome {
                 MaskOutcome::Unchanged => b.extend_from_slice(value),
                 MaskOutcome::Replaced(key) => {
@@ -589,7 +814,12 @@ pub(crate) fn scrub_notification(
         return false;
     };
     scratch.masked.clear();
-    let (payload, changed) = match masking.scrub(payload, &mut scratch.masked) {
+    scratch.also.clear();
+    let outcome = masking.scrub_counting(payload, &mut scratch.masked, &mut scratch.also);
+    for &key in &scratch.also {
+        tally.also(label, key);
+    }
+    let (payload, changed) = match outcome {
         MaskOutcome::Unchanged => (payload, false),
         MaskOutcome::Replaced(key) => {
             tally.add(label, key);
@@ -633,6 +863,9 @@ pub fn fuzz_rewrite(description: &[u8], row: &[u8], formats: &[u8]) {
                 }
                 _ => MaskOutcome::Unchanged,
             }
+        }
+        fn unreadable(&self) -> MaskOutcome {
+            MaskOutcome::Null(3)
         }
     }
     struct Rules;

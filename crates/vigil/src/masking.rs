@@ -83,6 +83,15 @@ impl SessionMasking for Session {
         outcome(self.0.scrub(text, out))
     }
 
+    fn scrub_counting(
+        &self,
+        text: &[u8],
+        out: &mut Vec<u8>,
+        also: &mut Vec<EvidenceKey>,
+    ) -> MaskOutcome {
+        outcome(self.0.scrub_counting(text, out, also))
+    }
+
     fn label(&self, key: EvidenceKey) -> MaskLabel {
         let l = self.0.label(key);
         MaskLabel {
@@ -102,6 +111,19 @@ struct Column(ColumnMasker);
 impl ValueMasker for Column {
     fn mask(&self, value: &[u8], out: &mut Vec<u8>) -> MaskOutcome {
         outcome(self.0.mask(value, out))
+    }
+
+    fn mask_counting(
+        &self,
+        value: &[u8],
+        out: &mut Vec<u8>,
+        also: &mut Vec<EvidenceKey>,
+    ) -> MaskOutcome {
+        outcome(self.0.mask_counting(value, out, also))
+    }
+
+    fn unreadable(&self) -> MaskOutcome {
+        outcome(self.0.unreadable())
     }
 }
 

@@ -248,6 +248,49 @@ async fn column_rules_in_binary_format() {
     assert_eq!(row.get::<_, String>(4), "[REDACTED:person_name]");
     let notes: String = row.get(5);
     assert!(!notes.contains("234-56-7890"), "{notes}");
+
+    // Computed columns of types whose binary form is not text, scanned by the detectors.
+    let row = client
+        .query_one(
+            "SELECT jsonb_build_object('note', notes) AS doc, ARRAY[1, 2] AS arr,
+                    12.5::numeric AS n, jsonb_build_object('k', 'v') AS clean,
+                    TIMESTAMP '1984-03-07 10:00' AS seen
+             FROM patients WHERE id = $1",
+            &[&1i32],
+        )
+        .await
+        .unwrap();
+    let raw = |i: usize| row.get::<_, Raw>(i).0;
+    // A jsonb document holding an SSN: read (jsonb is text after a version byte), found,
+    // and withheld, because a redacted document would not be valid jsonb.
+    assert_eq!(raw(0), None);
+    // An array: Vigil does not read binary arrays; `unknown_binary = "withhold"` (default).
+    assert_eq!(raw(1), None);
+    // Read, nothing found: the server's bytes as they were.
+    assert_eq!(raw(2).unwrap(), [0, 2, 0, 0, 0, 0, 0, 1, 0, 12, 19, 136]);
+    assert_eq!(raw(3).unwrap()[0], 1);
+    // A timestamp is read as `1984-03-07 10:00:00`: the date detector finds a date in it.
+    assert_eq!(raw(4), None);
+}
+
+/// Any value, as the raw bytes of its binary form.
+struct Raw(Option<Vec<u8>>);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for Raw {
+    fn from_sql(
+        _: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(Some(raw.to_vec())))
+    }
+    fn from_sql_null(
+        _: &tokio_postgres::types::Type,
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(None))
+    }
+    fn accepts(_: &tokio_postgres::types::Type) -> bool {
+        true
+    }
 }
 
 /// The canary test: unique PHI values seeded into the database never appear anywhere Vigil

@@ -14,6 +14,9 @@ impl ValueMasker for Toy {
             MaskOutcome::Unchanged
         }
     }
+    fn unreadable(&self) -> MaskOutcome {
+        MaskOutcome::Null(9)
+    }
 }
 
 /// Always replaces with "[RULE]".
@@ -25,6 +28,9 @@ impl ValueMasker for Rule {
         out.extend_from_slice(value);
         out.push(b']');
         MaskOutcome::Replaced(7)
+    }
+    fn unreadable(&self) -> MaskOutcome {
+        MaskOutcome::Null(7)
     }
 }
 
@@ -189,12 +195,13 @@ fn detectors_rules_and_withheld_columns_in_text_format() {
 }
 
 #[test]
-fn binary_values_are_read_as_text_for_rules_and_left_alone_when_unreadable() {
+fn binary_values_are_read_as_text_for_rules_and_withheld_when_unreadable() {
     let desc = description(&[
         ("dob", 100, 2, 1082),
         ("mrn", 100, 3, 20),
         ("note", 100, 1, 25),
-        ("x", 0, 0, 1700),
+        ("x", 0, 0, 1007),
+        ("n", 0, 0, 1700),
     ]);
     let plan = plan_of(&desc, &|_, _| false).unwrap();
     let days: i32 = 366 + 31 + 2; // 2001-02-03
@@ -207,6 +214,7 @@ fn binary_values_are_read_as_text_for_rules_and_left_alone_when_unreadable() {
             Some(&(-42i64).to_be_bytes()),
             Some(b"secret"),
             Some(&[0, 1, 2, 3]),
+            Some(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 42]),
         ]),
         &plan,
         &[0, 1],
@@ -221,10 +229,17 @@ fn binary_values_are_read_as_text_for_rules_and_left_alone_when_unreadable() {
             Some(b"[RULE:2001-02-03]".to_vec()),
             Some(b"[RULE:-42]".to_vec()),
             Some(b"[SECRET]".to_vec()),
-            // Numeric in binary: detectors cannot read it; it passes.
-            Some(vec![0, 1, 2, 3]),
+            // An array in binary: Vigil cannot read it, so it is withheld (the engine's answer
+            // for unreadable values: `unknown_binary`), and counted.
+            None,
+            // A numeric is read (as 42), nothing in it: the original bytes.
+            Some(vec![0, 1, 0, 0, 0, 0, 0, 0, 0, 42]),
         ]
     );
+    assert!(tally
+        .entries
+        .iter()
+        .any(|(c, k, n)| &**c == "x" && *k == 9 && *n == 1));
 }
 
 #[test]
@@ -259,10 +274,62 @@ fn binary_values_read_as_their_text() {
     ] {
         assert_eq!(text(1082, &i32::to_be_bytes(days)), Some(format!("x{iso}")));
     }
+    // numeric: ndigits, weight, sign, dscale, base-10000 digits.
+    let numeric = |w: &[i16]| w.iter().flat_map(|x| x.to_be_bytes()).collect::<Vec<u8>>();
+    assert_eq!(
+        text(1700, &numeric(&[2, 1, 0, 2, 12, 3456,])),
+        Some("x123456.00".into())
+    );
+    assert_eq!(
+        text(1700, &numeric(&[3, 0, 0x4000, 3, 123, 4567, 8900])),
+        Some("x-123.456".into())
+    );
+    assert_eq!(
+        text(1700, &numeric(&[1, -1, 0, 4, 500])),
+        Some("x0.0500".into())
+    );
+    assert_eq!(text(1700, &numeric(&[0, 0, 0, 0])), Some("x0".into()));
+    assert_eq!(
+        text(1700, &numeric(&[0, 0, 0xC000u16 as i16, 0])),
+        Some("xNaN".into())
+    );
+    assert_eq!(text(1700, &numeric(&[1, 0, 0, 0, 10000])), None);
+    // timestamps: microseconds since 2000-01-01.
+    let micros: i64 = ((-10957 * 86_400) + 3600 + 2 * 60 + 3) * 1_000_000 + 450_000;
+    assert_eq!(
+        text(1114, &micros.to_be_bytes()),
+        Some("x1970-01-01 01:02:03.45".into())
+    );
+    assert_eq!(
+        text(1184, &0i64.to_be_bytes()),
+        Some("x2000-01-01 00:00:00+00".into())
+    );
+    assert_eq!(
+        text(1083, &(61_000_001i64).to_be_bytes()),
+        Some("x00:01:01.000001".into())
+    );
+    assert_eq!(text(1114, &i64::MAX.to_be_bytes()), None);
+    assert_eq!(
+        text(
+            2950,
+            &[0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0, 1, 2, 3, 4, 5, 6, 7]
+        ),
+        Some("x12345678-9abc-def0-0001-020304050607".into())
+    );
+    assert_eq!(
+        text(3802, b"\x01{\"ssn\": \"123-45-6789\"}"),
+        Some("x{\"ssn\": \"123-45-6789\"}".into())
+    );
+    assert_eq!(text(3802, b"\x02{}"), None);
+    assert_eq!(text(114, b"[1]"), Some("x[1]".into()));
+    assert_eq!(text(16, &[1]), Some("xt".into()));
+    assert_eq!(text(701, &1.5f64.to_be_bytes()), Some("x1.5".into()));
+    assert_eq!(text(700, &f32::NAN.to_be_bytes()), Some("xNaN".into()));
     // Wrong sizes and unknown types are not read (the caller withholds or passes them).
     assert_eq!(text(23, &[0, 1]), None);
     assert_eq!(text(1082, &i32::MAX.to_be_bytes()), None);
     assert_eq!(text(1700, &[0, 1, 2, 3]), None);
+    assert_eq!(text(1007, &[0, 0, 0, 0]), None);
     assert_eq!(text(25, b"abc"), Some("xabc".into()));
 }
 

@@ -466,24 +466,30 @@ fn copy_row(
         run.capped += 1;
         return Some(Replacement::Bytes(Arc::from(Vec::new())));
     }
-    let label: Arc<str> = Arc::from("copy");
+    static COPY: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    let label = COPY.get_or_init(|| Arc::from("copy"));
     let start = rw.side.len();
     rw.side.extend_from_slice(&[tag::COPY_DATA, 0, 0, 0, 0]);
-    match masking.scrub(body, &mut rw.side) {
+    rw.scratch.also.clear();
+    let outcome = masking.scrub_counting(body, &mut rw.side, &mut rw.scratch.also);
+    for &key in &rw.scratch.also {
+        run.tally.also(label, key);
+    }
+    match outcome {
         masking::MaskOutcome::Unchanged => {
             rw.side.truncate(start);
             run.digest.update(body);
             None
         }
         masking::MaskOutcome::Replaced(key) => {
-            run.tally.add(&label, key);
+            run.tally.add(label, key);
             let len = (rw.side.len() - start - 1) as u32;
             rw.side[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
             run.digest.update(&rw.side[start + 5..]);
             rw.since(start)
         }
         masking::MaskOutcome::Null(key) => {
-            run.tally.add(&label, key);
+            run.tally.add(label, key);
             rw.side.truncate(start);
             run.capped += 1;
             Some(Replacement::Bytes(Arc::from(Vec::new())))
