@@ -184,6 +184,19 @@ impl Revocations {
     }
 }
 
+/// A grant as session records cite it.
+pub(crate) fn enforced(g: &Grant) -> vigil_core::event::EnforcedGrant {
+    vigil_core::event::EnforcedGrant {
+        grant_id: g.id.clone(),
+        source: g.source.as_str().to_string(),
+        policy: g.policy.clone(),
+        scope: serde_json::from_str(&g.scope.canonical_json()).unwrap_or_default(),
+        scope_digest: g.scope_digest.clone(),
+        expires_at: g.expires_at,
+        request_id: g.request_id.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,18 +209,5 @@ mod tests {
         r.revoke("g1");
         rx.changed().await.unwrap();
         assert!(r.is_revoked("g1"));
-    }
-}
-
-/// A grant as session records cite it.
-pub(crate) fn enforced(g: &Grant) -> vigil_core::event::EnforcedGrant {
-    vigil_core::event::EnforcedGrant {
-        grant_id: g.id.clone(),
-        source: g.source.as_str().to_string(),
-        policy: g.policy.clone(),
-        scope: serde_json::from_str(&g.scope.canonical_json()).unwrap_or_default(),
-        scope_digest: g.scope_digest.clone(),
-        expires_at: g.expires_at,
-        request_id: g.request_id.clone(),
     }
 }
