@@ -14,7 +14,12 @@
 # byte to disk, and what is measured here is masking. Audit recording is on, as always.
 #
 # Options (environment): ROUNDS (default 3), ROWS (default 1000000), VIGIL_BIN, FETCH_BIN,
-# PG_BIN (default /usr/lib/postgresql/15/bin), KEEP=1 (keep the scratch folder).
+# PG_BIN (default /usr/lib/postgresql/15/bin), KEEP=1 (keep the scratch folder),
+# FIRST_NAMES=repeat|unique (default repeat: 8 names, as real name columns repeat; unique: a
+# different first name on every row, the worst case for the gateway's pseudonym memo).
+#
+# Besides wall time, the gateway's own CPU time per run is reported (from /proc): it is much
+# less sensitive than wall time to what else the machine is doing.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,11 +27,17 @@ ROUNDS=${ROUNDS:-3}
 ROWS=${ROWS:-1000000}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 KEEP=${KEEP:-0}
+FIRST_NAMES=${FIRST_NAMES:-repeat}
 
 log() { printf 'masking.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 [[ $ROUNDS =~ ^[1-9][0-9]*$ && $ROWS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS and ROWS must be positive whole numbers"
+case "$FIRST_NAMES" in
+  repeat) first_name_sql="(ARRAY['James','Mary','Robert','Patricia','John','Jennifer','Michael','Linda'])[1 + i % 8]" ;;
+  unique) first_name_sql="'Name' || i" ;;
+  *) die "FIRST_NAMES must be repeat or unique" ;;
+esac
 command -v psql >/dev/null || die "psql not found (Debian: apt-get install postgresql-client-15)"
 command -v python3 >/dev/null || die "python3 not found"
 for b in initdb pg_ctl postgres; do
@@ -84,7 +95,7 @@ CREATE TABLE phi (id int PRIMARY KEY, ssn text, first_name text, last_name text,
 INSERT INTO phi
 SELECT i,
        lpad((100 + i % 800)::text, 3, '0') || '-' || lpad((1 + i % 98)::text, 2, '0') || '-' || lpad((1 + i % 9998)::text, 4, '0'),
-       (ARRAY['James','Mary','Robert','Patricia','John','Jennifer','Michael','Linda'])[1 + i % 8],
+       $first_name_sql,
        (ARRAY['Smith','Johnson','Williams','Brown','Jones','Garcia','Miller','Davis'])[1 + i % 8],
        DATE '1930-01-01' + (i % 30000),
        '(617) 555-' || lpad((i % 10000)::text, 4, '0'),
@@ -182,29 +193,35 @@ time_text() { # conninfo -> seconds
 time_binary() { "$FETCH_BIN" "$1" "$query" | awk '{print $2}'; }
 
 results="$scratch/runs.csv"
-echo "round,format,target,seconds" >"$results"
+echo "round,format,target,seconds,vigil_cpu" >"$results"
+vigil_cpu() { awk '{print $14 + $15}' "/proc/$vigil_pid/stat"; } # clock ticks (user + system)
+ticks=$(getconf CLK_TCK)
 for r in $(seq "$ROUNDS"); do
   for format in text binary; do
     for target in direct vigil; do
       conn=$direct; [[ $target == vigil ]] && conn=$through
+      cpu_before=$(vigil_cpu)
       if [[ $format == text ]]; then secs=$(time_text "$conn"); else secs=$(time_binary "$conn"); fi
-      echo "$r,$format,$target,$secs" >>"$results"
-      log "round $r $format $target: ${secs}s"
+      cpu=$(python3 -c "print(f'{($(vigil_cpu) - $cpu_before) / $ticks:.2f}')")
+      echo "$r,$format,$target,$secs,$cpu" >>"$results"
+      log "round $r $format $target: ${secs}s (gateway CPU ${cpu}s)"
     done
   done
 done
 rss_peak=$(awk '/VmHWM/ {print $2}' "/proc/$vigil_pid/status")
 rss_after=$(awk '/VmRSS/ {print $2}' "/proc/$vigil_pid/status")
 
-python3 - "$results" "$ROWS" "$rss_before" "$rss_after" "$rss_peak" <<'PY'
+python3 - "$results" "$ROWS" "$rss_before" "$rss_after" "$rss_peak" "$FIRST_NAMES" <<'PY'
 import csv, statistics, sys
 path, rows, before, after, peak = sys.argv[1], int(sys.argv[2]), *map(int, sys.argv[3:6])
+names = sys.argv[6]
 runs = list(csv.DictReader(open(path)))
-print(f"{rows} rows x 6 PHI columns (+ id), masking on through Vigil; medians of {len(runs)//4} interleaved rounds\n")
-print("| format | direct s | vigil s | ratio | direct rows/s | vigil rows/s |")
-print("|---|---:|---:|---:|---:|---:|")
+print(f"{rows} rows x 6 PHI columns (+ id), masking on through Vigil, first names: {names}; medians of {len(runs)//4} interleaved rounds\n")
+print("| format | direct s | vigil s | ratio | direct rows/s | vigil rows/s | gateway CPU s | gateway CPU per row |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
 for fmt in ("text", "binary"):
     med = {t: statistics.median(float(r["seconds"]) for r in runs if r["format"] == fmt and r["target"] == t) for t in ("direct", "vigil")}
-    print(f"| {fmt} | {med['direct']:.2f} | {med['vigil']:.2f} | {med['vigil']/med['direct']:.2f}x | {rows/med['direct']:,.0f} | {rows/med['vigil']:,.0f} |")
+    cpu = statistics.median(float(r["vigil_cpu"]) for r in runs if r["format"] == fmt and r["target"] == "vigil")
+    print(f"| {fmt} | {med['direct']:.2f} | {med['vigil']:.2f} | {med['vigil']/med['direct']:.2f}x | {rows/med['direct']:,.0f} | {rows/med['vigil']:,.0f} | {cpu:.2f} | {cpu/rows*1e9:,.0f} ns |")
 print(f"\nVigil RSS: {before/1024:.1f} MiB before, {after/1024:.1f} MiB after, peak {peak/1024:.1f} MiB")
 PY

@@ -172,11 +172,17 @@ pub fn ssn_valid(
     area_ok && group != b"00" && serial != b"0000"
 }
 
-/// ISO 7064 MOD 97-10 over letters (A=10…Z=35) and digits.
+/// ISO 7064 MOD 97-10 over letters (A=10…Z=35) and digits. A value shaped like an IBAN (two
+/// letters, two digits, then more) is checked as IBANs are: its first four characters moved
+/// to the end.
 pub fn mod97(s: &[u8]) -> bool {
+    let iban = s.len() > 4
+        && s[..2].iter().all(u8::is_ascii_alphabetic)
+        && s[2..4].iter().all(u8::is_ascii_digit);
+    let (head, tail) = if iban { s.split_at(4) } else { s.split_at(0) };
     let mut r: u64 = 0;
     let mut any = false;
-    for &c in s {
+    for &c in tail.iter().chain(head) {
         let v = match c {
             b'0'..=b'9' => (c - b'0') as u64,
             b'A'..=b'Z' => (c - b'A') as u64 + 10,
@@ -282,6 +288,9 @@ mod tests {
                 .collect::<Vec<_>>()
                 .as_slice()
         ));
+        assert!(mod97(b"GB82WEST12345698765432"));
+        assert!(mod97(b"DE89370400440532013000"));
+        assert!(!mod97(b"GB83WEST12345698765432"));
         assert!(mod11(b"0306406152"));
         assert!(mod11(b"080442957X"));
         assert!(!mod11(b"0306406153"));

@@ -516,7 +516,8 @@ pub enum Checksum {
     Dea,
     /// VIN check digit (position 9).
     Vin,
-    /// ISO 7064 MOD 97-10 over the letters (A=10…) and digits (IBAN style).
+    /// ISO 7064 MOD 97-10 over the letters (A=10…) and digits; a value shaped like an IBAN
+    /// (two letters, two digits…) is checked with its first four characters moved to the end.
     Mod97,
     /// Weighted mod 11 over the digits, last digit the check (weights 2,3,4… from the right;
     /// 10 written as `X`).
