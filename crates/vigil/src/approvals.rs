@@ -456,6 +456,50 @@ impl Approvals {
             .map(|k| k.text.clone())
     }
 
+    /// A pending request: a new id, created now, expiring after `pending_expiry`; no duration,
+    /// reason or client address (callers that have them set them).
+    fn draft(
+        identity: &str,
+        connection: &str,
+        subject: Subject,
+        pending_expiry: Duration,
+    ) -> AccessRequest {
+        let now = Timestamp::now();
+        AccessRequest {
+            id: uuid::Uuid::now_v7().to_string(),
+            identity: identity.to_string(),
+            connection: connection.to_string(),
+            subject,
+            duration: Duration::ZERO,
+            reason: None,
+            client_addr: None,
+            created_at: now,
+            expires_at: later(now, pending_expiry),
+            decisions: Vec::new(),
+            status: RequestStatus::Pending,
+            grant_id: None,
+        }
+    }
+
+    /// The pending request `find` gives, or else `raise()` recorded as a new one. One raise at
+    /// a time, so that sessions asking at once share a request.
+    async fn pending_or_raise(
+        &self,
+        find: impl std::future::Future<Output = Result<Option<AccessRequest>>>,
+        raise: impl FnOnce() -> AccessRequest,
+        principal: &Principal,
+    ) -> Result<AccessRequest> {
+        let _one_at_a_time = self.raising.lock().await;
+        match find.await? {
+            Some(r) => Ok(r),
+            // Recorded before the client hears of it.
+            None => {
+                self.record_new(raise(), Some(Arc::new(principal.clone())))
+                    .await
+            }
+        }
+    }
+
     /// Raises a request for `policy`'s scope (default: the first approval-required policy that
     /// binds them), recorded first. `principal` is the requester when it asked itself.
     #[allow(clippy::too_many_arguments)]
@@ -472,24 +516,19 @@ impl Approvals {
         let (policy, rule) = self.policy_for(identity, connection, policy).ok_or_else(|| {
             anyhow!("no policy lets identity {identity:?} ask for approval on connection {connection:?}")
         })?;
-        let now = Timestamp::now();
-        // Reasons come from clients: bounded, and never echoed into logs.
-        let reason = reason.map(|r| r.chars().take(500).collect::<String>());
         let request = AccessRequest {
-            id: uuid::Uuid::now_v7().to_string(),
-            identity: identity.to_string(),
-            connection: connection.to_string(),
-            subject: Subject::Access {
-                policy: policy.name.clone(),
-            },
             duration: duration.unwrap_or(rule.max_duration).min(rule.max_duration),
-            reason,
+            // Reasons come from clients: bounded, and never echoed into logs.
+            reason: reason.map(|r| r.chars().take(500).collect()),
             client_addr,
-            created_at: now,
-            expires_at: later(now, rule.pending_expiry),
-            decisions: Vec::new(),
-            status: RequestStatus::Pending,
-            grant_id: None,
+            ..Self::draft(
+                identity,
+                connection,
+                Subject::Access {
+                    policy: policy.name.clone(),
+                },
+                rule.pending_expiry,
+            )
         };
         self.record_new(request, principal).await
     }
@@ -1172,43 +1211,30 @@ impl ApprovalGate for Gate {
             {
                 return Ok(Pending::Ready(Arc::new(grant)));
             }
-            let request = {
-                let _one_at_a_time = approvals.raising.lock().await;
-                match approvals
-                    .pending(identity, ask.connection, &policy)
-                    .await
-                    .map_err(fail)?
-                {
-                    Some(r) => r,
-                    None => {
-                        let now = Timestamp::now();
-                        let request = AccessRequest {
-                            id: uuid::Uuid::now_v7().to_string(),
-                            identity: identity.to_string(),
-                            connection: ask.connection.to_string(),
-                            subject: Subject::Scope {
+            let request = approvals
+                .pending_or_raise(
+                    approvals.pending(identity, ask.connection, &policy),
+                    || AccessRequest {
+                        duration: rule.max_duration,
+                        // Reasons come from clients: bounded, and never echoed into logs.
+                        reason: ask.reason.map(|r| r.chars().take(500).collect()),
+                        client_addr: Some(ask.client_addr.to_string()),
+                        ..Approvals::draft(
+                            identity,
+                            ask.connection,
+                            Subject::Scope {
                                 policy: policy.clone(),
                                 session_id: ask.session_id.to_string(),
                                 fingerprint: ask.shape.fingerprint.clone(),
                                 text: ask.shape.text.clone(),
                             },
-                            duration: rule.max_duration,
-                            // Reasons come from clients: bounded, and never echoed into logs.
-                            reason: ask.reason.map(|r| r.chars().take(500).collect()),
-                            client_addr: Some(ask.client_addr.to_string()),
-                            created_at: now,
-                            expires_at: later(now, rule.pending_expiry),
-                            decisions: Vec::new(),
-                            status: RequestStatus::Pending,
-                            grant_id: None,
-                        };
-                        approvals
-                            .record_new(request, Some(Arc::new(ask.principal.clone())))
-                            .await
-                            .map_err(fail)?
-                    }
-                }
-            };
+                            rule.pending_expiry,
+                        )
+                    },
+                    ask.principal,
+                )
+                .await
+                .map_err(fail)?;
             let id = request.id.clone();
             let how = approvals.how_to_approve(&id);
             let message = format!(
@@ -1470,21 +1496,14 @@ impl vigil_pg::StatementReview for Reviewer {
             {
                 return Ok(Pending::Ready(id));
             }
-            let request = {
-                let _one_at_a_time = approvals.raising.lock().await;
-                match approvals
-                    .pending_statement(identity, ask.connection, &digest)
-                    .await
-                    .map_err(fail)?
-                {
-                    Some(r) => r,
-                    None => {
-                        let now = Timestamp::now();
-                        let request = AccessRequest {
-                            id: uuid::Uuid::now_v7().to_string(),
-                            identity: identity.to_string(),
-                            connection: ask.connection.to_string(),
-                            subject: Subject::Statement {
+            let request = approvals
+                .pending_or_raise(
+                    approvals.pending_statement(identity, ask.connection, &digest),
+                    || {
+                        Approvals::draft(
+                            identity,
+                            ask.connection,
+                            Subject::Statement {
                                 policy: policy.clone(),
                                 fingerprint: ask.access.shape.fingerprint.clone(),
                                 // Literal-free: what reviewers see.
@@ -1492,23 +1511,13 @@ impl vigil_pg::StatementReview for Reviewer {
                                 statement_digest: digest.clone(),
                                 session_id: Some(ask.session_id.to_string()),
                             },
-                            duration: Duration::ZERO,
-                            reason: None,
-                            client_addr: None,
-                            created_at: now,
-                            expires_at: later(now, review.pending_expiry),
-                            decisions: Vec::new(),
-                            status: RequestStatus::Pending,
-                            grant_id: None,
-                        };
-                        // Recorded before the client hears of it.
-                        approvals
-                            .record_new(request, Some(Arc::new(ask.principal.clone())))
-                            .await
-                            .map_err(fail)?
-                    }
-                }
-            };
+                            review.pending_expiry,
+                        )
+                    },
+                    ask.principal,
+                )
+                .await
+                .map_err(fail)?;
             if !review.reveal_literals_groups.is_empty() {
                 if let Some(text) = ask.literal_text {
                     // Until the request expires, and as long again for the approval's use.

@@ -33,12 +33,18 @@ relations = ["*"]
     )
 }
 
-fn config(pg: &PgCluster, approval: &str) -> VigilConfig {
+/// A configuration with the machine `etl` and the humans of [`MACHINE_AND_HUMANS`].
+fn with_humans(pg: &PgCluster) -> VigilConfig {
     let mut cfg = VigilConfig::new(pg);
     cfg.identities = MACHINE_AND_HUMANS
         .iter()
         .map(|(n, e)| (n.to_string(), e.to_string()))
         .collect();
+    cfg
+}
+
+fn config(pg: &PgCluster, approval: &str) -> VigilConfig {
+    let mut cfg = with_humans(pg);
     cfg.policies = approval_policy(approval);
     cfg
 }
@@ -473,11 +479,7 @@ async fn waiting_clients_get_a_quorum_or_a_denial_and_pending_requests_expire() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_statement_runs_once_when_approved_and_is_held_again_when_resent() {
     let pg = PgCluster::start();
-    let mut cfg = VigilConfig::new(&pg);
-    cfg.identities = MACHINE_AND_HUMANS
-        .iter()
-        .map(|(n, e)| (n.to_string(), e.to_string()))
-        .collect();
+    let mut cfg = with_humans(&pg);
     cfg.policies = r#"
 [[policies]]
 name = "etl-with-review"
@@ -694,11 +696,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 async fn a_statement_beyond_the_standing_grant_asks_for_an_elevation_that_ends_on_its_own() {
     let pg = PgCluster::start();
     pg.sql("postgres", "CREATE TABLE t (id int, v text)");
-    let mut cfg = VigilConfig::new(&pg);
-    cfg.identities = MACHINE_AND_HUMANS
-        .iter()
-        .map(|(n, e)| (n.to_string(), e.to_string()))
-        .collect();
+    let mut cfg = with_humans(&pg);
     cfg.policies = elevation_policies("max_duration = \"5s\"\nmode = \"fail\"");
     let etl_token = cfg.create_token("etl");
 
@@ -854,11 +852,7 @@ async fn an_elevation_in_wait_mode_holds_the_statement_until_decided_and_revocat
 ) {
     let pg = PgCluster::start();
     pg.sql("postgres", "CREATE TABLE t (id int, v text)");
-    let mut cfg = VigilConfig::new(&pg);
-    cfg.identities = MACHINE_AND_HUMANS
-        .iter()
-        .map(|(n, e)| (n.to_string(), e.to_string()))
-        .collect();
+    let mut cfg = with_humans(&pg);
     cfg.policies = elevation_policies("mode = \"wait\"\nwait_timeout = \"30s\"");
     let etl_token = cfg.create_token("etl");
     let vigil = Arc::new(Vigil::start(&cfg));
@@ -1127,11 +1121,7 @@ reveal_literals_groups = ["dba-leads"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approved_statement_survives_a_restart_and_still_runs_at_most_once() {
     let pg = PgCluster::start();
-    let mut cfg = VigilConfig::new(&pg);
-    cfg.identities = MACHINE_AND_HUMANS
-        .iter()
-        .map(|(n, e)| (n.to_string(), e.to_string()))
-        .collect();
+    let mut cfg = with_humans(&pg);
     cfg.policies = r#"
 [[policies]]
 name = "etl-with-review"
