@@ -103,6 +103,7 @@ fn fixture() -> Fixture {
             parameters: None,
             grant_id: None,
             request_id: None,
+            executed: Vec::new(),
         }))),
     )
     .unwrap();

@@ -663,6 +663,33 @@ pub struct StatementStarted {
     /// the approval of this one statement (per-statement review).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// What the text runs that it does not show: the prepared statement behind each `EXECUTE
+    /// name`, the cursor behind each `FETCH`/`MOVE name`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub executed: Vec<ExecutedText>,
+}
+
+/// A prepared statement or cursor that a statement ran by name, as Vigil knew it when it
+/// decided: the literal-free text that defined the name (a `PREPARE …`, a Parse, a
+/// `DECLARE …`), as PostgreSQL reports it in `pg_prepared_statements` and `pg_cursors`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExecutedText {
+    /// Position of the statement that ran it within the text (0 for the first).
+    pub statement: usize,
+    pub kind: NamedKind,
+    pub name: String,
+    pub text: String,
+    pub fingerprint: String,
+}
+
+/// Which of the session's namespaces a name is in.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum NamedKind {
+    /// `PREPARE` or a Parse message; run by `EXECUTE`.
+    PreparedStatement,
+    /// A cursor (`DECLARE`) or a portal (Bind); run by `FETCH`, `MOVE` or Execute.
+    Portal,
 }
 
 /// How a statement ended.

@@ -390,6 +390,8 @@ pub(crate) struct RowPlan {
     pub names: Box<[Arc<str>]>,
     /// The RowDescription to send instead of the server's (retyped columns), if any.
     pub description: Option<Arc<[u8]>>,
+    /// The format code of each column (two bytes each, as in a Bind), from the description.
+    pub formats: Arc<[u8]>,
 }
 
 /// One field of a RowDescription.
@@ -398,6 +400,7 @@ struct Field<'a> {
     table: u32,
     column: i16,
     type_oid: u32,
+    format: [u8; 2],
 }
 
 fn fields(body: &[u8]) -> Result<Vec<Field<'_>>, DecodeError> {
@@ -409,12 +412,14 @@ fn fields(body: &[u8]) -> Result<Vec<Field<'_>>, DecodeError> {
         let table = r.i32("table oid")? as u32;
         let column = r.i16("column number")?;
         let type_oid = r.i32("type oid")? as u32;
-        r.bytes(2 + 4 + 2, "size, modifier, format")?;
+        r.bytes(2 + 4, "size, modifier")?;
+        let format = r.i16("format")?.to_be_bytes();
         out.push(Field {
             name,
             table,
             column,
             type_oid,
+            format,
         });
     }
     r.finish()?;
@@ -481,10 +486,12 @@ pub(crate) fn plan(
         return Ok(None);
     }
     let description = retype.then(|| retyped_description(body, &columns).into());
+    let formats: Vec<u8> = fields.iter().flat_map(|f| f.format).collect();
     Ok(Some(Arc::new(RowPlan {
         columns: columns.into(),
         names: labels.into(),
         description,
+        formats: formats.into(),
     })))
 }
 

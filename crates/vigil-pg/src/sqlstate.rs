@@ -26,3 +26,5 @@ pub const CONNECTION_EXCEPTION: &str = "08000";
 pub const ADMIN_SHUTDOWN: &str = "57P01";
 /// The session's grants do not allow it.
 pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+/// A name (of a prepared statement or portal) Vigil cannot read for certain.
+pub const INVALID_NAME: &str = "42602";

@@ -84,8 +84,10 @@ use std::fmt;
 use std::sync::Arc;
 use vigil_core::event::StatementShape;
 
+mod names;
 mod walk;
 
+pub(crate) use names::session_names;
 pub(crate) use walk::statement_access;
 
 // ---------------------------------------------------------------------------------------------
@@ -369,6 +371,49 @@ pub struct StatementAccess {
     pub hazards: Vec<Hazard>,
     /// Sorted, without duplicates. Not empty: refuse the statement.
     pub unresolved: Vec<Unresolved>,
+    /// Names of the session's prepared statements and portals that the statement defines,
+    /// runs or drops, in the order PostgreSQL applies them (see [`SessionName`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<SessionName>,
+}
+
+/// A name in the session's own namespaces that a statement defines, runs or drops.
+///
+/// PostgreSQL keeps, per session, one namespace of prepared statements, shared by SQL
+/// (`PREPARE`, `EXECUTE`, `DEALLOCATE`) and the extended protocol (Parse, Bind, Close), and one
+/// of portals, shared by cursors (`DECLARE`, `FETCH`, `MOVE`, `CLOSE`) and the protocol (Bind,
+/// Execute, Close). What `EXECUTE name` or `FETCH name` runs is not in its text: a gateway must
+/// know what the name holds on the server, so the analysis says which names each statement
+/// touches. The shapes are the literal-free text of the defining statement alone (the
+/// `PREPARE …` or `DECLARE …` of a longer text), which is what PostgreSQL reports for the name
+/// (`pg_prepared_statements.statement`, `pg_cursors.statement`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum SessionName {
+    /// `PREPARE name AS …`: the statement's own analysis is what `name` will run.
+    Prepare {
+        name: String,
+        #[serde(skip)]
+        shape: Arc<StatementShape>,
+    },
+    /// `EXECUTE name`, also inside `EXPLAIN` and `CREATE TABLE … AS`.
+    Execute { name: String },
+    /// `DEALLOCATE name`; `None`: `DEALLOCATE ALL`.
+    Deallocate { name: Option<String> },
+    /// `DECLARE name CURSOR [WITH HOLD] FOR …`: the statement's own analysis is what `name`
+    /// runs at each `FETCH`. A cursor `WITH HOLD` outlives the transaction if it commits.
+    Declare {
+        name: String,
+        hold: bool,
+        #[serde(skip)]
+        shape: Arc<StatementShape>,
+    },
+    /// `FETCH … name` or `MOVE … name`: runs more of the portal's query.
+    Fetch { name: String },
+    /// `CLOSE name`; `None`: `CLOSE ALL`.
+    Close { name: Option<String> },
+    /// `DISCARD ALL`: drops every prepared statement and closes every portal.
+    DiscardAll,
 }
 
 impl StatementAccess {
@@ -584,6 +629,7 @@ mod tests {
                 },
             ],
             unresolved: vec![Unresolved::Column("nosuch".into())],
+            names: Vec::new(),
         };
         assert_eq!(
             serde_json::to_string(&s).unwrap(),

@@ -307,20 +307,21 @@ fn parse_access(
         let mut objects = BTreeSet::new();
         let mut infos = Vec::new();
         let mut accesses: Vec<StatementAccess> = Vec::new();
-        for node in parsed
-            .stmts
-            .iter()
-            .filter_map(|raw| raw.stmt.as_ref()?.node.as_ref())
-        {
+        for raw in &parsed.stmts {
+            let Some(node) = raw.stmt.as_ref().and_then(|s| s.node.as_ref()) else {
+                continue;
+            };
             let info = tree::describe(node, &mut objects)
                 .map_err(|e| AnalyzeError::Internal(e.to_string()))?;
-            accesses.push(access::statement_access(
+            let mut statement =
+                access::statement_access(node, info.command.clone(), info.class, text, catalog);
+            statement.names = access::session_names(
                 node,
-                info.command.clone(),
-                info.class,
-                text,
-                catalog,
-            ));
+                statement_text(text, raw.stmt_location, raw.stmt_len),
+                &info.command,
+                info.class.as_str(),
+            );
+            accesses.push(statement);
             infos.push(info);
         }
         Ok(((infos, objects), accesses))
@@ -375,6 +376,16 @@ fn describe(sql: &str, opts: LexOptions) -> Result<Described, AnalyzeError> {
             .map_err(|e| AnalyzeError::Internal(e.to_string()))?;
         Ok((statements, objects))
     })
+}
+
+/// One statement's text within the text the parser read (`len` 0: the rest of it).
+fn statement_text(text: &str, location: i32, len: i32) -> &str {
+    let start = usize::try_from(location).unwrap_or(0).min(text.len());
+    let end = match usize::try_from(len) {
+        Ok(0) | Err(_) => text.len(),
+        Ok(len) => start.saturating_add(len).min(text.len()),
+    };
+    text.get(start..end).unwrap_or(text)
 }
 
 /// Parses `sql` with PostgreSQL's parser and runs `walk` over the tree (with the text the parser

@@ -92,7 +92,7 @@ mod tree;
 
 pub use access::{
     Access, ColumnSet, CommandClass, FunctionRisk, Hazard, QualifiedName, RelationAccess,
-    StatementAccess, Unresolved,
+    SessionName, StatementAccess, Unresolved,
 };
 pub use analyze::{Analyzer, CacheStats};
 pub use catalog::{Catalog, CatalogRow, ColumnInfo, RelationInfo, RelationKind, StaticCatalog};

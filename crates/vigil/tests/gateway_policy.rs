@@ -72,6 +72,9 @@ const DENY: Expect = Some("42501");
 const SYNTAX: Expect = Some("42601");
 const NO_RELATION: Expect = Some("42P01");
 const NO_COLUMN: Expect = Some("42703");
+/// A prepared statement the session does not have (Vigil answers as PostgreSQL would, without
+/// forwarding: it follows the session's names).
+const NO_STATEMENT: Expect = Some("26000");
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Modes {
@@ -384,11 +387,11 @@ fn cases() -> Vec<Case> {
         case(A, "PREPARE q_ok AS SELECT mrn FROM patients WHERE id = $1", OK),
         case(A, "EXECUTE q_ok(1)", OK),
         case(A, "PREPARE q_bad AS SELECT ssn FROM patients WHERE id = $1", DENY),
-        case(A, "EXECUTE q_bad(1)", DENY),
-        case(A, "EXECUTE never_prepared", DENY),
+        case(A, "EXECUTE q_bad(1)", NO_STATEMENT),
+        case(A, "EXECUTE never_prepared", NO_STATEMENT),
         case(A, "PREPARE q_del AS DELETE FROM patients WHERE dob IS NULL", DENY),
         case(A, "DEALLOCATE q_ok", OK),
-        case(A, "EXECUTE q_ok(1)", DENY),
+        case(A, "EXECUTE q_ok(1)", NO_STATEMENT),
         // --- several statements in one text: one refused, nothing runs
         simple(A, "SELECT 1; SELECT ssn FROM patients", DENY),
         simple(A, "INSERT INTO side_log VALUES (7); SELECT ssn FROM patients", DENY),
@@ -520,11 +523,10 @@ async fn every_statement_is_decided_and_refused_ones_never_run() {
                     c.sql, c.who
                 ));
             }
-            // Vigil decides at Execute. In the extended protocol a text the server cannot even
-            // parse or resolve fails at Parse: the client sends no Execute, nothing is refused
-            // (or run), and the server's own SQLSTATE is what the client sees.
-            let failed_at_parse = extended && matches!(expect, SYNTAX | NO_RELATION | NO_COLUMN);
-            if expect.is_some() && !failed_at_parse {
+            // Vigil decides at Parse (and again at Bind and Execute) as it does at Query: a
+            // text it cannot parse or resolve is refused there with PostgreSQL's own SQLSTATE,
+            // and recorded, in both protocols.
+            if expect.is_some() {
                 refused += 1;
             }
         }

@@ -145,6 +145,7 @@ pub fn statement_started(session: SessionId, n: u64) -> EventDraft {
             parameters: None,
             grant_id: None,
             request_id: None,
+            executed: Vec::new(),
         }),
     )
 }

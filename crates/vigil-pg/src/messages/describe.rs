@@ -34,6 +34,17 @@ impl<'a> Describe<'a> {
         let (target, name) = decode_target(body, "Describe")?;
         Ok(Describe { target, name })
     }
+
+    /// Appends the whole message (tag, length, body) to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        crate::codec::put_message(out, crate::messages::tag::frontend::DESCRIBE, |b| {
+            b.push(match self.target {
+                Target::Statement => b'S',
+                Target::Portal => b'P',
+            });
+            crate::codec::put_cstr(b, self.name);
+        });
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -65,5 +76,30 @@ mod tests {
         assert_eq!(Close::decode(b"P\0").unwrap().target, Target::Portal);
         assert!(Close::decode(b"Xs\0").is_err());
         assert!(Describe::decode(b"S").is_err());
+    }
+}
+
+#[cfg(test)]
+mod encode_tests {
+    use super::*;
+
+    #[test]
+    fn describe_round_trips() {
+        let mut out = Vec::new();
+        Describe {
+            target: Target::Portal,
+            name: b"p1",
+        }
+        .encode(&mut out);
+        assert_eq!(out[0], b'D');
+        let len = i32::from_be_bytes(out[1..5].try_into().unwrap()) as usize;
+        assert_eq!(len + 1, out.len());
+        assert_eq!(
+            Describe::decode(&out[5..]).unwrap(),
+            Describe {
+                target: Target::Portal,
+                name: b"p1"
+            }
+        );
     }
 }

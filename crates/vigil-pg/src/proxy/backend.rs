@@ -5,15 +5,15 @@
 //! error is rewritten; every other byte goes out as it came in.
 
 use super::{
-    finish_run, record_masking, Item, ItemKind, Link, MutationEntry, NameLookup, Namespace, Run,
-    SessionContext, Shared,
+    finish_run, record_masking, Change, Item, ItemKind, Link, MutationEntry, NameLookup, Namespace,
+    Portal, Run, SessionContext, Shared,
 };
 use crate::codec::{next_frame, pending_len};
 use crate::masking::{self, MaskTally, RowPlan, Scratch};
 use crate::messages::error_response::sqlstate;
 use crate::messages::tag::backend as tag;
 use crate::messages::{
-    data_row, CommandComplete, ErrorFields, ParameterStatus, ReadyForQuery, Severity, Target,
+    data_row, CommandComplete, ErrorFields, ParameterStatus, ReadyForQuery, Severity,
     TransactionStatus,
 };
 use bytes::{Buf, BytesMut};
@@ -250,11 +250,17 @@ fn on_message(
         }
         tag::COMMAND_COMPLETE => {
             let mut replacement = None;
+            let mut transaction_failed = false;
             let done = match head_run(shared) {
                 Some(run) => {
                     run.bytes += len as u64;
                     if let Ok(cc) = CommandComplete::decode(body) {
                         let tag_text = String::from_utf8_lossy(cc.tag).into_owned();
+                        // `ROLLBACK`, also the tag of a `COMMIT` of a failed transaction (and,
+                        // conservatively, of `ROLLBACK TO SAVEPOINT`).
+                        if cc.tag.starts_with(b"ROLLBACK") {
+                            transaction_failed = true;
+                        }
                         if run.capped_since_tag > 0 || run.masked_values > run.masked_reported {
                             replacement = Some(Replacement::Bytes(withheld_notice(run, &tag_text)));
                         }
@@ -272,6 +278,7 @@ fn on_message(
                 }
                 None => false,
             };
+            shared.transaction_failed |= transaction_failed;
             if done {
                 pop_settle(ctx, shared, Outcome::Ok);
             }
@@ -316,12 +323,19 @@ fn on_message(
                 .map(Replacement::Bytes);
             match shared.items.front_mut() {
                 Some(Item {
-                    kind: ItemKind::Describe { target, name },
+                    kind: ItemKind::Describe { injected, .. },
                     ..
                 }) => {
-                    let (target, name) = (*target, name.clone());
+                    let injected = *injected;
                     pop_settle(ctx, shared, Outcome::Ok);
-                    apply_described_mask(shared, target, &name, plan);
+                    if injected {
+                        // Vigil's own Describe of the portal the next Execute runs: its rows
+                        // are read with this description, which the client never asked for.
+                        if let Some(run) = head_run(shared) {
+                            set_plan(run, plan, unreadable);
+                        }
+                        return Some(Replacement::Bytes(Arc::from(Vec::new())));
+                    }
                 }
                 Some(Item {
                     kind: ItemKind::Statement(run),
@@ -329,10 +343,7 @@ fn on_message(
                 }) => {
                     run.bytes += len as u64;
                     if kind == tag::ROW_DESCRIPTION {
-                        run.plan = plan;
-                        if unreadable {
-                            run.row_cap = Some(0);
-                        }
+                        set_plan(run, plan, unreadable);
                     }
                 }
                 _ => {}
@@ -534,33 +545,17 @@ fn scrub_message(
     changed.then(|| rw.since(start)).flatten()
 }
 
-/// A Describe told what an Execute will return: its Executes withhold the same columns.
-fn apply_described_mask(
-    shared: &mut Shared,
-    target: Target,
-    name: &Arc<[u8]>,
-    plan: Option<Arc<RowPlan>>,
-) {
-    for item in shared.items.iter_mut() {
-        if let ItemKind::Statement(run) = &mut item.kind {
-            let same = match target {
-                Target::Portal => run.portal.as_ref() == Some(name),
-                Target::Statement => run.statement.as_ref() == Some(name),
-            };
-            if same && !run.until_ready {
-                run.plan = plan.clone();
-            }
-        }
+/// The rows that follow are read with this description: the plan, and the formats the
+/// description gives (a RowDescription sent while a statement runs, or describing a portal,
+/// carries the real format of each column: a `BINARY` cursor's rows are binary even in a
+/// simple query). A description Vigil cannot read lets no row out.
+fn set_plan(run: &mut Run, plan: Option<Arc<RowPlan>>, unreadable: bool) {
+    if let Some(p) = &plan {
+        run.result_formats = p.formats.clone();
     }
-    if target == Target::Statement {
-        match plan {
-            Some(m) => {
-                shared.statement_masks.insert(name.clone(), m);
-            }
-            None => {
-                shared.statement_masks.remove(name);
-            }
-        }
+    run.plan = plan;
+    if unreadable {
+        run.row_cap = Some(0);
     }
 }
 
@@ -627,6 +622,7 @@ fn on_error(
     body: &[u8],
     len: usize,
 ) -> Option<Arc<[u8]>> {
+    shared.transaction_failed = true;
     let head = shared.items.front_mut()?;
     let replacement = head.refusal.clone();
     let code = match &replacement {
@@ -705,25 +701,48 @@ fn on_ready(ctx: &SessionContext, shared: &mut Shared, body: &[u8]) {
         if ends_here {
             shared.ready_through = id;
             if status == Some(TransactionStatus::Idle) {
-                end_of_transaction(shared, id);
+                let committed = !shared.transaction_failed;
+                end_of_transaction(shared, id, committed);
+                shared.transaction_failed = false;
             }
             break;
         }
     }
 }
 
-/// The transaction ended: the server dropped every portal.
-fn end_of_transaction(shared: &mut Shared, through: u64) {
-    shared.portals.retain(|_, slot| slot.by > through);
+/// The transaction ended: the server dropped every portal but the cursors `WITH HOLD` of
+/// committed transactions. (When Vigil cannot tell that a transaction committed, it drops its
+/// held cursors too: a `FETCH` of one is then refused, never decided on a guess.)
+fn end_of_transaction(shared: &mut Shared, through: u64, committed: bool) {
+    let survives = |portal: &mut Portal| {
+        let lives = portal.hold && (portal.kept || committed);
+        portal.kept = lives;
+        lives
+    };
+    shared
+        .portals
+        .retain(|_, slot| slot.by > through || slot.entry.as_mut().is_some_and(survives));
     for item in shared.items.iter_mut() {
-        if let ItemKind::Mutation {
-            namespace: Namespace::Portal,
-            previous,
-            ..
-        } = &mut item.kind
-        {
-            *previous = None;
+        for change in item_changes(&mut item.kind) {
+            if change.namespace == Namespace::Portal {
+                let lives = match &mut change.previous {
+                    Some(MutationEntry::Portal(p)) => survives(p),
+                    _ => false,
+                };
+                if !lives {
+                    change.previous = None;
+                }
+            }
         }
+    }
+}
+
+/// The name changes an item makes.
+fn item_changes(kind: &mut ItemKind) -> Box<dyn Iterator<Item = &mut Change> + '_> {
+    match kind {
+        ItemKind::Mutation { change, .. } => Box::new(std::iter::once(change)),
+        ItemKind::Statement(run) => Box::new(run.changes.iter_mut().map(|(_, c)| c)),
+        _ => Box::new(std::iter::empty()),
     }
 }
 
@@ -747,17 +766,41 @@ fn pop_settle(ctx: &SessionContext, shared: &mut Shared, outcome: Outcome) {
                 Outcome::Failed => StatementStatus::Error,
                 Outcome::Skipped => StatementStatus::Skipped,
             };
+            let mut run = run;
+            // Each statement of a text that completed sent its CommandComplete; an error ends
+            // the text, so the statements from the first without one did not run.
+            let completed = match outcome {
+                Outcome::Ok => run.tags.len(),
+                Outcome::Failed | Outcome::Skipped => 0,
+            };
+            let changes = std::mem::take(&mut run.changes);
+            for (index, change) in changes.into_iter().rev() {
+                if index < completed {
+                    settle_ok(shared, change.namespace, &change.name, item.id);
+                } else {
+                    settle_undone(
+                        shared,
+                        change.namespace,
+                        &change.name,
+                        item.id,
+                        change.previous,
+                    );
+                }
+            }
             let rows = finish_run(ctx, shared, run, status);
             shared.totals.statements += 1;
             shared.totals.rows += rows;
         }
         ItemKind::Mutation {
-            namespace,
-            name,
-            previous,
+            change,
             failure_keeps_previous,
             ..
         } => {
+            let Change {
+                namespace,
+                name,
+                previous,
+            } = change;
             let result = match outcome {
                 Outcome::Ok => return settle_ok(shared, namespace, &name, item.id),
                 Outcome::Failed if !failure_keeps_previous => None,
@@ -825,15 +868,9 @@ fn settle_undone(
         return;
     }
     for item in shared.items.iter_mut() {
-        if let ItemKind::Mutation {
-            namespace: ns,
-            name: n,
-            previous,
-            ..
-        } = &mut item.kind
-        {
-            if *ns == namespace && n == name {
-                *previous = result;
+        for change in item_changes(&mut item.kind) {
+            if change.namespace == namespace && &change.name == name {
+                change.previous = result;
                 return;
             }
         }

@@ -9,9 +9,10 @@
 //! the server's transaction state and the client's view of the protocol in step without Vigil
 //! having to fake a server.
 
+use super::names::{self, Named, Position};
 use super::{
-    Internal, Item, ItemKind, LexSettings, Link, MutationEntry, Namespace, Portal, Prepared, Run,
-    SessionContext, Slot,
+    Change, Internal, Item, ItemKind, LexSettings, Link, MutationEntry, Namespace, Portal,
+    Prepared, Run, SessionContext, Slot,
 };
 use crate::catalog::SessionCatalog;
 use crate::codec::{next_frame, Frame};
@@ -34,7 +35,7 @@ use vigil_core::event::{
 };
 use vigil_core::EventDraft;
 use vigil_policy::{Decision, Denial, Grant};
-use vigil_sql::{Access, CommandClass, Hazard, StatementAccess};
+use vigil_sql::{Access, CommandClass, Hazard};
 
 /// The portal name of stand-in Executes. Clients may not use it (a Bind naming it is refused),
 /// so the server always answers "portal does not exist".
@@ -42,17 +43,20 @@ pub(crate) const STAND_IN_PORTAL: &[u8] = b"\x01vigil-refused";
 
 const READ_CHUNK: usize = 16 * 1024;
 
-/// The portal an Execute runs and the prepared statement it was bound from.
-/// An Execute's portal, its prepared statement and its result formats.
-type PortalNames = (Arc<[u8]>, Arc<[u8]>, Arc<[u8]>);
-
-/// A replacement of one message's bytes in the forwarded batch.
+/// A change to the forwarded batch: `start..end` replaced.
 struct Edit {
     start: usize,
     end: usize,
+    with: EditKind,
+}
+
+enum EditKind {
     /// The stand-in, with a Sync when the refused message was not itself inside a pipeline
     /// (simple Query, FunctionCall): the client will wait for ReadyForQuery.
-    with_sync: bool,
+    StandIn { with_sync: bool },
+    /// These bytes instead: Vigil's own message inserted (`end == start`), or nothing (a
+    /// message the server would skip).
+    Replace(Vec<u8>),
 }
 
 /// A statement of the current batch, in case the audit trail refuses the batch.
@@ -61,6 +65,21 @@ struct BatchStatement {
     start: usize,
     end: usize,
     simple: bool,
+}
+
+/// A statement about to be forwarded, for [`Frontend::start_statement`].
+struct Start {
+    protocol: StatementProtocol,
+    /// The text that runs (for an Execute, the prepared statement's).
+    shape: Arc<StatementShape>,
+    prepared_statement: Option<String>,
+    parameters: Option<RecordedParameters>,
+    grant: Option<Arc<Grant>>,
+    request_id: Option<String>,
+    /// An Execute's result formats (from its Bind).
+    result_formats: Option<Arc<[u8]>>,
+    /// The names it uses and what it does to them.
+    named: Option<Named>,
 }
 
 /// What scanning a message decided.
@@ -165,10 +184,12 @@ struct Frontend<'a> {
     catalog_stale: bool,
     /// Extended-protocol messages were sent since the last Sync (no internal query then).
     in_segment: bool,
+    /// Vigil refused a message of this extended-protocol segment: the server will fail its
+    /// stand-in and skip everything up to the Sync, so what follows until then is neither
+    /// decided nor recorded (nor sent: the server would ignore it).
+    skipping: bool,
     /// The catalog was just read again for the message being looked at (read it once only).
     just_refreshed: bool,
-    /// Statements prepared with SQL `PREPARE`, by name, for `EXECUTE`.
-    sql_prepared: HashMap<String, StatementAccess>,
     /// Item id of the last statement (Query, Execute, FunctionCall) forwarded.
     last_statement: u64,
     /// The item after `last_statement` that the server will answer with ReadyForQuery (the
@@ -279,8 +300,8 @@ where
         catalog,
         catalog_stale: false,
         in_segment: false,
+        skipping: false,
         just_refreshed: false,
-        sql_prepared: HashMap::new(),
         last_statement: 0,
         ready_after_last_statement: None,
         execute_may_copy_in: false,
@@ -464,28 +485,6 @@ impl Frontend<'_> {
         }
     }
 
-    /// `access` with `EXECUTE name` replaced by what `PREPARE name` prepared in this session.
-    fn with_prepared<'b>(&self, access: &'b Access) -> Cow<'b, Access> {
-        if !access.statements.iter().any(|s| {
-            s.hazards
-                .iter()
-                .any(|h| matches!(h, Hazard::Execute { .. }))
-        }) {
-            return Cow::Borrowed(access);
-        }
-        let mut copy = access.clone();
-        for statement in &mut copy.statements {
-            let name = statement.hazards.iter().find_map(|h| match h {
-                Hazard::Execute { name } => Some(name.clone()),
-                _ => None,
-            });
-            if let Some(prepared) = name.and_then(|n| self.sql_prepared.get(&n)) {
-                *statement = prepared.clone();
-            }
-        }
-        Cow::Owned(copy)
-    }
-
     /// Drops the grants the session may no longer use: revoked ones (a session that holds
     /// others goes on without them), and elevations that ended. The second line follows.
     fn prune_grants(&mut self) {
@@ -516,18 +515,17 @@ impl Frontend<'_> {
         *self.ctx.policy.withheld.write() = Arc::new(withheld);
     }
 
-    /// Decides a statement under the session's grants. `EXECUTE name` is decided on what
-    /// `PREPARE name` prepared in this session (an unknown name is refused).
-    fn decide(&mut self, access: &Access) -> Result<Arc<Grant>, (Denial, Option<String>)> {
+    /// Decides a statement under the session's grants. `checked` has each `EXECUTE name` and
+    /// `FETCH name` merged with what the name runs ([`names::resolve`]).
+    fn decide(&mut self, checked: &Access) -> Result<Arc<Grant>, (Denial, Option<String>)> {
         self.prune_grants();
-        let checked = self.with_prepared(access);
         match vigil_policy::decide(
             &self.grants,
-            &checked,
+            checked,
             &self.catalog.functions(),
             vigil_core::Timestamp::now(),
         ) {
-            Decision::Allow(g) => match self.masking_refusal(&checked) {
+            Decision::Allow(g) => match self.masking_refusal(checked) {
                 Some(denial) => Err((denial, Some(g.id.clone()))),
                 None => Ok(g),
             },
@@ -537,31 +535,34 @@ impl Frontend<'_> {
 
     /// The approval-required policy whose scope would allow what the session's grants refuse,
     /// if any (and if nothing else, masking, would refuse it anyway).
-    fn elevation_for(&self, access: &Access) -> Option<String> {
+    fn elevation_for(&self, checked: &Access) -> Option<String> {
         if self.ctx.policy.elevations.is_empty() || self.ctx.approvals.is_none() {
             return None;
         }
-        let checked = self.with_prepared(access);
         let now = vigil_core::Timestamp::now();
         let functions = self.catalog.functions();
         let elevation = self.ctx.policy.elevations.iter().find(|e| {
             e.scope.window.as_ref().is_none_or(|w| w.is_open(now))
-                && e.scope.check(&checked, &functions).is_ok()
+                && e.scope.check(checked, &functions).is_ok()
         })?;
-        if self.masking_refusal(&checked).is_some() {
+        if self.masking_refusal(checked).is_some() {
             return None;
         }
         Some(elevation.policy.clone())
     }
 
-    /// Decides a statement, with per-statement review (`review`: the bytes an approval is for,
-    /// and whether they hold literals) and elevation.
-    fn verdict(&mut self, access: &Arc<Access>, review: Option<(&[u8], bool)>) -> Verdict {
+    /// Decides a statement (its names looked up), with per-statement review (`review`: the
+    /// bytes an approval is for, and whether they hold literals) and elevation.
+    fn verdict(&mut self, named: &Named, review: Option<(&[u8], bool)>) -> Verdict {
         let reviewed = match self.resolved.take() {
             Some(Resolved::Refused(r)) => return Verdict::Deny(r),
             Some(Resolved::Reviewed { request_id }) => Some(request_id),
             None => None,
         };
+        if let Some(denial) = &named.refused {
+            return Verdict::Deny((denial.clone(), None).into());
+        }
+        let access = &named.checked;
         match self.decide(access) {
             Ok(grant) => {
                 if let (Some(reviewer), Some((exact, literals))) = (&self.ctx.review, review) {
@@ -821,22 +822,12 @@ impl Frontend<'_> {
         None
     }
 
-    /// Bookkeeping after a statement was allowed: SQL-level prepared statements, and whether
-    /// the catalog must be read again.
-    fn allowed(&mut self, access: &Access) {
-        for s in &access.statements {
-            for h in &s.hazards {
-                match h {
-                    Hazard::Prepare { name } => {
-                        let mut inner = s.clone();
-                        inner
-                            .hazards
-                            .retain(|h| !matches!(h, Hazard::Prepare { .. }));
-                        self.sql_prepared.insert(name.clone(), inner);
-                    }
-                    Hazard::SetSearchPath => self.catalog_stale = true,
-                    _ => {}
-                }
+    /// Bookkeeping after a statement was allowed: whether the catalog must be read again.
+    /// (What it does to the session's names is applied with its record: [`Self::apply`].)
+    fn allowed(&mut self, checked: &Access) {
+        for s in &checked.statements {
+            if s.hazards.contains(&Hazard::SetSearchPath) {
+                self.catalog_stale = true;
             }
             let command = s.command.as_str();
             if s.class == CommandClass::Ddl
@@ -847,16 +838,127 @@ impl Frontend<'_> {
             {
                 self.catalog_stale = true;
             }
-            if matches!(command, "DISCARD ALL" | "DISCARD") || s.command == "DEALLOCATE ALL" {
-                self.sql_prepared.clear();
-            } else if command == "DEALLOCATE" {
-                // `DEALLOCATE [PREPARE] name`: the name is an identifier, kept in the text.
-                let text = access.shape.text.trim_end_matches(';').trim();
-                if let Some(name) = text.split_whitespace().last() {
-                    self.sql_prepared.remove(name.trim_matches('"'));
-                }
-            }
         }
+    }
+
+    /// The key of a name in a protocol message; `None`: refuse the message.
+    fn name_key(&self, raw: &[u8]) -> Option<Arc<[u8]>> {
+        if raw.is_ascii() {
+            return Some(raw.into());
+        }
+        let encoding = self.link.shared.lock().lex.encoding;
+        names::protocol_key(raw, encoding)
+    }
+
+    /// Whether result rows must be read with their RowDescription: the session has masking or
+    /// columns to withhold.
+    fn needs_row_plans(&self) -> bool {
+        self.ctx.masking.is_some() || !self.ctx.policy.withheld.read().is_empty()
+    }
+
+    /// Sends Vigil's own Describe of `portal` just before the Execute at `at`: the rows an
+    /// Execute returns come without a RowDescription, and a client need not have asked for one
+    /// (or may have asked before the portal's name was reused), so Vigil asks for itself; the
+    /// backend half reads the rows with the answer and keeps it from the client.
+    fn describe_before(&mut self, at: usize, raw_name: &[u8]) {
+        let mut bytes = Vec::with_capacity(raw_name.len() + 7);
+        Describe {
+            target: Target::Portal,
+            name: raw_name,
+        }
+        .encode(&mut bytes);
+        let id = self.new_item_id();
+        self.link.shared.lock().items.push_back(Item {
+            id,
+            kind: ItemKind::Describe { injected: true },
+            refusal: None,
+        });
+        self.edits.push(Edit {
+            start: at,
+            end: at,
+            with: EditKind::Replace(bytes),
+        });
+    }
+
+    /// Where the scan is, for [`names::lookup`].
+    fn position(&self, popped_through: u64) -> Position {
+        Position {
+            popped_through,
+            segment: self.segment,
+        }
+    }
+
+    /// Looks up the names a text uses; `Err(id)`: wait for item `id` first.
+    fn resolve(&self, access: &Arc<Access>) -> Result<Named, u64> {
+        let shared = self.link.shared.lock();
+        let at = self.position(shared.popped_through);
+        names::resolve(access, &shared, at, &self.ctx.limits)
+    }
+
+    /// Applies what a statement forwarded as item `id` does to the session's names: at once
+    /// (what follows is read against it), provisionally (settled by the server's answer).
+    fn apply(&self, named: Named, id: u64) -> Vec<(usize, Change)> {
+        if named.changes.is_empty() {
+            return Vec::new();
+        }
+        let mut shared = self.link.shared.lock();
+        let mut applied = Vec::with_capacity(named.changes.len());
+        for change in named.changes {
+            let names::NameChange {
+                statement: index,
+                namespace,
+                name,
+                entry,
+            } = change;
+            let segment = self.segment;
+            let previous = match (namespace, entry) {
+                (Namespace::Statement, entry) => {
+                    let entry = entry.and_then(|e| match e {
+                        MutationEntry::Statement(p) => Some(p),
+                        MutationEntry::Portal(_) => None,
+                    });
+                    shared
+                        .statements
+                        .insert(
+                            name.clone(),
+                            Slot {
+                                entry,
+                                by: id,
+                                segment,
+                            },
+                        )
+                        .and_then(|s| s.entry)
+                        .map(MutationEntry::Statement)
+                }
+                (Namespace::Portal, entry) => {
+                    let entry = entry.and_then(|e| match e {
+                        MutationEntry::Portal(p) => Some(p),
+                        MutationEntry::Statement(_) => None,
+                    });
+                    shared
+                        .portals
+                        .insert(
+                            name.clone(),
+                            Slot {
+                                entry,
+                                by: id,
+                                segment,
+                            },
+                        )
+                        .and_then(|s| s.entry)
+                        .map(MutationEntry::Portal)
+                }
+            };
+            applied.push((
+                index,
+                Change {
+                    namespace,
+                    name,
+                    previous,
+                },
+            ));
+        }
+        applied
     }
 
     /// Refuses a statement the grants do not allow: recorded as PolicyDenied, never forwarded.
@@ -878,7 +980,9 @@ impl Frontend<'_> {
         self.statement_seq += 1;
         let error = {
             // A name that does not exist is reported as PostgreSQL reports it.
-            let message = if denial.rule == "unresolved" && denial.sqlstate != "42501" {
+            let message = if matches!(denial.rule, "unresolved" | "unknown_name")
+                && denial.sqlstate != "42501"
+            {
                 denial.reason.clone()
             } else {
                 format!("Vigil refused this statement: {}", denial.reason)
@@ -959,6 +1063,7 @@ impl Frontend<'_> {
     /// Refuses the message at `start..end` with `error`: it is replaced by a stand-in whose
     /// error the backend swaps for this one.
     fn refuse(&mut self, start: usize, end: usize, error: Arc<[u8]>, with_sync: bool) {
+        self.skipping |= !with_sync;
         let id = self.new_item_id();
         self.link.shared.lock().items.push_back(Item {
             id,
@@ -970,57 +1075,50 @@ impl Frontend<'_> {
         self.edits.push(Edit {
             start,
             end,
-            with_sync,
+            with: EditKind::StandIn { with_sync },
         });
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn start_statement(
-        &mut self,
-        protocol: StatementProtocol,
-        shape: Arc<StatementShape>,
-        prepared_statement: Option<String>,
-        parameters: Option<RecordedParameters>,
-        start: usize,
-        end: usize,
-        grant: Option<&Grant>,
-        names: Option<PortalNames>,
-        request_id: Option<String>,
-    ) {
+    /// Records a statement as started (its draft joins the batch) and queues its run; what it
+    /// does to the session's names is applied now, provisionally.
+    fn start_statement(&mut self, s: Start, start: usize, end: usize) {
         self.statement_seq += 1;
         let seq = self.statement_seq;
-        let simple = protocol != StatementProtocol::Extended;
-        let copies_in = may_copy_in(&shape);
+        let simple = s.protocol != StatementProtocol::Extended;
+        let copies_in = may_copy_in(&s.shape);
         // With one grant, the session's start record says which; with several, this record does.
-        let grant_id = grant
+        let grant_id = s
+            .grant
+            .as_ref()
             .filter(|_| self.grants.len() > 1)
             .map(|g| g.id.clone());
+        let id = self.new_item_id();
+        let (executed, changes) = match s.named {
+            Some(mut named) => (std::mem::take(&mut named.executed), self.apply(named, id)),
+            None => (Vec::new(), Vec::new()),
+        };
         self.drafts
             .push(self.ctx.draft(Event::StatementStarted(StatementStarted {
                 statement_seq: seq,
-                protocol,
-                shape,
-                prepared_statement,
-                parameters,
+                protocol: s.protocol,
+                shape: s.shape,
+                prepared_statement: s.prepared_statement,
+                parameters: s.parameters,
                 grant_id,
-                request_id,
+                request_id: s.request_id,
+                executed,
             })));
-        let id = self.new_item_id();
         let mut run = Run::new(seq, simple);
-        run.row_cap = grant.and_then(|g| g.scope.row_cap);
-        let mut shared = self.link.shared.lock();
-        if let Some((portal, statement, formats)) = names {
-            run.plan = shared.statement_masks.get(&statement).cloned();
+        run.row_cap = s.grant.as_ref().and_then(|g| g.scope.row_cap);
+        run.changes = changes;
+        if let Some(formats) = s.result_formats {
             run.result_formats = formats;
-            run.portal = Some(portal);
-            run.statement = Some(statement);
         }
-        shared.items.push_back(Item {
+        self.link.shared.lock().items.push_back(Item {
             id,
             kind: ItemKind::Statement(Box::new(run)),
             refusal: None,
         });
-        drop(shared);
         self.last_statement = id;
         // A simple statement is answered with ReadyForQuery (once the client ends its COPY
         // FROM STDIN, if it starts one); an Execute waits for a Sync.
@@ -1065,6 +1163,28 @@ impl Frontend<'_> {
     /// Looks at one message. `Err` is a protocol violation (message for the client).
     fn scan(&mut self, frame: Frame<'_>, start: usize, end: usize) -> Result<Step, String> {
         let body = frame.body;
+        if self.skipping
+            && matches!(
+                frame.tag,
+                tag::PARSE
+                    | tag::BIND
+                    | tag::DESCRIBE
+                    | tag::EXECUTE
+                    | tag::CLOSE
+                    | tag::QUERY
+                    | tag::FUNCTION_CALL
+                    | tag::FLUSH
+            )
+        {
+            // The server ignores these until the Sync (it failed Vigil's stand-in): so does
+            // Vigil, and it keeps them from the server, which would only skip them.
+            self.edits.push(Edit {
+                start,
+                end,
+                with: EditKind::Replace(Vec::new()),
+            });
+            return Ok(Step::Next);
+        }
         if !matches!(
             frame.tag,
             tag::SYNC | tag::FLUSH | tag::COPY_DATA | tag::EXECUTE
@@ -1115,21 +1235,35 @@ impl Frontend<'_> {
                 if may_refresh && has_unresolved(&access) {
                     return Ok(Step::RefreshCatalog);
                 }
-                match self.verdict(&access, Some((q.text, true))) {
+                let named = match self.resolve(&access) {
+                    Err(id) => return Ok(Step::WaitFor(id)),
+                    Ok(named) => named,
+                };
+                match self.verdict(&named, Some((q.text, true))) {
                     Verdict::Hold(hold) => return Ok(Step::Hold(hold)),
                     Verdict::Allow { grant, request_id } => {
-                        self.allowed(&access);
+                        self.allowed(&named.checked);
+                        let changes_names = !named.changes.is_empty();
                         self.start_statement(
-                            StatementProtocol::Simple,
-                            access.shape.clone(),
-                            None,
-                            None,
+                            Start {
+                                protocol: StatementProtocol::Simple,
+                                shape: access.shape.clone(),
+                                prepared_statement: None,
+                                parameters: None,
+                                grant: Some(grant),
+                                request_id,
+                                result_formats: None,
+                                named: Some(named),
+                            },
                             start,
                             end,
-                            Some(&grant),
-                            None,
-                            request_id,
                         );
+                        if changes_names {
+                            // Whether a simple query's changes took effect is known only at its
+                            // ReadyForQuery, and an error in it does not make the server skip
+                            // what follows: what follows must not rely on them until then.
+                            self.segment += 1;
+                        }
                     }
                     Verdict::Deny(refused) => self.deny(
                         StatementProtocol::Simple,
@@ -1147,23 +1281,75 @@ impl Frontend<'_> {
                     Err(id) => return Ok(Step::WaitFor(id)),
                     Ok(reading) => reading,
                 };
-                let access = self
-                    .access_of(p.query, reading)
-                    .unwrap_or_else(unreadable_access);
-                if may_refresh && has_unresolved(&access) {
+                let access = self.access_of(p.query, reading);
+                if may_refresh && access.as_ref().is_some_and(|a| has_unresolved(a)) {
                     self.in_segment = false;
                     return Ok(Step::RefreshCatalog);
                 }
-                let id = self.next_item + 1;
-                let mut shared = self.link.shared.lock();
-                let popped = shared.popped_through;
-                let slot = shared.statements.get(p.name);
-                if let Some(slot) = slot {
-                    if slot.by > popped && slot.segment < self.segment {
-                        return Ok(Step::WaitFor(slot.by));
+                let shape = access
+                    .as_ref()
+                    .map_or_else(withheld_shape, |a| a.shape.clone());
+                let Some(name) = self.name_key(p.name) else {
+                    let refused = (names::unreadable_name(), None).into();
+                    self.deny(
+                        StatementProtocol::Extended,
+                        shape,
+                        refused,
+                        start,
+                        end,
+                        false,
+                    );
+                    return Ok(Step::Next);
+                };
+                {
+                    let shared = self.link.shared.lock();
+                    let at = self.position(shared.popped_through);
+                    if let Err(id) = names::lookup(&shared.statements, &name, at) {
+                        return Ok(Step::WaitFor(id));
                     }
                 }
-                if slot.is_none()
+                // Decided at Parse already: a text Vigil refuses never reaches the server, under
+                // any name, so no later message (Bind, `EXECUTE`, a name reused by `PREPARE`)
+                // can make the server run it. Bind and Execute decide again (grants expire).
+                let refused = match &access {
+                    None => Some((unreadable(), None).into()),
+                    Some(access) => {
+                        let named = match self.resolve(access) {
+                            Err(id) => return Ok(Step::WaitFor(id)),
+                            Ok(named) => named,
+                        };
+                        match self.verdict(&named, None) {
+                            Verdict::Hold(hold) => return Ok(Step::Hold(hold)),
+                            Verdict::Allow { .. } => None,
+                            Verdict::Deny(refused) => Some(refused),
+                        }
+                    }
+                };
+                if let Some(refused) = refused {
+                    if name.is_empty() {
+                        // PostgreSQL drops the unnamed statement before parsing a new one; the
+                        // server keeps it here (it never saw the Parse), so Vigil forgets it:
+                        // a Bind of it is refused, never run as the old text.
+                        let mut shared = self.link.shared.lock();
+                        shared.statements.remove(&name);
+                    }
+                    self.deny(
+                        StatementProtocol::Extended,
+                        shape,
+                        refused,
+                        start,
+                        end,
+                        false,
+                    );
+                    return Ok(Step::Next);
+                }
+                let Some(access) = access else {
+                    unreachable!("an unreadable text is refused above");
+                };
+                let id = self.next_item + 1;
+                let mut shared = self.link.shared.lock();
+                let existing = shared.statements.get(&name);
+                if existing.is_none()
                     && shared.statements.len() >= self.ctx.limits.max_prepared_statements
                 {
                     drop(shared);
@@ -1180,10 +1366,7 @@ impl Frontend<'_> {
                     );
                     return Ok(Step::Next);
                 }
-                let name: Arc<[u8]> = p.name.into();
-                let previous = shared
-                    .statements
-                    .get(p.name)
+                let previous = existing
                     .and_then(|s| s.entry.clone())
                     .map(MutationEntry::Statement);
                 shared.statements.insert(
@@ -1200,10 +1383,12 @@ impl Frontend<'_> {
                 shared.items.push_back(Item {
                     id,
                     kind: ItemKind::Mutation {
-                        namespace: Namespace::Statement,
                         failure_keeps_previous: !name.is_empty(),
-                        name,
-                        previous,
+                        change: Change {
+                            namespace: Namespace::Statement,
+                            name,
+                            previous,
+                        },
                         answered_by: crate::messages::tag::backend::PARSE_COMPLETE,
                     },
                     refusal: None,
@@ -1223,23 +1408,33 @@ impl Frontend<'_> {
                     return Ok(Step::Next);
                 }
                 let parameters = self.record_parameters(&b);
-                let id = self.next_item + 1;
-                let shared = self.link.shared.lock();
-                let popped = shared.popped_through;
-                let statement = match shared.statements.get(b.statement) {
-                    Some(slot) if slot.by > popped && slot.segment < self.segment => {
-                        return Ok(Step::WaitFor(slot.by))
-                    }
-                    Some(slot) => slot.entry.clone(),
-                    None => None,
+                let (Some(statement_key), Some(portal_key)) =
+                    (self.name_key(b.statement), self.name_key(b.portal))
+                else {
+                    let refused = (names::unreadable_name(), None).into();
+                    self.deny(
+                        StatementProtocol::Extended,
+                        withheld_shape(),
+                        refused,
+                        start,
+                        end,
+                        false,
+                    );
+                    return Ok(Step::Next);
                 };
-                if let Some(slot) = shared.portals.get(b.portal) {
-                    if slot.by > popped && slot.segment < self.segment {
-                        return Ok(Step::WaitFor(slot.by));
+                let statement = {
+                    let shared = self.link.shared.lock();
+                    let at = self.position(shared.popped_through);
+                    let statement = match names::lookup(&shared.statements, &statement_key, at) {
+                        Err(id) => return Ok(Step::WaitFor(id)),
+                        Ok(statement) => statement,
+                    };
+                    if let Err(id) = names::lookup(&shared.portals, &portal_key, at) {
+                        return Ok(Step::WaitFor(id));
                     }
-                }
+                    statement
+                };
                 let Some(statement) = statement else {
-                    drop(shared);
                     let what = if b.statement.is_empty() {
                         "unnamed prepared statement does not exist".to_string()
                     } else {
@@ -1256,31 +1451,27 @@ impl Frontend<'_> {
                     );
                     return Ok(Step::Next);
                 };
-                // Decided already at Bind, not only at Execute: binding an unnamed statement
+                // Decided again at Bind, not only at Execute: binding an unnamed statement
                 // plans it, and planning evaluates immutable and stable functions (constant
-                // folding, estimates), so a refused statement must not get that far. Execute
-                // decides again (grants expire in between); this Bind's portal is not created,
-                // so the client's Execute of it is refused as unknown, and skipped by the
-                // server after this error anyway.
-                drop(shared);
-                let refused = if statement.access.parse_error.as_deref()
-                    == Some(unreadable().reason.as_str())
-                {
-                    Some((unreadable(), None).into())
-                } else {
-                    // Review is at Execute (each run); an elevation is asked for here, at the
-                    // first decision.
-                    match self.verdict(&statement.access, None) {
-                        Verdict::Hold(hold) => return Ok(Step::Hold(hold)),
-                        Verdict::Allow { .. } => None,
-                        Verdict::Deny(refused) => Some(refused),
-                    }
+                // folding, estimates), so a refused statement must not get that far (grants
+                // expire between Parse and Bind). Execute decides again; this Bind's portal is
+                // not created, so the client's Execute of it is refused as unknown, and skipped
+                // by the server after this error anyway. Review is at Execute (each run); an
+                // elevation is asked for here, at the first decision that needs one.
+                let named = match self.resolve(&statement.access) {
+                    Err(id) => return Ok(Step::WaitFor(id)),
+                    Ok(named) => named,
+                };
+                let refused = match self.verdict(&named, None) {
+                    Verdict::Hold(hold) => return Ok(Step::Hold(hold)),
+                    Verdict::Allow { .. } => None,
+                    Verdict::Deny(refused) => Some(refused),
                 };
                 if let Some(refused) = refused {
                     // The portal name now names nothing Vigil will run: the client's Execute
                     // of it is refused (the server skips it after this error anyway), rather
                     // than deciding on whatever portal had the name before.
-                    if let Some(slot) = self.link.shared.lock().portals.get_mut(b.portal) {
+                    if let Some(slot) = self.link.shared.lock().portals.get_mut(&portal_key) {
                         *slot = Slot {
                             entry: None,
                             by: self.next_item + 1,
@@ -1297,8 +1488,9 @@ impl Frontend<'_> {
                     );
                     return Ok(Step::Next);
                 }
+                let id = self.next_item + 1;
                 let mut shared = self.link.shared.lock();
-                if !shared.portals.contains_key(b.portal)
+                if !shared.portals.contains_key(&portal_key)
                     && shared.portals.len() >= self.ctx.limits.max_portals
                 {
                     drop(shared);
@@ -1317,10 +1509,10 @@ impl Frontend<'_> {
                     );
                     return Ok(Step::Next);
                 }
-                let name: Arc<[u8]> = b.portal.into();
+                let name = portal_key;
                 let previous = shared
                     .portals
-                    .get(b.portal)
+                    .get(&name)
                     .and_then(|s| s.entry.clone())
                     .map(MutationEntry::Portal);
                 shared.portals.insert(
@@ -1329,9 +1521,11 @@ impl Frontend<'_> {
                         entry: Some(Portal {
                             shape: statement.shape,
                             access: statement.access,
-                            statement_name: b.statement.into(),
+                            statement_name: statement_key,
                             parameters,
                             result_formats: b.result_formats.into(),
+                            hold: false,
+                            kept: false,
                         }),
                         by: id,
                         segment: self.segment,
@@ -1340,10 +1534,12 @@ impl Frontend<'_> {
                 shared.items.push_back(Item {
                     id,
                     kind: ItemKind::Mutation {
-                        namespace: Namespace::Portal,
                         failure_keeps_previous: !name.is_empty(),
-                        name,
-                        previous,
+                        change: Change {
+                            namespace: Namespace::Portal,
+                            name,
+                            previous,
+                        },
                         answered_by: crate::messages::tag::backend::BIND_COMPLETE,
                     },
                     refusal: None,
@@ -1353,16 +1549,25 @@ impl Frontend<'_> {
             }
             tag::EXECUTE => {
                 let e = Execute::decode(body).map_err(|e| e.to_string())?;
+                let Some(portal_key) = self.name_key(e.portal) else {
+                    let refused = (names::unreadable_name(), None).into();
+                    self.deny(
+                        StatementProtocol::Extended,
+                        withheld_shape(),
+                        refused,
+                        start,
+                        end,
+                        false,
+                    );
+                    self.copy_window = None;
+                    return Ok(Step::Next);
+                };
                 let portal = {
                     let shared = self.link.shared.lock();
-                    match shared.portals.get(e.portal) {
-                        Some(slot)
-                            if slot.by > shared.popped_through && slot.segment < self.segment =>
-                        {
-                            return Ok(Step::WaitFor(slot.by))
-                        }
-                        Some(slot) => slot.entry.clone(),
-                        None => None,
+                    let at = self.position(shared.popped_through);
+                    match names::lookup(&shared.portals, &portal_key, at) {
+                        Err(id) => return Ok(Step::WaitFor(id)),
+                        Ok(portal) => portal,
                     }
                 };
                 let Some(portal) = portal else {
@@ -1382,33 +1587,33 @@ impl Frontend<'_> {
                 };
                 let name = (!portal.statement_name.is_empty())
                     .then(|| show_name(&portal.statement_name).into_owned());
+                let named = match self.resolve(&portal.access) {
+                    Err(id) => return Ok(Step::WaitFor(id)),
+                    Ok(named) => named,
+                };
                 // Extended protocol: parameters travel apart, so review is of the statement's
                 // literal-free text.
-                let verdict =
-                    if portal.access.parse_error.as_deref() == Some(unreadable().reason.as_str()) {
-                        Verdict::Deny((unreadable(), None).into())
-                    } else {
-                        self.verdict(&portal.access, Some((portal.shape.text.as_bytes(), false)))
-                    };
-                match verdict {
+                match self.verdict(&named, Some((portal.shape.text.as_bytes(), false))) {
                     Verdict::Hold(hold) => return Ok(Step::Hold(hold)),
                     Verdict::Allow { grant, request_id } => {
-                        self.allowed(&portal.access);
+                        self.allowed(&named.checked);
                         self.execute_may_copy_in = may_copy_in(&portal.shape);
+                        if self.needs_row_plans() {
+                            self.describe_before(start, e.portal);
+                        }
                         self.start_statement(
-                            StatementProtocol::Extended,
-                            portal.shape,
-                            name,
-                            portal.parameters,
+                            Start {
+                                protocol: StatementProtocol::Extended,
+                                shape: portal.shape,
+                                prepared_statement: name,
+                                parameters: portal.parameters,
+                                grant: Some(grant),
+                                request_id,
+                                result_formats: Some(portal.result_formats.clone()),
+                                named: Some(named),
+                            },
                             start,
                             end,
-                            Some(&grant),
-                            Some((
-                                e.portal.into(),
-                                portal.statement_name.clone(),
-                                portal.result_formats.clone(),
-                            )),
-                            request_id,
                         );
                         self.copy_window = Some(self.next_item);
                     }
@@ -1426,65 +1631,73 @@ impl Frontend<'_> {
                 }
             }
             tag::DESCRIBE => {
-                let d = Describe::decode(body).map_err(|e| e.to_string())?;
+                Describe::decode(body).map_err(|e| e.to_string())?;
                 let id = self.new_item_id();
                 self.link.shared.lock().items.push_back(Item {
                     id,
-                    kind: ItemKind::Describe {
-                        target: d.target,
-                        name: d.name.into(),
-                    },
+                    kind: ItemKind::Describe { injected: false },
                     refusal: None,
                 });
             }
             tag::CLOSE => {
                 let c = Close::decode(body).map_err(|e| e.to_string())?;
+                let Some(name) = self.name_key(c.name) else {
+                    let refused = (names::unreadable_name(), None).into();
+                    self.deny(
+                        StatementProtocol::Extended,
+                        withheld_shape(),
+                        refused,
+                        start,
+                        end,
+                        false,
+                    );
+                    return Ok(Step::Next);
+                };
                 let id = self.next_item + 1;
                 let mut shared = self.link.shared.lock();
-                let popped = shared.popped_through;
+                let at = self.position(shared.popped_through);
                 let segment = self.segment;
+
                 let (namespace, previous) = match c.target {
                     Target::Statement => {
-                        if let Some(slot) = shared.statements.get(c.name) {
-                            if slot.by > popped && slot.segment < segment {
-                                return Ok(Step::WaitFor(slot.by));
-                            }
-                        }
-                        let prev = shared.statements.get(c.name).and_then(|s| s.entry.clone());
+                        let previous = match names::lookup(&shared.statements, &name, at) {
+                            Err(id) => return Ok(Step::WaitFor(id)),
+                            Ok(p) => p,
+                        };
                         shared.statements.insert(
-                            c.name.into(),
+                            name.clone(),
                             Slot {
                                 entry: None,
                                 by: id,
                                 segment,
                             },
                         );
-                        (Namespace::Statement, prev.map(MutationEntry::Statement))
+                        (Namespace::Statement, previous.map(MutationEntry::Statement))
                     }
                     Target::Portal => {
-                        if let Some(slot) = shared.portals.get(c.name) {
-                            if slot.by > popped && slot.segment < segment {
-                                return Ok(Step::WaitFor(slot.by));
-                            }
-                        }
-                        let prev = shared.portals.get(c.name).and_then(|s| s.entry.clone());
+                        let previous = match names::lookup(&shared.portals, &name, at) {
+                            Err(id) => return Ok(Step::WaitFor(id)),
+                            Ok(p) => p,
+                        };
                         shared.portals.insert(
-                            c.name.into(),
+                            name.clone(),
                             Slot {
                                 entry: None,
                                 by: id,
                                 segment,
                             },
                         );
-                        (Namespace::Portal, prev.map(MutationEntry::Portal))
+                        (Namespace::Portal, previous.map(MutationEntry::Portal))
                     }
                 };
                 shared.items.push_back(Item {
                     id,
                     kind: ItemKind::Mutation {
-                        namespace,
-                        name: c.name.into(),
-                        previous,
+                        change: Change {
+                            namespace,
+                            name,
+                            previous,
+                        },
                         // Closing a name that does not exist is not an error: only a skip
                         // (after an earlier error) leaves the entry in place.
                         failure_keeps_previous: true,
@@ -1506,6 +1719,7 @@ impl Frontend<'_> {
                 });
                 self.segment += 1;
                 self.in_segment = false;
+                self.skipping = false;
                 // A Sync right after an Execute that may start COPY FROM STDIN may be
                 // swallowed by copy-in mode: only count on one that is sure to be answered.
                 let swallowable = self.copy_window.is_some() && self.execute_may_copy_in;
@@ -1540,15 +1754,18 @@ impl Frontend<'_> {
                 });
                 match grant.cloned() {
                     Some(grant) => self.start_statement(
-                        StatementProtocol::FunctionCall,
-                        shape,
-                        None,
-                        parameters,
+                        Start {
+                            protocol: StatementProtocol::FunctionCall,
+                            shape,
+                            prepared_statement: None,
+                            parameters,
+                            request_id: grant.request_id.clone(),
+                            grant: Some(grant),
+                            result_formats: None,
+                            named: None,
+                        },
                         start,
                         end,
-                        Some(&grant),
-                        None,
-                        grant.request_id.clone(),
                     ),
                     None => {
                         let denial = Denial {
@@ -1615,9 +1832,12 @@ impl Frontend<'_> {
                     self.edits.push(Edit {
                         start: s.start,
                         end: s.end,
-                        with_sync: s.simple,
+                        with: EditKind::StandIn {
+                            with_sync: s.simple,
+                        },
                     });
                 }
+                // Stable: an insertion before a message stays before its stand-in.
                 self.edits.sort_by_key(|e| e.start);
             }
         }
@@ -1629,13 +1849,18 @@ impl Frontend<'_> {
             let mut at = 0;
             for edit in &self.edits {
                 self.out.extend_from_slice(&buf[at..edit.start]);
-                Execute {
-                    portal: STAND_IN_PORTAL,
-                    max_rows: 0,
-                }
-                .encode(&mut self.out);
-                if edit.with_sync {
-                    encode_sync(&mut self.out);
+                match &edit.with {
+                    EditKind::StandIn { with_sync } => {
+                        Execute {
+                            portal: STAND_IN_PORTAL,
+                            max_rows: 0,
+                        }
+                        .encode(&mut self.out);
+                        if *with_sync {
+                            encode_sync(&mut self.out);
+                        }
+                    }
+                    EditKind::Replace(bytes) => self.out.extend_from_slice(bytes),
                 }
                 at = edit.end;
             }
@@ -1660,16 +1885,6 @@ fn unreadable() -> Denial {
         reason: "the statement reads differently depending on settings an earlier statement still in flight may have changed; send it again once that statement has completed".into(),
         sqlstate: "42601",
     }
-}
-
-/// The access of a prepared text Vigil cannot read for certain: unparseable, so refused at
-/// Execute.
-fn unreadable_access() -> Arc<Access> {
-    Arc::new(Access {
-        shape: withheld_shape(),
-        statements: Vec::new(),
-        parse_error: Some(unreadable().reason),
-    })
 }
 
 /// Whether running `shape` may put the server in copy-in mode, where it answers nothing until

@@ -26,6 +26,7 @@
 
 mod backend;
 mod frontend;
+mod names;
 
 use crate::config::Limits;
 use crate::encoding::TextEncoding;
@@ -98,15 +99,21 @@ pub(crate) struct Prepared {
     pub access: Arc<vigil_sql::Access>,
 }
 
-/// A portal as Vigil believes the server holds it.
+/// A portal as Vigil believes the server holds it: bound by the protocol, or a cursor
+/// (`DECLARE`).
 #[derive(Clone, Debug)]
 pub(crate) struct Portal {
     pub shape: Arc<StatementShape>,
     pub access: Arc<vigil_sql::Access>,
+    /// The prepared statement it was bound from (empty for the unnamed one, and for cursors).
     pub statement_name: Arc<[u8]>,
     pub parameters: Option<vigil_core::event::RecordedParameters>,
     /// The Bind's result format codes.
     pub result_formats: Arc<[u8]>,
+    /// A cursor `WITH HOLD`: it outlives its transaction if that commits.
+    pub hold: bool,
+    /// A held cursor whose transaction committed: it lives until closed.
+    pub kept: bool,
 }
 
 /// One name's state in a namespace (statements or portals).
@@ -139,21 +146,29 @@ pub(crate) struct Item {
     pub refusal: Option<Arc<[u8]>>,
 }
 
+/// A change to one name of a namespace, applied when its message is forwarded; `previous` is
+/// the entry before, which the name holds again if the change does not take effect.
+pub(crate) struct Change {
+    pub namespace: Namespace,
+    pub name: Arc<[u8]>,
+    pub previous: Option<MutationEntry>,
+}
+
 pub(crate) enum ItemKind {
-    /// Parse or Bind (or Close): changed `name` in `namespace`; `previous` is the entry before.
+    /// Parse or Bind (or Close): changed one name.
     Mutation {
-        namespace: Namespace,
-        name: Arc<[u8]>,
-        previous: Option<MutationEntry>,
+        change: Change,
         /// What a failure leaves behind: `previous`, or nothing (unnamed statement: PostgreSQL
         /// drops it before parsing the new one).
         failure_keeps_previous: bool,
         /// Close is answered by CloseComplete, Parse by ParseComplete, Bind by BindComplete.
         answered_by: u8,
     },
+    /// A Describe. `injected`: Vigil's own Describe of the portal an Execute runs, sent just
+    /// before it so that the Execute's rows are read with their RowDescription: its answer
+    /// becomes the run's plan and never reaches the client.
     Describe {
-        target: crate::messages::Target,
-        name: Arc<[u8]>,
+        injected: bool,
     },
     /// A query Vigil runs for itself (a catalog refresh): nothing of its answer reaches the
     /// client; the rows go to `done`.
@@ -216,9 +231,10 @@ pub(crate) struct Run {
     pub masked_reported: u64,
     /// Values masked, per column and rule.
     pub tally: crate::masking::MaskTally,
-    /// The portal and prepared statement an Execute runs (to apply a Describe's mask).
-    pub portal: Option<Arc<[u8]>>,
-    pub statement: Option<Arc<[u8]>>,
+    /// Changes to the session's names made by the text's statements (`PREPARE`, `DECLARE`,
+    /// `DEALLOCATE`, `CLOSE`, `DISCARD ALL`), with the index of the statement making each: a
+    /// change takes effect only if its statement completed.
+    pub changes: Vec<(usize, Change)>,
 }
 
 /// The state of an internal query.
@@ -265,8 +281,7 @@ impl Run {
             masked_values: 0,
             tally: Default::default(),
             masked_reported: 0,
-            portal: None,
-            statement: None,
+            changes: Vec::new(),
         }
     }
 
@@ -357,8 +372,9 @@ pub(crate) struct Shared {
     pub ready_through: u64,
     pub statements: HashMap<Arc<[u8]>, Slot<Prepared>>,
     pub portals: HashMap<Arc<[u8]>, Slot<Portal>>,
-    /// Row plans learnt from Describe of a prepared statement, for its later Executes.
-    pub statement_masks: HashMap<Arc<[u8]>, Arc<crate::masking::RowPlan>>,
+    /// An error or a `ROLLBACK` since the last ReadyForQuery outside a transaction: the
+    /// transaction ending next does not commit (its held cursors go with it).
+    pub transaction_failed: bool,
     /// Values masked so far, by entity type (the session's summary).
     pub masked: std::collections::BTreeMap<String, u64>,
     /// Table columns' names by `(table OID, column number)`, for masking rules and evidence.
@@ -377,7 +393,7 @@ impl Shared {
             ready_through: 0,
             statements: HashMap::new(),
             portals: HashMap::new(),
-            statement_masks: HashMap::new(),
+            transaction_failed: false,
             masked: Default::default(),
             names: ColumnNameCache::default(),
             lex: settings.lex(),

@@ -51,6 +51,7 @@ pub(crate) fn statement_access(
         functions: w.functions.into_iter().collect(),
         hazards: w.hazards.into_iter().collect(),
         unresolved: w.unresolved.into_iter().collect(),
+        names: Vec::new(),
     }
 }
 

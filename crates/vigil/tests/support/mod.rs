@@ -2,6 +2,9 @@
 //! the real `vigil` binary in front of it, and helpers to run real clients.
 #![allow(dead_code)]
 
+pub mod raw;
+pub mod serverlog;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
