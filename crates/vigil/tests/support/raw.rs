@@ -241,7 +241,7 @@ impl RawClient {
         port: u16,
         params: &[(&str, &str)],
         token: &str,
-    ) -> Result<RawClient, Fields> {
+    ) -> Result<RawClient, Box<Fields>> {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
@@ -264,7 +264,7 @@ impl RawClient {
                     cstr(&mut b, token.as_bytes());
                     raw.send(&message(b'p', &b));
                 }
-                b'E' => return Err(fields(&body)),
+                b'E' => return Err(Box::new(fields(&body))),
                 b'Z' => return Ok(raw),
                 _ => {}
             }
