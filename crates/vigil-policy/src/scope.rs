@@ -95,9 +95,21 @@ pub struct Scope {
     /// Constructs allowed by name (`do`, `set_role`, `set_search_path`…).
     #[serde(default)]
     pub allow: BTreeSet<Allowance>,
-    /// Most rows a statement may return.
+    /// Most rows a statement may return: counted over its portal or cursor, whatever number
+    /// of Executes or FETCHes bring them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub row_cap: Option<u64>,
+    /// Most bytes of rows a statement may return (counted like `row_cap`): one row can hold a
+    /// whole table (`string_agg`, `array_agg`, `json_agg`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub byte_cap: Option<u64>,
+    /// Most rows a session may receive, over all its statements (paging with OFFSET, many
+    /// cursors…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_row_cap: Option<u64>,
+    /// Most bytes of rows a session may receive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_byte_cap: Option<u64>,
     #[serde(default)]
     pub row_cap_action: RowCapAction,
     /// The session runs upstream in read-only transaction mode, and writes and DDL are refused
@@ -233,6 +245,15 @@ impl Scope {
                 }
                 Err(e) => errors.push(("window.not_after".into(), e.to_string())),
                 Ok(()) => {}
+            }
+        }
+        for (field, value) in [
+            ("byte_cap", self.byte_cap),
+            ("session_row_cap", self.session_row_cap),
+            ("session_byte_cap", self.session_byte_cap),
+        ] {
+            if value == Some(0) {
+                errors.push((field.into(), "must be at least 1".into()));
             }
         }
         if self.row_cap == Some(0) {

@@ -228,7 +228,8 @@ kind = "machine"
 connections = ["ehr"]
 
 # A second machine identity with a narrow scope: it reads encounters and diagnoses and the
-# non-identifying columns of patients, nothing else, at most 100 rows at a time.
+# non-identifying columns of patients, nothing else: at most 100 rows and 64 KiB per statement
+# (however it is fetched), 5,000 rows per session.
 [[identities]]
 name = "demo-analyst"
 kind = "machine"
@@ -265,6 +266,8 @@ commands = ["read", "transaction", "session"]
 relations = ["public.encounters", "public.diagnoses", "public.patients"]
 deny_columns = {{ "public.patients" = ["ssn", "phone", "email", "street", "first_name", "last_name", "date_of_birth"] }}
 row_cap = 100
+byte_cap = 65536
+session_row_cap = 5000
 read_only = true
 max_session = "8h"
 
@@ -364,7 +367,8 @@ Try (masking is on: SSNs, names, dates of birth, contact details and MRNs come o
   SELECT first_name FROM patients WHERE ssn LIKE '9%';   -- refused: a masked column in a filter
 
 "demo-analyst" has a narrow grant (encounters, diagnoses, non-identifying patient columns,
-read-only, 100 rows at most). Watch Vigil refuse what it does not allow:
+read-only, 100 rows and 64 KiB per statement, 5,000 rows per session). Watch Vigil refuse
+what it does not allow:
 
   PGPASSWORD='{analyst}' psql "host={host} port={port} dbname=ehr user=demo-analyst sslmode=disable" \
       -c "SELECT mrn, ssn FROM patients LIMIT 5"

@@ -5,8 +5,8 @@
 //! error is rewritten; every other byte goes out as it came in.
 
 use super::{
-    finish_run, record_masking, Change, Item, ItemKind, Link, MutationEntry, NameLookup, Namespace,
-    Portal, Run, SessionContext, Shared,
+    finish_run, record_masking, CapReached, Change, Delivered, Item, ItemKind, Link, MutationEntry,
+    NameLookup, Namespace, Portal, Run, SessionContext, Shared,
 };
 use crate::codec::{next_frame, pending_len};
 use crate::masking::{self, MaskTally, RowPlan, Scratch};
@@ -204,12 +204,31 @@ fn on_message(
     }
     match kind {
         tag::DATA_ROW | tag::COPY_DATA => {
-            let run = head_run(shared)?;
-            if run.row_cap.is_some_and(|cap| run.forwarded >= cap) {
+            let Shared {
+                items,
+                portals,
+                delivered,
+                ..
+            } = shared;
+            let Some(Item {
+                kind: ItemKind::Statement(run),
+                ..
+            }) = items.front_mut()
+            else {
+                return None;
+            };
+            let admitted = !run.withhold_rows
+                && run
+                    .caps
+                    .as_mut()
+                    .is_none_or(|caps| caps.admit(len as u64, *delivered, portals));
+            if !admitted {
                 run.capped += 1;
                 run.capped_since_tag += 1;
                 return Some(Replacement::Bytes(Arc::from(Vec::new())));
             }
+            delivered.rows += 1;
+            delivered.bytes += len as u64;
             run.forwarded += 1;
             run.rows_since_tag += 1;
             run.bytes += len as u64;
@@ -554,20 +573,32 @@ fn set_plan(run: &mut Run, plan: Option<Arc<RowPlan>>, unreadable: bool) {
         run.result_formats = p.formats.clone();
     }
     run.plan = plan;
-    if unreadable {
-        run.row_cap = Some(0);
-    }
+    run.withhold_rows |= unreadable;
 }
 
 /// A notice saying what was withheld, then the command tag counting what the client got.
 fn withheld_notice(run: &Run, tag_text: &str) -> Arc<[u8]> {
     let mut parts = Vec::new();
     if run.capped_since_tag > 0 {
-        parts.push(format!(
-            "{} rows beyond the grant's row cap of {} were withheld",
-            run.capped_since_tag,
-            run.row_cap.unwrap_or(0)
-        ));
+        let n = run.capped_since_tag;
+        parts.push(match run.caps.as_ref().and_then(|c| c.reached) {
+            Some(CapReached::Rows(cap)) => format!(
+                "{n} rows beyond the grant's row cap of {cap} were withheld (the cap counts \
+                 every row of a statement, over all the Executes or FETCHes of its portal or \
+                 cursor)"
+            ),
+            Some(CapReached::Bytes(cap)) => format!(
+                "{n} rows beyond the grant's byte cap of {cap} bytes per statement were withheld"
+            ),
+            Some(CapReached::SessionRows(cap)) => format!(
+                "{n} rows were withheld: this session has received the {cap} rows its grant allows"
+            ),
+            Some(CapReached::SessionBytes(cap)) => format!(
+                "{n} rows were withheld: this session has received the {cap} bytes of rows its \
+                 grant allows"
+            ),
+            None => format!("{n} rows Vigil could not read were withheld"),
+        });
     }
     if run.masked_values > run.masked_reported {
         parts.push(format!(
@@ -773,6 +804,18 @@ fn pop_settle(ctx: &SessionContext, shared: &mut Shared, outcome: Outcome) {
                 Outcome::Ok => run.tags.len(),
                 Outcome::Failed | Outcome::Skipped => 0,
             };
+            if let Some(caps) = &run.caps {
+                // The portal's count goes on with its next Execute or FETCH.
+                if let Some(portal) = caps.portal.as_ref().and_then(|p| shared.portals.get_mut(p)) {
+                    if let Some(entry) = portal.entry.as_mut() {
+                        let before = caps.before.unwrap_or(entry.delivered);
+                        entry.delivered = Delivered {
+                            rows: before.rows + caps.out.rows,
+                            bytes: before.bytes + caps.out.bytes,
+                        };
+                    }
+                }
+            }
             let changes = std::mem::take(&mut run.changes);
             for (index, change) in changes.into_iter().rev() {
                 if index < completed {

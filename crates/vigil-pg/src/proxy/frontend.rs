@@ -30,8 +30,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use vigil_core::event::{
-    Event, ParameterMode, PolicyDenied, RecordedParameters, SessionEndReason, SessionGrantAdded,
-    StatementProtocol, StatementShape, StatementStarted,
+    Event, NamedKind, ParameterMode, PolicyDenied, RecordedParameters, SessionEndReason,
+    SessionGrantAdded, StatementProtocol, StatementShape, StatementStarted,
 };
 use vigil_core::EventDraft;
 use vigil_policy::{Decision, Denial, Grant};
@@ -78,6 +78,8 @@ struct Start {
     request_id: Option<String>,
     /// An Execute's result formats (from its Bind).
     result_formats: Option<Arc<[u8]>>,
+    /// The portal an Execute runs (its rows count against the grant's caps together).
+    portal: Option<Arc<[u8]>>,
     /// The names it uses and what it does to them.
     named: Option<Named>,
 }
@@ -1097,6 +1099,12 @@ impl Frontend<'_> {
             Some(mut named) => (std::mem::take(&mut named.executed), self.apply(named, id)),
             None => (Vec::new(), Vec::new()),
         };
+        // A FETCH's rows are its cursor's.
+        let portal = executed
+            .iter()
+            .find(|e| e.kind == NamedKind::Portal)
+            .map(|e| Arc::from(e.name.as_bytes()))
+            .or(s.portal);
         self.drafts
             .push(self.ctx.draft(Event::StatementStarted(StatementStarted {
                 statement_seq: seq,
@@ -1109,7 +1117,10 @@ impl Frontend<'_> {
                 executed,
             })));
         let mut run = Run::new(seq, simple);
-        run.row_cap = s.grant.as_ref().and_then(|g| g.scope.row_cap);
+        run.caps = s
+            .grant
+            .as_ref()
+            .and_then(|g| super::ResultCaps::of(&g.scope, portal));
         run.changes = changes;
         if let Some(formats) = s.result_formats {
             run.result_formats = formats;
@@ -1253,6 +1264,7 @@ impl Frontend<'_> {
                                 grant: Some(grant),
                                 request_id,
                                 result_formats: None,
+                                portal: None,
                                 named: Some(named),
                             },
                             start,
@@ -1526,6 +1538,7 @@ impl Frontend<'_> {
                             result_formats: b.result_formats.into(),
                             hold: false,
                             kept: false,
+                            delivered: Default::default(),
                         }),
                         by: id,
                         segment: self.segment,
@@ -1610,6 +1623,7 @@ impl Frontend<'_> {
                                 grant: Some(grant),
                                 request_id,
                                 result_formats: Some(portal.result_formats.clone()),
+                                portal: Some(portal_key),
                                 named: Some(named),
                             },
                             start,
@@ -1762,6 +1776,7 @@ impl Frontend<'_> {
                             request_id: grant.request_id.clone(),
                             grant: Some(grant),
                             result_formats: None,
+                            portal: None,
                             named: None,
                         },
                         start,

@@ -114,6 +114,110 @@ pub(crate) struct Portal {
     pub hold: bool,
     /// A held cursor whose transaction committed: it lives until closed.
     pub kept: bool,
+    /// Rows it has sent the client so far, for the grant's caps: a statement's rows may come in
+    /// several Executes (a row limit per Execute) or FETCHes.
+    pub delivered: Delivered,
+}
+
+/// Rows (DataRow, CopyData) and their bytes sent to the client.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Delivered {
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// Which of the grant's caps withheld rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CapReached {
+    Rows(u64),
+    Bytes(u64),
+    SessionRows(u64),
+    SessionBytes(u64),
+}
+
+/// The grant's caps on what one statement and the session may return, and what went out.
+///
+/// A statement's rows are counted over its portal or cursor, whatever number of Executes (each
+/// with a row limit) or FETCHes bring them; the session's over all its statements. Once a cap
+/// is reached, every further row of the run is withheld (a smaller row after a larger one must
+/// not slip through a byte cap).
+#[derive(Debug, Default)]
+pub(crate) struct ResultCaps {
+    pub rows: Option<u64>,
+    pub bytes: Option<u64>,
+    pub session_rows: Option<u64>,
+    pub session_bytes: Option<u64>,
+    /// The portal or cursor whose rows these are.
+    pub portal: Option<Arc<[u8]>>,
+    /// What that portal delivered before this run (read at the run's first row, when earlier
+    /// Executes of it have finished).
+    pub before: Option<Delivered>,
+    /// What this run delivered.
+    pub out: Delivered,
+    pub reached: Option<CapReached>,
+}
+
+impl ResultCaps {
+    /// Caps from a grant's scope; `None` when it sets none.
+    pub fn of(scope: &vigil_policy::Scope, portal: Option<Arc<[u8]>>) -> Option<Box<ResultCaps>> {
+        let caps = ResultCaps {
+            rows: scope.row_cap,
+            bytes: scope.byte_cap,
+            session_rows: scope.session_row_cap,
+            session_bytes: scope.session_byte_cap,
+            portal,
+            ..Default::default()
+        };
+        (caps.rows.is_some()
+            || caps.bytes.is_some()
+            || caps.session_rows.is_some()
+            || caps.session_bytes.is_some())
+        .then(|| Box::new(caps))
+    }
+
+    /// Whether a row of `len` bytes may go out; counts it if so.
+    pub fn admit(
+        &mut self,
+        len: u64,
+        session: Delivered,
+        portals: &HashMap<Arc<[u8]>, Slot<Portal>>,
+    ) -> bool {
+        if self.reached.is_some() {
+            return false;
+        }
+        let portal = &self.portal;
+        let before = *self.before.get_or_insert_with(|| {
+            portal
+                .as_ref()
+                .and_then(|p| portals.get(p))
+                .and_then(|slot| slot.entry.as_ref())
+                .map(|p| p.delivered)
+                .unwrap_or_default()
+        });
+        let (rows, bytes) = (before.rows + self.out.rows, before.bytes + self.out.bytes);
+        self.reached = match () {
+            _ if self.rows.is_some_and(|cap| rows >= cap) => self.rows.map(CapReached::Rows),
+            _ if self.bytes.is_some_and(|cap| bytes + len > cap) => {
+                self.bytes.map(CapReached::Bytes)
+            }
+            _ if self.session_rows.is_some_and(|cap| session.rows >= cap) => {
+                self.session_rows.map(CapReached::SessionRows)
+            }
+            _ if self
+                .session_bytes
+                .is_some_and(|cap| session.bytes + len > cap) =>
+            {
+                self.session_bytes.map(CapReached::SessionBytes)
+            }
+            _ => None,
+        };
+        if self.reached.is_some() {
+            return false;
+        }
+        self.out.rows += 1;
+        self.out.bytes += len;
+        true
+    }
 }
 
 /// One name's state in a namespace (statements or portals).
@@ -212,8 +316,10 @@ pub(crate) struct Run {
     pub copy_in: bool,
     /// The server answered CopyOutResponse in binary format.
     pub copy_out_binary: bool,
-    /// Most rows the client may receive (the grant's row cap).
-    pub row_cap: Option<u64>,
+    /// The grant's caps on rows and bytes, if it sets any.
+    pub caps: Option<Box<ResultCaps>>,
+    /// No row may go out (its RowDescription could not be read).
+    pub withhold_rows: bool,
     /// Rows received from the server but withheld from the client by the row cap.
     pub capped: u64,
     /// Of those, in the current result set (since the last command tag).
@@ -272,7 +378,8 @@ impl Run {
             refused: false,
             copy_in: false,
             copy_out_binary: false,
-            row_cap: None,
+            caps: None,
+            withhold_rows: false,
             capped: 0,
             capped_since_tag: 0,
             forwarded: 0,
@@ -372,6 +479,8 @@ pub(crate) struct Shared {
     pub ready_through: u64,
     pub statements: HashMap<Arc<[u8]>, Slot<Prepared>>,
     pub portals: HashMap<Arc<[u8]>, Slot<Portal>>,
+    /// Rows and bytes the session sent the client, for the session caps.
+    pub delivered: Delivered,
     /// An error or a `ROLLBACK` since the last ReadyForQuery outside a transaction: the
     /// transaction ending next does not commit (its held cursors go with it).
     pub transaction_failed: bool,
@@ -394,6 +503,7 @@ impl Shared {
             statements: HashMap::new(),
             portals: HashMap::new(),
             transaction_failed: false,
+            delivered: Delivered::default(),
             masked: Default::default(),
             names: ColumnNameCache::default(),
             lex: settings.lex(),

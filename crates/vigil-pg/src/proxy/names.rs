@@ -145,6 +145,7 @@ pub(super) fn resolve(
                         result_formats: Arc::from(&[][..]),
                         hold: *hold,
                         kept: false,
+                        delivered: Default::default(),
                     });
                     text.define(Namespace::Portal, key, Some(entry), index, &mut named)
                 }
