@@ -9,14 +9,15 @@
 # Targets: pg_startup (first packet of a connection), pg_frontend (client messages after
 # login), sql_normalize (the SQL normalizer and analyser), sql_access (the access analysis
 # against a catalog), mask_values (every detector and operator), pg_datarow_rewrite (the
-# masking DataRow rewriter). The corpus grows in fuzz/corpus/<target>/ (not tracked); crashes
+# masking DataRow rewriter), pg_session_names (prepared statements, portals and cursors a text
+# uses, defines or drops, looked up as the proxy does). The corpus grows in fuzz/corpus/<target>/ (not tracked); crashes
 # land in fuzz/artifacts/<target>/; fuzz/dicts/<target>.dict is used where there is one.
 # Needs nightly (used if installed, else RUSTC_BOOTSTRAP=1) and cargo-fuzz (installed if
 # missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all=(pg_startup pg_frontend sql_normalize sql_access mask_values pg_datarow_rewrite)
+all=(pg_startup pg_frontend sql_normalize sql_access mask_values pg_datarow_rewrite pg_session_names)
 targets=("${all[@]}")
 if [[ $# -ge 1 && $1 != all ]]; then targets=("$1"); fi
 seconds="${2:-60}"

@@ -47,6 +47,7 @@ pub use grants::{
     AccessAsk, ApprovalGate, Elevation, ElevationAsk, GrantProvider, Pending, PendingAccess,
     ReviewAsk, Revocations, StatementReview,
 };
+pub use proxy::fuzz_session_names;
 pub use server::{serve, Gateway, GatewayParts};
 pub use tls::{load_server_tls, TlsError};
 

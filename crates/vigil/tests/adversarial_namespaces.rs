@@ -411,6 +411,25 @@ fn one_namespace_for_parse_and_prepare() {
         assert_eq!(e["executed"][0]["kind"], "prepared_statement");
         assert_eq!(e["executed"][0]["name"], "n3");
     }
+    // The statements export carries it.
+    let out = s.cfg.cli(&["export", "statements", "--format", "jsonl"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let row = rows
+        .iter()
+        .find(|r| r["text"] == "EXECUTE n4($1)")
+        .expect("the EXECUTE is exported");
+    assert_eq!(
+        row["executed_texts"],
+        serde_json::json!(["n4: SELECT ssn FROM patients WHERE id = $1"])
+    );
     let checked = serverlog::assert_every_execution_recorded(&s.pg.log(), &records, "adv-ns");
     assert!(checked >= 20, "only {checked} executions checked");
 }

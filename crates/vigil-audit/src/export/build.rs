@@ -474,6 +474,21 @@ fn shape(row: &mut RowBuf, rec: &Decoded<'_>) {
 fn statement_start(row: &mut RowBuf, rec: &Decoded<'_>) {
     shape(row, rec);
     row.copy(rec, &["parse_error", "prepared_statement"]);
+    // What `EXECUTE name` / `FETCH name` ran: the name and the text that defined it.
+    let executed: Vec<Value> = rec
+        .get("executed")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            Value::from(format!(
+                "{}: {}",
+                e["name"].as_str().unwrap_or_default(),
+                e["text"].as_str().unwrap_or_default()
+            ))
+        })
+        .collect();
+    row.set("executed_texts", Value::from(executed));
     row.set("parameter_count", rec.first(&["parameters.count"]));
     row.set("parameter_mode", rec.first(&["parameters.mode"]));
 }

@@ -97,6 +97,7 @@ const STATEMENTS: &[Column] = &[
     c("objects", List),
     c("parse_error", Text),
     c("prepared_statement", Text),
+    c("executed_texts", List),
     c("parameter_count", Integer),
     c("parameter_mode", Text),
     c("finished_seq", Integer),

@@ -28,6 +28,8 @@ mod backend;
 mod frontend;
 mod names;
 
+pub use names::fuzz_resolve as fuzz_session_names;
+
 use crate::config::Limits;
 use crate::encoding::TextEncoding;
 use sha2::{Digest, Sha256};

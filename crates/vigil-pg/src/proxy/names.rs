@@ -508,3 +508,167 @@ impl Overlay<'_> {
         }
     }
 }
+
+/// The fuzz target `pg_session_names` (and a test): the names of an arbitrary text looked up
+/// against a session holding a few, then applied as the proxy applies them. Panics when an
+/// invariant breaks: a text that is not refused has no `EXECUTE` or `FETCH` left undecided (each
+/// was merged with what its name holds), its name changes touch only names the text or the
+/// session has, and the texts recorded for defined names hold no literal.
+pub fn fuzz_resolve(sql: &str) {
+    use vigil_sql::{Analyzer, CatalogRow, LexOptions, StaticCatalog};
+    static ANALYZER: std::sync::OnceLock<Analyzer> = std::sync::OnceLock::new();
+    static CATALOG: std::sync::OnceLock<StaticCatalog> = std::sync::OnceLock::new();
+    let analyzer = ANALYZER.get_or_init(|| Analyzer::new(64));
+    let catalog = CATALOG.get_or_init(|| {
+        let rows = ["a", "b", "ssn"]
+            .iter()
+            .zip(1..)
+            .map(|(c, n)| CatalogRow::new(1, "public", "t", 'r', Some(((*c).to_owned(), n))));
+        StaticCatalog::from_rows(rows, vec!["public".to_owned()])
+    });
+    let opts = LexOptions {
+        standard_conforming_strings: true,
+    };
+    let mut shared = Shared::new(super::ReportedSettings::default());
+    let known = analyzer.access("SELECT a FROM t", opts, catalog);
+    for (i, name) in ["a", "b", ""].iter().enumerate() {
+        shared.statements.insert(
+            Arc::from(name.as_bytes()),
+            Slot {
+                entry: Some(Prepared {
+                    shape: known.shape.clone(),
+                    access: known.clone(),
+                }),
+                by: i as u64,
+                segment: 0,
+            },
+        );
+    }
+    for (i, name) in ["c", "p"].iter().enumerate() {
+        shared.portals.insert(
+            Arc::from(name.as_bytes()),
+            Slot {
+                entry: Some(Portal {
+                    shape: known.shape.clone(),
+                    access: known.clone(),
+                    statement_name: Arc::from(&b"a"[..]),
+                    parameters: None,
+                    result_formats: Arc::from(&[][..]),
+                    hold: i == 0,
+                    kept: false,
+                    delivered: Default::default(),
+                }),
+                by: 3 + i as u64,
+                segment: 0,
+            },
+        );
+    }
+    let access = analyzer.access(sql, opts, catalog);
+    let at = Position {
+        popped_through: 10,
+        segment: 1,
+    };
+    let limits = crate::config::Limits::default();
+    let named = match resolve(&access, &shared, at, &limits) {
+        Ok(named) => named,
+        Err(_) => unreachable!("every slot is settled"),
+    };
+    assert_eq!(named.checked.statements.len(), access.statements.len());
+    let text_names: Vec<&str> = access
+        .statements
+        .iter()
+        .flat_map(|s| &s.names)
+        .filter_map(|n| match n {
+            SessionName::Prepare { name, .. }
+            | SessionName::Declare { name, .. }
+            | SessionName::Execute { name }
+            | SessionName::Fetch { name }
+            | SessionName::Deallocate { name: Some(name) }
+            | SessionName::Close { name: Some(name) } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    for change in &named.changes {
+        let known_name = match change.namespace {
+            Namespace::Statement => shared.statements.contains_key(&change.name),
+            Namespace::Portal => shared.portals.contains_key(&change.name),
+        };
+        assert!(
+            known_name || text_names.iter().any(|n| n.as_bytes() == &*change.name),
+            "a change to a name the text does not touch"
+        );
+        assert!(change.statement < access.statements.len());
+    }
+    for s in &access.statements {
+        for n in &s.names {
+            if let SessionName::Prepare { shape, .. } | SessionName::Declare { shape, .. } = n {
+                let again = crate::proxy::names::normalized(&shape.text);
+                assert_eq!(
+                    again, shape.text,
+                    "a recorded text that still holds a literal"
+                );
+            }
+        }
+    }
+    if named.refused.is_none() {
+        for (s, checked) in access.statements.iter().zip(&named.checked.statements) {
+            let runs_named = s
+                .names
+                .iter()
+                .any(|n| matches!(n, SessionName::Execute { .. } | SessionName::Fetch { .. }));
+            if runs_named {
+                assert!(checked.names.is_empty(), "a named run left undecided");
+                assert!(
+                    !checked
+                        .hazards
+                        .iter()
+                        .any(|h| matches!(h, Hazard::Execute { .. })),
+                    "an EXECUTE left undecided"
+                );
+            }
+        }
+    }
+}
+
+/// `text` normalized as the analysis does (for the fuzz target's literal check).
+fn normalized(text: &str) -> String {
+    vigil_sql::normalize(
+        text,
+        vigil_sql::LexOptions {
+            standard_conforming_strings: true,
+        },
+    )
+    .text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fuzz_resolve;
+
+    /// The fuzz target's checks over texts that reach every branch.
+    #[test]
+    fn names_resolve_and_keep_their_invariants() {
+        for sql in [
+            "EXECUTE a",
+            "EXECUTE nosuch",
+            "PREPARE x AS SELECT a FROM t WHERE b = 'lit'; EXECUTE x",
+            "PREPARE a AS SELECT 1",
+            "DEALLOCATE a; EXECUTE a",
+            "DEALLOCATE ALL; EXECUTE b",
+            "DISCARD ALL",
+            "DECLARE d CURSOR WITH HOLD FOR SELECT ssn FROM t WHERE a = 42; FETCH 2 FROM d",
+            "FETCH ALL FROM c",
+            "MOVE 3 IN p",
+            "CLOSE c; FETCH c",
+            "CLOSE ALL",
+            "CREATE TABLE x AS EXECUTE a",
+            "EXPLAIN ANALYZE EXECUTE b",
+            "EXECUTE a((SELECT ssn FROM t LIMIT 1))",
+            "PREPARE \"\u{fffd}\" AS SELECT 1",
+            "SELECT 1",
+            "",
+        ] {
+            fuzz_resolve(sql);
+        }
+    }
+}

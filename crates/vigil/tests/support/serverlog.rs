@@ -152,9 +152,18 @@ pub fn assert_every_execution_recorded(
                 None => true,
                 Some(prepare) => {
                     let prepare = normalized(prepare);
+                    // PostgreSQL reports the `PREPARE …` text, or for one in a longer text
+                    // only the query it prepared; Vigil records the `PREPARE …` statement.
+                    // The server logs the detail before the text runs: when the text itself
+                    // prepares the name first, the detail shows what the name held before
+                    // (and the EXECUTE runs the text's own PREPARE, or nothing if it failed).
                     r["executed"].as_array().is_some_and(|list| {
-                        list.iter()
-                            .any(|x| prepare.contains(x["text"].as_str().unwrap_or("\u{0}")))
+                        list.iter().any(|x| {
+                            let recorded = x["text"].as_str().unwrap_or("\u{0}");
+                            prepare.contains(recorded)
+                                || recorded.contains(prepare.as_str())
+                                || ran.contains(recorded)
+                        })
                     })
                 }
             };
