@@ -237,8 +237,9 @@ fn random_sequences_keep_the_invariants() {
     }
     let records = audit_records(&cfg.store_path());
     let checked = serverlog::assert_every_execution_recorded(&log, &records, "adv-seq");
+    // Many rounds are refused or skipped after an error; enough must run to mean something.
     assert!(
-        checked > sent / 4,
+        checked * 8 > sent,
         "{checked} executions checked for {sent} rounds"
     );
     assert!(
