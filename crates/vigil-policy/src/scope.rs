@@ -422,6 +422,25 @@ impl Scope {
                     ),
                 ));
             }
+            // Catalog relations that expose other sessions, statistics values, server files or
+            // credentials pass only when named: `pg_catalog.*` (which psql's \d needs) never
+            // opens them.
+            if let Some(risk) = vigil_sql::access::relation_risk(schema, name) {
+                if !self
+                    .relations
+                    .iter()
+                    .any(|p| names_exactly(p, schema, name))
+                {
+                    return Err(Denial::new(
+                        "sensitive_relation",
+                        format!(
+                            "relation {} exposes {}; a grant must name it exactly (no wildcard) to allow it",
+                            r.relation,
+                            risk.describe()
+                        ),
+                    ));
+                }
+            }
             if !s.plan_only
                 && r.write
                 && !matches!(
@@ -475,15 +494,16 @@ impl Scope {
             }
         }
         for f in &s.functions {
-            let dangerous = vigil_sql::access::function_risk(&f.name).is_some();
+            let risk = vigil_sql::access::function_risk(&f.name);
+            let dangerous = risk.is_some();
             let listed = self
                 .functions
                 .iter()
                 .any(|p| function_matches(p, f, dangerous));
-            if dangerous && !listed {
+            if let (Some(risk), false) = (risk, listed) {
                 return Err(Denial::new(
                     "function_denied",
-                    format!("function {f} reaches outside the relations a grant governs; it must be allowed by name"),
+                    format!("function {f} reaches outside the relations a grant governs ({}); it must be allowed by exact name", risk.describe()),
                 ));
             }
             if !dangerous && !functions.is_builtin(f) && !listed {
@@ -533,6 +553,13 @@ impl Scope {
         }
         Ok(())
     }
+}
+
+/// Whether a `relations` pattern names `schema.name` without a wildcard in the name (`name`
+/// alone, `*.name` or `schema.name`).
+fn names_exactly(p: &RelationPattern, schema: &str, name: &str) -> bool {
+    let pattern_schema = p.schema.as_str();
+    p.name.as_str() == name && (pattern_schema == "*" || pattern_schema == schema)
 }
 
 /// A `functions` entry matches a function by name pattern, or `schema.name` exactly; a
