@@ -143,6 +143,15 @@ pub trait FunctionCatalog {
     /// Whether `name` is one of PostgreSQL's own functions (`pg_catalog`,
     /// `information_schema`), as opposed to one defined in the database.
     fn is_builtin(&self, name: &QualifiedName) -> bool;
+
+    /// What a view of the database (by OID) exposes through the catalog relations and
+    /// functions its definition reads (`CREATE VIEW activity AS SELECT * FROM
+    /// pg_stat_activity`), if anything: such a view passes only when named exactly, like what
+    /// it reads. `None` when unknown (offline checks).
+    fn view_exposure(&self, relation_oid: u32) -> Option<vigil_sql::FunctionRisk> {
+        let _ = relation_oid;
+        None
+    }
 }
 
 /// Treats every unqualified function as built-in: for tests and offline checks.
@@ -425,7 +434,14 @@ impl Scope {
             // Catalog relations that expose other sessions, statistics values, server files or
             // credentials pass only when named: `pg_catalog.*` (which psql's \d needs) never
             // opens them.
-            if let Some(risk) = vigil_sql::access::relation_risk(schema, name) {
+            let exposure = match vigil_sql::access::relation_risk(schema, name) {
+                Some(risk) => Some((risk, "exposes")),
+                None => r
+                    .oid
+                    .and_then(|oid| functions.view_exposure(oid))
+                    .map(|risk| (risk, "is a view over what exposes")),
+            };
+            if let Some((risk, how)) = exposure {
                 if !self
                     .relations
                     .iter()
@@ -434,7 +450,7 @@ impl Scope {
                     return Err(Denial::new(
                         "sensitive_relation",
                         format!(
-                            "relation {} exposes {}; a grant must name it exactly (no wildcard) to allow it",
+                            "relation {} {how} {}; a grant must name it exactly (no wildcard) to allow it",
                             r.relation,
                             risk.describe()
                         ),

@@ -36,6 +36,12 @@ CREATE TABLE rooms (room text, during tsrange, holder text,
     EXCLUDE USING gist (room WITH =, during WITH &&));
 INSERT INTO rooms VALUES ('A', '[2031-01-01,2031-01-05)', 'Vorlathe');
 CREATE TABLE lookup (code text PRIMARY KEY, label text NOT NULL);
+-- Views the database owns: over another session's statements (a grant of public.* would allow
+-- them unknowingly), through another view, and a harmless one.
+CREATE VIEW activity AS SELECT pid, query FROM pg_stat_activity;
+CREATE VIEW activity_again AS SELECT query FROM activity;
+CREATE VIEW backends AS SELECT pg_stat_get_backend_activity(b) AS query FROM pg_stat_get_backend_idset() AS b;
+CREATE VIEW patient_ids AS SELECT id FROM patients;
 CREATE FUNCTION raise_detail(p int) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE s text; n text;
 BEGIN
@@ -532,6 +538,11 @@ async fn other_sessions_statements_stay_out_of_reach() {
         // An operator bound to the function calls it without naming it again.
         "CREATE OPERATOR ### (RIGHTARG = int4, FUNCTION = pg_stat_get_backend_activity)",
         "SELECT 1 WHERE EXISTS (SELECT 1 FROM pg_stat_activity WHERE query LIKE '%SECRET%')",
+        // Views of the database over them, which `public.*` matches.
+        "SELECT query FROM activity",
+        "SELECT query FROM public.activity_again",
+        "SELECT query FROM backends",
+        "CREATE VIEW mine AS SELECT query FROM pg_stat_activity",
     ];
     if has_pg_stat_statements() {
         attempts.extend([
@@ -574,6 +585,11 @@ async fn other_sessions_statements_stay_out_of_reach() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // A view over nothing sensitive is a relation like any other.
+    assert_eq!(
+        app.query("SELECT id FROM patient_ids", &[]).await.unwrap().len(),
+        2
+    );
 
     // The same grant still lets psql describe the database.
     for command in [

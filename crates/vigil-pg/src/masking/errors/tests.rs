@@ -522,7 +522,12 @@ fn catalog_tables_protect_partitions_by_column_name() {
         }
     }
     cache
-        .load(vec![vec![vec![Some("public".into())]], rows, vec![]])
+        .load(vec![
+            vec![vec![Some("public".into())]],
+            rows,
+            vec![],
+            vec![],
+        ])
         .unwrap();
     let no_denials = HashSet::new();
     let mut t = CatalogTables::new(Some(&Detectors), &no_denials, &cache);
