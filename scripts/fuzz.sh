@@ -9,14 +9,15 @@
 # Targets: pg_startup (first packet of a connection), pg_frontend (client messages after
 # login), sql_normalize (the SQL normalizer and analyser), sql_access (the access analysis
 # against a catalog), mask_values (every detector and operator), pg_datarow_rewrite (the
-# masking DataRow rewriter). The corpus grows in fuzz/corpus/<target>/ (not tracked); crashes
-# land in fuzz/artifacts/<target>/; fuzz/dicts/<target>.dict is used where there is one.
+# masking DataRow rewriter), pg_error_rewrite (a protected session's errors and notices). The
+# corpus grows in fuzz/corpus/<target>/ (not tracked); crashes land in
+# fuzz/artifacts/<target>/; fuzz/dicts/<target>.dict is used where there is one.
 # Needs nightly (used if installed, else RUSTC_BOOTSTRAP=1) and cargo-fuzz (installed if
 # missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all=(pg_startup pg_frontend sql_normalize sql_access mask_values pg_datarow_rewrite)
+all=(pg_startup pg_frontend sql_normalize sql_access mask_values pg_datarow_rewrite pg_error_rewrite)
 targets=("${all[@]}")
 if [[ $# -ge 1 && $1 != all ]]; then targets=("$1"); fi
 seconds="${2:-60}"
@@ -28,6 +29,7 @@ max_len() {
     pg_startup) echo 10240 ;;         # a startup packet is at most 10,000 bytes
     pg_frontend) echo 16384 ;;        # several frames of up to 4,096 bytes (the target's limit)
     pg_datarow_rewrite) echo 8192 ;;  # a RowDescription and a DataRow
+    pg_error_rewrite) echo 8192 ;;    # an ErrorResponse body
     *) echo 4096 ;;                   # SQL texts, values
   esac
 }

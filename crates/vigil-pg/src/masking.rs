@@ -863,6 +863,16 @@ pub(crate) mod errors;
 #[cfg(test)]
 mod tests;
 
+/// Fuzzing entry point (not API): rewrites `body` as an ErrorResponse (NoticeResponse when
+/// `notice`) of a protected session whose tables are protected when their name has an even
+/// length, with detectors that redact digits. Panics if an invariant breaks: the result is a
+/// well-formed message with the input's fields in order, severity, code, positions and source
+/// location unchanged, and a protected table's failing row keeps none of its values.
+#[doc(hidden)]
+pub fn fuzz_error_rewrite(notice: bool, body: &[u8]) {
+    errors::fuzz(notice, body);
+}
+
 /// Fuzzing entry point (not API): plans `description` with a masking that rewrites every text
 /// value, withholds one column and leaves the rest to detectors that hit on digits, then rewrites
 /// `row` under `formats`. Panics if an invariant breaks: a rewritten row is a well-formed

@@ -356,7 +356,7 @@ fn catalog_side_channels_need_their_exact_name() {
         s.check(&a, &AssumeBuiltins).map_err(|d| d.rule)
     };
     let wide = scope(
-        "commands = [\"read\"]\nrelations = [\"pg_catalog.*\", \"information_schema.*\", \"public.*\"]\nfunctions = [\"*\"]\n",
+        "commands = [\"read\", \"copy_out\"]\nrelations = [\"pg_catalog.*\", \"information_schema.*\", \"public.*\"]\nfunctions = [\"*\"]\n",
     );
     for sql in [
         "SELECT query FROM pg_stat_activity",
@@ -369,6 +369,11 @@ fn catalog_side_channels_need_their_exact_name() {
         "WITH a AS (SELECT query FROM pg_stat_activity) SELECT * FROM a",
         "SELECT option_value FROM information_schema.user_mapping_options",
         "SELECT reads FROM pg_stat_io",
+        "SELECT query FROM U&\"pg\\005fstat\\005factivity\"",
+        "DECLARE c CURSOR FOR SELECT query FROM pg_stat_activity",
+        "PREPARE p AS SELECT query FROM pg_stat_activity",
+        "COPY (SELECT query FROM pg_stat_activity) TO STDOUT",
+        "EXPLAIN SELECT query FROM pg_stat_activity",
     ] {
         assert_eq!(
             check(&wide, sql),
@@ -388,6 +393,10 @@ fn catalog_side_channels_need_their_exact_name() {
         "SELECT pg_mcv_list_items(NULL)",
         "SELECT pg_ls_waldir()",
         "SELECT pg_read_file_old('x', 0, 1)",
+        "SELECT * FROM ROWS FROM (pg_stat_get_activity(NULL)) AS a",
+        "SELECT * FROM U&\"pg\\005fstat\\005fget\\005factivity\"(NULL)",
+        "WITH a AS (SELECT pg_stat_get_backend_activity(1) AS q) SELECT q FROM a",
+        "SELECT 1 WHERE pg_stat_get_backend_activity(1) LIKE 'SELECT%'",
     ] {
         assert_eq!(
             check(&wide, sql),

@@ -587,7 +587,10 @@ async fn other_sessions_statements_stay_out_of_reach() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // A view over nothing sensitive is a relation like any other.
     assert_eq!(
-        app.query("SELECT id FROM patient_ids", &[]).await.unwrap().len(),
+        app.query("SELECT id FROM patient_ids", &[])
+            .await
+            .unwrap()
+            .len(),
         2
     );
 

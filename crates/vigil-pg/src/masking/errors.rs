@@ -648,3 +648,95 @@ fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests;
+
+/// Fuzzing entry point (see [`crate::masking::fuzz_error_rewrite`]).
+pub(crate) fn fuzz(notice: bool, body: &[u8]) {
+    /// Tables whose name has an even length are protected.
+    struct Parity;
+    impl Tables for Parity {
+        fn protected(&mut self, _schema: Option<&[u8]>, table: &[u8]) -> bool {
+            table.len().is_multiple_of(2)
+        }
+    }
+    /// Detectors that redact the first digit they see.
+    struct Digits;
+    impl SessionMasking for Digits {
+        fn column(&self, _: &super::ResultColumn<'_>) -> Option<super::ColumnMask> {
+            None
+        }
+        fn scrub(&self, text: &[u8], out: &mut Vec<u8>) -> MaskOutcome {
+            match text.iter().position(u8::is_ascii_digit) {
+                Some(i) => {
+                    out.extend_from_slice(&text[..i]);
+                    out.extend_from_slice(b"[D]");
+                    out.extend_from_slice(&text[i + 1..]);
+                    MaskOutcome::Replaced(1)
+                }
+                None => MaskOutcome::Unchanged,
+            }
+        }
+        fn label(&self, _: EvidenceKey) -> MaskLabel {
+            MaskLabel {
+                rule: "fuzz".into(),
+                entity: "fuzz".into(),
+                operator: "fuzz".into(),
+            }
+        }
+    }
+    let tag = if notice {
+        backend::NOTICE_RESPONSE
+    } else {
+        backend::ERROR_RESPONSE
+    };
+    let mut out = Vec::new();
+    let mut tally = MaskTally::default();
+    let changed = rewrite(
+        tag,
+        body,
+        Some(&Digits),
+        &mut Parity,
+        &mut out,
+        &mut Scratch::default(),
+        &mut tally,
+        &Arc::from("error"),
+    );
+    if !changed {
+        assert!(out.is_empty());
+        return;
+    }
+    assert_eq!(out[0], tag);
+    let len = u32::from_be_bytes([out[1], out[2], out[3], out[4]]) as usize;
+    assert_eq!(len + 1, out.len());
+    let after = fields(&out[5..]).expect("a rewritten message is a list of fields");
+    let Some(before) = fields(body) else {
+        assert!(after
+            .iter()
+            .any(|f| f.0 == b'M' && f.1 == Withheld::Unreviewed.text()));
+        return;
+    };
+    assert_eq!(before.len(), after.len());
+    let table = before.iter().find(|f| f.0 == b't').map(|f| f.1);
+    let code = before.iter().find(|f| f.0 == b'C').map_or(&[][..], |f| f.1);
+    let routine = before.iter().find(|f| f.0 == b'R').map_or(&[][..], |f| f.1);
+    let file = before.iter().find(|f| f.0 == b'F').map_or(&[][..], |f| f.1);
+    let row_echo = code.starts_with(b"23") && !raised_by_code(code, routine, file);
+    let protected = table.is_none_or(|t| t.len().is_multiple_of(2));
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(b.0, a.0, "fields keep their order");
+        if matches!(b.0, b'S' | b'V' | b'C' | b'P' | b'p' | b'L' | b'R' | b'F') {
+            assert_eq!(b.1, a.1, "field {}", b.0 as char);
+        }
+        // A protected table's failing row never keeps a byte of its values.
+        if b.0 == b'D' && row_echo && protected && b.1.starts_with(b"Failing row contains (") {
+            assert_eq!(
+                a.1,
+                [
+                    &b"Failing row contains ("[..],
+                    Withheld::RowValues.text(),
+                    b")."
+                ]
+                .concat()
+            );
+        }
+    }
+}
