@@ -383,7 +383,10 @@ fn rules_scope_exemptions_and_first_match() {
     // By column name, in any table (errors name partitions); `keep` rules mask nothing.
     assert!(s.has_rules() && s.may_mask_column("first_name") && s.may_mask_column("ssn"));
     assert!(!s.may_mask_column("patient_id") && !s.may_mask_column("zip"));
-    assert!(!billing.has_rules() && !billing.may_mask_column("ssn"), "keep-ids only");
+    assert!(
+        !billing.has_rules() && !billing.may_mask_column("ssn"),
+        "keep-ids only"
+    );
     let keep_only = masker("[[rules]]\ncolumns = [\"*.id\"]\noperator = \"keep\"");
     let k = keep_only.session("app", &[], "ehr").unwrap();
     assert!(!k.has_rules() && !k.may_mask_column("id"));
