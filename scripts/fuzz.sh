@@ -10,14 +10,15 @@
 # login), sql_normalize (the SQL normalizer and analyser), sql_access (the access analysis
 # against a catalog), mask_values (every detector and operator), pg_datarow_rewrite (the
 # masking DataRow rewriter), pg_session_names (prepared statements, portals and cursors a text
-# uses, defines or drops, looked up as the proxy does). The corpus grows in fuzz/corpus/<target>/ (not tracked); crashes
-# land in fuzz/artifacts/<target>/; fuzz/dicts/<target>.dict is used where there is one.
+# uses, defines or drops, looked up as the proxy does), pg_error_rewrite (a protected session's
+# errors and notices). The corpus grows in fuzz/corpus/<target>/ (not tracked); crashes land in
+# fuzz/artifacts/<target>/; fuzz/dicts/<target>.dict is used where there is one.
 # Needs nightly (used if installed, else RUSTC_BOOTSTRAP=1) and cargo-fuzz (installed if
 # missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all=(pg_startup pg_frontend sql_normalize sql_access mask_values pg_datarow_rewrite pg_session_names)
+all=(pg_startup pg_frontend sql_normalize sql_access mask_values pg_datarow_rewrite pg_session_names pg_error_rewrite)
 targets=("${all[@]}")
 if [[ $# -ge 1 && $1 != all ]]; then targets=("$1"); fi
 seconds="${2:-60}"
@@ -29,6 +30,7 @@ max_len() {
     pg_startup) echo 10240 ;;         # a startup packet is at most 10,000 bytes
     pg_frontend) echo 16384 ;;        # several frames of up to 4,096 bytes (the target's limit)
     pg_datarow_rewrite) echo 8192 ;;  # a RowDescription and a DataRow
+    pg_error_rewrite) echo 8192 ;;    # an ErrorResponse body
     *) echo 4096 ;;                   # SQL texts, values
   esac
 }

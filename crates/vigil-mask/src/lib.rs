@@ -440,6 +440,25 @@ impl SessionMasker {
             .is_some_and(|c| matches!(c.kind, Kind::Rule(_)))
     }
 
+    /// Whether a column rule (other than `keep`) applies to this session.
+    pub fn has_rules(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|&r| !matches!(self.inner.rules[r].operator, Operator::Keep))
+    }
+
+    /// Whether a column rule (other than `keep`) of this session may mask a column called
+    /// `column` in some table: the patterns' column parts only. For messages that name a
+    /// table the rules may not name (a partition, a child table) but whose rows are those of
+    /// one they do.
+    pub fn may_mask_column(&self, column: &str) -> bool {
+        self.rules.iter().any(|&r| {
+            let rule = &self.inner.rules[r];
+            !matches!(rule.operator, Operator::Keep)
+                && rule.patterns.iter().any(|p| p.matches_column(column))
+        })
+    }
+
     /// Masks free text (notices, errors, notifications, COPY rows) with the detectors.
     pub fn scrub(&self, text: &[u8], out: &mut Vec<u8>) -> Outcome {
         self.scrub_counting(text, out, &mut Vec::new())

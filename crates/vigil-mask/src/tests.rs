@@ -380,6 +380,16 @@ fn rules_scope_exemptions_and_first_match() {
     assert!(other.has_rule("public", "patients", "ssn"));
     let billing = m.session("job", &["billing".into()], "ehr").unwrap();
     assert!(!billing.has_rule("public", "patients", "ssn"));
+    // By column name, in any table (errors name partitions); `keep` rules mask nothing.
+    assert!(s.has_rules() && s.may_mask_column("first_name") && s.may_mask_column("ssn"));
+    assert!(!s.may_mask_column("patient_id") && !s.may_mask_column("zip"));
+    assert!(
+        !billing.has_rules() && !billing.may_mask_column("ssn"),
+        "keep-ids only"
+    );
+    let keep_only = masker("[[rules]]\ncolumns = [\"*.id\"]\noperator = \"keep\"");
+    let k = keep_only.session("app", &[], "ehr").unwrap();
+    assert!(!k.has_rules() && !k.may_mask_column("id"));
     // A computed column labelled like a column-only pattern.
     assert!(s.column(None, "ssn").unwrap().is_rule());
     assert!(!s.column(None, "first_name").unwrap().is_rule());

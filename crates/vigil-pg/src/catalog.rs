@@ -7,19 +7,21 @@
 //! connection's shared relations, so every session sees a new table at its next statement.
 
 use parking_lot::Mutex;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use vigil_policy::FunctionCatalog;
-use vigil_sql::{CatalogRow, QualifiedName, StaticCatalog};
+use vigil_sql::{CatalogRow, FunctionRisk, QualifiedName, StaticCatalog};
 
 /// The query whose result sets [`Catalog::load`] reads: the search path, the relations and
-/// their columns, and (first load only) the names of built-in functions.
+/// their columns, the definitions of the database's views, and (first load only) the names of
+/// built-in functions.
 pub(crate) fn refresh_query(with_builtins: bool) -> String {
     let mut sql = String::from(
         "SELECT s::text FROM unnest(pg_catalog.current_schemas(true)) WITH ORDINALITY AS t(s, i) ORDER BY i;",
     );
     sql.push_str(vigil_sql::catalog::CATALOG_QUERY);
     sql.push(';');
+    sql.push_str(VIEWS_QUERY);
     if with_builtins {
         sql.push_str(
             "SELECT DISTINCT p.proname::text FROM pg_catalog.pg_proc p \
@@ -29,6 +31,14 @@ pub(crate) fn refresh_query(with_builtins: bool) -> String {
     sql
 }
 
+/// The database's own views and materialized views, with their definitions as PostgreSQL
+/// prints them for this session's search path: what each reads decides whether it is a way
+/// into the catalog's side channels ([`view_exposures`]).
+const VIEWS_QUERY: &str = "SELECT c.oid::int8, pg_catalog.pg_get_viewdef(c.oid) \
+    FROM pg_catalog.pg_class c WHERE c.relkind IN ('v', 'm') \
+    AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace) \
+    ORDER BY 1;";
+
 /// Result sets of an internal query: rows of text values (`None` = NULL).
 pub(crate) type ResultSets = Vec<Vec<Vec<Option<String>>>>;
 
@@ -36,9 +46,15 @@ pub(crate) type ResultSets = Vec<Vec<Vec<Option<String>>>>;
 struct Shared {
     /// Relations as last read, with the search path of the session that read them.
     relations: Option<Arc<StaticCatalog>>,
+    /// What the database's views expose, as of the same read.
+    views: Arc<ViewExposures>,
     generation: u64,
     builtins: Option<Arc<HashSet<String>>>,
 }
+
+/// Views of the database (by OID) over catalog relations or functions on the deny-by-default
+/// list, and what they expose.
+pub(crate) type ViewExposures = HashMap<u32, FunctionRisk>;
 
 /// One connection's catalog, shared by its sessions.
 #[derive(Default)]
@@ -72,6 +88,19 @@ impl CatalogCache {
             .into_iter()
             .map(parse_row)
             .collect::<Result<Vec<_>, _>>()?;
+        let views = sets
+            .next()
+            .ok_or_else(|| CatalogError("no views".into()))?
+            .into_iter()
+            .map(|row| {
+                let mut it = row.into_iter();
+                let oid = it.next().flatten().and_then(|o| o.parse::<u32>().ok());
+                match (oid, it.next().flatten()) {
+                    (Some(oid), definition) => Ok((oid, definition.unwrap_or_default())),
+                    _ => Err(CatalogError("unexpected view row".into())),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let builtins = sets.next().map(|rows| {
             Arc::new(
                 rows.into_iter()
@@ -80,8 +109,10 @@ impl CatalogCache {
             )
         });
         let catalog = Arc::new(StaticCatalog::from_rows(rows, path.clone()));
+        let views = Arc::new(view_exposures(&views, &catalog));
         let mut shared = self.shared.lock();
         shared.relations = Some(catalog.clone());
+        shared.views = views.clone();
         shared.generation += 1;
         if let Some(b) = builtins {
             shared.builtins = Some(b);
@@ -92,6 +123,7 @@ impl CatalogCache {
             .ok_or_else(|| CatalogError("no built-in function names".into()))?;
         Ok(SessionCatalog {
             catalog,
+            views,
             search_path: path,
             generation: shared.generation,
             builtins,
@@ -109,11 +141,67 @@ impl CatalogCache {
     }
 
     /// The latest relations under `path`, if the cache moved past `generation`.
-    fn newer(&self, generation: u64) -> Option<(Arc<StaticCatalog>, u64)> {
+    fn newer(&self, generation: u64) -> Option<(Arc<StaticCatalog>, Arc<ViewExposures>, u64)> {
         let shared = self.shared.lock();
         (shared.generation > generation)
-            .then(|| shared.relations.clone().map(|c| (c, shared.generation)))
+            .then(|| {
+                shared
+                    .relations
+                    .clone()
+                    .map(|c| (c, shared.views.clone(), shared.generation))
+            })
             .flatten()
+    }
+}
+
+/// Which of the database's views read, directly or through other views, a catalog relation or
+/// function on the deny-by-default list (`vigil_sql::access::exposure`), from their
+/// definitions analysed as any statement is. A definition that cannot be analysed counts as
+/// exposing ([`FunctionRisk::Unreviewed`]): the view then needs naming exactly.
+pub(crate) fn view_exposures(views: &[(u32, String)], catalog: &StaticCatalog) -> ViewExposures {
+    let analyzer = vigil_sql::Analyzer::new(views.len().max(1));
+    let options = vigil_sql::LexOptions {
+        standard_conforming_strings: true,
+    };
+    let mut exposed = ViewExposures::new();
+    let mut reads: Vec<(u32, u32)> = Vec::new();
+    for (oid, definition) in views {
+        let access = analyzer.access(definition, options, catalog);
+        if !access.is_complete() || access.statements.is_empty() {
+            exposed.insert(*oid, FunctionRisk::Unreviewed);
+            continue;
+        }
+        for s in &access.statements {
+            for r in &s.relations {
+                let schema = r.relation.schema.as_deref().unwrap_or("");
+                if let Some(risk) = vigil_sql::access::relation_risk(schema, &r.relation.name) {
+                    exposed.entry(*oid).or_insert(risk);
+                }
+                if let Some(read) = r.oid.filter(|read| read != oid) {
+                    reads.push((*oid, read));
+                }
+            }
+            for f in &s.functions {
+                if let Some(risk) = vigil_sql::access::function_risk(&f.name) {
+                    exposed.entry(*oid).or_insert(risk);
+                }
+            }
+        }
+    }
+    // A view over an exposing view exposes too.
+    loop {
+        let mut changed = false;
+        for (view, read) in &reads {
+            if !exposed.contains_key(view) {
+                if let Some(risk) = exposed.get(read).copied() {
+                    exposed.insert(*view, risk);
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            return exposed;
+        }
     }
 }
 
@@ -143,6 +231,7 @@ fn parse_row(row: Vec<Option<String>>) -> Result<CatalogRow, CatalogError> {
 /// A session's view of its connection's catalog.
 pub(crate) struct SessionCatalog {
     catalog: Arc<StaticCatalog>,
+    views: Arc<ViewExposures>,
     search_path: Vec<String>,
     generation: u64,
     builtins: Arc<HashSet<String>>,
@@ -152,8 +241,9 @@ impl SessionCatalog {
     /// The catalog to analyse with now: the connection's latest relations under this
     /// session's search path.
     pub(crate) fn current(&mut self, cache: &CatalogCache) -> Arc<StaticCatalog> {
-        if let Some((newer, generation)) = cache.newer(self.generation) {
+        if let Some((newer, views, generation)) = cache.newer(self.generation) {
             self.generation = generation;
+            self.views = views;
             self.catalog = if newer.search_path() == self.search_path.as_slice() {
                 newer
             } else {
@@ -164,20 +254,31 @@ impl SessionCatalog {
     }
 
     pub(crate) fn functions(&self) -> BuiltinFunctions<'_> {
-        BuiltinFunctions(&self.builtins)
+        BuiltinFunctions {
+            names: &self.builtins,
+            views: &self.views,
+        }
     }
 }
 
-/// PostgreSQL's own functions, by name.
-pub(crate) struct BuiltinFunctions<'a>(&'a HashSet<String>);
+/// PostgreSQL's own functions, by name, and the database's views over the catalog's side
+/// channels.
+pub(crate) struct BuiltinFunctions<'a> {
+    names: &'a HashSet<String>,
+    views: &'a ViewExposures,
+}
 
 impl FunctionCatalog for BuiltinFunctions<'_> {
     fn is_builtin(&self, name: &QualifiedName) -> bool {
         match name.schema.as_deref() {
-            None => self.0.contains(&name.name),
+            None => self.names.contains(&name.name),
             Some("pg_catalog") | Some("information_schema") => true,
             Some(_) => false,
         }
+    }
+
+    fn view_exposure(&self, relation_oid: u32) -> Option<FunctionRisk> {
+        self.views.get(&relation_oid).copied()
     }
 }
 
@@ -186,13 +287,18 @@ impl FunctionCatalog for BuiltinFunctions<'_> {
 /// credentials, TLS mode) as a session, so it sees what the gateway's sessions see.
 pub struct DatabaseCatalog {
     pub relations: Arc<StaticCatalog>,
+    views: Arc<ViewExposures>,
     builtins: Arc<HashSet<String>>,
 }
 
 impl DatabaseCatalog {
-    /// PostgreSQL's own functions, for [`vigil_policy::decide`].
+    /// PostgreSQL's own functions and the views over the catalog's side channels, for
+    /// [`vigil_policy::decide`].
     pub fn functions(&self) -> impl FunctionCatalog + '_ {
-        BuiltinFunctions(&self.builtins)
+        BuiltinFunctions {
+            names: &self.builtins,
+            views: &self.views,
+        }
     }
 
     /// Logs in to `target` and reads its relations, columns, search path and built-in
@@ -222,6 +328,7 @@ impl DatabaseCatalog {
             let session = CatalogCache::default().load(sets)?;
             Ok(DatabaseCatalog {
                 relations: session.catalog,
+                views: session.views,
                 builtins: session.builtins,
             })
         };
@@ -258,6 +365,48 @@ mod tests {
                     s("2"),
                 ],
                 vec![s("16002"), s("public"), s("empty"), s("r"), None, None],
+                vec![
+                    s("12222"),
+                    s("pg_catalog"),
+                    s("pg_stat_activity"),
+                    s("v"),
+                    s("query"),
+                    s("1"),
+                ],
+                vec![
+                    s("16010"),
+                    s("public"),
+                    s("activity"),
+                    s("v"),
+                    s("query"),
+                    s("1"),
+                ],
+                vec![
+                    s("16011"),
+                    s("public"),
+                    s("activity2"),
+                    s("v"),
+                    s("query"),
+                    s("1"),
+                ],
+                vec![s("16012"), s("public"), s("ids"), s("v"), s("id"), s("1")],
+                vec![
+                    s("16013"),
+                    s("public"),
+                    s("backends"),
+                    s("v"),
+                    s("query"),
+                    s("1"),
+                ],
+            ],
+            vec![
+                vec![s("16010"), s("SELECT query FROM pg_stat_activity;")],
+                vec![s("16011"), s("SELECT activity.query FROM activity;")],
+                vec![s("16012"), s("SELECT patients.id FROM patients;")],
+                vec![
+                    s("16013"),
+                    s("SELECT pg_stat_get_backend_activity(1) AS query;"),
+                ],
             ],
             vec![vec![s("count")], vec![s("upper")]],
         ]
@@ -277,6 +426,19 @@ mod tests {
         assert!(f.is_builtin(&QualifiedName::new(None, "upper")));
         assert!(!f.is_builtin(&QualifiedName::new(None, "my_fn")));
         assert!(!f.is_builtin(&QualifiedName::new(Some("public"), "upper")));
+        // Views over the catalog's side channels, directly, through a view or a function.
+        assert_eq!(f.view_exposure(16010), Some(FunctionRisk::OtherSessions));
+        assert_eq!(f.view_exposure(16011), Some(FunctionRisk::OtherSessions));
+        assert_eq!(f.view_exposure(16013), Some(FunctionRisk::OtherSessions));
+        assert_eq!(f.view_exposure(16012), None);
+        assert_eq!(f.view_exposure(16001), None);
+    }
+
+    #[test]
+    fn a_view_vigil_cannot_analyse_needs_naming() {
+        let catalog = StaticCatalog::from_rows([], vec!["public".into()]);
+        let views = view_exposures(&[(1, "SELEC nonsense".into())], &catalog);
+        assert_eq!(views.get(&1), Some(&FunctionRisk::Unreviewed));
     }
 
     #[test]
@@ -293,7 +455,7 @@ mod tests {
             Some("x".into()),
             Some("1".into()),
         ]);
-        more.truncate(2);
+        more.truncate(3);
         let _b = cache.load(more).unwrap();
         let after = a.current(&cache);
         assert_ne!(after.version(), before);

@@ -52,6 +52,21 @@ pub trait SessionMasking: Send + Sync {
     /// What an evidence key stands for, for the `MaskingApplied` records.
     fn label(&self, key: EvidenceKey) -> MaskLabel;
 
+    /// Whether a column rule (other than `keep`) applies to this session at all. A session
+    /// with rules (or denied columns) has its errors and notices decided field by field
+    /// ([`errors`]); one without gets the detectors only. Fail closed: `true` unless told.
+    fn has_rules(&self) -> bool {
+        true
+    }
+
+    /// Whether a column rule of this session may mask a table column called `column`, in
+    /// whatever table (the rule's table and schema parts are ignored: an error names a
+    /// partition or child table where the rule names its parent). Fail closed: `true`.
+    fn may_mask_column(&self, column: &str) -> bool {
+        let _ = column;
+        true
+    }
+
     /// Whether a column rule masks this table column.
     fn has_rule(&self, source: ColumnSource<'_>) -> bool {
         let column = ResultColumn {
@@ -850,8 +865,20 @@ pub(crate) fn scrub_notification(
     true
 }
 
+pub(crate) mod errors;
+
 #[cfg(test)]
 mod tests;
+
+/// Fuzzing entry point (not API): rewrites `body` as an ErrorResponse (NoticeResponse when
+/// `notice`) of a protected session whose tables are protected when their name has an even
+/// length, with detectors that redact digits. Panics if an invariant breaks: the result is a
+/// well-formed message with the input's fields in order, severity, code, positions and source
+/// location unchanged, and a protected table's failing row keeps none of its values.
+#[doc(hidden)]
+pub fn fuzz_error_rewrite(notice: bool, body: &[u8]) {
+    errors::fuzz(notice, body);
+}
 
 /// Fuzzing entry point (not API): plans `description` with a masking that rewrites every text
 /// value, withholds one column and leaves the rest to detectors that hit on digits, then rewrites

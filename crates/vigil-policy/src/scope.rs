@@ -155,6 +155,15 @@ pub trait FunctionCatalog {
     /// Whether `name` is one of PostgreSQL's own functions (`pg_catalog`,
     /// `information_schema`), as opposed to one defined in the database.
     fn is_builtin(&self, name: &QualifiedName) -> bool;
+
+    /// What a view of the database (by OID) exposes through the catalog relations and
+    /// functions its definition reads (`CREATE VIEW activity AS SELECT * FROM
+    /// pg_stat_activity`), if anything: such a view passes only when named exactly, like what
+    /// it reads. `None` when unknown (offline checks).
+    fn view_exposure(&self, relation_oid: u32) -> Option<vigil_sql::FunctionRisk> {
+        let _ = relation_oid;
+        None
+    }
 }
 
 /// Treats every unqualified function as built-in: for tests and offline checks.
@@ -443,6 +452,32 @@ impl Scope {
                     ),
                 ));
             }
+            // Catalog relations that expose other sessions, statistics values, server files or
+            // credentials pass only when named: `pg_catalog.*` (which psql's \d needs) never
+            // opens them.
+            let exposure = match vigil_sql::access::relation_risk(schema, name) {
+                Some(risk) => Some((risk, "exposes")),
+                None => r
+                    .oid
+                    .and_then(|oid| functions.view_exposure(oid))
+                    .map(|risk| (risk, "is a view over what exposes")),
+            };
+            if let Some((risk, how)) = exposure {
+                if !self
+                    .relations
+                    .iter()
+                    .any(|p| names_exactly(p, schema, name))
+                {
+                    return Err(Denial::new(
+                        "sensitive_relation",
+                        format!(
+                            "relation {} {how} {}; a grant must name it exactly (no wildcard) to allow it",
+                            r.relation,
+                            risk.describe()
+                        ),
+                    ));
+                }
+            }
             if !s.plan_only
                 && r.write
                 && !matches!(
@@ -496,15 +531,16 @@ impl Scope {
             }
         }
         for f in &s.functions {
-            let dangerous = vigil_sql::access::function_risk(&f.name).is_some();
+            let risk = vigil_sql::access::function_risk(&f.name);
+            let dangerous = risk.is_some();
             let listed = self
                 .functions
                 .iter()
                 .any(|p| function_matches(p, f, dangerous));
-            if dangerous && !listed {
+            if let (Some(risk), false) = (risk, listed) {
                 return Err(Denial::new(
                     "function_denied",
-                    format!("function {f} reaches outside the relations a grant governs; it must be allowed by name"),
+                    format!("function {f} reaches outside the relations a grant governs ({}); it must be allowed by exact name", risk.describe()),
                 ));
             }
             if !dangerous && !functions.is_builtin(f) && !listed {
@@ -554,6 +590,13 @@ impl Scope {
         }
         Ok(())
     }
+}
+
+/// Whether a `relations` pattern names `schema.name` without a wildcard in the name (`name`
+/// alone, `*.name` or `schema.name`).
+fn names_exactly(p: &RelationPattern, schema: &str, name: &str) -> bool {
+    let pattern_schema = p.schema.as_str();
+    p.name.as_str() == name && (pattern_schema == "*" || pattern_schema == schema)
 }
 
 /// A `functions` entry matches a function by name pattern, or `schema.name` exactly; a

@@ -306,3 +306,130 @@ fn decisions_over_grants() {
         matches!(decide(&[live, wide], &star, &AssumeBuiltins, now), Decision::Allow(g) if g.scope.deny_columns.is_empty())
     );
 }
+
+/// Catalog relations and functions that expose other sessions, statistics values or
+/// credentials pass only when a grant names them exactly: `pg_catalog.*` and `functions = ["*"]`
+/// never open them, however the statement names them.
+#[test]
+fn catalog_side_channels_need_their_exact_name() {
+    let mut rows = Vec::new();
+    for (oid, schema, name, kind, cols) in [
+        (1259, "pg_catalog", "pg_class", 'r', &["oid", "relname"][..]),
+        (
+            12_001,
+            "pg_catalog",
+            "pg_stat_activity",
+            'v',
+            &["pid", "query"],
+        ),
+        (12_002, "pg_catalog", "pg_locks", 'v', &["pid", "relation"]),
+        (
+            12_003,
+            "pg_catalog",
+            "pg_stats",
+            'v',
+            &["attname", "most_common_vals"],
+        ),
+        (12_004, "pg_catalog", "pg_stat_io", 'v', &["reads"]),
+        (
+            12_005,
+            "information_schema",
+            "user_mapping_options",
+            'v',
+            &["option_name", "option_value"],
+        ),
+        (12_006, "public", "patients", 'r', &["id", "ssn"]),
+    ] {
+        for (i, c) in cols.iter().enumerate() {
+            rows.push(CatalogRow::new(
+                oid,
+                schema,
+                name,
+                kind,
+                Some((c.to_string(), i as i16 + 1)),
+            ));
+        }
+    }
+    let catalog = StaticCatalog::from_rows(rows, vec!["pg_catalog".into(), "public".into()]);
+    let check = |s: &Scope, sql: &str| {
+        let a = Analyzer::new(64).access(sql, LexOptions::default(), &catalog);
+        s.check(&a, &AssumeBuiltins).map_err(|d| d.rule)
+    };
+    let wide = scope(
+        "commands = [\"read\", \"copy_out\"]\nrelations = [\"pg_catalog.*\", \"information_schema.*\", \"public.*\"]\nfunctions = [\"*\"]\n",
+    );
+    for sql in [
+        "SELECT query FROM pg_stat_activity",
+        "SELECT query FROM pg_catalog.pg_stat_activity",
+        "SELECT query FROM \"pg_catalog\".\"pg_stat_activity\"",
+        "TABLE pg_stats",
+        "SELECT most_common_vals FROM pg_stats WHERE attname = 'ssn'",
+        "SELECT c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation",
+        "SELECT 1 WHERE EXISTS (SELECT 1 FROM pg_stat_activity)",
+        "WITH a AS (SELECT query FROM pg_stat_activity) SELECT * FROM a",
+        "SELECT option_value FROM information_schema.user_mapping_options",
+        "SELECT reads FROM pg_stat_io",
+        "SELECT query FROM U&\"pg\\005fstat\\005factivity\"",
+        "DECLARE c CURSOR FOR SELECT query FROM pg_stat_activity",
+        "PREPARE p AS SELECT query FROM pg_stat_activity",
+        "COPY (SELECT query FROM pg_stat_activity) TO STDOUT",
+        "EXPLAIN SELECT query FROM pg_stat_activity",
+    ] {
+        assert_eq!(
+            check(&wide, sql),
+            Err("sensitive_relation"),
+            "{sql} under pg_catalog.*"
+        );
+    }
+    for sql in [
+        "SELECT * FROM pg_stat_get_activity(NULL)",
+        "SELECT query FROM pg_catalog.\"pg_stat_get_activity\"(NULL)",
+        "SELECT pg_stat_get_backend_activity(b) FROM pg_stat_get_backend_idset() AS b",
+        "SELECT a FROM generate_series(1, 9) AS b, LATERAL pg_stat_get_backend_activity(b) AS a",
+        "SELECT pg_blocking_pids(1)",
+        "SELECT (pg_lock_status()).pid",
+        "SELECT * FROM pg_stat_statements(true)",
+        "SELECT pg_stat_get_numscans(1)",
+        "SELECT pg_mcv_list_items(NULL)",
+        "SELECT pg_ls_waldir()",
+        "SELECT pg_read_file_old('x', 0, 1)",
+        "SELECT * FROM ROWS FROM (pg_stat_get_activity(NULL)) AS a",
+        "SELECT * FROM U&\"pg\\005fstat\\005fget\\005factivity\"(NULL)",
+        "WITH a AS (SELECT pg_stat_get_backend_activity(1) AS q) SELECT q FROM a",
+        "SELECT 1 WHERE pg_stat_get_backend_activity(1) LIKE 'SELECT%'",
+    ] {
+        assert_eq!(
+            check(&wide, sql),
+            Err("function_denied"),
+            "{sql} under functions = [\"*\"]"
+        );
+    }
+    for sql in [
+        "SELECT relname FROM pg_class",
+        "SELECT pg_stat_get_xact_numscans(1)",
+        "SELECT pg_backend_pid(), pg_table_is_visible(1)",
+    ] {
+        assert_eq!(check(&wide, sql), Ok(()), "{sql}");
+    }
+    // Named exactly, they pass.
+    let named = scope(
+        "commands = [\"read\"]\nrelations = [\"pg_catalog.*\", \"pg_catalog.pg_stat_activity\", \"pg_stats\"]\nfunctions = [\"pg_stat_get_activity\"]\n",
+    );
+    for sql in [
+        "SELECT query FROM pg_stat_activity",
+        "TABLE pg_stats",
+        "SELECT * FROM pg_stat_get_activity(NULL)",
+    ] {
+        assert_eq!(check(&named, sql), Ok(()), "{sql}");
+    }
+    assert_eq!(
+        check(&named, "SELECT pid FROM pg_locks"),
+        Err("sensitive_relation")
+    );
+    // A wildcard in the name never names one.
+    let starred = scope("commands = [\"read\"]\nrelations = [\"pg_catalog.pg_stat_*\"]\n");
+    assert_eq!(
+        check(&starred, "SELECT query FROM pg_stat_activity"),
+        Err("sensitive_relation")
+    );
+}

@@ -84,6 +84,7 @@ use std::fmt;
 use std::sync::Arc;
 use vigil_core::event::StatementShape;
 
+pub mod exposure;
 mod names;
 mod walk;
 
@@ -255,7 +256,8 @@ impl RelationAccess {
     }
 }
 
-/// Why a function is dangerous: it reaches outside the relations a policy governs.
+/// Why a function (or a catalog relation: [`relation_risk`]) is dangerous: it reaches outside
+/// the relations a policy governs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FunctionRisk {
@@ -276,6 +278,48 @@ pub enum FunctionRisk {
     Replication,
     /// `pg_notify`: sends data to other sessions.
     Notification,
+    /// Other sessions: their statements, backends, locks and progress (`pg_stat_get_activity`,
+    /// `pg_stat_activity`, `pg_locks`, `pg_blocking_pids`, `pg_stat_statements`…). Every
+    /// identity logs in upstream as the same role, so the server shows each all of them.
+    OtherSessions,
+    /// Planner statistics: most-common values and histograms are real column values
+    /// (`pg_stats`, `pg_statistic`, `pg_stats_ext`…).
+    Statistics,
+    /// Counters of what every session did, per table, index, function and database
+    /// (`pg_stat_user_tables`, `pg_stat_get_numscans`…).
+    ServerActivity,
+    /// Password hashes, user mappings' options, subscriptions' connection strings
+    /// (`pg_authid`, `pg_shadow`, `pg_user_mappings`, `pg_subscription`…).
+    Credentials,
+    /// Table pages or WAL read directly (pageinspect, pg_walinspect): every row, unmasked.
+    RawStorage,
+    /// A PostgreSQL function or catalog relation that Vigil's lists do not know (a newer
+    /// version's): closed until reviewed.
+    Unreviewed,
+}
+
+impl FunctionRisk {
+    /// What it exposes, for refusals (`relation … exposes other sessions' statements…`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            FunctionRisk::FileSystem => "server files or configuration files",
+            FunctionRisk::LargeObject => "large objects (data outside any relation)",
+            FunctionRisk::RemoteDatabase => "other servers",
+            FunctionRisk::ServerControl => "control of the server and other sessions",
+            FunctionRisk::Configuration => "settings by value",
+            FunctionRisk::DynamicSql => "SQL given as text or relations named by value",
+            FunctionRisk::Replication => "replication slots and origins",
+            FunctionRisk::Notification => "messages to other sessions",
+            FunctionRisk::OtherSessions => "other sessions' statements and state",
+            FunctionRisk::Statistics => "planner statistics, which hold column values",
+            FunctionRisk::ServerActivity => "counters of every session's activity",
+            FunctionRisk::Credentials => "credentials",
+            FunctionRisk::RawStorage => "table pages or WAL read directly",
+            FunctionRisk::Unreviewed => {
+                "a part of PostgreSQL's catalog that Vigil has not reviewed"
+            }
+        }
+    }
 }
 
 /// A construct that a least-privilege policy must allow by name, or refuse.
@@ -451,81 +495,16 @@ impl Access {
 // Dangerous functions.
 
 /// The risk of calling a function named `name` (in any schema: a look-alike in another schema is
-/// treated as the built-in, which is the safe side).
+/// treated as the built-in, which is the safe side). The list is in [`exposure`].
 pub fn function_risk(name: &str) -> Option<FunctionRisk> {
-    use FunctionRisk as R;
-    Some(match name {
-        "pg_read_file"
-        | "pg_read_binary_file"
-        | "pg_stat_file"
-        | "pg_ls_dir"
-        | "pg_ls_logdir"
-        | "pg_ls_waldir"
-        | "pg_ls_tmpdir"
-        | "pg_ls_archive_statusdir"
-        | "pg_ls_logicalsnapdir"
-        | "pg_ls_logicalmapdir"
-        | "pg_ls_replslotdir"
-        | "pg_ls_summariesdir"
-        | "pg_current_logfile"
-        | "pg_file_write"
-        | "pg_file_rename"
-        | "pg_file_unlink"
-        | "pg_file_sync"
-        | "pg_logdir_ls"
-        | "pg_show_all_file_settings"
-        | "pg_hba_file_rules"
-        | "pg_ident_file_mappings"
-        | "lo_import"
-        | "lo_export" => R::FileSystem,
-        "lo_create" | "lo_creat" | "lo_unlink" | "lo_open" | "lo_close" | "loread" | "lowrite"
-        | "lo_get" | "lo_put" | "lo_from_bytea" | "lo_truncate" | "lo_truncate64" | "lo_lseek"
-        | "lo_lseek64" | "lo_tell" | "lo_tell64" => R::LargeObject,
-        n if n.starts_with("dblink") => R::RemoteDatabase,
-        "pg_terminate_backend"
-        | "pg_cancel_backend"
-        | "pg_reload_conf"
-        | "pg_rotate_logfile"
-        | "pg_promote"
-        | "pg_switch_wal"
-        | "pg_create_restore_point"
-        | "pg_backup_start"
-        | "pg_backup_stop"
-        | "pg_start_backup"
-        | "pg_stop_backup"
-        | "pg_wal_replay_pause"
-        | "pg_wal_replay_resume"
-        | "pg_log_backend_memory_contexts"
-        | "pg_import_system_collations" => R::ServerControl,
-        n if n.starts_with("pg_stat_reset") || n.starts_with("binary_upgrade_") => R::ServerControl,
-        "set_config" => R::Configuration,
-        "query_to_xml"
-        | "query_to_xmlschema"
-        | "query_to_xml_and_xmlschema"
-        | "cursor_to_xml"
-        | "cursor_to_xmlschema"
-        | "table_to_xml"
-        | "table_to_xmlschema"
-        | "table_to_xml_and_xmlschema"
-        | "schema_to_xml"
-        | "schema_to_xmlschema"
-        | "schema_to_xml_and_xmlschema"
-        | "database_to_xml"
-        | "database_to_xmlschema"
-        | "database_to_xml_and_xmlschema"
-        | "ts_stat"
-        | "ts_rewrite" => R::DynamicSql,
-        n if n.starts_with("pg_logical_slot_")
-            || n.starts_with("pg_replication_origin_")
-            || n.ends_with("_replication_slot")
-            || n == "pg_replication_slot_advance"
-            || n == "pg_logical_emit_message" =>
-        {
-            R::Replication
-        }
-        "pg_notify" => R::Notification,
-        _ => return None,
-    })
+    exposure::function_risk(name)
+}
+
+/// The risk of reading relation `schema.name`: catalog relations that expose other sessions,
+/// statistics values, server files or credentials, and catalog relations not yet reviewed
+/// (see [`exposure`]).
+pub fn relation_risk(schema: &str, name: &str) -> Option<FunctionRisk> {
+    exposure::relation_risk(schema, name)
 }
 
 #[cfg(test)]
@@ -594,6 +573,7 @@ mod tests {
             ("pg_logical_slot_peek_changes", Some(R::Replication)),
             ("pg_create_logical_replication_slot", Some(R::Replication)),
             ("pg_notify", Some(R::Notification)),
+            ("pg_stat_get_activity", Some(R::OtherSessions)),
             ("lower", None),
             ("current_setting", None),
             ("nextval", None),

@@ -104,6 +104,14 @@ impl SessionMasking for Session {
     fn has_rule(&self, source: ColumnSource<'_>) -> bool {
         self.0.has_rule(source.schema, source.table, source.column)
     }
+
+    fn has_rules(&self) -> bool {
+        self.0.has_rules()
+    }
+
+    fn may_mask_column(&self, column: &str) -> bool {
+        self.0.may_mask_column(column)
+    }
 }
 
 struct Column(ColumnMasker);
@@ -159,6 +167,7 @@ mod tests {
             table: "patients",
             column: "ssn"
         }));
+        assert!(s.has_rules() && s.may_mask_column("ssn") && !s.may_mask_column("id"));
     }
 
     #[test]

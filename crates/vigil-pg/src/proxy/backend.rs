@@ -529,6 +529,10 @@ fn copy_row(
 
 /// Masks the free text of an error, notice or notification from the server. Values masked in
 /// a statement's messages count for the statement; others are recorded at once.
+///
+/// A session with masking rules or denied columns is *protected*: its messages are decided
+/// field by field ([`masking::errors`]), because the detectors alone miss what PostgreSQL echoes
+/// of stored rows. Other sessions get the detectors, or the server's bytes untouched.
 fn scrub_message(
     ctx: &SessionContext,
     shared: &mut Shared,
@@ -537,26 +541,45 @@ fn scrub_message(
     rw: &mut Rewrites,
     channel: &str,
 ) -> Option<Replacement> {
-    let masking = ctx.masking.as_deref()?;
+    let withheld = ctx.policy.withheld.read().clone();
+    let masking = ctx.masking.as_deref();
+    let protected = !withheld.is_empty() || masking.is_some_and(|m| m.has_rules());
+    if !protected && masking.is_none() {
+        return None;
+    }
     let label: Arc<str> = Arc::from(channel);
     let mut loose = MaskTally::default();
+    let notification = kind == tag::NOTIFICATION_RESPONSE;
     let tally = match head_run(shared) {
-        Some(run) if kind != tag::NOTIFICATION_RESPONSE => &mut run.tally,
+        Some(run) if !notification => &mut run.tally,
         _ => &mut loose,
     };
     let start = rw.side.len();
-    let changed = if kind == tag::NOTIFICATION_RESPONSE {
-        masking::scrub_notification(body, masking, &mut rw.side, &mut rw.scratch, tally, &label)
-    } else {
-        masking::scrub_error_fields(
-            kind,
-            body,
-            masking,
-            &mut rw.side,
-            &mut rw.scratch,
-            tally,
-            &label,
-        )
+    let changed = match (notification, masking) {
+        (true, _) if protected => {
+            masking::errors::withhold_payload(body, &mut rw.side, tally, &label)
+        }
+        (true, Some(m)) => {
+            masking::scrub_notification(body, m, &mut rw.side, &mut rw.scratch, tally, &label)
+        }
+        (false, _) if protected => {
+            let mut tables =
+                masking::errors::CatalogTables::new(masking, &withheld, &ctx.policy.cache);
+            masking::errors::rewrite(
+                kind,
+                body,
+                masking,
+                &mut tables,
+                &mut rw.side,
+                &mut rw.scratch,
+                tally,
+                &label,
+            )
+        }
+        (false, Some(m)) => {
+            masking::scrub_error_fields(kind, body, m, &mut rw.side, &mut rw.scratch, tally, &label)
+        }
+        (_, None) => false,
     };
     if !loose.entries.is_empty() {
         record_masking(ctx, shared, None, loose);

@@ -606,11 +606,13 @@ pub(crate) fn record_masking(
     statement_seq: Option<u64>,
     tally: crate::masking::MaskTally,
 ) {
-    let Some(masking) = &ctx.masking else {
-        return;
-    };
     for (column, key, count) in tally.entries {
-        let label = masking.label(key);
+        // Vigil's own withholding (errors and notices of protected sessions), or the engine's.
+        let label = match (crate::masking::errors::Withheld::label(key), &ctx.masking) {
+            (Some(label), _) => label,
+            (None, Some(masking)) => masking.label(key),
+            (None, None) => continue,
+        };
         *shared.masked.entry(label.entity.clone()).or_default() += count;
         ctx.sink.append_detached(ctx.draft(Event::MaskingApplied(
             vigil_core::event::MaskingApplied {

@@ -264,6 +264,101 @@ fn strings(ns: &[Node]) -> Vec<String> {
     ns.iter().filter_map(string).map(str::to_owned).collect()
 }
 
+/// Functions that DDL binds to run later without being named again: an operator's function
+/// and estimators, an aggregate's transition functions, a type's I/O functions, a cast's
+/// function, trigger and event trigger functions, operator class support functions,
+/// transforms, conversions, language, FDW and access method handlers. `SELECT ### 1` calls
+/// the function behind `###`: the statement that bound it is where the name is seen.
+fn bound_functions(e: &N) -> Vec<&[Node]> {
+    /// DefElem options of CREATE OPERATOR/AGGREGATE/TYPE (base and range)/TEXT SEARCH
+    /// PARSER|TEMPLATE and ALTER OPERATOR/TYPE whose value is a function.
+    const FUNCTION_OPTIONS: &[&str] = &[
+        "function",
+        "procedure",
+        "restrict",
+        "join",
+        "sfunc",
+        "finalfunc",
+        "combinefunc",
+        "serialfunc",
+        "deserialfunc",
+        "msfunc",
+        "minvfunc",
+        "mfinalfunc",
+        "input",
+        "output",
+        "receive",
+        "send",
+        "typmod_in",
+        "typmod_out",
+        "analyze",
+        "subscript",
+        "start",
+        "gettoken",
+        "end",
+        "headline",
+        "lextypes",
+        "init",
+        "lexize",
+        "handler",
+        "validator",
+        "canonical",
+        "subtype_diff",
+    ];
+    fn options<'a>(defs: &'a [Node], out: &mut Vec<&'a [Node]>) {
+        for d in defs {
+            let Some(N::DefElem(d)) = &d.node else {
+                continue;
+            };
+            if !FUNCTION_OPTIONS.contains(&d.defname.to_ascii_lowercase().as_str()) {
+                continue;
+            }
+            match d.arg.as_deref().and_then(|a| a.node.as_ref()) {
+                Some(N::TypeName(t)) => out.push(&t.names),
+                Some(N::List(l)) => out.push(&l.items),
+                Some(N::String(_)) => out.push(std::slice::from_ref(d.arg.as_deref().unwrap())),
+                _ => {}
+            }
+        }
+    }
+    fn op_class_items<'a>(items: &'a [Node], out: &mut Vec<&'a [Node]>) {
+        for i in items {
+            // Item type 2: a support function (1 is an operator, 3 a storage type).
+            if let Some(N::CreateOpClassItem(i)) = &i.node {
+                if i.itemtype == 2 {
+                    if let Some(f) = &i.name {
+                        out.push(&f.objname);
+                    }
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    match e {
+        N::DefineStmt(d) => options(&d.definition, &mut out),
+        N::AlterOperatorStmt(a) => options(&a.options, &mut out),
+        N::AlterTypeStmt(a) => options(&a.options, &mut out),
+        N::CreateRangeStmt(r) => options(&r.params, &mut out),
+        N::CreateFdwStmt(f) => options(&f.func_options, &mut out),
+        N::AlterFdwStmt(f) => options(&f.func_options, &mut out),
+        N::CreateCastStmt(c) => out.extend(c.func.as_ref().map(|f| &f.objname[..])),
+        N::CreateTransformStmt(t) => {
+            out.extend(t.fromsql.as_ref().map(|f| &f.objname[..]));
+            out.extend(t.tosql.as_ref().map(|f| &f.objname[..]));
+        }
+        N::CreateTrigStmt(t) => out.push(&t.funcname),
+        N::CreateEventTrigStmt(t) => out.push(&t.funcname),
+        N::CreateConversionStmt(c) => out.push(&c.func_name),
+        N::CreatePlangStmt(l) => out.extend([&l.plhandler[..], &l.plinline, &l.plvalidator]),
+        N::CreateAmStmt(a) => out.push(&a.handler_name),
+        N::CreateOpClassStmt(c) => op_class_items(&c.items, &mut out),
+        N::AlterOpFamilyStmt(a) => op_class_items(&a.items, &mut out),
+        _ => {}
+    }
+    out.retain(|parts| !parts.is_empty());
+    out
+}
+
 /// A function's name as written, without the `pg_catalog.` prefix.
 fn func_name(parts: &[Node]) -> QualifiedName {
     let parts: Vec<&str> = parts.iter().filter_map(string).collect();
@@ -623,6 +718,9 @@ impl<'a> Walker<'a> {
                 })
                 .collect();
             self.function(func_name(&parts));
+        }
+        for parts in bound_functions(e) {
+            self.function(func_name(parts));
         }
     }
 
