@@ -56,8 +56,10 @@
 //!   CREATE TABLE AS, CREATE RULE actions, SQL-standard function bodies) are analysed as
 //!   queries: what a definition reads is what it exposes.
 //!
-//! Nothing here depends on the value of a literal: one analysis serves every text of the same
-//! shape (see [`Analyzer`](crate::Analyzer)). Where PostgreSQL accepts a string literal in place
+//! Nothing here depends on the value of a literal, with one exception: one analysis serves
+//! every text of the same shape (see [`Analyzer`](crate::Analyzer)). The exception is an output
+//! column named by position (`ORDER BY 2`): its analysis is marked
+//! [`StatementAccess::by_position`] and serves its own text only. Where PostgreSQL accepts a string literal in place
 //! of a name (`LANGUAGE 'plpgsql'`), the name is reported only when written as an identifier.
 //!
 //! ## Limits
@@ -338,6 +340,9 @@ pub enum Unresolved {
     Column(String),
     /// A parse-tree construct the analysis does not know (its node type).
     Construct(String),
+    /// A constraint the catalog does not have (`ON CONFLICT ON CONSTRAINT name`), as
+    /// `relation.constraint`.
+    Constraint(String),
 }
 
 impl fmt::Display for Unresolved {
@@ -346,6 +351,7 @@ impl fmt::Display for Unresolved {
             Unresolved::Relation(n) => write!(f, "relation {n}"),
             Unresolved::Column(n) => write!(f, "column {n}"),
             Unresolved::Construct(n) => write!(f, "construct {n}"),
+            Unresolved::Constraint(n) => write!(f, "constraint {n}"),
         }
     }
 }
@@ -369,6 +375,31 @@ pub struct StatementAccess {
     pub hazards: Vec<Hazard>,
     /// Sorted, without duplicates. Not empty: refuse the statement.
     pub unresolved: Vec<Unresolved>,
+    /// Stored columns that the statement's writes make the server compare with the rows it
+    /// writes or deletes (unique indexes, exclusion and check constraints, foreign keys both
+    /// ways): whether the write succeeds tells the writer something of their values. Not
+    /// reads (a policy need not allow the relations), but a use of the values all the same.
+    /// Sorted, without duplicates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compared: Vec<Comparison>,
+    /// An output column is named by position (`ORDER BY 2`, `GROUP BY 1`): which one it is
+    /// depends on the value of a literal, so this analysis serves this text only, not every
+    /// text of its shape (the [`Analyzer`](crate::Analyzer) does not share it).
+    #[serde(skip)]
+    pub by_position: bool,
+}
+
+/// A stored column a write is compared with, and the constraint that compares it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Comparison {
+    /// Schema-qualified.
+    pub relation: QualifiedName,
+    pub oid: Option<u32>,
+    pub column: String,
+    /// The constraint or unique index; `None` when the catalog does not describe the written
+    /// relation's constraints, so that every column of it counts (fail closed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub constraint: Option<String>,
 }
 
 impl StatementAccess {
@@ -584,6 +615,8 @@ mod tests {
                 },
             ],
             unresolved: vec![Unresolved::Column("nosuch".into())],
+            compared: Vec::new(),
+            by_position: false,
         };
         assert_eq!(
             serde_json::to_string(&s).unwrap(),
