@@ -1497,18 +1497,22 @@ impl<'a> Walker<'a> {
     /// the statement: nothing to count.
     fn output_at(&mut self, position: i64) {
         self.by_position = true;
-        let outputs = &self.level().outputs;
-        let mut at = 0i64;
-        for i in 0..outputs.len() {
-            if matches!(outputs[i].origin, Origin::UnknownStar { .. }) {
-                self.all_outputs_used();
-                return;
+        let mut found = None;
+        for (i, o) in self.level().outputs.iter().enumerate() {
+            if matches!(o.origin, Origin::UnknownStar { .. }) {
+                found = Some(None);
+                break;
             }
-            at += 1;
-            if at == position {
-                self.output_used(i);
-                return;
+            if i64::try_from(i + 1) == Ok(position) {
+                found = Some(Some(i));
+                break;
             }
+        }
+        match found {
+            // A `*` of unknown width comes first: any output may be the one.
+            Some(None) => self.all_outputs_used(),
+            Some(Some(i)) => self.output_used(i),
+            None => {}
         }
     }
 
