@@ -36,8 +36,28 @@
 //!   (JOIN … ON sees only the join's inputs, a non-LATERAL subquery in FROM does not see its
 //!   siblings), then outer levels (correlated subqueries); if several items at that level have
 //!   it, it counts against all of them. Failing any column, a name equal to a FROM item's alias
-//!   is a whole-row reference. ORDER BY and DISTINCT ON first try output column names, GROUP
-//!   BY tries them last, as PostgreSQL does. Anything else is `unresolved`.
+//!   is a whole-row reference. Anything else is `unresolved`.
+//! - **Output columns by name and position** (PostgreSQL's `findTargetlistEntrySQL92`). In
+//!   ORDER BY and DISTINCT ON a bare name is an output column first, an integer constant the
+//!   output column at that position; in GROUP BY (and its ROLLUP, CUBE, GROUPING SETS and
+//!   implicit rows) a bare name is a column of the level's FROM items first, then an output
+//!   column, then a column of an outer level; plain DISTINCT uses every output column. Positions
+//!   count `*` column by column in the catalog's order; after a `*` whose expansion is not known
+//!   (a USING or NATURAL join, a join alias, unknown columns) any output may be meant, and all
+//!   count. An output column used so is a **derived** use of what it stands for (the result's
+//!   order, grouping or distinctness depends on it). Window and aggregate ORDER BY/PARTITION BY
+//!   are expressions (SQL99: a constant sorts nothing).
+//! - **Compared columns** ([`StatementAccess::compared`]). A write the server compares with
+//!   stored rows uses their values: INSERT, UPDATE, MERGE, ON CONFLICT DO UPDATE and COPY FROM
+//!   that set a column of a unique index, exclusion or check constraint compare all its columns;
+//!   setting a foreign key's columns compares the referenced relation's; deleting rows, or
+//!   updating the columns, another relation's foreign key references compares both sides; a
+//!   check constraint not validated may fail on any update. Constraints of partitions and
+//!   inheritance children count for the relation written. Where the catalog does not describe a
+//!   relation's constraints ([`RelationInfo::constraints`](crate::RelationInfo) is `None`:
+//!   views, foreign tables, hand-made catalogs), every column of it counts. `ON CONFLICT ON
+//!   CONSTRAINT name` reads the constraint's columns (like `ON CONFLICT (columns)`); a name the
+//!   catalog lacks is `unresolved`.
 //! - **Derived tables and CTEs.** A subquery in FROM or a CTE is analysed where it is written:
 //!   its own reads are counted there, whether or not the outer query uses its columns. So a
 //!   reference to a derived column counts nothing more (its origin was counted when the body
@@ -70,7 +90,10 @@
 //! casts and type input. Nor are relations named by value (`nextval('s')`, `'t'::regclass`,
 //! `table_to_xml('t')`, which is a hazard), relations reached by `TRUNCATE … CASCADE` or
 //! `DROP … CASCADE`, or the inheritance children and partitions that reading a parent reads.
-//! DDL is reported per relation, not per column. A derived table's select list counts in full
+//! DDL is reported per relation, not per column. The order a plan gives rows that no ORDER BY
+//! fixes (an index scan over a masked column) is not seen; nor are constraints that triggers,
+//! rules or generated columns enforce, nor what `ON DELETE CASCADE` writes. A derived table's
+//! select list counts in full
 //! even when the outer query uses part of it; a function in FROM whose columns are not declared
 //! absorbs unqualified names nothing else has (they are not reported unresolved); `t.f` where
 //! `f` is not a column is reported as a whole-row read plus the function `f`, even when no such
@@ -235,9 +258,10 @@ pub struct RelationAccess {
     pub read_columns: ColumnSet,
     pub write_columns: ColumnSet,
     /// Columns read other than as a bare output column of the client's result: in
-    /// expressions, filters, joins, ordering, grouping, subqueries in expressions, set
-    /// operations, RETURNING, or into another table. Values of a masked column must not be
-    /// read this way: the result would carry them (or facts about them) unmasked.
+    /// expressions, filters, joins, ordering, grouping and DISTINCT (by name, output name or
+    /// position), subqueries in expressions, set operations, RETURNING, or into another table.
+    /// Values of a masked column must not be read this way: the result would carry them (or
+    /// facts about them) unmasked.
     #[serde(default, skip_serializing_if = "ColumnSet::is_empty")]
     pub derived_columns: ColumnSet,
 }

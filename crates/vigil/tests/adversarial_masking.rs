@@ -587,12 +587,50 @@ async fn probes_are_refused_and_never_run() {
 // ---------------------------------------------------------------------------------------------
 // The differential check.
 
+/// A write whose outcome would depend on stored values if it were let through: run between
+/// BEGIN and ROLLBACK. The guessed values are copy A's (so they differ from copy B's).
+fn write(rng: &mut Rng, known: &[Patient]) -> String {
+    let p = rng.pick(known);
+    let k = p.id;
+    let fresh = 500 + rng.below(400);
+    let date = format!("{}", &p.dob[..7]);
+    match rng.below(14) {
+        0 => format!("UPDATE patients SET admitted = DATE '{date}-15' WHERE id = {k}"),
+        1 => format!("UPDATE patients SET phone = '{}' WHERE id = {}", p.phone, 1 + k % 40),
+        2 => format!(
+            "INSERT INTO patients (id, mrn, ssn, admitted) VALUES ({fresh}, 'MRN-{fresh}', '{}', '2020-01-01')",
+            p.ssn
+        ),
+        3 => format!("INSERT INTO encounters (id, patient_mrn) VALUES ({fresh}, '{}')", p.mrn),
+        4 => format!("DELETE FROM patients WHERE id = {k}"),
+        5 => format!(
+            "INSERT INTO patients (id, mrn, admitted) VALUES ({k}, '{}', '2020-01-01') ON CONFLICT ON CONSTRAINT patients_mrn_key DO NOTHING",
+            p.mrn
+        ),
+        6 => format!("INSERT INTO visits VALUES ({}, '{}', now())", k, p.ssn),
+        7 => format!("UPDATE patients SET dob = DATE '{date}-01' WHERE id = {k}"),
+        // Allowed: nothing stored is compared with a masked column.
+        8 => format!("UPDATE patients SET first_name = 'Zed' WHERE id = {k}"),
+        9 => format!("UPDATE patients SET zip = '02199' WHERE id = {k} RETURNING id"),
+        10 => format!(
+            "INSERT INTO free_notes (id, ssn, dob) VALUES ({fresh}, '{}', DATE '{date}-02')",
+            p.ssn
+        ),
+        11 => format!("DELETE FROM encounters WHERE patient_id = {k}"),
+        12 => format!("UPDATE encounters SET patient_id = {k} WHERE id = {}", 1 + k % 30),
+        _ => format!(
+            "MERGE INTO free_notes f USING (VALUES ({fresh}, '{}')) v(id, s) ON f.id = v.id WHEN NOT MATCHED THEN INSERT (id, ssn) VALUES (v.id, v.s)",
+            p.ssn
+        ),
+    }
+}
+
 /// A random SELECT over the test schema: positions, aliases, DISTINCT, GROUP BY, windows,
 /// subqueries, CTEs, joins, set operations, LIMIT. Not always valid SQL: errors are compared
 /// too.
 fn statement(rng: &mut Rng) -> String {
     let core = core_select(rng);
-    match rng.below(10) {
+    match rng.below(12) {
         0 => format!("SELECT * FROM ({core}) s{}", order_by_positions(rng, 3)),
         1 => format!(
             "WITH c AS ({core}) SELECT * FROM c{}",
@@ -600,8 +638,13 @@ fn statement(rng: &mut Rng) -> String {
         ),
         2 => {
             let other = core_select(rng);
-            format!("({core}) UNION ALL ({other})")
+            let op = rng.pick(&["UNION ALL", "UNION", "INTERSECT", "EXCEPT"]);
+            format!("({core}) {op} ({other})")
         }
+        4 => format!("SELECT DISTINCT * FROM ({core}) s"),
+        5 => format!(
+            "SELECT count(*), count(DISTINCT s.*) FROM ({core}) s WHERE EXISTS (SELECT 1 FROM encounters e WHERE e.id = 1)"
+        ),
         3 => format!("SELECT count(*) FROM ({core}) s"),
         _ => core,
     }
@@ -737,6 +780,17 @@ fn order_by_positions(rng: &mut Rng, max: usize) -> String {
     }
 }
 
+/// A read as it is; a write between BEGIN and ROLLBACK.
+async fn run(client: &Client, sql: &str, writes: bool) -> Seen {
+    if !writes {
+        return simple(client, sql).await;
+    }
+    simple(client, "BEGIN").await;
+    let seen = simple(client, sql).await;
+    simple(client, "ROLLBACK").await;
+    seen
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_statements_do_not_depend_on_masked_values() {
     let s = setup();
@@ -756,12 +810,18 @@ async fn generated_statements_do_not_depend_on_masked_values() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(400);
     let mut rng = Rng(seed);
+    let known = patients(Copy::A);
     let started = Instant::now();
     let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
     let mut leaks = Vec::new();
     for _ in 0..count {
-        let sql = statement(&mut rng);
-        let (x, y) = (simple(&a, &sql).await, simple(&b, &sql).await);
+        let writes = rng.chance(15);
+        let sql = if writes {
+            write(&mut rng, &known)
+        } else {
+            statement(&mut rng)
+        };
+        let (x, y) = (run(&a, &sql, writes).await, run(&b, &sql, writes).await);
         let kind = match (&x, x.rule()) {
             (_, Some(DERIVED | COMPARED)) => "refused (masking)",
             (_, Some(_)) => "refused (other)",
