@@ -4,8 +4,8 @@
 //! masked column (unique indexes, exclusion and check constraints, foreign keys both ways,
 //! ON CONFLICT, MERGE, COPY FROM).
 //!
-//! - `probes_are_refused_and_never_run`: each probe, in the simple protocol (tokio-postgres'
-//!   simple query, as psql sends it) and in the extended protocol, is refused with
+//! - `probes_are_refused_and_never_run`: each probe, in the simple protocol (psql, and
+//!   tokio-postgres' simple query) and in the extended protocol (tokio-postgres), is refused with
 //!   `masked_column_derived` or `masked_column_compared`, and the server's `log_statement =
 //!   all` log proves it never ran (every text carries a unique marker comment); legitimate
 //!   statements beside them still run.
@@ -351,6 +351,52 @@ async fn simple(client: &Client, sql: &str) -> Seen {
     }
 }
 
+/// How a probe is sent.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// psql (simple protocol).
+    Psql,
+    /// tokio-postgres' simple query.
+    Simple,
+    /// tokio-postgres' extended protocol.
+    Extended,
+}
+
+const MODES: [(&str, Mode); 3] = [
+    ("p", Mode::Psql),
+    ("s", Mode::Simple),
+    ("x", Mode::Extended),
+];
+
+async fn send(mode: Mode, vigil: &Vigil, token: &str, client: &Client, sql: &str) -> Seen {
+    match mode {
+        Mode::Psql => {
+            let (port, token, sql) = (vigil.port, token.to_string(), sql.to_string());
+            let (ok, out, err) =
+                tokio::task::spawn_blocking(move || psql_at(port, "ehr", "app", &token, &sql))
+                    .await
+                    .unwrap();
+            if ok {
+                return Seen::Rows(out.lines().map(str::to_string).collect());
+            }
+            // `ERROR:  message` and `DETAIL:  rule …, grant …`.
+            let field = |prefix: &str| {
+                err.lines()
+                    .find_map(|l| l.strip_prefix(prefix))
+                    .map(str::to_string)
+            };
+            Seen::Error {
+                code: "psql".into(),
+                message: field("ERROR:  ").unwrap_or(err.clone()),
+                detail: field("DETAIL:  ")
+                    .map(|d| d.split(", grant ").next().unwrap_or(&d).to_string()),
+            }
+        }
+        Mode::Simple => simple(client, sql).await,
+        Mode::Extended => extended(client, sql).await,
+    }
+}
+
 /// The extended protocol (Parse/Bind/Execute), results as counted rows.
 async fn extended(client: &Client, sql: &str) -> Seen {
     match client.query(sql, &[]).await {
@@ -489,23 +535,19 @@ async fn probes_are_refused_and_never_run() {
     let mut failures = Vec::new();
     let probes = probes();
     let mut ran = 0;
-    for (mode, is_extended) in [("s", false), ("x", true)] {
+    for (tag, mode) in MODES {
         for (i, p) in probes.iter().enumerate() {
-            if is_extended && p.simple_only {
+            if mode == Mode::Extended && p.simple_only {
                 continue;
             }
-            let sql = format!("{} /* adv-{i}-{mode} */", p.sql);
-            let seen = if is_extended {
-                extended(&client, &sql).await
-            } else {
-                simple(&client, &sql).await
-            };
+            let sql = format!("{} /* adv-{i}-{tag} */", p.sql);
+            let seen = send(mode, &s.vigil, &s.token, &client, &sql).await;
             ran += 1;
             match (p.refused, &seen) {
                 (Some(rule), _) if seen.rule() == Some(rule) => {}
                 (None, Seen::Rows(_)) => {}
                 _ => failures.push(format!(
-                    "[{mode}] {}: expected {:?}, got {seen:?}",
+                    "[{tag}] {}: expected {:?}, got {seen:?}",
                     p.sql,
                     p.refused.unwrap_or("allowed")
                 )),
@@ -524,45 +566,41 @@ async fn probes_are_refused_and_never_run() {
     .into_iter()
     .enumerate()
     {
-        for (mode, is_extended) in [("s", false), ("x", true)] {
-            let text = format!("{sql} /* shape-{i}-{mode} */");
-            let seen = if is_extended {
-                extended(&client, &text).await
-            } else {
-                simple(&client, &text).await
-            };
+        for (tag, mode) in MODES {
+            let text = format!("{sql} /* shape-{i}-{tag} */");
+            let seen = send(mode, &s.vigil, &s.token, &client, &text).await;
             let ok = match rule {
                 Some(rule) => seen.rule() == Some(rule),
                 None => matches!(seen, Seen::Rows(_)),
             };
             if !ok {
-                failures.push(format!("[{mode}] {sql}: expected {rule:?}, got {seen:?}"));
+                failures.push(format!("[{tag}] {sql}: expected {rule:?}, got {seen:?}"));
             }
         }
     }
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     let log = executed(&s.pg);
-    for (mode, is_extended) in [("s", false), ("x", true)] {
+    for (tag, mode) in MODES {
         for (i, p) in probes.iter().enumerate() {
-            if is_extended && p.simple_only {
+            if mode == Mode::Extended && p.simple_only {
                 continue;
             }
-            let in_log = log.contains(&format!("adv-{i}-{mode} "));
+            let in_log = log.contains(&format!("adv-{i}-{tag} "));
             match p.refused {
                 Some(_) if in_log => {
-                    failures.push(format!("[{mode}] REFUSED BUT EXECUTED: {}", p.sql))
+                    failures.push(format!("[{tag}] REFUSED BUT EXECUTED: {}", p.sql))
                 }
                 None if !in_log => failures.push(format!(
-                    "[{mode}] allowed but not in the server log: {}",
+                    "[{tag}] allowed but not in the server log: {}",
                     p.sql
                 )),
                 _ => {}
             }
         }
         for i in [1, 3] {
-            if log.contains(&format!("shape-{i}-{mode} ")) {
-                failures.push(format!("[{mode}] shape probe {i} executed"));
+            if log.contains(&format!("shape-{i}-{tag} ")) {
+                failures.push(format!("[{tag}] shape probe {i} executed"));
             }
         }
     }
