@@ -631,7 +631,7 @@ fn write(rng: &mut Rng, known: &[Patient]) -> String {
     let p = rng.pick(known);
     let k = p.id;
     let fresh = 500 + rng.below(400);
-    let date = format!("{}", &p.dob[..7]);
+    let date = &p.dob[..7];
     match rng.below(14) {
         0 => format!("UPDATE patients SET admitted = DATE '{date}-15' WHERE id = {k}"),
         1 => format!("UPDATE patients SET phone = '{}' WHERE id = {}", p.phone, 1 + k % 40),
