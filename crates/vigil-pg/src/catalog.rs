@@ -225,7 +225,20 @@ fn parse_row(row: Vec<Option<String>>) -> Result<CatalogRow, CatalogError> {
         (Some(c), Some(n)) => Some((c, n.parse().map_err(|_| bad())?)),
         _ => None,
     };
-    Ok(CatalogRow::new(oid as u32, schema, name, kind, column))
+    // The constraint column: a row without it is from another query than ours, whose
+    // constraints are unknown (fail: the session is refused rather than checked without them).
+    let constraint = match it.next().ok_or_else(bad)? {
+        Some(json) => Some(
+            vigil_sql::Constraint::from_catalog_json(&json)
+                .map_err(|e| CatalogError(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let row = match constraint {
+        Some(c) => CatalogRow::with_constraint(oid as u32, schema, name, kind, c),
+        None => CatalogRow::new(oid as u32, schema, name, kind, column),
+    };
+    Ok(row)
 }
 
 /// A session's view of its connection's catalog.
@@ -355,6 +368,7 @@ mod tests {
                     s("r"),
                     s("id"),
                     s("1"),
+                    None,
                 ],
                 vec![
                     s("16001"),
@@ -363,8 +377,28 @@ mod tests {
                     s("r"),
                     s("ssn"),
                     s("2"),
+                    None,
                 ],
-                vec![s("16002"), s("public"), s("empty"), s("r"), None, None],
+                vec![
+                    s("16001"),
+                    s("public"),
+                    s("patients"),
+                    s("r"),
+                    None,
+                    None,
+                    s(
+                        r#"{"kind" : "unique_index", "name" : "patients_ssn_key", "validated" : true, "owner" : null, "columns" : ["ssn"], "other" : null, "other_columns" : []}"#,
+                    ),
+                ],
+                vec![
+                    s("16002"),
+                    s("public"),
+                    s("empty"),
+                    s("r"),
+                    None,
+                    None,
+                    None,
+                ],
                 vec![
                     s("12222"),
                     s("pg_catalog"),
@@ -372,6 +406,7 @@ mod tests {
                     s("v"),
                     s("query"),
                     s("1"),
+                    None,
                 ],
                 vec![
                     s("16010"),
@@ -380,6 +415,7 @@ mod tests {
                     s("v"),
                     s("query"),
                     s("1"),
+                    None,
                 ],
                 vec![
                     s("16011"),
@@ -388,8 +424,17 @@ mod tests {
                     s("v"),
                     s("query"),
                     s("1"),
+                    None,
                 ],
-                vec![s("16012"), s("public"), s("ids"), s("v"), s("id"), s("1")],
+                vec![
+                    s("16012"),
+                    s("public"),
+                    s("ids"),
+                    s("v"),
+                    s("id"),
+                    s("1"),
+                    None,
+                ],
                 vec![
                     s("16013"),
                     s("public"),
@@ -397,6 +442,7 @@ mod tests {
                     s("v"),
                     s("query"),
                     s("1"),
+                    None,
                 ],
             ],
             vec![
@@ -421,7 +467,12 @@ mod tests {
         let c = session.current(&cache);
         let p = c.relation(None, "patients").unwrap();
         assert_eq!((p.oid, p.columns.len()), (16001, 2));
-        assert!(c.relation(None, "empty").unwrap().columns.is_empty());
+        let constraints = p.constraints.as_ref().unwrap();
+        assert_eq!(constraints.len(), 1);
+        assert_eq!(constraints[0].name, "patients_ssn_key");
+        assert_eq!(constraints[0].columns, ["ssn"]);
+        let empty = c.relation(None, "empty").unwrap();
+        assert!(empty.columns.is_empty() && empty.constraints == Some(vec![]));
         let f = session.functions();
         assert!(f.is_builtin(&QualifiedName::new(None, "upper")));
         assert!(!f.is_builtin(&QualifiedName::new(None, "my_fn")));
@@ -454,6 +505,7 @@ mod tests {
             Some("r".into()),
             Some("x".into()),
             Some("1".into()),
+            None,
         ]);
         more.truncate(3);
         let _b = cache.load(more).unwrap();
@@ -468,5 +520,14 @@ mod tests {
         let mut bad = sets();
         bad[1].push(vec![Some("x".into())]);
         assert!(cache.load(bad).is_err());
+        // Rows without the constraint column (an older query), or with one we cannot read.
+        let mut old = sets();
+        old[1].iter_mut().for_each(|r| {
+            r.pop();
+        });
+        assert!(cache.load(old).is_err());
+        let mut unreadable = sets();
+        unreadable[1][2][6] = Some(r#"{"kind" : "primary"}"#.into());
+        assert!(cache.load(unreadable).is_err());
     }
 }

@@ -398,6 +398,11 @@ impl Scope {
                     reason: format!("column \"{name}\" does not exist"),
                     sqlstate: "42703",
                 },
+                vigil_sql::Unresolved::Constraint(name) => Denial {
+                    rule: "unresolved",
+                    reason: format!("constraint \"{name}\" does not exist"),
+                    sqlstate: "42704",
+                },
                 vigil_sql::Unresolved::Construct(what) => Denial::new(
                     "unresolved",
                     format!(
@@ -527,6 +532,27 @@ impl Scope {
                             ));
                         }
                     }
+                }
+            }
+        }
+        // A write the server compares with stored values (a unique index, a foreign key…)
+        // reveals whether a value is there: a denied column may not be compared either.
+        for c in &s.compared {
+            let schema = c.relation.schema.as_deref().unwrap_or("public");
+            let name = c.relation.name.as_str();
+            for (pattern, columns) in &self.deny_columns {
+                if relation_key_matches(pattern, schema, name)
+                    && columns.iter().any(|d| d.matches(&c.column))
+                {
+                    return Err(Denial::new(
+                        "column_denied",
+                        format!(
+                            "this write is compared with column {} of {} (constraint {}), which is denied to this grant: whether it succeeds would reveal that column's values",
+                            c.column,
+                            c.relation,
+                            c.constraint.as_deref().unwrap_or("unknown")
+                        ),
+                    ));
                 }
             }
         }

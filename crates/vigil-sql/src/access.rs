@@ -36,8 +36,28 @@
 //!   (JOIN … ON sees only the join's inputs, a non-LATERAL subquery in FROM does not see its
 //!   siblings), then outer levels (correlated subqueries); if several items at that level have
 //!   it, it counts against all of them. Failing any column, a name equal to a FROM item's alias
-//!   is a whole-row reference. ORDER BY and DISTINCT ON first try output column names, GROUP
-//!   BY tries them last, as PostgreSQL does. Anything else is `unresolved`.
+//!   is a whole-row reference. Anything else is `unresolved`.
+//! - **Output columns by name and position** (PostgreSQL's `findTargetlistEntrySQL92`). In
+//!   ORDER BY and DISTINCT ON a bare name is an output column first, an integer constant the
+//!   output column at that position; in GROUP BY (and its ROLLUP, CUBE, GROUPING SETS and
+//!   implicit rows) a bare name is a column of the level's FROM items first, then an output
+//!   column, then a column of an outer level; plain DISTINCT uses every output column. Positions
+//!   count `*` column by column in the catalog's order; after a `*` whose expansion is not known
+//!   (a USING or NATURAL join, a join alias, unknown columns) any output may be meant, and all
+//!   count. An output column used so is a **derived** use of what it stands for (the result's
+//!   order, grouping or distinctness depends on it). Window and aggregate ORDER BY/PARTITION BY
+//!   are expressions (SQL99: a constant sorts nothing).
+//! - **Compared columns** ([`StatementAccess::compared`]). A write the server compares with
+//!   stored rows uses their values: INSERT, UPDATE, MERGE, ON CONFLICT DO UPDATE and COPY FROM
+//!   that set a column of a unique index, exclusion or check constraint compare all its columns;
+//!   setting a foreign key's columns compares the referenced relation's; deleting rows, or
+//!   updating the columns, another relation's foreign key references compares both sides; a
+//!   check constraint not validated may fail on any update. Constraints of partitions and
+//!   inheritance children count for the relation written. Where the catalog does not describe a
+//!   relation's constraints ([`RelationInfo::constraints`](crate::RelationInfo) is `None`:
+//!   views, foreign tables, hand-made catalogs), every column of it counts. `ON CONFLICT ON
+//!   CONSTRAINT name` reads the constraint's columns (like `ON CONFLICT (columns)`); a name the
+//!   catalog lacks is `unresolved`.
 //! - **Derived tables and CTEs.** A subquery in FROM or a CTE is analysed where it is written:
 //!   its own reads are counted there, whether or not the outer query uses its columns. So a
 //!   reference to a derived column counts nothing more (its origin was counted when the body
@@ -56,8 +76,10 @@
 //!   CREATE TABLE AS, CREATE RULE actions, SQL-standard function bodies) are analysed as
 //!   queries: what a definition reads is what it exposes.
 //!
-//! Nothing here depends on the value of a literal: one analysis serves every text of the same
-//! shape (see [`Analyzer`](crate::Analyzer)). Where PostgreSQL accepts a string literal in place
+//! Nothing here depends on the value of a literal, with one exception: one analysis serves
+//! every text of the same shape (see [`Analyzer`](crate::Analyzer)). The exception is an output
+//! column named by position (`ORDER BY 2`): its analysis is marked
+//! [`StatementAccess::by_position`] and serves its own text only. Where PostgreSQL accepts a string literal in place
 //! of a name (`LANGUAGE 'plpgsql'`), the name is reported only when written as an identifier.
 //!
 //! ## Limits
@@ -68,7 +90,10 @@
 //! casts and type input. Nor are relations named by value (`nextval('s')`, `'t'::regclass`,
 //! `table_to_xml('t')`, which is a hazard), relations reached by `TRUNCATE … CASCADE` or
 //! `DROP … CASCADE`, or the inheritance children and partitions that reading a parent reads.
-//! DDL is reported per relation, not per column. A derived table's select list counts in full
+//! DDL is reported per relation, not per column. The order a plan gives rows that no ORDER BY
+//! fixes (an index scan over a masked column) is not seen; nor are constraints that triggers,
+//! rules or generated columns enforce, nor what `ON DELETE CASCADE` writes. A derived table's
+//! select list counts in full
 //! even when the outer query uses part of it; a function in FROM whose columns are not declared
 //! absorbs unqualified names nothing else has (they are not reported unresolved); `t.f` where
 //! `f` is not a column is reported as a whole-row read plus the function `f`, even when no such
@@ -236,9 +261,10 @@ pub struct RelationAccess {
     pub read_columns: ColumnSet,
     pub write_columns: ColumnSet,
     /// Columns read other than as a bare output column of the client's result: in
-    /// expressions, filters, joins, ordering, grouping, subqueries in expressions, set
-    /// operations, RETURNING, or into another table. Values of a masked column must not be
-    /// read this way: the result would carry them (or facts about them) unmasked.
+    /// expressions, filters, joins, ordering, grouping and DISTINCT (by name, output name or
+    /// position), subqueries in expressions, set operations, RETURNING, or into another table.
+    /// Values of a masked column must not be read this way: the result would carry them (or
+    /// facts about them) unmasked.
     #[serde(default, skip_serializing_if = "ColumnSet::is_empty")]
     pub derived_columns: ColumnSet,
 }
@@ -384,6 +410,9 @@ pub enum Unresolved {
     Column(String),
     /// A parse-tree construct the analysis does not know (its node type).
     Construct(String),
+    /// A constraint the catalog does not have (`ON CONFLICT ON CONSTRAINT name`), as
+    /// `relation.constraint`.
+    Constraint(String),
 }
 
 impl fmt::Display for Unresolved {
@@ -392,6 +421,7 @@ impl fmt::Display for Unresolved {
             Unresolved::Relation(n) => write!(f, "relation {n}"),
             Unresolved::Column(n) => write!(f, "column {n}"),
             Unresolved::Construct(n) => write!(f, "construct {n}"),
+            Unresolved::Constraint(n) => write!(f, "constraint {n}"),
         }
     }
 }
@@ -419,6 +449,18 @@ pub struct StatementAccess {
     /// runs or drops, in the order PostgreSQL applies them (see [`SessionName`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub names: Vec<SessionName>,
+    /// Stored columns that the statement's writes make the server compare with the rows it
+    /// writes or deletes (unique indexes, exclusion and check constraints, foreign keys both
+    /// ways): whether the write succeeds tells the writer something of their values. Not
+    /// reads (a policy need not allow the relations), but a use of the values all the same.
+    /// Sorted, without duplicates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compared: Vec<Comparison>,
+    /// An output column is named by position (`ORDER BY 2`, `GROUP BY 1`): which one it is
+    /// depends on the value of a literal, so this analysis serves this text only, not every
+    /// text of its shape (the [`Analyzer`](crate::Analyzer) does not share it).
+    #[serde(skip)]
+    pub by_position: bool,
 }
 
 /// A name in the session's own namespaces that a statement defines, runs or drops.
@@ -458,6 +500,19 @@ pub enum SessionName {
     Close { name: Option<String> },
     /// `DISCARD ALL`: drops every prepared statement and closes every portal.
     DiscardAll,
+}
+
+/// A stored column a write is compared with, and the constraint that compares it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Comparison {
+    /// Schema-qualified.
+    pub relation: QualifiedName,
+    pub oid: Option<u32>,
+    pub column: String,
+    /// The constraint or unique index; `None` when the catalog does not describe the written
+    /// relation's constraints, so that every column of it counts (fail closed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub constraint: Option<String>,
 }
 
 impl StatementAccess {
@@ -610,6 +665,8 @@ mod tests {
             ],
             unresolved: vec![Unresolved::Column("nosuch".into())],
             names: Vec::new(),
+            compared: Vec::new(),
+            by_position: false,
         };
         assert_eq!(
             serde_json::to_string(&s).unwrap(),

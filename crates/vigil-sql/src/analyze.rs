@@ -57,7 +57,8 @@ pub struct CacheStats {
 ///   exactly and would only churn it.
 ///
 /// [`Analyzer::access`] has two caches of its own, alike but keyed also by the catalog's
-/// [`Catalog::version`].
+/// [`Catalog::version`]; an analysis that depends on a literal (an output column named by
+/// position, [`StatementAccess::by_position`]) is not shared by shape.
 pub struct Analyzer {
     exact: Cache<ExactKey, Arc<StatementShape>, EntryWeight>,
     shapes: Cache<ShapeKey, Arc<StatementShape>, EntryWeight>,
@@ -202,10 +203,13 @@ impl Analyzer {
                 ShapeKey(shape_hash, Arc::clone(&found.shape)),
                 Arc::clone(&found.shape),
             );
-            self.access_shapes.insert(
-                AccessShapeKey(shape_hash, version, Arc::clone(&found)),
-                Arc::clone(&found),
-            );
+            // `ORDER BY 1` and `ORDER BY 2` share a shape but not an analysis.
+            if !found.statements.iter().any(|s| s.by_position) {
+                self.access_shapes.insert(
+                    AccessShapeKey(shape_hash, version, Arc::clone(&found)),
+                    Arc::clone(&found),
+                );
+            }
         }
         if verbatim {
             self.remember_access_exact(sql, scs, version, &found);

@@ -1,8 +1,10 @@
-//! What the access analysis needs to know of a database: its relations, their columns, and how
-//! an unqualified name finds its schema. The gateway supplies it (it caches the catalog per
-//! connection and reloads it after DDL); [`StaticCatalog`] is an in-memory implementation built
-//! from the rows of [`CATALOG_QUERY`].
+//! What the access analysis needs to know of a database: its relations, their columns, the
+//! constraints that compare a written row with stored ones, and how an unqualified name finds
+//! its schema. The gateway supplies it (it caches the catalog per connection and reloads it after
+//! DDL); [`StaticCatalog`] is an in-memory implementation built from the rows of
+//! [`CATALOG_QUERY`].
 
+use crate::access::QualifiedName;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -33,6 +35,14 @@ pub struct RelationInfo {
     pub kind: RelationKind,
     /// User columns in `attnum` order, dropped columns excluded.
     pub columns: Vec<ColumnInfo>,
+    /// What a write to this relation makes the server compare with stored values: unique
+    /// indexes, exclusion and check constraints, foreign keys both ways, this relation's own
+    /// and those of its partitions and inheritance children (sorted). `None`: not known, and
+    /// the analysis then counts every column of the relation as compared by any write to it
+    /// (fail closed). [`StaticCatalog::from_rows`] always knows them: [`CATALOG_QUERY`] lists
+    /// them all.
+    #[serde(default)]
+    pub constraints: Option<Vec<Constraint>>,
 }
 
 impl RelationInfo {
@@ -54,6 +64,52 @@ pub(crate) fn is_system_column(name: &str) -> bool {
         name,
         "ctid" | "xmin" | "cmin" | "xmax" | "cmax" | "tableoid"
     )
+}
+
+/// A rule of the database under which a written row is compared with stored values, so that
+/// whether the write succeeds tells the writer something about those values.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Constraint {
+    #[serde(flatten)]
+    pub kind: ConstraintKind,
+    /// The constraint's name, or the index's for a unique index that backs no constraint.
+    pub name: String,
+    /// The relation that holds it when it is not the one described: a partition or an
+    /// inheritance child, whose rows a write to this relation may reach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<QualifiedName>,
+    /// Its columns (of the owner), by name: key columns and the columns that index expressions
+    /// and partial-index predicates mention; for a check constraint, the columns it mentions;
+    /// for a foreign key, the referencing columns; for `ReferencedBy`, the referenced ones.
+    pub columns: Vec<String>,
+}
+
+/// What kind of comparison a [`Constraint`] makes.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ConstraintKind {
+    /// PRIMARY KEY or UNIQUE constraint (a name `ON CONFLICT ON CONSTRAINT` can use).
+    Unique,
+    /// A unique index that backs no constraint (partial and expression indexes included).
+    UniqueIndex,
+    /// EXCLUDE constraint.
+    Exclusion,
+    /// CHECK constraint. One not validated (`NOT VALID`) may fail for a stored row when any
+    /// column of it is updated.
+    Check { validated: bool },
+    /// FOREIGN KEY: writing the referencing `columns` compares them with the referenced
+    /// relation's `references_columns`.
+    ForeignKey {
+        references: QualifiedName,
+        references_columns: Vec<String>,
+    },
+    /// A foreign key of another relation that references this one's `columns`: deleting a row,
+    /// or updating those columns, compares the stored values with `referencing`'s
+    /// `referencing_columns`.
+    ReferencedBy {
+        referencing: QualifiedName,
+        referencing_columns: Vec<String>,
+    },
 }
 
 /// A column (`pg_attribute` row).
@@ -134,28 +190,72 @@ impl RelationKind {
     }
 }
 
-/// The query whose rows build a [`StaticCatalog`] (with [`CatalogRow::new`]): every relation
-/// the session can name, one row per column (and one row with NULL column for relations without
-/// any), in the column order [`CatalogRow`] takes them. Run it, and `SELECT
-/// current_schemas(true)` for the search path, on the session's own connection after login and
-/// again after any DDL, `SET search_path`/`RESET`/`DISCARD ALL`, or a rollback that may undo one.
+/// The query whose rows build a [`StaticCatalog`] (with [`CatalogRow::new`] and
+/// [`CatalogRow::with_constraint`]): every relation the session can name, one row per column
+/// (and one row with NULL column for relations without any), then one row per [`Constraint`]
+/// (NULL column; the constraint as JSON, see [`Constraint::from_catalog_json`]), in the column
+/// order [`CatalogRow`] takes them. Run it, and `SELECT current_schemas(true)` for the search
+/// path, on the session's own connection after login and again after any DDL, `SET
+/// search_path`/`RESET`/`DISCARD ALL`, or a rollback that may undo one.
+///
+/// Constraints: unique and exclusion indexes (`pg_index`: key columns, and the columns their
+/// expressions and predicates mention, read from the stored expression trees), check and
+/// foreign-key constraints (`pg_constraint`), each listed for its relation and for every
+/// ancestor whose writes reach its rows (`pg_inherits`, recursively), foreign keys also on the
+/// referenced relation (`referenced_by`).
 pub const CATALOG_QUERY: &str = "\
-SELECT c.oid::int8, n.nspname::text, c.relname::text, c.relkind::text, a.attname::text, a.attnum::int2 \
+WITH RECURSIVE descendant(rel, owner) AS ( \
+SELECT i.inhparent, i.inhrelid FROM pg_catalog.pg_inherits i \
+UNION SELECT d.rel, i.inhrelid FROM descendant d JOIN pg_catalog.pg_inherits i ON i.inhparent = d.owner), \
+cons(owner, kind, name, validated, cols, other, other_cols) AS MATERIALIZED ( \
+SELECT i.indrelid, CASE WHEN i.indisexclusion THEN 'exclusion' WHEN k.oid IS NULL THEN 'unique_index' ELSE 'unique' END, \
+coalesce(k.conname, ic.relname)::text, true, \
+ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a WHERE a.attrelid = i.indrelid AND a.attnum > 0 AND NOT a.attisdropped AND ( \
+a.attnum IN (SELECT x.a FROM pg_catalog.unnest(i.indkey) WITH ORDINALITY AS x(a, n) WHERE x.n <= i.indnkeyatts) \
+OR EXISTS (SELECT FROM pg_catalog.regexp_matches(coalesce(i.indexprs::text, '') || coalesce(i.indpred::text, ''), ':varattno (\\d+)', 'g') AS m \
+WHERE m[1]::int2 IN (a.attnum, 0))) ORDER BY a.attnum), \
+NULL::oid, NULL::text[] \
+FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid \
+LEFT JOIN pg_catalog.pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x') \
+WHERE (i.indisunique OR i.indisexclusion) AND ic.relnamespace NOT IN ('pg_catalog'::regnamespace, 'pg_toast'::regnamespace) \
+UNION ALL \
+SELECT CASE WHEN d.dir THEN k.confrelid ELSE k.conrelid END, \
+CASE k.contype WHEN 'c' THEN 'check' WHEN 'f' THEN CASE WHEN d.dir THEN 'referenced_by' ELSE 'foreign_key' END END, \
+k.conname::text, k.convalidated, \
+ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a WHERE a.attrelid = CASE WHEN d.dir THEN k.confrelid ELSE k.conrelid END AND a.attnum = ANY (CASE WHEN d.dir THEN k.confkey ELSE k.conkey END) ORDER BY a.attnum), \
+CASE WHEN d.dir THEN k.conrelid WHEN k.contype = 'f' THEN k.confrelid END, \
+ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a WHERE a.attrelid = CASE WHEN d.dir THEN k.conrelid ELSE k.confrelid END AND a.attnum = ANY (CASE WHEN d.dir THEN k.conkey ELSE k.confkey END) ORDER BY a.attnum) \
+FROM pg_catalog.pg_constraint k JOIN (VALUES (false), (true)) AS d(dir) ON NOT d.dir OR k.contype = 'f' \
+WHERE k.contype IN ('c', 'f') AND k.conrelid <> 0 AND k.connamespace <> 'pg_catalog'::regnamespace) \
+SELECT c.oid::int8, n.nspname::text, c.relname::text, c.relkind::text, a.attname::text, a.attnum::int2, NULL::text \
 FROM pg_catalog.pg_class c \
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
 LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
 WHERE c.relkind <> 't' \
-ORDER BY 1, 6";
+UNION ALL \
+SELECT c.oid::int8, n.nspname::text, c.relname::text, c.relkind::text, NULL, NULL, \
+pg_catalog.json_build_object('kind', k.kind, 'name', k.name, 'validated', k.validated, \
+'owner', CASE WHEN k.owner <> c.oid THEN pg_catalog.json_build_array(own.nspname, oc.relname) END, \
+'columns', k.cols, \
+'other', CASE WHEN k.other IS NOT NULL THEN pg_catalog.json_build_array(othn.nspname, oth.relname) END, \
+'other_columns', coalesce(k.other_cols, '{}'))::text \
+FROM (SELECT owner AS rel, owner FROM cons GROUP BY owner UNION ALL SELECT rel, owner FROM descendant) r \
+JOIN cons k ON k.owner = r.owner \
+JOIN pg_catalog.pg_class c ON c.oid = r.rel JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+JOIN pg_catalog.pg_class oc ON oc.oid = k.owner JOIN pg_catalog.pg_namespace own ON own.oid = oc.relnamespace \
+LEFT JOIN pg_catalog.pg_class oth ON oth.oid = k.other LEFT JOIN pg_catalog.pg_namespace othn ON othn.oid = oth.relnamespace";
 
-/// One row of [`CATALOG_QUERY`]: a relation and one of its columns (or none).
+/// One row of [`CATALOG_QUERY`]: a relation and one of its columns, or one of its constraints,
+/// or neither.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CatalogRow {
     pub oid: u32,
     pub schema: String,
     pub name: String,
     pub kind: RelationKind,
-    /// `None` for a relation without columns (the LEFT JOIN's NULL).
+    /// `None` for a relation without columns (the LEFT JOIN's NULL) and for constraint rows.
     pub column: Option<(String, i16)>,
+    pub constraint: Option<Constraint>,
 }
 
 impl CatalogRow {
@@ -172,7 +272,79 @@ impl CatalogRow {
             name: name.into(),
             kind: RelationKind::from_relkind(relkind),
             column,
+            constraint: None,
         }
+    }
+
+    /// A row of a relation's constraint.
+    pub fn with_constraint(
+        oid: u32,
+        schema: impl Into<String>,
+        name: impl Into<String>,
+        relkind: char,
+        constraint: Constraint,
+    ) -> Self {
+        CatalogRow {
+            constraint: Some(constraint),
+            ..Self::new(oid, schema, name, relkind, None)
+        }
+    }
+}
+
+/// A constraint as [`CATALOG_QUERY`] writes it (a JSON object).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConstraintJson {
+    kind: String,
+    name: String,
+    validated: bool,
+    owner: Option<(String, String)>,
+    columns: Vec<String>,
+    other: Option<(String, String)>,
+    other_columns: Vec<String>,
+}
+
+/// A constraint row of [`CATALOG_QUERY`] that cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("unreadable constraint in the catalog: {0}")]
+pub struct ConstraintError(String);
+
+impl Constraint {
+    /// Reads the constraint column of a [`CATALOG_QUERY`] row.
+    pub fn from_catalog_json(text: &str) -> Result<Constraint, ConstraintError> {
+        let c: ConstraintJson =
+            serde_json::from_str(text).map_err(|e| ConstraintError(e.to_string()))?;
+        let other = || {
+            c.other
+                .clone()
+                .map(|(schema, name)| QualifiedName::new(Some(&schema), &name))
+                .ok_or_else(|| ConstraintError(format!("{} has no other relation", c.name)))
+        };
+        let kind = match c.kind.as_str() {
+            "unique" => ConstraintKind::Unique,
+            "unique_index" => ConstraintKind::UniqueIndex,
+            "exclusion" => ConstraintKind::Exclusion,
+            "check" => ConstraintKind::Check {
+                validated: c.validated,
+            },
+            "foreign_key" => ConstraintKind::ForeignKey {
+                references: other()?,
+                references_columns: c.other_columns.clone(),
+            },
+            "referenced_by" => ConstraintKind::ReferencedBy {
+                referencing: other()?,
+                referencing_columns: c.other_columns.clone(),
+            },
+            other => return Err(ConstraintError(format!("unknown kind {other:?}"))),
+        };
+        Ok(Constraint {
+            kind,
+            name: c.name,
+            owner: c
+                .owner
+                .map(|(schema, name)| QualifiedName::new(Some(&schema), &name)),
+            columns: c.columns,
+        })
     }
 }
 
@@ -190,7 +362,8 @@ pub struct StaticCatalog {
 }
 
 impl StaticCatalog {
-    /// A catalog of the given relations (columns are sorted by `attnum`).
+    /// A catalog of the given relations (columns are sorted by `attnum`, constraints by their
+    /// content).
     pub fn new(
         relations: impl IntoIterator<Item = RelationInfo>,
         search_path: Vec<String>,
@@ -199,13 +372,20 @@ impl StaticCatalog {
             .into_iter()
             .map(|mut r| {
                 r.columns.sort_by_key(|c| c.attnum);
+                if let Some(c) = r.constraints.as_mut() {
+                    c.sort();
+                    c.dedup();
+                }
                 ((r.schema.clone(), r.name.clone()), Arc::new(r))
             })
             .collect();
         Self::with_relations(Arc::new(relations), search_path)
     }
 
-    /// A catalog from the rows of [`CATALOG_QUERY`], in any order.
+    /// A catalog from the rows of [`CATALOG_QUERY`], in any order. The rows list every
+    /// constraint: a relation without constraint rows has none, except views and foreign
+    /// tables, whose writes reach constraints the catalog does not tie to them (a view's base
+    /// table, INSTEAD OF triggers and rules, a remote server's): theirs are unknown.
     pub fn from_rows(rows: impl IntoIterator<Item = CatalogRow>, search_path: Vec<String>) -> Self {
         let mut by_oid: HashMap<u32, RelationInfo> = HashMap::new();
         for row in rows {
@@ -215,9 +395,14 @@ impl StaticCatalog {
                 name: row.name,
                 kind: row.kind,
                 columns: Vec::new(),
+                constraints: (!matches!(row.kind, RelationKind::View | RelationKind::ForeignTable))
+                    .then(Vec::new),
             });
             if let Some((name, attnum)) = row.column {
                 rel.columns.push(ColumnInfo { name, attnum });
+            }
+            if let (Some(c), Some(list)) = (row.constraint, rel.constraints.as_mut()) {
+                list.push(c);
             }
         }
         Self::new(by_oid.into_values(), search_path)
@@ -265,6 +450,8 @@ impl StaticCatalog {
                 field(&mut h, c.name.as_bytes());
                 h.update(c.attnum.to_le_bytes());
             }
+            let constraints = serde_json::to_vec(&r.constraints).expect("serializable");
+            field(&mut h, &constraints);
         }
         let digest = h.finalize();
         let version = u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"));
@@ -314,6 +501,75 @@ mod tests {
             CatalogRow::new(5, "public", "pg_class", 'r', None),
             CatalogRow::new(6, "public", "s", 'S', None),
         ]
+    }
+
+    /// Constraint rows as CATALOG_QUERY writes them (checked against PostgreSQL 15 by the
+    /// gateway's tests, which read them from a real server).
+    #[test]
+    fn constraint_rows() {
+        let unique = Constraint::from_catalog_json(
+            r#"{"kind" : "unique_index", "name" : "p_ssn", "validated" : true, "owner" : null, "columns" : ["ssn"], "other" : null, "other_columns" : []}"#,
+        )
+        .unwrap();
+        assert_eq!(unique.kind, ConstraintKind::UniqueIndex);
+        assert_eq!(
+            (unique.name.as_str(), unique.owner.as_ref()),
+            ("p_ssn", None)
+        );
+        let fk = Constraint::from_catalog_json(
+            r#"{"kind" : "foreign_key", "name" : "e_fk", "validated" : true, "owner" : ["public", "e_1"], "columns" : ["patient_mrn"], "other" : ["public", "p"], "other_columns" : ["mrn"]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            fk.kind,
+            ConstraintKind::ForeignKey {
+                references: QualifiedName::new(Some("public"), "p"),
+                references_columns: vec!["mrn".into()],
+            }
+        );
+        assert_eq!(fk.owner, Some(QualifiedName::new(Some("public"), "e_1")));
+        let check = Constraint::from_catalog_json(
+            r#"{"kind" : "check", "name" : "nv", "validated" : false, "owner" : null, "columns" : ["phone"], "other" : null, "other_columns" : []}"#,
+        )
+        .unwrap();
+        assert_eq!(check.kind, ConstraintKind::Check { validated: false });
+        for bad in [
+            "{}",
+            "not json",
+            r#"{"kind" : "nope", "name" : "x", "validated" : true, "owner" : null, "columns" : [], "other" : null, "other_columns" : []}"#,
+            r#"{"kind" : "referenced_by", "name" : "x", "validated" : true, "owner" : null, "columns" : [], "other" : null, "other_columns" : []}"#,
+        ] {
+            assert!(Constraint::from_catalog_json(bad).is_err(), "{bad}");
+        }
+        // A relation's constraints are part of the catalog's version; views' are unknown.
+        let rows = |with: bool| {
+            let mut r = rows();
+            if with {
+                r.push(CatalogRow::with_constraint(
+                    2,
+                    "public",
+                    "t",
+                    'r',
+                    unique.clone(),
+                ));
+            }
+            r
+        };
+        let without = StaticCatalog::from_rows(rows(false), vec!["public".into()]);
+        let with = StaticCatalog::from_rows(rows(true), vec!["public".into()]);
+        assert_ne!(without.version(), with.version());
+        assert_eq!(
+            with.relation(None, "t").unwrap().constraints,
+            Some(vec![unique])
+        );
+        assert_eq!(
+            without.relation(None, "t").unwrap().constraints,
+            Some(vec![])
+        );
+        assert_eq!(
+            without.relation(Some("app"), "t").unwrap().constraints,
+            None
+        );
     }
 
     #[test]

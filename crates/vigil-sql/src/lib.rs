@@ -91,10 +91,13 @@ mod redact;
 mod tree;
 
 pub use access::{
-    Access, ColumnSet, CommandClass, FunctionRisk, Hazard, QualifiedName, RelationAccess,
-    SessionName, StatementAccess, Unresolved,
+    Access, ColumnSet, CommandClass, Comparison, FunctionRisk, Hazard, QualifiedName,
+    RelationAccess, SessionName, StatementAccess, Unresolved,
 };
 pub use analyze::{Analyzer, CacheStats};
-pub use catalog::{Catalog, CatalogRow, ColumnInfo, RelationInfo, RelationKind, StaticCatalog};
+pub use catalog::{
+    Catalog, CatalogRow, ColumnInfo, Constraint, ConstraintKind, RelationInfo, RelationKind,
+    StaticCatalog,
+};
 pub use lex::LexOptions;
 pub use normalize::{fingerprint, normalize, Normalized};

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 use vigil_sql::{
-    Access, Analyzer, Catalog, ColumnInfo, ColumnSet, Hazard, LexOptions, RelationAccess,
-    RelationInfo, RelationKind, StatementAccess, StaticCatalog,
+    Access, Analyzer, Catalog, ColumnInfo, ColumnSet, Constraint, Hazard, LexOptions,
+    RelationAccess, RelationInfo, RelationKind, StatementAccess, StaticCatalog,
 };
 
 const ON: LexOptions = LexOptions {
@@ -35,6 +35,9 @@ struct Relation {
     name: String,
     kind: RelationKind,
     columns: Vec<String>,
+    /// Absent: the catalog does not know the relation's constraints.
+    #[serde(default)]
+    constraints: Option<Vec<Constraint>>,
 }
 
 #[derive(Deserialize)]
@@ -77,6 +80,10 @@ struct Expect {
     hazards: Vec<String>,
     #[serde(default)]
     unresolved: Vec<String>,
+    /// Checked only when given: `schema.relation(columns)` per relation with derived columns.
+    derived: Option<Vec<String>>,
+    /// Checked only when given: `schema.relation.column (constraint)`.
+    compared: Option<Vec<String>>,
 }
 
 fn file() -> &'static File {
@@ -105,6 +112,7 @@ fn catalog() -> Arc<StaticCatalog> {
                     attnum,
                 })
                 .collect(),
+            constraints: r.constraints.clone(),
         });
         Arc::new(StaticCatalog::new(relations, f.search_path.clone()))
     }))
@@ -173,6 +181,8 @@ struct Seen {
     functions: Vec<String>,
     hazards: Vec<String>,
     unresolved: Vec<String>,
+    derived: Vec<String>,
+    compared: Vec<String>,
 }
 
 fn seen(s: &StatementAccess) -> Seen {
@@ -184,6 +194,24 @@ fn seen(s: &StatementAccess) -> Seen {
         functions: s.functions.iter().map(ToString::to_string).collect(),
         hazards: s.hazards.iter().map(hazard_spec).collect(),
         unresolved: s.unresolved.iter().map(ToString::to_string).collect(),
+        derived: s
+            .relations
+            .iter()
+            .filter(|r| !r.derived_columns.is_empty())
+            .map(|r| format!("{}({})", r.relation, cols(&r.derived_columns)))
+            .collect(),
+        compared: s
+            .compared
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}.{} ({})",
+                    c.relation,
+                    c.column,
+                    c.constraint.as_deref().unwrap_or("?")
+                )
+            })
+            .collect(),
     }
 }
 
@@ -227,6 +255,8 @@ fn print_case(sql: &str, access: &Access) {
             ("functions", &s.functions),
             ("hazards", &s.hazards),
             ("unresolved", &s.unresolved),
+            ("derived", &s.derived),
+            ("compared", &s.compared),
         ] {
             if !v.is_empty() {
                 parts.push(format!("{k} = [{}]", q(v)));
@@ -277,6 +307,17 @@ fn check(expect: &Expect, s: &StatementAccess, sql: &str, failures: &mut Vec<Str
         let (want, have) = (sorted(want), sorted(have));
         if want != have {
             fail(what, format!("{want:?}"), format!("{have:?}"));
+        }
+    }
+    for (what, want, have) in [
+        ("derived", &expect.derived, &got.derived),
+        ("compared", &expect.compared, &got.compared),
+    ] {
+        if let Some(want) = want {
+            let (want, have) = (sorted(want), sorted(have));
+            if want != have {
+                fail(what, format!("{want:?}"), format!("{have:?}"));
+            }
         }
     }
 }
@@ -380,14 +421,6 @@ fn literal_values_do_not_matter() {
             "SELECT set_config('work_mem', '1MB', false)",
         ),
         (
-            "SELECT * FROM patients ORDER BY 1",
-            "SELECT * FROM patients ORDER BY 6",
-        ),
-        (
-            "SELECT * FROM patients GROUP BY 1",
-            "SELECT * FROM patients GROUP BY 2",
-        ),
-        (
             "COPY patients TO '/tmp/a'",
             "COPY patients TO '/etc/passwd'",
         ),
@@ -415,6 +448,46 @@ fn literal_values_do_not_matter() {
         let second = analyzer.access(b, ON, catalog.as_ref());
         assert!(Arc::ptr_eq(&first, &second));
     }
+    // The exception: an output column named by position. Texts of one shape then differ in
+    // what they use, so the analysis serves its own text only (else `ORDER BY 1` allowed first
+    // would let `ORDER BY 6` through on its analysis).
+    let analyzer = Analyzer::new(64);
+    for (a, b) in [
+        (
+            "SELECT * FROM patients WHERE id > 1 ORDER BY 1",
+            "SELECT * FROM patients WHERE id > 2 ORDER BY 6",
+        ),
+        (
+            "SELECT ssn, id FROM patients GROUP BY 2 HAVING count(*) > 0",
+            "SELECT ssn, id FROM patients GROUP BY 1 HAVING count(*) > 0",
+        ),
+        (
+            "SELECT DISTINCT ON (2) ssn, id FROM patients",
+            "SELECT DISTINCT ON (1) ssn, id FROM patients",
+        ),
+    ] {
+        let (na, nb) = (vigil_sql::normalize(a, ON), vigil_sql::normalize(b, ON));
+        assert_eq!(na.text, nb.text, "not one shape: {a} / {b}");
+        let first = analyzer.access(a, ON, catalog.as_ref());
+        let second = analyzer.access(b, ON, catalog.as_ref());
+        assert!(first.statements[0].by_position && second.statements[0].by_position);
+        assert_ne!(first.statements, second.statements, "{a} / {b}");
+        let derived = |x: &vigil_sql::Access| x.statements[0].relations[0].derived_columns.clone();
+        assert!(!derived(&first).contains("ssn"), "{a}");
+        assert!(derived(&second).contains("ssn"), "{b}");
+        // Again, in the other order, and again: never the other's analysis.
+        assert!(
+            analyzer.access(b, ON, catalog.as_ref()).statements[0].relations[0]
+                .derived_columns
+                .contains("ssn")
+        );
+        assert!(
+            !analyzer.access(a, ON, catalog.as_ref()).statements[0].relations[0]
+                .derived_columns
+                .contains("ssn")
+        );
+    }
+
     // A language written as an identifier is reported; as a literal, it is not.
     let shown = Analyzer::new(8).access(
         "CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS 'BEGIN RETURN 1; END'",
@@ -988,7 +1061,14 @@ fn derived_use_of_a_column() {
         "SELECT * FROM patients",
         "SELECT p.* FROM patients p",
         "SELECT ssn FROM patients ORDER BY id",
-        "SELECT DISTINCT ssn FROM patients",
+        "SELECT ssn FROM patients ORDER BY 2 DESC, id",
+        "SELECT ssn, id FROM patients ORDER BY 2",
+        "SELECT ssn AS x, id FROM patients ORDER BY id",
+        "SELECT * FROM patients ORDER BY 1",
+        "SELECT p.* FROM patients p ORDER BY id",
+        "SELECT ssn, count(*) OVER (PARTITION BY 1) FROM patients",
+        "SELECT ssn AS id FROM patients GROUP BY id",
+        "WITH c AS (SELECT ssn, id FROM patients ORDER BY 2) SELECT ssn FROM c",
         "SELECT s.ssn FROM (SELECT ssn FROM patients) s",
         "WITH c AS (SELECT ssn FROM patients) SELECT ssn FROM c",
         "SELECT ssn FROM patients p JOIN encounters e ON e.patient_id = p.id",
@@ -1038,6 +1118,33 @@ fn derived_use_of_a_column() {
         "UPDATE patients SET phone = '1' RETURNING ssn",
         "SELECT id FROM patients GROUP BY id HAVING max(ssn) > '5'",
         "SELECT t.s FROM patients p, LATERAL (SELECT p.ssn AS s) t WHERE t.s > '1'",
+        // Positional, by output name, implicit (issue 11, item 2).
+        "SELECT DISTINCT ssn FROM patients",
+        "SELECT DISTINCT * FROM patients",
+        "SELECT id, ssn FROM patients ORDER BY 2",
+        "SELECT ssn FROM patients ORDER BY 1 USING >",
+        "SELECT ssn FROM patients ORDER BY (1) NULLS FIRST",
+        "SELECT id, ssn FROM patients GROUP BY 1, 2",
+        "SELECT DISTINCT ON (2) id, ssn FROM patients",
+        "SELECT ssn AS id FROM patients ORDER BY id",
+        "SELECT ssn AS x FROM patients GROUP BY x",
+        "SELECT ssn AS x, count(*) FROM patients GROUP BY ROLLUP (x)",
+        "SELECT ssn, count(*) FROM patients GROUP BY GROUPING SETS ((1), ())",
+        "SELECT * FROM patients ORDER BY 6",
+        "SELECT * FROM patients ORDER BY ssn",
+        "SELECT p.* FROM patients p ORDER BY 6",
+        "SELECT id, p.* FROM patients p ORDER BY 7 DESC",
+        "SELECT * FROM patients JOIN encounters USING (id) ORDER BY 3",
+        "SELECT * FROM patients NATURAL JOIN encounters ORDER BY 2",
+        "SELECT j.* FROM (patients p JOIN encounters e ON e.patient_id = p.id) AS j ORDER BY 6",
+        "WITH c AS (SELECT ssn FROM patients ORDER BY 1) SELECT ssn FROM c",
+        "SELECT ssn FROM (SELECT ssn FROM patients ORDER BY 1 LIMIT 5) s",
+        "SELECT s.ssn FROM (SELECT ssn FROM patients) s ORDER BY 1",
+        "SELECT ssn FROM patients ORDER BY 1 FETCH FIRST 3 ROWS WITH TIES",
+        "TABLE patients ORDER BY 6",
+        "SELECT ssn FROM patients GROUP BY (1)",
+        "SELECT ssn FROM patients GROUP BY ssn",
+        "DECLARE c CURSOR FOR SELECT ssn FROM patients ORDER BY 1",
     ];
     for sql in derived_uses {
         assert!(derived(sql), "derived, but counted bare: {sql}");

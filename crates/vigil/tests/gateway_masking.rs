@@ -136,15 +136,23 @@ fn column_rules_detectors_errors_copy_and_evidence_in_text_format() {
         );
     }
 
-    // An error that echoes a value: the key's value is withheld, the rest of the DETAIL kept.
+    // A duplicate of a masked unique column would say whether the value exists: refused
+    // before it runs (gateway_adversarial_masking.rs has the whole class).
     let (ok, _, err) = vigil.psql(
         "etl",
         &token,
         "INSERT INTO patients (id, ssn) VALUES (3, '123-45-6789')",
     );
     assert!(!ok);
-    assert!(err.contains("already exists"), "{err}");
+    assert!(err.contains("masked_column_compared"), "{err}");
     assert!(!err.contains("123-45-6789"), "{err}");
+    // An error that echoes a value: the message is scrubbed (psql's `LINE 1:` quotes the
+    // client's own text).
+    let (ok, _, err) = vigil.psql("etl", &token, "SELECT '234-56-7890'::int");
+    assert!(!ok);
+    let message = err.lines().next().unwrap_or_default();
+    assert!(message.contains("invalid input syntax"), "{err}");
+    assert!(!message.contains("234-56-7890"), "{err}");
 
     // COPY of a rule-masked column is refused; of other columns, scrubbed.
     let (ok, _, err) = vigil.psql("etl", &token, "COPY patients (id, ssn) TO STDOUT");

@@ -760,7 +760,8 @@ impl Frontend<'_> {
     /// RowDescription and their values are masked on the way: a statement that reads one in an
     /// expression, a filter, an ordering, a join, a set operation or into another table (its
     /// result would carry the value, or facts about it, unmasked), or copies one out (a copy
-    /// stream names no columns), is refused.
+    /// stream names no columns), is refused; so is a write the server compares with one
+    /// (`StatementAccess::compared`).
     fn masking_refusal(&self, access: &Access) -> Option<vigil_policy::Denial> {
         let masking = self.ctx.masking.as_deref()?;
         let mut relations = None;
@@ -816,6 +817,30 @@ impl Frontend<'_> {
                                  operations or copied into another table"
                             )
                         },
+                        sqlstate: crate::sqlstate::INSUFFICIENT_PRIVILEGE,
+                    });
+                }
+            }
+            // A write the server compares with stored values (unique index, foreign key…)
+            // tells whether a guessed value is there.
+            for c in &s.compared {
+                let schema = c.relation.schema.as_deref().unwrap_or("public");
+                let source = crate::masking::ColumnSource {
+                    schema,
+                    table: &c.relation.name,
+                    column: &c.column,
+                };
+                if masking.has_rule(source) {
+                    return Some(vigil_policy::Denial {
+                        rule: "masked_column_compared",
+                        reason: format!(
+                            "this write is compared with column {schema}.{}.{}, which is masked \
+                             for this session (constraint {}): whether it succeeds would reveal \
+                             that column's values",
+                            c.relation.name,
+                            c.column,
+                            c.constraint.as_deref().unwrap_or("unknown")
+                        ),
                         sqlstate: crate::sqlstate::INSUFFICIENT_PRIVILEGE,
                     });
                 }

@@ -3,10 +3,10 @@
 //! [`crate::access`]).
 
 use super::{
-    function_risk, ColumnSet, CommandClass, Hazard, QualifiedName, RelationAccess, StatementAccess,
-    Unresolved,
+    function_risk, ColumnSet, CommandClass, Comparison, Hazard, QualifiedName, RelationAccess,
+    StatementAccess, Unresolved,
 };
-use crate::catalog::{Catalog, RelationInfo};
+use crate::catalog::{Catalog, ConstraintKind, RelationInfo};
 use crate::lex::{LexOptions, Lexer, Tok};
 use crate::tree;
 use pg_query::protobuf::{self as pb, Node};
@@ -37,8 +37,10 @@ pub(crate) fn statement_access(
         attributable: true,
         bare: Bare::No,
         derived_any: false,
+        by_position: false,
     };
     w.statement(stmt);
+    let compared = w.comparisons();
     let derived_any = w.derived_any;
     let mut relations: Vec<RelationAccess> =
         w.rels.into_iter().map(|r| r.finish(derived_any)).collect();
@@ -52,6 +54,8 @@ pub(crate) fn statement_access(
         hazards: w.hazards.into_iter().collect(),
         unresolved: w.unresolved.into_iter().collect(),
         names: Vec::new(),
+        compared,
+        by_position: w.by_position,
     }
 }
 
@@ -94,6 +98,21 @@ struct Rel {
     writes: Cols,
     /// Columns read other than as a bare output column of the client's result.
     derived: Cols,
+    /// How rows of the relation are written (for the constraints that compare them).
+    ops: RowOps,
+    /// Columns an UPDATE sets (`writes` also has those inserted).
+    updated: Cols,
+}
+
+/// What a statement does to a relation's rows.
+#[derive(Clone, Copy, Default)]
+struct RowOps {
+    /// INSERT, COPY FROM, MERGE … INSERT.
+    insert: bool,
+    /// UPDATE, ON CONFLICT DO UPDATE, MERGE … UPDATE.
+    update: bool,
+    /// DELETE, MERGE … DELETE.
+    delete: bool,
 }
 
 impl Rel {
@@ -170,12 +189,39 @@ struct Level {
     /// LATERAL).
     lo: usize,
     hi: usize,
-    /// Output column names (for ORDER BY, DISTINCT ON and GROUP BY).
-    outputs: Vec<String>,
-    /// Bare column references among the outputs, by output name (their fields).
-    output_refs: Vec<(String, Vec<Node>)>,
+    /// The select list, entry by entry as PostgreSQL numbers it (a `*` counts one entry per
+    /// column), for ORDER BY, DISTINCT and GROUP BY by name or position.
+    outputs: Vec<Output>,
+    /// A join with USING or NATURAL merges its columns, so `*` does not expand to the
+    /// inputs' columns in order.
+    merged_join: bool,
     /// Relations read by this level's FROM items (for `FOR UPDATE` without `OF`).
     from_rels: Vec<usize>,
+}
+
+/// One entry of a select list.
+struct Output {
+    /// Its name (alias, column name, or `FigureColname`); `None` for an unknown expansion.
+    name: Option<String>,
+    origin: Origin,
+}
+
+/// What an output column is, for uses of it by name or position.
+enum Origin {
+    /// A bare column reference (its fields): sorting, grouping or comparing by it is a derived
+    /// use of the column, resolved again.
+    Column(Vec<Node>),
+    /// Column `column` (as visible) of source `source` of level `level`, from a `*`.
+    Star {
+        level: usize,
+        source: usize,
+        column: String,
+    },
+    /// A `*` (or `t.*`) over source `source` of level `level` whose columns, or their
+    /// positions, are not known: it may stand for any number of entries, any of its columns.
+    UnknownStar { level: usize, source: usize },
+    /// An expression: whatever it reads is derived already.
+    Expr,
 }
 
 impl Level {
@@ -185,7 +231,7 @@ impl Level {
             lo: 0,
             hi: usize::MAX,
             outputs: Vec::new(),
-            output_refs: Vec::new(),
+            merged_join: false,
             from_rels: Vec::new(),
         }
     }
@@ -219,14 +265,6 @@ impl QueryOut {
     }
 }
 
-/// How an unqualified column reference may also name an output column.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum RefCtx {
-    Normal,
-    /// GROUP BY: an input column first, then an output column.
-    GroupBy,
-}
-
 struct Walker<'a> {
     catalog: &'a dyn Catalog,
     text: &'a str,
@@ -247,6 +285,8 @@ struct Walker<'a> {
     bare: Bare,
     /// A subquery's, CTE's or function's output was used other than bare.
     derived_any: bool,
+    /// An output column was named by position (see [`StatementAccess::by_position`]).
+    by_position: bool,
 }
 
 fn node(n: &Option<Box<Node>>) -> Option<&N> {
@@ -428,6 +468,8 @@ impl<'a> Walker<'a> {
             reads: Cols::default(),
             writes: Cols::default(),
             derived: Cols::default(),
+            ops: RowOps::default(),
+            updated: Cols::default(),
         });
         self.rels.len() - 1
     }
@@ -931,7 +973,7 @@ impl<'a> Walker<'a> {
             // ORDER BY and LIMIT of a set operation see its output columns only.
             self.push_level();
             let cols = left.cols.clone().unwrap_or_default();
-            self.level().outputs = cols.clone();
+            self.level().outputs = expr_outputs(&cols);
             self.add_source(Source {
                 refname: None,
                 schema: None,
@@ -965,7 +1007,7 @@ impl<'a> Walker<'a> {
                 }
             }
             let cols: Vec<String> = (1..=width).map(|i| format!("column{i}")).collect();
-            self.level().outputs = cols.clone();
+            self.level().outputs = expr_outputs(&cols);
             self.add_source(Source {
                 refname: None,
                 schema: None,
@@ -987,7 +1029,6 @@ impl<'a> Walker<'a> {
                 self.table_ref(item);
             }
             let cols = self.targets(&s.target_list);
-            self.level().outputs = cols.clone().unwrap_or_default();
             self.expr_opt(&s.where_clause);
             for g in &s.group_clause {
                 self.group_item(g);
@@ -998,8 +1039,16 @@ impl<'a> Walker<'a> {
                     self.window(w);
                 }
             }
-            for d in &s.distinct_clause {
-                self.output_or_expr(d);
+            if s.distinct_clause.iter().all(|d| d.node.is_none()) {
+                // Plain DISTINCT (a list of one empty item) compares every output column.
+                if !s.distinct_clause.is_empty() {
+                    self.all_outputs_used();
+                }
+            } else {
+                // DISTINCT ON follows ORDER BY's rules (parse_clause.c).
+                for d in &s.distinct_clause {
+                    self.output_or_expr(d);
+                }
             }
             self.sort_clause(&s.sort_clause);
             self.expr_opt(&s.limit_offset);
@@ -1252,6 +1301,9 @@ impl<'a> Walker<'a> {
         let end = self.level().sources.len();
         // USING and NATURAL read the join columns on both sides.
         let mut using = strings(&j.using_clause);
+        if j.is_natural || !using.is_empty() {
+            self.level().merged_join = true;
+        }
         if j.is_natural {
             let names = |w: &Self, range: std::ops::Range<usize>| -> Option<Vec<String>> {
                 let level = w.levels.last()?;
@@ -1341,7 +1393,8 @@ impl<'a> Walker<'a> {
         }
     }
 
-    /// A select list: analyses each entry and returns the output column names.
+    /// A select list: analyses each entry, adds it to the level's outputs, and returns the
+    /// output column names (`None` if a `*` expands to columns that are not known).
     fn targets(&mut self, list: &[Node]) -> Option<Vec<String>> {
         let mut names = Some(Vec::new());
         for t in list {
@@ -1366,39 +1419,99 @@ impl<'a> Walker<'a> {
                 };
                 if star {
                     let expanded = self.star_names(&c.fields);
-                    self.column_ref(&c.fields, RefCtx::Normal);
+                    let outputs = self.star_outputs(&c.fields);
+                    self.column_ref(&c.fields);
                     self.bare = Bare::No;
+                    self.level().outputs.extend(outputs);
                     match (&mut names, expanded) {
                         (Some(n), Some(e)) => n.extend(e),
                         _ => names = None,
                     }
                     continue;
                 }
-                self.column_ref(&c.fields, RefCtx::Normal);
+                self.column_ref(&c.fields);
                 self.bare = Bare::No;
                 let name = if rt.name.is_empty() {
                     figure_colname(val)
                 } else {
                     rt.name.clone()
                 };
-                self.level()
-                    .output_refs
-                    .push((name.clone(), c.fields.clone()));
+                self.level().outputs.push(Output {
+                    name: Some(name.clone()),
+                    origin: Origin::Column(c.fields.clone()),
+                });
                 if let Some(n) = &mut names {
                     n.push(name);
                 }
                 continue;
             }
             self.expr(val);
+            let name = if rt.name.is_empty() {
+                figure_colname(val)
+            } else {
+                rt.name.clone()
+            };
+            self.level().outputs.push(Output {
+                name: Some(name.clone()),
+                origin: Origin::Expr,
+            });
             if let Some(n) = &mut names {
-                n.push(if rt.name.is_empty() {
-                    figure_colname(val)
-                } else {
-                    rt.name.clone()
-                });
+                n.push(name);
             }
         }
         names
+    }
+
+    /// The sources `*` or `t.*` expands, as (level, source).
+    fn star_sources(&self, fields: &[Node]) -> Vec<(usize, usize)> {
+        let Some(level) = self.levels.last() else {
+            return Vec::new();
+        };
+        if fields.len() == 1 {
+            let l = self.levels.len() - 1;
+            return level
+                .visible()
+                .filter(|&s| level.sources[s].unqualified)
+                .map(|s| (l, s))
+                .collect();
+        }
+        let parts: Vec<&str> = fields.iter().filter_map(string).collect();
+        let (schema, rel) = match parts.as_slice() {
+            [rel] => (None, *rel),
+            [.., schema, rel] => (Some(*schema), *rel),
+            [] => return Vec::new(),
+        };
+        self.find_source(schema, rel)
+    }
+
+    /// The select-list entries `*` or `t.*` expands to, in PostgreSQL's order: each column of
+    /// each source, when known. A join's USING or NATURAL columns come first in `*` (and in a
+    /// join alias's `j.*`), once: their positions are then not known.
+    fn star_outputs(&self, fields: &[Node]) -> Vec<Output> {
+        let mut out = Vec::new();
+        for (l, s) in self.star_sources(fields) {
+            let src = &self.levels[l].sources[s];
+            let merged = (fields.len() == 1 && self.levels[l].merged_join)
+                || matches!(src.target, Target::Join(..));
+            match &src.cols {
+                Some(cols) if !merged => out.extend(cols.iter().map(|(visible, _)| Output {
+                    name: Some(visible.clone()),
+                    origin: Origin::Star {
+                        level: l,
+                        source: s,
+                        column: visible.clone(),
+                    },
+                })),
+                _ => out.push(Output {
+                    name: None,
+                    origin: Origin::UnknownStar {
+                        level: l,
+                        source: s,
+                    },
+                }),
+            }
+        }
+        out
     }
 
     /// The column names `*` or `t.*` expands to, if known.
@@ -1439,38 +1552,113 @@ impl<'a> Walker<'a> {
         }
     }
 
-    /// An ORDER BY or DISTINCT ON item: a bare name matching an output column is that column
-    /// (already counted); anything else is an expression over the input.
+    /// An ORDER BY or DISTINCT ON item, by PostgreSQL's rules (`findTargetlistEntrySQL92`): a
+    /// bare name that names output columns is those columns; an integer constant is the output
+    /// column at that position; anything else is an expression over the input (where a
+    /// constant sorts nothing). Each output column so used is a derived use of what it stands
+    /// for: the order or the distinctness of the result depends on its values.
     fn output_or_expr(&mut self, n: &Node) {
-        if let Some(N::ColumnRef(c)) = &n.node {
-            if let [f] = c.fields.as_slice() {
-                if let Some(name) = string(f) {
-                    if self.level().outputs.iter().any(|o| o == name) {
-                        self.output_used(name);
-                        return;
-                    }
-                }
+        if let Some(name) = bare_name(n) {
+            if self.outputs_named(name) {
+                return;
             }
+        }
+        if let Some(position) = position(n) {
+            self.output_at(position);
+            return;
         }
         self.expr(n);
     }
 
-    /// An output column used by name (ORDER BY, DISTINCT ON, GROUP BY): a derived use of what
-    /// it stands for.
-    fn output_used(&mut self, name: &str) {
-        let fields = self
-            .level()
-            .output_refs
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, f)| f.clone());
-        if let Some(fields) = fields {
-            let bare = std::mem::replace(&mut self.bare, Bare::No);
-            self.column_ref(&fields, RefCtx::Normal);
-            self.bare = bare;
+    /// Uses the current level's output columns called `name`, if any (and whatever an
+    /// expansion of unknown columns may hold). Whether there were any.
+    fn outputs_named(&mut self, name: &str) -> bool {
+        let level = self.level();
+        let found: Vec<usize> = (0..level.outputs.len())
+            .filter(|&i| level.outputs[i].name.as_deref() == Some(name))
+            .collect();
+        if found.is_empty() {
+            return false;
+        }
+        // PostgreSQL takes the first, and errors if another differs: count them all, and any
+        // `*` whose columns are unknown (it may hold one of that name).
+        let unknown: Vec<usize> = (0..level.outputs.len())
+            .filter(|&i| matches!(level.outputs[i].origin, Origin::UnknownStar { .. }))
+            .collect();
+        for i in found.into_iter().chain(unknown) {
+            self.output_used(i);
+        }
+        true
+    }
+
+    /// Uses the output column at 1-based `position`. When a `*` of unknown width comes before
+    /// it, any output may be the one: all count (fail closed). Out of range, PostgreSQL refuses
+    /// the statement: nothing to count.
+    fn output_at(&mut self, position: i64) {
+        self.by_position = true;
+        let mut found = None;
+        for (i, o) in self.level().outputs.iter().enumerate() {
+            if matches!(o.origin, Origin::UnknownStar { .. }) {
+                found = Some(None);
+                break;
+            }
+            if i64::try_from(i + 1) == Ok(position) {
+                found = Some(Some(i));
+                break;
+            }
+        }
+        match found {
+            // A `*` of unknown width comes first: any output may be the one.
+            Some(None) => self.all_outputs_used(),
+            Some(Some(i)) => self.output_used(i),
+            None => {}
         }
     }
 
+    fn all_outputs_used(&mut self) {
+        for i in 0..self.level().outputs.len() {
+            self.output_used(i);
+        }
+    }
+
+    /// Output column `i` of the current level was sorted, grouped or compared by: a derived use
+    /// of what it stands for.
+    fn output_used(&mut self, i: usize) {
+        let origin = match &self.level().outputs[i].origin {
+            Origin::Column(fields) => Origin::Column(fields.clone()),
+            Origin::Star {
+                level,
+                source,
+                column,
+            } => Origin::Star {
+                level: *level,
+                source: *source,
+                column: column.clone(),
+            },
+            Origin::UnknownStar { level, source } => Origin::UnknownStar {
+                level: *level,
+                source: *source,
+            },
+            Origin::Expr => return,
+        };
+        let bare = std::mem::replace(&mut self.bare, Bare::No);
+        match origin {
+            Origin::Column(fields) => self.column_ref(&fields),
+            Origin::Star {
+                level,
+                source,
+                column,
+            } => self.column_of(level, source, &column),
+            Origin::UnknownStar { level, source } => self.whole_row(level, source),
+            Origin::Expr => {}
+        }
+        self.bare = bare;
+    }
+
+    /// A GROUP BY item, by PostgreSQL's rules: a bare name is a column of this level's FROM
+    /// items if one has it, else the output columns of that name, else a column of an outer
+    /// level (or a whole row); an integer constant is the output column at that position;
+    /// grouping sets, ROLLUP and CUBE hold such items.
     fn group_item(&mut self, n: &Node) {
         match &n.node {
             Some(N::GroupingSet(g)) => {
@@ -1483,9 +1671,57 @@ impl<'a> Walker<'a> {
                     self.group_item(c);
                 }
             }
-            Some(N::ColumnRef(c)) => self.column_ref(&c.fields, RefCtx::GroupBy),
-            _ => self.expr(n),
+            // `GROUP BY (1, 2)` and `GROUPING SETS ((1, 2))`: PostgreSQL flattens an implicit
+            // row into its items (`flatten_grouping_sets`), positions included.
+            Some(N::RowExpr(r)) if r.row_format == pb::CoercionForm::CoerceImplicitCast as i32 => {
+                for c in &r.args {
+                    self.group_item(c);
+                }
+            }
+            _ => {
+                if let Some(name) = bare_name(n) {
+                    match self.local_column(name) {
+                        Local::Yes => self.expr(n),
+                        Local::Maybe => {
+                            self.expr(n);
+                            self.outputs_named(name);
+                        }
+                        Local::No => {
+                            if !self.outputs_named(name) {
+                                self.expr(n);
+                            }
+                        }
+                    }
+                } else if let Some(position) = position(n) {
+                    self.output_at(position);
+                } else {
+                    self.expr(n);
+                }
+            }
         }
+    }
+
+    /// Whether a FROM item of the current level has a column `name` (`Maybe`: one whose
+    /// columns are not known).
+    fn local_column(&self, name: &str) -> Local {
+        let Some(level) = self.levels.last() else {
+            return Local::No;
+        };
+        let mut found = Local::No;
+        for s in level.visible() {
+            let src = &level.sources[s];
+            if !src.unqualified {
+                continue;
+            }
+            let system =
+                matches!(src.target, Target::Rel(_)) && crate::catalog::is_system_column(name);
+            match &src.cols {
+                None => found = Local::Maybe,
+                Some(_) if src.column(name).is_some() || system => return Local::Yes,
+                Some(_) => {}
+            }
+        }
+        found
     }
 
     fn window(&mut self, w: &pb::WindowDef) {
@@ -1520,6 +1756,7 @@ impl<'a> Walker<'a> {
                 continue;
             };
             self.write_col(r, &rt.name);
+            self.rels[r].updated.add(&rt.name);
             // `SET a[i] = …`, `SET c.f = …`: subscripts are expressions.
             for ind in &rt.indirection {
                 self.expr(ind);
@@ -1556,6 +1793,7 @@ impl<'a> Walker<'a> {
         }
         self.push_level();
         let r = self.dml_target(rv);
+        self.rels[r].ops.insert = true;
         if s.cols.is_empty() {
             self.rels[r].writes.set_all();
         }
@@ -1583,6 +1821,14 @@ impl<'a> Walker<'a> {
                     }
                 }
                 self.expr_opt(&infer.where_clause);
+                if !infer.conname.is_empty() {
+                    self.arbiter_constraint(r, &infer.conname);
+                }
+            }
+            if pb::OnConflictAction::try_from(oc.action)
+                == Ok(pb::OnConflictAction::OnconflictUpdate)
+            {
+                self.rels[r].ops.update = true;
             }
             // EXCLUDED: the row proposed for insertion, not stored data.
             let mut excluded = self.relation_source(r, rv);
@@ -1613,6 +1859,7 @@ impl<'a> Walker<'a> {
         };
         self.push_level();
         let r = self.dml_target(rv);
+        self.rels[r].ops.update = true;
         for item in &s.from_clause {
             self.table_ref(item);
         }
@@ -1635,7 +1882,8 @@ impl<'a> Walker<'a> {
             return QueryOut::none();
         };
         self.push_level();
-        self.dml_target(rv);
+        let r = self.dml_target(rv);
+        self.rels[r].ops.delete = true;
         for item in &s.using_clause {
             self.table_ref(item);
         }
@@ -1668,8 +1916,13 @@ impl<'a> Walker<'a> {
             };
             self.expr_opt(&wc.condition);
             match pb::CmdType::try_from(wc.command_type).unwrap_or(pb::CmdType::Undefined) {
-                pb::CmdType::CmdUpdate => self.set_list(r, &wc.target_list),
+                pb::CmdType::CmdUpdate => {
+                    self.rels[r].ops.update = true;
+                    self.set_list(r, &wc.target_list)
+                }
+                pb::CmdType::CmdDelete => self.rels[r].ops.delete = true,
                 pb::CmdType::CmdInsert => {
+                    self.rels[r].ops.insert = true;
                     if wc.target_list.is_empty() {
                         self.rels[r].writes.set_all();
                     }
@@ -1706,6 +1959,7 @@ impl<'a> Walker<'a> {
             }
             let acc = if c.is_from {
                 self.rels[r].write = true;
+                self.rels[r].ops.insert = true;
                 &mut self.rels[r].writes
             } else {
                 self.rels[r].read = true;
@@ -1728,6 +1982,140 @@ impl<'a> Walker<'a> {
         if c.query.is_some() {
             self.query(&c.query);
         }
+    }
+
+    /// `ON CONFLICT ON CONSTRAINT name`: the constraint's columns are read to find the
+    /// conflicting row, as `ON CONFLICT (columns)` reads them.
+    fn arbiter_constraint(&mut self, r: usize, name: &str) {
+        let Some(info) = self.rels[r].info.clone() else {
+            return; // the relation is unresolved already
+        };
+        let Some(constraints) = &info.constraints else {
+            // Unknown constraints: any column may be the arbiter's.
+            for c in &info.columns {
+                self.read_col(r, &c.name);
+            }
+            return;
+        };
+        let found = constraints.iter().find(|c| {
+            c.name == name
+                && c.owner.is_none()
+                && matches!(c.kind, ConstraintKind::Unique | ConstraintKind::Exclusion)
+        });
+        match found {
+            Some(c) => {
+                for col in &c.columns {
+                    self.read_col(r, col);
+                }
+            }
+            None => {
+                self.unresolved
+                    .insert(Unresolved::Constraint(display_parts(&[&info.name, name])));
+            }
+        }
+    }
+
+    /// The stored columns the statement's writes are compared with (see
+    /// [`StatementAccess::compared`]): for each relation written, the constraints of it and of
+    /// its partitions and children that the write triggers. A constraint compares when the
+    /// write sets one of its columns (all of them, for an INSERT without column list): unique
+    /// indexes, exclusion and check constraints compare all their columns; a foreign key
+    /// compares the referenced columns; a foreign key referencing the relation compares its
+    /// columns and the referencing ones when a row is deleted or those columns are updated; a
+    /// check constraint not validated may fail on any update. Without the relation's
+    /// constraints in the catalog, every column of it counts.
+    fn comparisons(&mut self) -> Vec<Comparison> {
+        let mut out: BTreeSet<Comparison> = BTreeSet::new();
+        let mut wanted: Vec<(QualifiedName, Vec<String>, Option<String>)> = Vec::new();
+        for rel in &self.rels {
+            let ops = rel.ops;
+            if !(ops.insert || ops.update || ops.delete) {
+                continue;
+            }
+            let Some(info) = &rel.info else { continue };
+            let this = QualifiedName::new(Some(&info.schema), &info.name);
+            let Some(constraints) = &info.constraints else {
+                let all = info.columns.iter().map(|c| c.name.clone()).collect();
+                wanted.push((this, all, None));
+                continue;
+            };
+            let sets_any = |cols: &[String]| {
+                (ops.insert || ops.update)
+                    && (rel.writes.all || cols.iter().any(|c| rel.writes.names.contains(c)))
+            };
+            for c in constraints {
+                let owner = c.owner.clone().unwrap_or_else(|| this.clone());
+                let name = Some(c.name.clone());
+                let mut own = false;
+                match &c.kind {
+                    ConstraintKind::Unique
+                    | ConstraintKind::UniqueIndex
+                    | ConstraintKind::Exclusion => own = sets_any(&c.columns),
+                    ConstraintKind::Check { validated } => {
+                        own = sets_any(&c.columns) || (!validated && ops.update)
+                    }
+                    ConstraintKind::ForeignKey {
+                        references,
+                        references_columns,
+                    } => {
+                        if sets_any(&c.columns) {
+                            wanted.push((
+                                references.clone(),
+                                references_columns.clone(),
+                                name.clone(),
+                            ));
+                        }
+                    }
+                    ConstraintKind::ReferencedBy {
+                        referencing,
+                        referencing_columns,
+                    } => {
+                        let updated = c.columns.iter().any(|col| rel.updated.names.contains(col));
+                        if ops.delete || updated {
+                            own = true;
+                            wanted.push((
+                                referencing.clone(),
+                                referencing_columns.clone(),
+                                name.clone(),
+                            ));
+                        }
+                    }
+                }
+                if own {
+                    if owner != this {
+                        // A partition's or child's constraint compares its rows, which the
+                        // written relation also shows under its own name.
+                        let mine = c
+                            .columns
+                            .iter()
+                            .filter(|col| info.column(col).is_some())
+                            .cloned()
+                            .collect();
+                        wanted.push((this.clone(), mine, name.clone()));
+                    }
+                    wanted.push((owner, c.columns.clone(), name));
+                }
+            }
+        }
+        for (relation, columns, constraint) in wanted {
+            let info = self
+                .catalog
+                .relation(relation.schema.as_deref(), &relation.name);
+            if info.is_none() {
+                // The catalog names a relation it does not have: refuse rather than guess.
+                self.unresolved
+                    .insert(Unresolved::Relation(relation.to_string()));
+            }
+            for column in columns {
+                out.insert(Comparison {
+                    relation: relation.clone(),
+                    oid: info.as_ref().map(|i| i.oid),
+                    column,
+                    constraint: constraint.clone(),
+                });
+            }
+        }
+        out.into_iter().collect()
     }
 
     // --- expressions ---------------------------------------------------------------------
@@ -1803,7 +2191,7 @@ impl<'a> Walker<'a> {
 
     fn expr_enum_inner(&mut self, e: &N) {
         match e {
-            N::ColumnRef(c) => self.column_ref(&c.fields, RefCtx::Normal),
+            N::ColumnRef(c) => self.column_ref(&c.fields),
             N::ParamRef(_)
             | N::AConst(_)
             | N::Integer(_)
@@ -1931,7 +2319,7 @@ impl<'a> Walker<'a> {
 
     // --- column references ---------------------------------------------------------------
 
-    fn column_ref(&mut self, fields: &[Node], ctx: RefCtx) {
+    fn column_ref(&mut self, fields: &[Node]) {
         enum Part<'n> {
             Name(&'n str),
             Star,
@@ -1966,7 +2354,7 @@ impl<'a> Walker<'a> {
                     }
                 }
             }
-            [Part::Name(c)] => self.unqualified(c, ctx),
+            [Part::Name(c)] => self.unqualified(c),
             [.., Part::Name(schema), Part::Name(rel), last] => {
                 let found = self.find_source(Some(schema), rel);
                 self.qualified(found, last_name(last), &written());
@@ -2070,7 +2458,7 @@ impl<'a> Walker<'a> {
         out
     }
 
-    fn unqualified(&mut self, name: &str, ctx: RefCtx) {
+    fn unqualified(&mut self, name: &str) {
         let matches = self.unqualified_matches(name);
         if !matches.is_empty() {
             for (l, s) in matches {
@@ -2084,15 +2472,6 @@ impl<'a> Walker<'a> {
             for (l, s) in found {
                 self.whole_row(l, s);
             }
-            return;
-        }
-        if ctx == RefCtx::GroupBy
-            && self
-                .levels
-                .last()
-                .is_some_and(|l| l.outputs.iter().any(|o| o == name))
-        {
-            self.output_used(name);
             return;
         }
         self.unresolved
@@ -2163,6 +2542,47 @@ fn renamed(cols: Option<Vec<String>>, alias: Option<&pb::Alias>) -> Option<Vec<(
             })
             .collect(),
     )
+}
+
+/// Whether a name is a column of the current level's FROM items.
+enum Local {
+    Yes,
+    No,
+    Maybe,
+}
+
+/// Outputs that are expressions (a set operation's or VALUES' columns), by name.
+fn expr_outputs(names: &[String]) -> Vec<Output> {
+    names
+        .iter()
+        .map(|n| Output {
+            name: Some(n.clone()),
+            origin: Origin::Expr,
+        })
+        .collect()
+}
+
+/// The name of a bare, unqualified column reference (`ssn`, not `p.ssn`).
+fn bare_name(n: &Node) -> Option<&str> {
+    match &n.node {
+        Some(N::ColumnRef(c)) => match c.fields.as_slice() {
+            [f] => string(f),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The position an integer constant names in ORDER BY, DISTINCT ON or GROUP BY (`ORDER BY 2`,
+/// `(2)`; the grammar folds `-2` into a constant, which PostgreSQL refuses).
+fn position(n: &Node) -> Option<i64> {
+    match &n.node {
+        Some(N::AConst(c)) => match &c.val {
+            Some(pb::a_const::Val::Ival(i)) => Some(i64::from(i.ival)),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 fn json_table_names(columns: &[Node], out: &mut Vec<String>) {

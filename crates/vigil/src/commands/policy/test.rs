@@ -208,6 +208,14 @@ fn print_statement(n: usize, s: &StatementAccess) {
     for u in &s.unresolved {
         println!("  unresolved: {u}");
     }
+    for c in &s.compared {
+        println!(
+            "  compared with the write: {}.{} (constraint {})",
+            c.relation,
+            c.column,
+            c.constraint.as_deref().unwrap_or("unknown")
+        );
+    }
 }
 
 /// A construct as an operator reads it.
