@@ -518,6 +518,7 @@ fn catalog_tables_protect_partitions_by_column_name() {
                 Some("r".into()),
                 Some(c.to_string()),
                 Some((i + 1).to_string()),
+                None,
             ]);
         }
     }
