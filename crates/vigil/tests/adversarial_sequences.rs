@@ -8,6 +8,7 @@
 //! - no text Vigil refused ever reaches the server (each carries a marker the server's
 //!   `log_statement = all` log must not show);
 //! - every execution the server logged has its start record with the text it ran.
+//!
 //! The gateway must also answer every round (a desync would hang the client).
 //!
 //! `VIGIL_ADVERSARIAL_SEED=n` replays one seed; `VIGIL_ADVERSARIAL_ROUNDS` sets the length.
