@@ -11,14 +11,15 @@
 # against a catalog), mask_values (every detector and operator), pg_datarow_rewrite (the
 # masking DataRow rewriter), pg_session_names (prepared statements, portals and cursors a text
 # uses, defines or drops, looked up as the proxy does), pg_error_rewrite (a protected session's
-# errors and notices). The corpus grows in fuzz/corpus/<target>/ (not tracked); crashes land in
+# errors and notices), pg_startup_settings (startup parameters and options read into the
+# settings Vigil checks, and rebuilt for the upstream). The corpus grows in fuzz/corpus/<target>/ (not tracked); crashes land in
 # fuzz/artifacts/<target>/; fuzz/dicts/<target>.dict is used where there is one.
 # Needs nightly (used if installed, else RUSTC_BOOTSTRAP=1) and cargo-fuzz (installed if
 # missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all=(pg_startup pg_frontend sql_normalize sql_access mask_values pg_datarow_rewrite pg_session_names pg_error_rewrite)
+all=(pg_startup pg_frontend sql_normalize sql_access mask_values pg_datarow_rewrite pg_session_names pg_error_rewrite pg_startup_settings)
 targets=("${all[@]}")
 if [[ $# -ge 1 && $1 != all ]]; then targets=("$1"); fi
 seconds="${2:-60}"

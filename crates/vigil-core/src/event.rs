@@ -564,6 +564,11 @@ pub enum AuthFailureReason {
     TlsRequired,
     /// The client did not finish authenticating in time.
     Timeout,
+    /// The identity, or the connection, already had as many sessions open as allowed.
+    SessionLimit,
+    /// A startup parameter (or `options` switch) that the same `SET` in the session would
+    /// not be allowed, or that Vigil does not accept at startup.
+    StartupSettingRefused,
 }
 
 /// A refused authentication attempt. Never holds the token.

@@ -26,6 +26,7 @@ pub mod event;
 pub mod identity;
 pub mod secret;
 pub mod sink;
+pub mod slots;
 pub mod time;
 
 pub use event::{Event, EventDraft, EventKind, Record};
@@ -34,6 +35,7 @@ pub use secret::{SecretError, SecretRef, SecretString};
 pub use sink::{
     AuditUnavailable, DurableTicket, EventSink, ReplayHeader, ReplayRecorder, ReplaySink,
 };
+pub use slots::{SessionSlot, SessionSlots, SlotRefusal};
 pub use time::Timestamp;
 
 use serde::{Deserialize, Serialize};

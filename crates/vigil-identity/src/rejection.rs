@@ -95,6 +95,10 @@ impl AuthRejection {
             }
             R::TlsRequired => "this listener requires TLS; connect with sslmode=require or stronger",
             R::Timeout => "authentication took too long; retry",
+            R::SessionLimit => "too many sessions are open; close one and retry",
+            R::StartupSettingRefused => {
+                "a startup parameter was refused; connect without it"
+            }
         };
         format!(
             "authentication failed ({}): {advice}",

@@ -62,6 +62,8 @@ mod tests {
     fn target() -> CancelTarget {
         CancelTarget {
             target: Arc::new(Target {
+                max_sessions: None,
+                max_sessions_per_identity: None,
                 name: "t".into(),
                 host: "127.0.0.1".into(),
                 port: 5432,

@@ -111,6 +111,11 @@ pub struct Target {
     pub tls: UpstreamTlsMode,
     /// PEM CA bundle for `verify-ca`/`verify-full` (system roots if absent).
     pub ca_file: Option<PathBuf>,
+    /// Most sessions open at once through this connection, all identities together.
+    pub max_sessions: Option<u32>,
+    /// Most sessions one identity may hold at once on this connection (a grant's
+    /// `max_sessions` may lower it).
+    pub max_sessions_per_identity: Option<u32>,
 }
 
 impl Target {

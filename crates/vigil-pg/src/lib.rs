@@ -36,6 +36,7 @@ pub mod masking;
 mod proxy;
 mod server;
 pub mod sqlstate;
+pub mod startup_settings;
 mod stream;
 mod tls;
 mod upstream;

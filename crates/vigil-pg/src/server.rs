@@ -55,6 +55,8 @@ pub struct GatewayParts {
     pub approvals: Option<Arc<dyn ApprovalGate>>,
     /// Per-statement review; `None`: off.
     pub statement_review: Option<Arc<dyn crate::StatementReview>>,
+    /// Sessions open now, per connection and identity: shared by every listener.
+    pub slots: Arc<vigil_core::SessionSlots>,
 }
 
 struct Upstreams {
@@ -81,6 +83,7 @@ pub struct Gateway {
     replay: Option<Arc<dyn vigil_core::ReplaySink>>,
     approvals: Option<Arc<dyn ApprovalGate>>,
     statement_review: Option<Arc<dyn crate::StatementReview>>,
+    slots: Arc<vigil_core::SessionSlots>,
     cancels: CancelRegistry,
     active: AtomicUsize,
     idle: Notify,
@@ -130,6 +133,7 @@ impl Gateway {
             replay: parts.replay,
             approvals: parts.approvals,
             statement_review: parts.statement_review,
+            slots: parts.slots,
             cancels: CancelRegistry::default(),
             active: AtomicUsize::new(0),
             idle: Notify::new(),
@@ -457,17 +461,74 @@ async fn handle_client(
     };
 
     let target = upstreams.target.clone();
-    // Read-only grants: the server enforces it too, as a second line behind the analysis.
-    if grants.iter().all(|g| g.scope.read_only) {
-        const READ_ONLY: &str = "-c default_transaction_read_only=on";
-        match pass_on.iter_mut().find(|(k, _)| k == "options") {
-            Some((_, v)) => {
-                v.push(' ');
-                v.push_str(READ_ONLY);
-            }
-            None => pass_on.push(("options".into(), READ_ONLY.into())),
+    // Startup parameters are SETs the server runs at login: the same policy holds for them.
+    let settings = crate::startup_settings::parse(&pass_on)
+        .and_then(|s| crate::startup_settings::check(&s, &grants, &gw.analyzer).map(|()| s));
+    let settings = match settings {
+        Ok(s) => s,
+        Err(r) => {
+            let record = auth_failed(
+                AuthFailureReason::StartupSettingRefused,
+                format!(
+                    "startup parameter {}: {} (rule {})",
+                    r.setting, r.reason, r.rule
+                ),
+            );
+            let error = ErrorFields::fatal(
+                r.sqlstate,
+                format!("Vigil refused the startup parameter \"{}\": {}", r.setting, r.reason),
+            )
+            .with_hint("startup parameters (PGOPTIONS, options=…) pass the same policy as the SET they amount to; connect without it");
+            return refuse(
+                gw,
+                &mut stream,
+                Refusal::Fatal {
+                    error,
+                    record: Some(Box::new(record)),
+                },
+                Some(&principal),
+            )
+            .await;
         }
-    }
+    };
+    // One identity may not take every upstream slot: limits per connection and per identity.
+    let per_identity = grants
+        .iter()
+        .filter_map(|g| g.scope.max_sessions)
+        .chain(target.max_sessions_per_identity)
+        .min();
+    let _slot = match gw.slots.acquire(
+        &target.name,
+        &principal.name,
+        target.max_sessions,
+        per_identity,
+    ) {
+        Ok(slot) => slot,
+        Err(why) => {
+            let record = auth_failed(AuthFailureReason::SessionLimit, why.to_string());
+            let error = ErrorFields::fatal(sqlstate::TOO_MANY_CONNECTIONS, why.to_string())
+                .with_hint("close a session and retry; the limits are the connection's max_sessions and max_sessions_per_identity, and the grant's max_sessions");
+            return refuse(
+                gw,
+                &mut stream,
+                Refusal::Fatal {
+                    error,
+                    record: Some(Box::new(record)),
+                },
+                Some(&principal),
+            )
+            .await;
+        }
+    };
+    // Bounds the identity cannot lift go upstream as the session's login values (RESET returns
+    // to them); read-only grants: the server enforces it too, behind the analysis.
+    let bounds = vigil_policy::SessionBounds::of(grants.iter().map(|g| &g.scope));
+    let read_only: &[(&str, &str)] = if grants.iter().all(|g| g.scope.read_only) {
+        &[("default_transaction_read_only", "on")]
+    } else {
+        &[]
+    };
+    let pass_on = crate::startup_settings::upstream_params(&settings, &bounds, read_only);
     let params: Vec<(&str, &str)> = pass_on
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))

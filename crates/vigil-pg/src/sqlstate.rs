@@ -26,5 +26,7 @@ pub const CONNECTION_EXCEPTION: &str = "08000";
 pub const ADMIN_SHUTDOWN: &str = "57P01";
 /// The session's grants do not allow it.
 pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+/// The identity or the connection already has as many sessions open as allowed.
+pub const TOO_MANY_CONNECTIONS: &str = "53300";
 /// A name (of a prepared statement or portal) Vigil cannot read for certain.
 pub const INVALID_NAME: &str = "42602";

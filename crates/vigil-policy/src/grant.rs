@@ -147,6 +147,15 @@ pub fn decide(
     now: Timestamp,
 ) -> Decision {
     let mut first: Option<(Denial, String)> = None;
+    // Bounds hold for the whole session: a grant without one cannot lift another's.
+    let live = || grants.iter().filter(|g| g.live(now).is_ok());
+    if let Err(denial) = crate::bounds::SessionBounds::of(live().map(|g| &g.scope)).check(access) {
+        let bounded = live().find(|g| !crate::bounds::SessionBounds::of([&g.scope]).is_empty());
+        return Decision::Deny {
+            denial,
+            grant_id: bounded.map(|g| g.id.clone()),
+        };
+    }
     for g in grants {
         if let Err(why) = g.live(now) {
             let reason = match why {

@@ -24,6 +24,7 @@
 //! ```
 
 pub mod approval;
+pub mod bounds;
 pub mod grant;
 pub mod pattern;
 pub mod policy;
@@ -31,6 +32,7 @@ pub mod scope;
 pub mod window;
 
 pub use approval::{ApprovalRule, PendingMode, StatementReviewRule};
+pub use bounds::SessionBounds;
 pub use grant::{decide, Decision, Grant, GrantSource, NotLive};
 pub use pattern::{NamePattern, RelationPattern};
 pub use policy::{check, validate, DeclaredIdentity, PolicyConfig, PolicyError, Problem, Severity};

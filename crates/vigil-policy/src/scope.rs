@@ -37,6 +37,9 @@ pub enum Allowance {
     /// FunctionCall protocol messages (fast-path calls by OID, used by large-object APIs):
     /// the function is named by number, so the analysis cannot check it.
     FunctionCall,
+    /// `SET` of a setting that switches off a protection (`session_replication_role`,
+    /// `row_security`, `log_*`, `track_*`…: see `vigil_sql::access::settings`).
+    SetProtectedSetting,
 }
 
 impl Allowance {
@@ -53,6 +56,7 @@ impl Allowance {
             Allowance::Load => "load",
             Allowance::CreateExtension => "create_extension",
             Allowance::FunctionCall => "function_call",
+            Allowance::SetProtectedSetting => "set_protected_setting",
         }
     }
 }
@@ -126,6 +130,25 @@ pub struct Scope {
     /// When the scope may be used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<Window>,
+    /// Longest a statement may run: set upstream at login as PostgreSQL's
+    /// `statement_timeout`; the identity may lower it, not lift it.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub statement_timeout: Option<Duration>,
+    /// Longest a transaction may sit idle (`idle_in_transaction_session_timeout`, which ends
+    /// the session): an idle transaction holds locks and an upstream slot.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub idle_in_transaction_timeout: Option<Duration>,
+    /// Most sessions one identity may hold at once on the connection under this grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_sessions: Option<u32>,
 }
 
 /// Why a statement was refused.
@@ -271,6 +294,26 @@ impl Scope {
         if self.max_session == Some(Duration::ZERO) {
             errors.push(("max_session".into(), "must be longer than zero".into()));
         }
+        for (field, value) in [
+            ("statement_timeout", self.statement_timeout),
+            (
+                "idle_in_transaction_timeout",
+                self.idle_in_transaction_timeout,
+            ),
+        ] {
+            if value.is_some_and(|d| d < Duration::from_millis(1)) {
+                errors.push((field.into(), "must be at least 1ms".into()));
+            }
+            if value.is_some_and(|d| d.as_millis() > i32::MAX as u128) {
+                errors.push((
+                    field.into(),
+                    "must be at most 2147483647ms (about 24 days), PostgreSQL's limit".into(),
+                ));
+            }
+        }
+        if self.max_sessions == Some(0) {
+            errors.push(("max_sessions".into(), "must be at least 1".into()));
+        }
         if self.commands.contains(&CommandClass::Other) {
             errors.push((
                 "commands".into(),
@@ -357,6 +400,7 @@ impl Scope {
                 "the statement would turn off the read-only transaction mode this grant runs in",
             ));
         }
+        crate::bounds::SessionBounds::of([self]).check(access)?;
         for statement in &access.statements {
             self.check_statement(statement, functions)?;
         }
@@ -442,6 +486,14 @@ impl Scope {
         for r in &s.relations {
             let schema = r.relation.schema.as_deref().unwrap_or("public");
             let name = r.relation.name.as_str();
+            // pg_settings has a rule that turns an UPDATE into set_config(): every setting,
+            // the bounded and protected ones included, without a SET to check.
+            if r.write && schema == "pg_catalog" && name == "pg_settings" {
+                return Err(Denial::new(
+                    "settings_write",
+                    "writing to pg_settings changes settings without SET, so it is refused; use SET",
+                ));
+            }
             if self.deny_relations.iter().any(|p| p.matches(schema, name)) {
                 return Err(Denial::new(
                     "relation_denied",
@@ -588,6 +640,7 @@ impl Scope {
                 Hazard::AlterSystem => Some(Allowance::AlterSystem),
                 Hazard::Load => Some(Allowance::Load),
                 Hazard::CreateExtension { .. } => Some(Allowance::CreateExtension),
+                Hazard::SetProtectedSetting { .. } => Some(Allowance::SetProtectedSetting),
                 Hazard::Execute { name } => {
                     // The gateway substitutes the prepared statement's analysis; one that
                     // reaches here was not prepared in this session.

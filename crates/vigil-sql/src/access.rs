@@ -111,6 +111,7 @@ use vigil_core::event::StatementShape;
 
 pub mod exposure;
 mod names;
+pub mod settings;
 mod walk;
 
 pub(crate) use names::session_names;
@@ -375,6 +376,9 @@ pub enum Hazard {
     /// `SET`/`RESET search_path` (or `SET SCHEMA`): redirects unqualified names, so the gateway
     /// must also reload the search path of its catalog.
     SetSearchPath,
+    /// `SET`/`RESET` of a setting that switches off a protection of the data or the record
+    /// ([`settings::protected_setting`]: `session_replication_role`, `row_security`, `log_*`…).
+    SetProtectedSetting { name: String },
     /// `EXPLAIN ANALYZE` (any ANALYZE option): runs the statement it explains.
     ExplainAnalyze,
     /// `PREPARE name AS …`: the statement is analysed here; the gateway remembers it for
@@ -461,6 +465,10 @@ pub struct StatementAccess {
     /// text of its shape (the [`Analyzer`](crate::Analyzer) does not share it).
     #[serde(skip)]
     pub by_position: bool,
+    /// Run-time settings the statement changes (`SET`, `RESET`), with their values: policies
+    /// bound some of them. An analysis with a value is not shared by shape either.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<settings::SettingChange>,
 }
 
 /// A name in the session's own namespaces that a statement defines, runs or drops.
@@ -667,6 +675,7 @@ mod tests {
             names: Vec::new(),
             compared: Vec::new(),
             by_position: false,
+            settings: Vec::new(),
         };
         assert_eq!(
             serde_json::to_string(&s).unwrap(),

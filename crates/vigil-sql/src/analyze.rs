@@ -204,7 +204,12 @@ impl Analyzer {
                 Arc::clone(&found.shape),
             );
             // `ORDER BY 1` and `ORDER BY 2` share a shape but not an analysis.
-            if !found.statements.iter().any(|s| s.by_position) {
+            // `SET statement_timeout = 0` and `= 1000` too.
+            if !found
+                .statements
+                .iter()
+                .any(|s| s.by_position || !s.settings.is_empty())
+            {
                 self.access_shapes.insert(
                     AccessShapeKey(shape_hash, version, Arc::clone(&found)),
                     Arc::clone(&found),

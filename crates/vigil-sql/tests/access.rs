@@ -158,6 +158,7 @@ fn hazard_spec(h: &Hazard) -> String {
         Hazard::SetRole => "set_role".into(),
         Hazard::SetSessionAuthorization => "set_session_authorization".into(),
         Hazard::SetSearchPath => "set_search_path".into(),
+        Hazard::SetProtectedSetting { name } => format!("set_protected_setting({name})"),
         Hazard::ExplainAnalyze => "explain_analyze".into(),
         Hazard::Prepare { name } => format!("prepare({name})"),
         Hazard::Execute { name } => format!("execute({name})"),
@@ -428,7 +429,6 @@ fn literal_values_do_not_matter() {
             "SELECT nextval('patient_mrn_seq')",
             "SELECT nextval('patients')",
         ),
-        ("SET search_path = 'public'", "SET search_path = 'evil'"),
         (
             "SELECT 'patients'::regclass",
             "SELECT 'billing.claims'::regclass",
@@ -486,6 +486,27 @@ fn literal_values_do_not_matter() {
                 .derived_columns
                 .contains("ssn")
         );
+    }
+    // The other exception: the value a SET gives a setting (policies bound statement_timeout).
+    for (a, b) in [
+        ("SET statement_timeout = 1000", "SET statement_timeout = 0"),
+        (
+            "SET LOCAL statement_timeout TO '5s'",
+            "SET LOCAL statement_timeout TO '1h'",
+        ),
+        ("SET search_path = 'public'", "SET search_path = 'evil'"),
+    ] {
+        let (na, nb) = (vigil_sql::normalize(a, ON), vigil_sql::normalize(b, ON));
+        assert_eq!(na.text, nb.text, "not one shape: {a} / {b}");
+        for _ in 0..2 {
+            let first = analyzer.access(a, ON, catalog.as_ref());
+            let second = analyzer.access(b, ON, catalog.as_ref());
+            assert_ne!(first.statements, second.statements, "{a} / {b}");
+            assert_ne!(
+                first.statements[0].settings, second.statements[0].settings,
+                "{a} / {b}"
+            );
+        }
     }
 
     // A language written as an identifier is reported; as a literal, it is not.

@@ -296,6 +296,10 @@ pub struct ConnectionConfig {
     #[serde(default)]
     pub tls: UpstreamTlsMode,
     pub ca_file: Option<PathBuf>,
+    /// Most sessions open at once through this connection, all identities together.
+    pub max_sessions: Option<u32>,
+    /// Most sessions one identity may hold at once on this connection.
+    pub max_sessions_per_identity: Option<u32>,
 }
 
 fn default_pg_port() -> u16 {
@@ -407,6 +411,14 @@ impl Config {
             }
             if !names.insert(c.name.as_str()) {
                 bail!("connections: {:?} is declared twice", c.name);
+            }
+            for (key, value) in [
+                ("max_sessions", c.max_sessions),
+                ("max_sessions_per_identity", c.max_sessions_per_identity),
+            ] {
+                if value == Some(0) {
+                    bail!("connections: {:?}: {key} must be at least 1", c.name);
+                }
             }
         }
         let mut identities = HashSet::new();

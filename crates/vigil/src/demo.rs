@@ -221,6 +221,9 @@ database = "{database}"
 user = "{user}"
 password = "file:upstream-password"
 tls = "prefer"
+# No identity may take every upstream slot (docs/CONFIG.md).
+max_sessions = 50
+max_sessions_per_identity = 20
 
 [[identities]]
 name = "demo-app"
@@ -229,7 +232,7 @@ connections = ["ehr"]
 
 # A second machine identity with a narrow scope: it reads encounters and diagnoses and the
 # non-identifying columns of patients, nothing else: at most 100 rows and 64 KiB per statement
-# (however it is fetched), 5,000 rows per session.
+# (however it is fetched), 5,000 rows per session, 30 s per statement, 5 sessions at once.
 [[identities]]
 name = "demo-analyst"
 kind = "machine"
@@ -270,6 +273,9 @@ byte_cap = 65536
 session_row_cap = 5000
 read_only = true
 max_session = "8h"
+statement_timeout = "30s"
+idle_in_transaction_timeout = "5m"
+max_sessions = 5
 
 [[policies]]
 name = "demo-maintenance-on-approval"

@@ -177,6 +177,8 @@ pub async fn start(config: Config) -> Result<Running> {
 
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
+    // Session limits count across listeners.
+    let slots = Arc::new(vigil_core::SessionSlots::default());
     for listener in &config.listeners {
         match listener.protocol {
             Protocol::Postgres => {}
@@ -203,6 +205,7 @@ pub async fn start(config: Config) -> Result<Running> {
             replay: replay.clone(),
             approvals: approvals.clone(),
             statement_review: statement_review.clone(),
+            slots: slots.clone(),
         })?;
         let tcp = tokio::net::TcpListener::bind(settings.address)
             .await

@@ -90,6 +90,8 @@ pub fn target(c: &crate::config::ConnectionConfig) -> Result<Target> {
         password,
         tls: c.tls,
         ca_file: c.ca_file.clone(),
+        max_sessions: c.max_sessions,
+        max_sessions_per_identity: c.max_sessions_per_identity,
     })
 }
 

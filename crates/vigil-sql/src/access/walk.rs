@@ -38,6 +38,7 @@ pub(crate) fn statement_access(
         bare: Bare::No,
         derived_any: false,
         by_position: false,
+        settings: Vec::new(),
     };
     w.statement(stmt);
     let compared = w.comparisons();
@@ -56,6 +57,7 @@ pub(crate) fn statement_access(
         names: Vec::new(),
         compared,
         by_position: w.by_position,
+        settings: w.settings,
     }
 }
 
@@ -287,6 +289,7 @@ struct Walker<'a> {
     derived_any: bool,
     /// An output column was named by position (see [`StatementAccess::by_position`]).
     by_position: bool,
+    settings: Vec<super::settings::SettingChange>,
 }
 
 fn node(n: &Option<Box<Node>>) -> Option<&N> {
@@ -676,9 +679,13 @@ impl<'a> Walker<'a> {
                 }
             }
             N::VariableSetStmt(v) => {
-                if let Some(h) = setting_hazard(&v.name) {
+                let change = super::settings::change_of(v);
+                // RESET ALL (no name): every setting back to its login value, the protected
+                // ones too, which is where the login left them: no hazard.
+                if let Some(h) = change.name.as_deref().and_then(setting_hazard) {
                     self.hazard(h);
                 }
+                self.settings.push(change);
             }
             N::AlterSystemStmt(_) => self.hazard(Hazard::AlterSystem),
             N::LoadStmt(_) => self.hazard(Hazard::Load),
@@ -2596,12 +2603,15 @@ fn json_table_names(columns: &[Node], out: &mut Vec<String>) {
     }
 }
 
-/// The hazard of `SET`/`RESET` of a setting.
+/// The hazard of `SET`/`RESET` of a setting (its name lowercased).
 fn setting_hazard(name: &str) -> Option<Hazard> {
     match name {
         "role" => Some(Hazard::SetRole),
         "session_authorization" => Some(Hazard::SetSessionAuthorization),
         "search_path" => Some(Hazard::SetSearchPath),
+        n if super::settings::protected_setting(n) => {
+            Some(Hazard::SetProtectedSetting { name: n.to_owned() })
+        }
         _ => None,
     }
 }

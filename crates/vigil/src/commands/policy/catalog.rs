@@ -146,6 +146,8 @@ fn target_from_url(url: &str, connection: &str) -> Result<vigil_pg::Target> {
         password,
         tls,
         ca_file: None,
+        max_sessions: None,
+        max_sessions_per_identity: None,
     })
 }
 

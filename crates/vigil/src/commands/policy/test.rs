@@ -236,6 +236,9 @@ fn describe_hazard(h: &Hazard) -> String {
         Hazard::SetRole => "SET ROLE".into(),
         Hazard::SetSessionAuthorization => "SET SESSION AUTHORIZATION".into(),
         Hazard::SetSearchPath => "SET search_path".into(),
+        Hazard::SetProtectedSetting { name } => {
+            format!("SET {name} (a setting that switches off a protection)")
+        }
         Hazard::ExplainAnalyze => "EXPLAIN ANALYZE (runs the statement)".into(),
         Hazard::Prepare { name } => named("PREPARE", name),
         Hazard::Execute { name } => named("EXECUTE", name),
