@@ -725,6 +725,13 @@ impl<'a> Walker<'a> {
 
     /// DDL and utility statements: the relations and functions they name, anywhere.
     fn utility(&mut self, e: &N) {
+        let stored: Vec<&pb::VariableSetStmt> = match e {
+            N::AlterRoleSetStmt(a) => a.setstmt.iter().collect(),
+            N::AlterDatabaseSetStmt(a) => a.setstmt.iter().collect(),
+            N::AlterFunctionStmt(a) => set_options(&a.actions),
+            _ => Vec::new(),
+        };
+        self.stored_settings(stored);
         let created = match e {
             N::CreateStmt(c) => c.relation.as_ref(),
             N::CreateForeignTableStmt(f) => f.base_stmt.as_ref().and_then(|b| b.relation.as_ref()),
@@ -805,6 +812,17 @@ impl<'a> Walker<'a> {
             .is_none_or(|t| matches!(t.tok, Tok::Literal { .. }))
     }
 
+    /// Settings a definition stores for later sessions or calls (`ALTER ROLE … SET`, a
+    /// function's `SET` clause): a protected one switches its protection off there.
+    fn stored_settings(&mut self, stored: Vec<&pb::VariableSetStmt>) {
+        for v in stored {
+            let name = v.name.to_ascii_lowercase();
+            if super::settings::protected_setting(&name) {
+                self.hazard(Hazard::SetProtectedSetting { name });
+            }
+        }
+    }
+
     fn create_function(&mut self, f: &pb::CreateFunctionStmt) {
         let name = func_name(&f.funcname);
         let language = match self.language(&f.options) {
@@ -816,6 +834,7 @@ impl<'a> Walker<'a> {
             name: name.clone(),
             language,
         });
+        self.stored_settings(set_options(&f.options));
         // Parameter defaults and the SQL-standard body (`RETURN …`, `BEGIN ATOMIC … END`),
         // which names parameters as columns of the function (`f.p`) or alone (`p`).
         let mut params = Vec::new();
@@ -2601,6 +2620,20 @@ fn json_table_names(columns: &[Node], out: &mut Vec<String>) {
             json_table_names(&c.columns, out);
         }
     }
+}
+
+/// The `SET` clauses among a function definition's options.
+fn set_options(options: &[Node]) -> Vec<&pb::VariableSetStmt> {
+    options
+        .iter()
+        .filter_map(|o| match &o.node {
+            Some(N::DefElem(d)) if d.defname == "set" => match d.arg.as_deref()?.node.as_ref()? {
+                N::VariableSetStmt(v) => Some(v),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }
 
 /// The hazard of `SET`/`RESET` of a setting (its name lowercased).
