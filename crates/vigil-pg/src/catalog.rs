@@ -177,6 +177,11 @@ pub(crate) fn view_exposures(views: &[(u32, String)], catalog: &StaticCatalog) -
                 if let Some(risk) = vigil_sql::access::relation_risk(schema, &r.relation.name) {
                     exposed.entry(*oid).or_insert(risk);
                 }
+                // Reading pg_settings is harmless, but a view over it takes its update rule:
+                // an UPDATE of the view is set_config() of any setting.
+                if schema == "pg_catalog" && r.relation.name == "pg_settings" {
+                    exposed.entry(*oid).or_insert(FunctionRisk::Configuration);
+                }
                 if let Some(read) = r.oid.filter(|read| read != oid) {
                     reads.push((*oid, read));
                 }

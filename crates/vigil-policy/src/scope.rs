@@ -486,14 +486,6 @@ impl Scope {
         for r in &s.relations {
             let schema = r.relation.schema.as_deref().unwrap_or("public");
             let name = r.relation.name.as_str();
-            // pg_settings has a rule that turns an UPDATE into set_config(): every setting,
-            // the bounded and protected ones included, without a SET to check.
-            if r.write && schema == "pg_catalog" && name == "pg_settings" {
-                return Err(Denial::new(
-                    "settings_write",
-                    "writing to pg_settings changes settings without SET, so it is refused; use SET",
-                ));
-            }
             if self.deny_relations.iter().any(|p| p.matches(schema, name)) {
                 return Err(Denial::new(
                     "relation_denied",
@@ -519,6 +511,20 @@ impl Scope {
                     .and_then(|oid| functions.view_exposure(oid))
                     .map(|risk| (risk, "is a view over what exposes")),
             };
+            // pg_settings has a rule that turns an UPDATE into set_config(): every setting,
+            // the bounded and protected ones included, without a SET to check; so does a view
+            // over it (and the stored settings behind pg_db_role_setting are no better).
+            let sets_settings = (schema == "pg_catalog" && name == "pg_settings")
+                || matches!(exposure, Some((vigil_sql::FunctionRisk::Configuration, _)));
+            if r.write && !s.plan_only && sets_settings {
+                return Err(Denial::new(
+                    "settings_write",
+                    format!(
+                        "writing to {} changes settings without SET, so it is refused; use SET",
+                        r.relation
+                    ),
+                ));
+            }
             if let Some((risk, how)) = exposure {
                 if !self
                     .relations

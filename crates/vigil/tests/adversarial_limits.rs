@@ -126,8 +126,8 @@ name = "bounded"
 groups = ["bounded"]
 connections = ["ehr"]
 [policies.scope]
-commands = ["read", "write", "transaction", "session"]
-relations = ["public.items", "pg_catalog.pg_settings"]
+commands = ["read", "write", "ddl", "transaction", "session"]
+relations = ["*"]
 functions = ["set_config"]
 statement_timeout = "1s"
 idle_in_transaction_timeout = "2s"
@@ -170,6 +170,20 @@ fn statement_time_is_bounded_and_cannot_be_lifted() {
     ] {
         let (code, message) = refusal(&mut c, sql);
         assert_eq!(code, "42501", "{sql}: {message}");
+        assert_eq!(show(&mut c, "statement_timeout"), "1s", "after {sql}");
+    }
+    // A view over pg_settings takes its update rule, so writing it is refused too.
+    assert!(c
+        .simple("CREATE TEMP VIEW knobs AS SELECT name, setting FROM pg_settings")
+        .errors()
+        .is_empty());
+    for sql in [
+        "UPDATE knobs SET setting = '0' WHERE name = 'statement_timeout'",
+        "WITH k AS (UPDATE pg_settings SET setting = '0' WHERE name = 'statement_timeout' RETURNING 1) SELECT * FROM k",
+    ] {
+        let (code, message) = refusal(&mut c, sql);
+        assert_eq!(code, "42501", "{sql}: {message}");
+        assert!(message.contains("changes settings without SET"), "{message}");
         assert_eq!(show(&mut c, "statement_timeout"), "1s", "after {sql}");
     }
     // Inside a transaction, SET LOCAL.
@@ -254,7 +268,8 @@ fn statement_time_is_bounded_and_cannot_be_lifted() {
     for ran in [
         "statement_timeout = 0",
         "set_config(",
-        "pg_settings",
+        "update pg_settings",
+        "update knobs",
         "'0x0'",
     ] {
         assert!(
