@@ -736,6 +736,11 @@ async fn handle_client(
                 upstream.settings,
                 catalog,
                 ends,
+                Teardown {
+                    target: target.clone(),
+                    tls: upstreams.tls.clone(),
+                    key: upstream.key,
+                },
             )
             .await,
         )
@@ -781,6 +786,13 @@ async fn handle_client(
         })));
 }
 
+/// What it takes to end the upstream side of a session for certain.
+struct Teardown {
+    target: Arc<Target>,
+    tls: Option<Arc<ClientConfig>>,
+    key: BackendKeyData,
+}
+
 async fn run_proxy<E>(
     ctx: &SessionContext,
     client: Stream,
@@ -788,6 +800,7 @@ async fn run_proxy<E>(
     settings: proxy::ReportedSettings,
     catalog: crate::catalog::SessionCatalog,
     ends: E,
+    teardown: Teardown,
 ) -> proxy::ProxyOutcome
 where
     E: std::future::Future<Output = (SessionEndReason, Vec<u8>)>,
@@ -797,12 +810,12 @@ where
         (Stream::Plain(c), Stream::Plain(u)) => {
             let (cr, mut cw) = c.into_split();
             let (ur, uw) = u.into_split();
-            proxy_until_end(ctx, cr, &mut cw, ur, uw, settings, catalog, ends).await
+            proxy_until_end(ctx, cr, &mut cw, ur, uw, settings, catalog, ends, teardown).await
         }
         (c, u) => {
             let (cr, mut cw) = tokio::io::split(c);
             let (ur, uw) = tokio::io::split(u);
-            proxy_until_end(ctx, cr, &mut cw, ur, uw, settings, catalog, ends).await
+            proxy_until_end(ctx, cr, &mut cw, ur, uw, settings, catalog, ends, teardown).await
         }
     }
 }
@@ -812,11 +825,12 @@ async fn proxy_until_end<CR, CW, UR, UW, E>(
     ctx: &SessionContext,
     cr: CR,
     cw: &mut CW,
-    ur: UR,
+    mut ur: UR,
     mut uw: UW,
     settings: proxy::ReportedSettings,
     catalog: crate::catalog::SessionCatalog,
     ends: E,
+    teardown: Teardown,
 ) -> proxy::ProxyOutcome
 where
     CR: AsyncRead + Unpin,
@@ -825,17 +839,39 @@ where
     UW: AsyncWrite + Unpin,
     E: std::future::Future<Output = (SessionEndReason, Vec<u8>)>,
 {
-    let mut outcome = proxy::run(ctx, cr, cw, ur, &mut uw, settings, catalog, ends).await;
+    let mut outcome = proxy::run(ctx, cr, cw, &mut ur, &mut uw, settings, catalog, ends).await;
     if let Some(farewell) = outcome.farewell.take() {
         let _ = cw.write_all(&farewell).await;
         let _ = cw.flush().await;
+    }
+    let _ = cw.shutdown().await;
+    // A statement still running (its client vanished) would keep the backend, and its locks,
+    // until it finished: cancel it, so the Terminate is read at once.
+    if outcome.upstream_busy {
+        let cancel = upstream::send_cancel(&teardown.target, teardown.tls.as_ref(), teardown.key);
+        if let Ok(Err(e)) | Err(e) = tokio::time::timeout(Duration::from_secs(5), cancel)
+            .await
+            .map_err(|_| UpstreamError::Io(std::io::ErrorKind::TimedOut.into()))
+        {
+            tracing::warn!(connection = %teardown.target.name, error = %e, "could not cancel the statement of an ended session");
+        }
     }
     // Tell the server we are done, so its backend ends at once.
     let mut terminate = Vec::with_capacity(5);
     put_message(&mut terminate, frontend::TERMINATE, |_| {});
     let _ = uw.write_all(&terminate).await;
+    let _ = uw.flush().await;
+    // The session (and its slot) lasts until the server's backend is gone: session limits
+    // count what the server holds, not what the client sees.
+    let drained = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut sink = [0u8; 8192];
+        while matches!(ur.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(connection = %teardown.target.name, "the server's backend of an ended session did not close within 30 s");
+    }
     let _ = uw.shutdown().await;
-    let _ = cw.shutdown().await;
     outcome
 }
 
@@ -939,24 +975,8 @@ pub(crate) fn withheld_columns(
 /// `--vigil.reason=…`, with `\\ ` for a space, as libpq writes them) and returns it.
 fn take_vigil_reason(pass_on: &mut Vec<(String, String)>) -> Option<String> {
     let index = pass_on.iter().position(|(k, _)| k == "options")?;
-    // Split on unescaped whitespace, unescaping as PostgreSQL does.
-    let mut words: Vec<String> = Vec::new();
-    let mut word = String::new();
-    let mut chars = pass_on[index].1.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => word.extend(chars.next()),
-            c if c.is_whitespace() => {
-                if !word.is_empty() {
-                    words.push(std::mem::take(&mut word));
-                }
-            }
-            c => word.push(c),
-        }
-    }
-    if !word.is_empty() {
-        words.push(word);
-    }
+    // Split as PostgreSQL splits (and as the check of the settings reads them).
+    let words = crate::startup_settings::split_options(&pass_on[index].1);
     let mut reason = None;
     let mut kept: Vec<String> = Vec::new();
     let mut i = 0;
@@ -983,7 +1003,7 @@ fn take_vigil_reason(pass_on: &mut Vec<(String, String)>) -> Option<String> {
     } else {
         let escaped: Vec<String> = kept
             .iter()
-            .map(|w| w.replace('\\', "\\\\").replace(' ', "\\ "))
+            .map(|w| crate::startup_settings::escape_option(w))
             .collect();
         pass_on[index].1 = escaped.join(" ");
     }

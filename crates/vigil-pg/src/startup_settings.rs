@@ -44,6 +44,24 @@ const CLIENT_INTERFACE: &[&str] = &[
 pub fn parse(params: &[(String, String)]) -> Result<Vec<StartupSetting>, StartupRefusal> {
     let mut out = Vec::with_capacity(params.len());
     for (key, value) in params {
+        // A control character has no place in a setting, and the server splits `options` on
+        // some that Rust does not call whitespace (vertical tab): refused, not interpreted.
+        if value.chars().any(|c| c.is_control()) {
+            return Err(refusal(
+                key,
+                "a startup parameter's value holds a control character".into(),
+                "startup_value",
+            ));
+        }
+        // Which bytes the server's `isspace` splits `options` on beyond ASCII depends on its
+        // locale: `options` must be ASCII.
+        if key == "options" && !value.is_ascii() {
+            return Err(refusal(
+                key,
+                "options must be ASCII (write -c name=value with ASCII names and values)".into(),
+                "startup_value",
+            ));
+        }
         if key != "options" {
             out.push(StartupSetting {
                 name: checked_name(key)?,
@@ -170,14 +188,14 @@ fn checked_name(name: &str) -> Result<String, StartupRefusal> {
 }
 
 /// Words of `options`, split on unescaped whitespace, `\x` read as `x` (pg_split_opts).
-fn split_options(options: &str) -> Vec<String> {
+pub(crate) fn split_options(options: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut word = String::new();
     let mut chars = options.chars();
     while let Some(c) = chars.next() {
         match c {
             '\\' => word.extend(chars.next()),
-            c if c.is_ascii_whitespace() => {
+            c if is_c_space(c) => {
                 if !word.is_empty() {
                     words.push(std::mem::take(&mut word));
                 }
@@ -191,10 +209,16 @@ fn split_options(options: &str) -> Vec<String> {
     words
 }
 
-fn escape_option(value: &str) -> String {
+/// What C's `isspace` is in the "C" locale: the server splits `options` on these (Rust's
+/// `is_ascii_whitespace` leaves out the vertical tab).
+fn is_c_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\x0B' | '\x0C' | '\r')
+}
+
+pub(crate) fn escape_option(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
-        if c == '\\' || c.is_ascii_whitespace() {
+        if c == '\\' || is_c_space(c) {
             out.push('\\');
         }
         out.push(c);

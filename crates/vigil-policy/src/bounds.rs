@@ -99,10 +99,8 @@ impl SessionBounds {
                     SettingValue::Given(values) if values.len() == 1 => duration_ms(&values[0]),
                     _ => None,
                 };
-                let allowed = value.is_some_and(|ms| {
-                    let ms = ms.round();
-                    ms >= 1.0 && ms <= millis(bound) as f64
-                });
+                // Rounded as the server rounds: a value that comes out 0 switches it off.
+                let allowed = value.is_some_and(|ms| ms >= 1.0 && ms <= millis(bound) as f64);
                 if !allowed {
                     return Err(denial(format!(
                         "{} may be lowered but not lifted or switched off: this grant bounds it to {} (scope key {})",
@@ -179,6 +177,11 @@ mod tests {
             "SET statement_timeout = '1h'",
             "SET statement_timeout = '250us'",
             "SET statement_timeout = 0.4",
+            "SET statement_timeout = 0.5",
+            "SET statement_timeout = '.5'",
+            "SET statement_timeout = '500us'",
+            "SET statement_timeout = '0.0005s'",
+            "SET statement_timeout = '010'",
             "SET statement_timeout = '0x10'",
             "SET statement_timeout = -1",
             "SET \"Statement_Timeout\" = 0",

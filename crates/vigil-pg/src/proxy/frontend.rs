@@ -275,6 +275,16 @@ fn show_name(name: &[u8]) -> Cow<'_, str> {
     String::from_utf8_lossy(name)
 }
 
+/// Ends a session whose client left a transaction open without a Sync for longer than its
+/// grant's `idle_in_transaction_timeout`, as the server would have (25P03).
+fn idle_in_transaction() -> (SessionEndReason, Option<Vec<u8>>) {
+    let error = ErrorFields::fatal(
+        "25P03",
+        "terminating connection due to idle-in-transaction timeout (Vigil: messages were left without a Sync)",
+    );
+    (SessionEndReason::IdleTimeout, Some(error.to_bytes()))
+}
+
 pub(super) async fn run<R, W>(
     ctx: &SessionContext,
     link: &Link,
@@ -314,6 +324,10 @@ where
         resolved: None,
     };
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    // The server arms idle_in_transaction_session_timeout only when it sends ReadyForQuery: a
+    // client that leaves a transaction open without a Sync is timed here instead.
+    let idle_bound = vigil_policy::SessionBounds::of(ctx.policy.grants.iter().map(|g| &g.scope))
+        .idle_in_transaction_timeout;
     loop {
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             let want = crate::codec::pending_len(&buf)
@@ -322,7 +336,27 @@ where
                 .max(READ_CHUNK);
             buf.reserve(want);
         }
-        let n = match client.read_buf(&mut buf).await {
+        let read = match idle_bound {
+            Some(bound) => {
+                // Idle: nothing owed by the server at one check, and no client byte for a whole
+                // bound after it (so between one and two bounds of real idleness).
+                let mut server_idle_since_check = false;
+                loop {
+                    match tokio::time::timeout(bound, client.read_buf(&mut buf)).await {
+                        Ok(read) => break read,
+                        Err(_) => {
+                            let waiting = f.in_segment && link.shared.lock().items.is_empty();
+                            if waiting && server_idle_since_check {
+                                return idle_in_transaction();
+                            }
+                            server_idle_since_check = waiting;
+                        }
+                    }
+                }
+            }
+            None => client.read_buf(&mut buf).await,
+        };
+        let n = match read {
             Ok(0) => return (SessionEndReason::ClientDisconnected, None),
             Ok(n) => n,
             Err(_) => return (SessionEndReason::ClientDisconnected, None),

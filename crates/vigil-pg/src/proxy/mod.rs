@@ -636,6 +636,8 @@ pub(crate) struct ProxyOutcome {
     /// A FATAL error to send to the client before closing (protocol violation…), if the client
     /// connection is still usable.
     pub farewell: Option<Vec<u8>>,
+    /// The server still owed answers when the session ended: a statement may be running.
+    pub upstream_busy: bool,
 }
 
 /// Runs the session until one side ends it.
@@ -679,6 +681,7 @@ where
     };
     // Statements still in flight never completed: record them as interrupted.
     let mut shared = link.shared.lock();
+    let upstream_busy = !shared.items.is_empty();
     let items: Vec<Item> = shared.items.drain(..).collect();
     for item in items {
         if let ItemKind::Statement(run) = item.kind {
@@ -691,6 +694,7 @@ where
         totals: shared.totals,
         masked: std::mem::take(&mut shared.masked),
         farewell,
+        upstream_busy,
     }
 }
 

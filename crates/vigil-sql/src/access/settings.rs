@@ -94,36 +94,65 @@ pub fn protected_setting(name: &str) -> bool {
         "commit_delay",
         "restrict_nonsystem_relation_kind",
         "event_triggers",
+        "extension_destdir",
+        "jit_dump_bitcode",
+        "deadlock_timeout",
     ];
     const PREFIXES: &[&str] = &["log_", "debug_", "trace_", "track_"];
     let name = name.to_ascii_lowercase();
-    EXACT.contains(&name.as_str()) || PREFIXES.iter().any(|p| name.starts_with(p))
+    // Extensions' settings (`pgaudit.log`, `pg_stat_statements.track`, `auto_explain.*`) are
+    // where auditing and statistics extensions are switched off: every dotted name is
+    // protected, as its meaning is the extension's.
+    name.contains('.')
+        || EXACT.contains(&name.as_str())
+        || PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
-/// A duration setting's value in milliseconds, read as PostgreSQL reads `statement_timeout`:
-/// a number (milliseconds) or a string with a unit (`us`, `ms`, `s`, `min`, `h`, `d`).
-/// `None`: not a value PostgreSQL would accept as such (the caller refuses it).
+/// A duration setting's value in whole milliseconds, read and rounded as PostgreSQL reads
+/// `statement_timeout` (`parse_int`, `convert_to_base_unit`): a number (milliseconds) or a
+/// number with a unit (`us`, `ms`, `s`, `min`, `h`, `d`); a fraction is first rounded to the
+/// next smaller unit, then to milliseconds, each time half to even as C's `rint` does
+/// (`0.5` is 0, which switches the timeout off). `None`: not a value this reads for certain
+/// (hex, octal, exponents, other units): the caller refuses it.
 pub fn duration_ms(value: &str) -> Option<f64> {
-    let v = value.trim();
+    const UNITS: &[(&str, f64)] = &[
+        ("d", 86_400_000.0),
+        ("h", 3_600_000.0),
+        ("min", 60_000.0),
+        ("s", 1_000.0),
+        ("ms", 1.0),
+        ("us", 0.001),
+    ];
+    let v = value.trim_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\x0B' | '\x0C' | '\r'));
     let split = v
-        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E')))
+        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '-' | '+')))
         .unwrap_or(v.len());
-    // `1e3ms`: an exponent is part of the number only when followed by digits.
     let (number, unit) = v.split_at(split);
+    // Integers the server reads with strtol(…, 0): a leading 0 is octal. Refuse rather than
+    // guess (`010` is 8 ms there).
+    let digits = number.trim_start_matches(['-', '+']);
+    if digits.len() > 1 && digits.starts_with('0') && !digits.starts_with("0.") {
+        return None;
+    }
+    if number.is_empty() || number.matches('.').count() > 1 || number.contains(['e', 'E']) {
+        return None;
+    }
     let number: f64 = number.parse().ok()?;
     if !number.is_finite() {
         return None;
     }
-    let per_unit = match unit.trim() {
-        "" | "ms" => 1.0,
-        "us" => 0.001,
-        "s" => 1_000.0,
-        "min" => 60_000.0,
-        "h" => 3_600_000.0,
-        "d" => 86_400_000.0,
-        _ => return None,
+    let unit = unit.trim_start_matches([' ', '\t']);
+    let ms = if unit.is_empty() {
+        number
+    } else {
+        let i = UNITS.iter().position(|(u, _)| *u == unit)?;
+        let mut value = number * UNITS[i].1;
+        if let Some((_, smaller)) = UNITS.get(i + 1) {
+            value = (value / smaller).round_ties_even() * smaller;
+        }
+        value
     };
-    Some(number * per_unit)
+    Some(ms.round_ties_even())
 }
 
 #[cfg(test)]
@@ -139,10 +168,21 @@ mod tests {
         assert_eq!(duration_ms("1.5min"), Some(90_000.0));
         assert_eq!(duration_ms("1h"), Some(3_600_000.0));
         assert_eq!(duration_ms("1d"), Some(86_400_000.0));
-        assert_eq!(duration_ms("250us"), Some(0.25));
+        assert_eq!(duration_ms("250us"), Some(0.0));
         assert_eq!(duration_ms("-1"), Some(-1.0));
-        assert_eq!(duration_ms("1e3"), Some(1000.0));
-        for bad in ["", "s", "1 sec", "1S", "nan", "inf", "1x", "1,5s"] {
+        // Half to even, as rint: these switch the timeout off on the server.
+        for zero in ["0.5", ".5", "'0.5'", "500us", "0.0005s", "0.5ms", "0.4"] {
+            let zero = zero.trim_matches('\'');
+            assert_eq!(duration_ms(zero), Some(0.0), "{zero}");
+        }
+        assert_eq!(duration_ms("1.5"), Some(2.0));
+        assert_eq!(duration_ms("2.5"), Some(2.0));
+        assert_eq!(duration_ms("1500us"), Some(2.0));
+        assert_eq!(duration_ms("0.0015s"), Some(2.0));
+        for bad in [
+            "", "s", "1 sec", "1S", "nan", "inf", "infinity", "1x", "1,5s", "1e3", "010", "0x10",
+            "1..5", "--1",
+        ] {
             assert_eq!(duration_ms(bad), None, "{bad}");
         }
     }
@@ -156,6 +196,9 @@ mod tests {
             "log_min_duration_statement",
             "track_activities",
             "row_security",
+            "pgaudit.log",
+            "pg_stat_statements.track",
+            "auto_explain.log_min_duration",
         ] {
             assert!(protected_setting(name), "{name}");
         }
