@@ -15,36 +15,26 @@
 #   VIGIL_PSYCOPG2_CACHE      cache folder (venv + source)
 #   PG_BIN                    PostgreSQL 15 server binaries (default /usr/lib/postgresql/15/bin)
 #   VIGIL_PSYCOPG2_KEEP=1     keep the scratch folder (logs, results) after the run
+#                             (VIGIL_SUITE_KEEP=1 too)
 #   VIGIL_PSYCOPG2_ONLY=...   run only these tests (unittest names, space-separated), for debugging
 #
 # Exit status: 0 when the suite ran (> MIN_TESTS tests) and the failure sets are equal.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SUITE=psycopg2
+VIGIL_SUITE_KEEP=${VIGIL_PSYCOPG2_KEEP:-${VIGIL_SUITE_KEEP:-0}}
+# shellcheck source=lib/suite.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/suite.sh"
 PSYCOPG2_VERSION=${PSYCOPG2_VERSION:-2.9.13}
 CACHE=${VIGIL_PSYCOPG2_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vigil-psycopg2}
-PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 MIN_TESTS=700
 # A test taking longer than this is hung: dump Python's stacks and stop that run.
 PER_TEST_TIMEOUT=${VIGIL_PSYCOPG2_TEST_TIMEOUT:-120}
 DB=psycopg2_test
 IDENTITY=psycopg2
 
-log() { printf 'psycopg2-suite: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
 started_at=$SECONDS
-
-# --- the vigil binary ---------------------------------------------------------------------
-if [[ -z "${VIGIL_BIN:-}" ]]; then
-  log "building vigil (release)"
-  (cd "$ROOT" && cargo build --release -p vigil --quiet)
-  target_dir=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-  VIGIL_BIN="$target_dir/release/vigil"
-fi
-[[ -x "$VIGIL_BIN" ]] || die "no vigil binary at $VIGIL_BIN"
-[[ -x "$PG_BIN/initdb" ]] || die "no PostgreSQL server binaries in $PG_BIN"
+suite_vigil_bin
 
 # --- cached venv and source ---------------------------------------------------------------
 venv="$CACHE/venv-$PSYCOPG2_VERSION"
@@ -68,66 +58,9 @@ if [[ ! -f "$src/.ready" ]]; then
   touch "$src/.ready"
 fi
 
-# --- scratch folder and cleanup -----------------------------------------------------------
-scratch=$(mktemp -d "${TMPDIR:-/tmp}/vigil-psycopg2.XXXXXX")
-chmod 0711 "$scratch"
-pgdata="$scratch/pg/data"
-vigil_pid=""
-pg_started=""
-
-as_postgres() {
-  if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
-
-cleanup() {
-  local status=$?
-  set +e
-  if [[ -n "$vigil_pid" ]]; then
-    kill -TERM "$vigil_pid" 2>/dev/null
-    for _ in $(seq 50); do kill -0 "$vigil_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$vigil_pid" 2>/dev/null
-    wait "$vigil_pid" 2>/dev/null
-  fi
-  if [[ -n "$pg_started" ]]; then
-    as_postgres "$PG_BIN/pg_ctl" -D "$pgdata" -m immediate stop >/dev/null 2>&1
-  fi
-  if [[ "${VIGIL_PSYCOPG2_KEEP:-0}" == "1" ]]; then
-    log "scratch folder kept: $scratch"
-  else
-    rm -rf "$scratch"
-  fi
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-secret() { python3 -c 'import secrets; print(secrets.token_urlsafe(24))'; }
-
-# --- PostgreSQL 15, SCRAM-SHA-256 -----------------------------------------------------------
-pg_port=$(free_port)
-upstream_password=$(secret)
-mkdir -p "$scratch/pg"
-(umask 077 && printf '%s' "$upstream_password" >"$scratch/pg/pw")
-if [[ $(id -u) -eq 0 ]]; then chown -R postgres:postgres "$scratch/pg"; fi
-as_postgres "$PG_BIN/initdb" -D "$pgdata" -U postgres --auth=scram-sha-256 -E UTF8 \
-  --locale=C.UTF-8 --pwfile="$scratch/pg/pw" >"$scratch/pg/initdb.log" 2>&1 ||
-  { cat "$scratch/pg/initdb.log" >&2; die "initdb failed"; }
-rm -f "$scratch/pg/pw"
+suite_scratch
 # max_prepared_transactions > 0 so that the two-phase-commit tests run instead of skipping.
-pg_opts="-p $pg_port -k '$scratch/pg' -c listen_addresses=127.0.0.1 -c fsync=off"
-pg_opts+=" -c max_connections=100 -c max_prepared_transactions=10"
-pg_started=1 # from here on, cleanup stops it (harmless if it never started)
-as_postgres "$PG_BIN/pg_ctl" -D "$pgdata" -o "$pg_opts" -w -t 60 -l "$scratch/pg/server.log" \
-  start >/dev/null || { cat "$scratch/pg/server.log" >&2; die "PostgreSQL did not start"; }
-
-export PGPASSWORD="$upstream_password"
-psql_direct() {
-  psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$pg_port" -U postgres "$@"
-}
+suite_start_pg "-c max_connections=100 -c max_prepared_transactions=10"
 # The suite runs as the role psycopg2 on both paths: directly, and as Vigil's upstream login.
 # Named like the Vigil identity, so that the user the driver believes it is (PQuser: the
 # identity, through Vigil) is also current_user, as the suite's test_user expects. A superuser,
@@ -137,24 +70,13 @@ printf "CREATE ROLE %s LOGIN SUPERUSER PASSWORD '%s';\nCREATE DATABASE %s OWNER 
 # hstore so that its tests run too (skipped if the contrib module is not installed).
 psql_direct -d "$DB" -c "CREATE EXTENSION IF NOT EXISTS hstore" >/dev/null 2>&1 ||
   log "hstore not available: its tests will be skipped"
-unset PGPASSWORD
 
 # --- Vigil ----------------------------------------------------------------------------------
-vigil_port=$(free_port)
-api_port=$(free_port)
-mkdir -p "$scratch/vigil"
-config="$scratch/vigil/vigil.toml"
-cat >"$config" <<EOF
-data_dir = "data"
-
-[api]
-listen = "127.0.0.1:$api_port"
-admin_token = "env:VIGIL_PSYCOPG2_ADMIN_TOKEN"
-
-[[listeners]]
-protocol = "postgres"
-address = "127.0.0.1:$vigil_port"
-
+# The suite exercises everything a driver can do: a grant that allows it all, dangerous
+# functions included (large objects go through lo_* and FunctionCall messages), and the one
+# catalog side channel it reads (tpc_recover() lists pg_prepared_xacts, which shows other
+# sessions' prepared transactions, so it must be named).
+suite_start_vigil "$(cat <<EOF
 [[connections]]
 name = "$DB"
 protocol = "postgres"
@@ -162,7 +84,7 @@ host = "127.0.0.1"
 port = $pg_port
 database = "$DB"
 user = "$IDENTITY"
-password = "env:VIGIL_PSYCOPG2_UPSTREAM_PASSWORD"
+password = "env:VIGIL_SUITE_UPSTREAM_PASSWORD"
 tls = "disable"
 
 [[identities]]
@@ -170,10 +92,6 @@ name = "$IDENTITY"
 kind = "machine"
 connections = ["$DB"]
 
-# The suite exercises everything a driver can do: a grant that allows it all, dangerous
-# functions included (large objects go through lo_* and FunctionCall messages), and the one
-# catalog side channel it reads (tpc_recover() lists pg_prepared_xacts, which shows other
-# sessions' prepared transactions, so it must be named).
 [[policies]]
 name = "psycopg2-suite"
 identities = ["$IDENTITY"]
@@ -184,24 +102,7 @@ relations = ["*", "pg_catalog.pg_prepared_xacts"]
 functions = ["*", "pg_notify", "set_config", "pg_terminate_backend", "pg_cancel_backend", "lo_import", "lo_export", "lo_get", "lo_put", "lo_create", "lo_creat", "lo_unlink", "lo_open", "lo_close", "loread", "lowrite", "lo_from_bytea", "lo_truncate", "lo_truncate64", "lo_lseek", "lo_lseek64", "lo_tell", "lo_tell64"]
 allow = ["do", "create_function", "set_role", "set_session_authorization", "set_search_path", "function_call", "copy_file", "create_extension"]
 EOF
-export VIGIL_PSYCOPG2_UPSTREAM_PASSWORD="$upstream_password"
-VIGIL_PSYCOPG2_ADMIN_TOKEN=$(secret)
-export VIGIL_PSYCOPG2_ADMIN_TOKEN
-token=$("$VIGIL_BIN" token create --identity "$IDENTITY" --config "$config" 2>"$scratch/vigil/token.log") ||
-  { cat "$scratch/vigil/token.log" >&2; die "vigil token create failed"; }
-[[ -n "$token" ]] || die "vigil token create printed no token"
-
-RUST_LOG=${RUST_LOG:-info} "$VIGIL_BIN" serve --config "$config" >"$scratch/vigil/vigil.log" 2>&1 &
-vigil_pid=$!
-for _ in $(seq 300); do
-  if ! kill -0 "$vigil_pid" 2>/dev/null; then
-    cat "$scratch/vigil/vigil.log" >&2
-    die "vigil exited early"
-  fi
-  if (exec 3<>"/dev/tcp/127.0.0.1/$vigil_port") 2>/dev/null; then break; fi
-  sleep 0.1
-done
-(exec 3<>"/dev/tcp/127.0.0.1/$vigil_port") 2>/dev/null || die "vigil is not listening"
+)" "$IDENTITY"
 
 # --- the suite --------------------------------------------------------------------------------
 cat >"$scratch/run_suite.py" <<'EOF'
@@ -272,47 +173,13 @@ run_suite() { # name port user password
 
 run_suite direct "$pg_port" "$IDENTITY" "$upstream_password"
 run_suite through-vigil "$vigil_port" "$IDENTITY" "$token"
-unset token upstream_password VIGIL_PSYCOPG2_UPSTREAM_PASSWORD
+unset token upstream_password VIGIL_SUITE_UPSTREAM_PASSWORD
 
 # --- compare ------------------------------------------------------------------------------------
 set +e
 min_tests=$MIN_TESTS
 [[ -z "${VIGIL_PSYCOPG2_ONLY:-}" ]] || min_tests=0
-python3 - "$scratch/direct.json" "$scratch/through-vigil.json" "$min_tests" <<'EOF'
-import json, sys
-
-direct, vigil = (json.load(open(p)) for p in sys.argv[1:3])
-min_tests = int(sys.argv[3])
-d, v = set(direct["bad"]), set(vigil["bad"])
-
-
-def show(title, ids):
-    print(f"{title}: {len(ids)}")
-    for i in sorted(ids):
-        print(f"  {i}")
-
-
-print(f"direct:        {direct['run']} tests, {len(d)} failed or errored, {direct['skipped']} skipped")
-print(f"through Vigil: {vigil['run']} tests, {len(v)} failed or errored, {vigil['skipped']} skipped")
-show("failing in both", d & v)
-show("failing only through Vigil", v - d)
-show("failing only directly", d - v)
-for i in sorted(v - d):
-    print(f"\n=== through Vigil: {i}\n{vigil['bad'][i]}")
-for i in sorted(d - v):
-    print(f"\n=== directly: {i}\n{direct['bad'][i]}")
-ok = True
-if min(direct["run"], vigil["run"]) <= min_tests:
-    print(f"the suite ran too few tests (expected more than {min_tests})")
-    ok = False
-if direct["run"] != vigil["run"]:
-    print("the two runs ran different numbers of tests")
-    ok = False
-if d != v:
-    ok = False
-print("psycopg2 suite through Vigil: " + ("same failures as directly" if ok else "MISMATCH"))
-sys.exit(0 if ok else 1)
-EOF
+suite_compare "$scratch/direct.json" "$scratch/through-vigil.json" "$min_tests"
 status=$?
 set -e
 log "total time $((SECONDS - started_at)) s"
