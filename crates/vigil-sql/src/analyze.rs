@@ -316,6 +316,9 @@ fn parse_access(
         let mut objects = BTreeSet::new();
         let mut infos = Vec::new();
         let mut accesses: Vec<StatementAccess> = Vec::new();
+        // Later statements see the tables earlier ones create, as the server will.
+        let mut seen = crate::catalog::TextCatalog::new(catalog);
+        let mut path_changed = false;
         for raw in &parsed.stmts {
             let Some(node) = raw.stmt.as_ref().and_then(|s| s.node.as_ref()) else {
                 continue;
@@ -323,7 +326,14 @@ fn parse_access(
             let info = tree::describe(node, &mut objects)
                 .map_err(|e| AnalyzeError::Internal(e.to_string()))?;
             let mut statement =
-                access::statement_access(node, info.command.clone(), info.class, text, catalog);
+                access::statement_access(node, info.command.clone(), info.class, text, &seen);
+            // After a search path change the schema a CREATE lands in is not known for certain.
+            if statement.hazards.contains(&crate::Hazard::SetSearchPath) {
+                path_changed = true;
+            }
+            if let (pg_query::protobuf::node::Node::CreateStmt(c), false) = (node, path_changed) {
+                seen.created_by(c);
+            }
             statement.names = access::session_names(
                 node,
                 statement_text(text, raw.stmt_location, raw.stmt_len),

@@ -24,6 +24,142 @@ pub trait Catalog: Send + Sync {
     /// must never report the same version (analyses are cached under it and shared between
     /// sessions). [`StaticCatalog`] uses a digest of its content and search path.
     fn version(&self) -> u64;
+
+    /// The schema an unqualified `CREATE TABLE` creates in (the first schema of the search
+    /// path other than `pg_catalog` and the temporary one), if known for certain.
+    fn creation_schema(&self) -> Option<String> {
+        None
+    }
+
+    /// This session's temporary schema (`pg_temp_3`), if it has one yet.
+    fn temp_schema(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The catalog as the statements of one text see it: the database's, plus the tables the
+/// text's earlier statements create (`CREATE TABLE t (…); INSERT INTO t …`), as the server
+/// resolves names after them. Only what is certain is added: plain tables with their column
+/// list, created in a schema known for certain; anything else stays unresolved (refused).
+pub(crate) struct TextCatalog<'a> {
+    base: &'a dyn Catalog,
+    created: Vec<Arc<RelationInfo>>,
+}
+
+impl<'a> TextCatalog<'a> {
+    pub(crate) fn new(base: &'a dyn Catalog) -> Self {
+        TextCatalog {
+            base,
+            created: Vec::new(),
+        }
+    }
+
+    /// Takes in what `CREATE TABLE` (a statement the text runs before later ones) creates.
+    pub(crate) fn created_by(&mut self, stmt: &pg_query::protobuf::CreateStmt) {
+        use pg_query::protobuf::node::Node as N;
+        let Some(rv) = &stmt.relation else { return };
+        if !stmt.inh_relations.is_empty()
+            || stmt.partbound.is_some()
+            || stmt.of_typename.is_some()
+            || stmt.partspec.is_some()
+        {
+            return;
+        }
+        let mut columns = Vec::new();
+        for e in &stmt.table_elts {
+            match &e.node {
+                Some(N::ColumnDef(c)) => columns.push(ColumnInfo {
+                    name: c.colname.clone(),
+                    attnum: i16::try_from(columns.len() + 1).unwrap_or(i16::MAX),
+                }),
+                Some(N::Constraint(_)) => {}
+                // LIKE copies columns the text does not list.
+                _ => return,
+            }
+        }
+        let temp = rv.relpersistence == "t";
+        let schema = if temp {
+            if !(rv.schemaname.is_empty() || rv.schemaname == "pg_temp") {
+                return;
+            }
+            self.base
+                .temp_schema()
+                .unwrap_or_else(|| "pg_temp".to_owned())
+        } else if rv.schemaname.is_empty() {
+            match self.base.creation_schema() {
+                Some(s) => s,
+                None => return,
+            }
+        } else {
+            rv.schemaname.clone()
+        };
+        // Exists already: the CREATE fails (or, IF NOT EXISTS, does nothing).
+        if self.relation(Some(&schema), &rv.relname).is_some() {
+            return;
+        }
+        self.created.push(Arc::new(RelationInfo {
+            oid: 0,
+            schema,
+            name: rv.relname.clone(),
+            kind: RelationKind::Table,
+            columns,
+            // Unknown: every column counts as compared by a write (fail closed).
+            constraints: None,
+        }));
+    }
+
+    fn created(&self, schema: Option<&str>, name: &str, temp: bool) -> Option<Arc<RelationInfo>> {
+        self.created
+            .iter()
+            .rev()
+            .find(|r| {
+                r.name == name
+                    && r.schema.starts_with("pg_temp") == temp
+                    && schema.is_none_or(|s| {
+                        r.schema == s || (s == "pg_temp" && r.schema.starts_with("pg_temp"))
+                    })
+            })
+            .cloned()
+    }
+}
+
+impl Catalog for TextCatalog<'_> {
+    fn relation(&self, schema: Option<&str>, name: &str) -> Option<Arc<RelationInfo>> {
+        if self.created.is_empty() {
+            return self.base.relation(schema, name);
+        }
+        if let Some(schema) = schema {
+            let temp = schema.starts_with("pg_temp");
+            return self
+                .created(Some(schema), name, temp)
+                .or_else(|| self.base.relation(Some(schema), name));
+        }
+        // Unqualified: the temporary schema first, then pg_catalog, then the search path
+        // (where a table just created in its first schema comes before any other).
+        if let Some(t) = self.created(None, name, true) {
+            return Some(t);
+        }
+        let base = self.base.relation(None, name);
+        if base
+            .as_ref()
+            .is_some_and(|b| b.schema == "pg_catalog" || b.schema.starts_with("pg_temp"))
+        {
+            return base;
+        }
+        self.created(None, name, false).or(base)
+    }
+
+    fn version(&self) -> u64 {
+        self.base.version()
+    }
+
+    fn creation_schema(&self) -> Option<String> {
+        self.base.creation_schema()
+    }
+
+    fn temp_schema(&self) -> Option<String> {
+        self.base.temp_schema()
+    }
 }
 
 /// One relation (`pg_class` row) and its columns.
@@ -485,6 +621,20 @@ impl Catalog for StaticCatalog {
 
     fn version(&self) -> u64 {
         self.version
+    }
+
+    fn creation_schema(&self) -> Option<String> {
+        self.search_path
+            .iter()
+            .find(|s| *s != "pg_catalog" && !s.starts_with("pg_temp"))
+            .cloned()
+    }
+
+    fn temp_schema(&self) -> Option<String> {
+        self.search_path
+            .iter()
+            .find(|s| s.starts_with("pg_temp_"))
+            .cloned()
     }
 }
 

@@ -34,6 +34,9 @@ pub struct ErrorFields {
     pub message: String,
     pub detail: Option<String>,
     pub hint: Option<String>,
+    /// 1-based character position in the statement text (`P`), as PostgreSQL gives for an
+    /// unknown relation or column.
+    pub position: Option<u32>,
 }
 
 impl ErrorFields {
@@ -44,6 +47,7 @@ impl ErrorFields {
             message: message.into(),
             detail: None,
             hint: None,
+            position: None,
         }
     }
 
@@ -87,6 +91,10 @@ impl ErrorFields {
             if let Some(h) = &self.hint {
                 b.push(b'H');
                 put_cstr(b, h.as_bytes());
+            }
+            if let Some(p) = self.position {
+                b.push(b'P');
+                put_cstr(b, p.to_string().as_bytes());
             }
             b.push(0);
         });

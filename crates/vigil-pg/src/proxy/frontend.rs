@@ -135,6 +135,8 @@ struct Refused {
     request_id: Option<String>,
     /// Instead of the usual "ask your administrator" hint.
     hint: Option<String>,
+    /// Where in the text the refused name is (an unknown relation or column).
+    position: Option<u32>,
 }
 
 impl From<(Denial, Option<String>)> for Refused {
@@ -144,6 +146,7 @@ impl From<(Denial, Option<String>)> for Refused {
             grant_id,
             request_id: None,
             hint: None,
+            position: None,
         }
     }
 }
@@ -238,6 +241,51 @@ fn withheld_shape() -> Arc<StatementShape> {
                 .into(),
         ),
     })
+}
+
+/// A refusal of a name the catalog does not have, with where the name is in the text (as
+/// PostgreSQL's own error has it: clients show it, and some read it).
+fn with_position(mut refused: Refused, text: &[u8]) -> Refused {
+    if refused.denial.rule == "unresolved" && matches!(refused.denial.sqlstate, "42P01" | "42703") {
+        refused.position = quoted_name(&refused.denial.reason)
+            .and_then(|name| name_position(&String::from_utf8_lossy(text), name));
+    }
+    refused
+}
+
+/// The name in `relation "x" does not exist`.
+fn quoted_name(reason: &str) -> Option<&str> {
+    let start = reason.find('"')? + 1;
+    let end = start + reason[start..].rfind('"')?;
+    Some(&reason[start..end])
+}
+
+/// 1-based character position of `name` in `text` as a whole identifier (any case), outside
+/// string literals; `None` if not found.
+fn name_position(text: &str, name: &str) -> Option<u32> {
+    let is_ident = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+    let lower = text.to_lowercase();
+    let wanted = name.to_lowercase();
+    if lower.len() != text.len() || wanted.is_empty() {
+        return None;
+    }
+    let mut in_string = false;
+    for (at, c) in lower.char_indices() {
+        if c == '\'' {
+            in_string = !in_string;
+            continue;
+        }
+        if in_string || !lower[at..].starts_with(&wanted) {
+            continue;
+        }
+        let before = lower[..at].chars().next_back();
+        let after = lower[at + wanted.len()..].chars().next();
+        if before.is_some_and(is_ident) || after.is_some_and(is_ident) {
+            continue;
+        }
+        return u32::try_from(lower[..at].chars().count() + 1).ok();
+    }
+    None
 }
 
 /// A message refused before it reached the server.
@@ -715,6 +763,7 @@ impl Frontend<'_> {
             grant_id: grant_id.clone(),
             request_id,
             hint: Some(hint.to_string()),
+            position: None,
         };
         match pending {
             Ok(crate::Pending::Ready(t)) => Ok(t),
@@ -756,6 +805,7 @@ impl Frontend<'_> {
                         "nothing was run; retry later; if this persists, tell your Vigil operator"
                             .into(),
                     ),
+                    position: None,
                 })
             }
         }
@@ -781,6 +831,7 @@ impl Frontend<'_> {
                 grant_id: Some(grant.id.clone()),
                 request_id: grant.request_id.clone(),
                 hint: Some("retry later; if this persists, ask your Vigil operator to check the audit store".into()),
+                position: None,
             });
         }
         tracing::info!(session = %self.ctx.session_id, grant = %grant.id, "session elevated");
@@ -1037,6 +1088,7 @@ impl Frontend<'_> {
             grant_id,
             request_id,
             hint,
+            position,
         } = refused;
         self.statement_seq += 1;
         let error = {
@@ -1051,6 +1103,7 @@ impl Frontend<'_> {
             let mut fields = ErrorFields::error(denial.sqlstate, message).with_hint(
                 hint.unwrap_or_else(|| "nothing was run; ask your Vigil administrator for a grant that allows it (`vigil policy test` shows what a grant allows)".into()),
             );
+            fields.position = position;
             fields.detail = Some(format!(
                 "rule {}{}{}",
                 denial.rule,
@@ -1339,7 +1392,7 @@ impl Frontend<'_> {
                     Verdict::Deny(refused) => self.deny(
                         StatementProtocol::Simple,
                         access.shape.clone(),
-                        refused,
+                        with_position(refused, q.text),
                         start,
                         end,
                         true,
@@ -1365,7 +1418,7 @@ impl Frontend<'_> {
                     self.deny(
                         StatementProtocol::Extended,
                         shape,
-                        refused,
+                        with_position(refused, p.query),
                         start,
                         end,
                         false,
