@@ -41,6 +41,9 @@ pub struct Limits {
     /// Time allowed to connect and log in to the upstream server.
     #[serde(with = "humantime_serde")]
     pub upstream_connect_timeout: Duration,
+    /// Memory for the analyses of statement texts shared by all sessions (MiB): the gateway's
+    /// main cache, bounded by this estimate of what its entries hold.
+    pub analysis_cache_mib: usize,
 }
 
 impl Default for Limits {
@@ -52,6 +55,7 @@ impl Default for Limits {
             max_prepared_statements: 10_000,
             max_portals: 10_000,
             upstream_connect_timeout: Duration::from_secs(10),
+            analysis_cache_mib: 64,
         }
     }
 }

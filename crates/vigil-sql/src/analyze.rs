@@ -89,6 +89,15 @@ impl Analyzer {
     /// An analyzer whose caches hold up to `capacity` weight units each (see [`Analyzer`]):
     /// 10 000 means about 10 000 statements of usual size, and 30 MiB at the very most per
     /// cache (the access caches are empty until [`Analyzer::access`] is used).
+    /// An analyzer whose caches together hold about `mib` MiB (entries are weighed by an
+    /// estimate of their size, at least 1 KiB each).
+    pub fn with_memory(mib: usize) -> Self {
+        // Four caches share the budget; the weight unit is 1 KiB.
+        Self::new((mib.max(1) * 1024 / 4).max(1))
+    }
+
+    /// An analyzer whose four caches each hold `capacity` weight units (1 per entry plus 1 per
+    /// KiB it holds).
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
         macro_rules! cache {

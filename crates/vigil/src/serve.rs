@@ -112,7 +112,9 @@ pub async fn start(config: Config) -> Result<Running> {
             }
         });
     }
-    let analyzer = Arc::new(vigil_sql::Analyzer::new(16_384));
+    let analyzer = Arc::new(vigil_sql::Analyzer::with_memory(
+        config.limits.analysis_cache_mib,
+    ));
     let sink: Arc<dyn vigil_core::EventSink> = Arc::new(writer.clone());
     let revocations = Arc::new(vigil_pg::Revocations::new());
     let grant_provider: Arc<dyn vigil_pg::GrantProvider> =
