@@ -57,7 +57,8 @@ enum Command {
     Sessions(commands::sessions::SessionsCommand),
     /// Play a recorded session: each statement and what the client saw (after masking).
     Replay(commands::replay::ReplayArgs),
-    /// Export an evidence artifact: approvals, sessions, statements, masking, grants, denials.
+    /// Export an evidence artifact: approvals, sessions, statements, masking, grants, denials,
+    /// auth_failures.
     Export(commands::export::ExportArgs),
     /// Signed evidence bundles of a period, and their offline verification.
     #[command(subcommand)]
