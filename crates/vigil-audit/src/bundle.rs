@@ -701,8 +701,7 @@ pub fn verify_bundle(
             let derived = dir.join(format!("derived-{}.{}", artifact.as_str(), format.as_str()));
             {
                 let file = File::create(&derived).map_err(io_err(&derived))?;
-                let mut writer =
-                    RowWriter::at(format, artifact, revision, BufWriter::new(file))?;
+                let mut writer = RowWriter::at(format, artifact, revision, BufWriter::new(file))?;
                 export::export_rows_at(
                     &source,
                     artifact,
@@ -775,10 +774,16 @@ fn describe_difference(
     let rows = |path: &Path| -> Result<Vec<(usize, export::Row)>, String> {
         let f = File::open(path).map_err(|e| e.to_string())?;
         let mut out = Vec::new();
-        export::read_rows_at(format, artifact, revision, BufReader::new(f), &mut |line, row| {
-            out.push((line, row));
-            Ok(())
-        })
+        export::read_rows_at(
+            format,
+            artifact,
+            revision,
+            BufReader::new(f),
+            &mut |line, row| {
+                out.push((line, row));
+                Ok(())
+            },
+        )
         .map_err(|e| e.to_string())?;
         Ok(out)
     };

@@ -354,7 +354,10 @@ fn approvals_rows_name_the_requester_and_say_what_was_asked_and_decided() {
             "etl".into(),
             "connections = [\"ehr\"]\ngroups = [\"jit\"]".into(),
         ),
-        ("alice".into(), "kind = \"human\"\ngroups = [\"dba\"]".into()),
+        (
+            "alice".into(),
+            "kind = \"human\"\ngroups = [\"dba\"]".into(),
+        ),
     ];
     cfg.policies = r#"
 [[policies]]
@@ -511,6 +514,11 @@ fn refused_and_interrupted_statements_are_counted_and_shown_with_their_rule() {
     });
     let refused_session = denial["session_id"].as_str().unwrap().to_string();
     let rule = denial["rule"].as_str().unwrap().to_string();
+    // The denial is the refused statement's only record.
+    assert!(["StatementStarted", "StatementFinished"]
+        .iter()
+        .flat_map(|kind| records_of(&store, kind))
+        .all(|r| r["session_id"] != refused_session.as_str()));
 
     // A session whose statement is cut off by the revocation of its grant.
     let sleeper = Command::new("psql")
@@ -574,7 +582,11 @@ fn refused_and_interrupted_statements_are_counted_and_shown_with_their_rule() {
         .find(|l| l.starts_with(&refused_session))
         .unwrap();
     let cells: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(&cells[6..9], ["1", "1", "1"], "statements, errors, refused: {line}");
+    assert_eq!(
+        &cells[6..9],
+        ["1", "1", "1"],
+        "statements, errors, refused: {line}"
+    );
     let listed: Vec<serde_json::Value> =
         String::from_utf8(cli_ok(&cfg, &["sessions", "list", "--json"]))
             .unwrap()
@@ -585,7 +597,10 @@ fn refused_and_interrupted_statements_are_counted_and_shown_with_their_rule() {
         .iter()
         .find(|s| s["session_id"] == interrupted_session.as_str())
         .unwrap();
-    assert_eq!((&cut["statements"], &cut["interrupted"]), (&1.into(), &1.into()));
+    assert_eq!(
+        (&cut["statements"], &cut["interrupted"]),
+        (&1.into(), &1.into())
+    );
 
     // `sessions show`: the refused statement, with its rule, in its place.
     let shown = String::from_utf8(cli_ok(&cfg, &["sessions", "show", &refused_session])).unwrap();
@@ -597,7 +612,8 @@ fn refused_and_interrupted_statements_are_counted_and_shown_with_their_rule() {
         shown.contains(&format!("refused by rule {rule}")) && shown.contains("CREATE TABLE t"),
         "{shown}"
     );
-    let shown = String::from_utf8(cli_ok(&cfg, &["sessions", "show", &interrupted_session])).unwrap();
+    let shown =
+        String::from_utf8(cli_ok(&cfg, &["sessions", "show", &interrupted_session])).unwrap();
     assert!(
         shown.contains("1 statements (0 refused, 1 interrupted)") && shown.contains("interrupted"),
         "{shown}"
@@ -713,13 +729,24 @@ fn failed_logins_have_an_export_a_listing_and_a_place_in_bundles() {
     .lines()
     .map(|l| serde_json::from_str(l).unwrap())
     .collect();
-    assert_eq!(listed, vec![rows[1].clone()], "the newest, as the export has it");
+    assert_eq!(
+        listed,
+        vec![rows[1].clone()],
+        "the newest, as the export has it"
+    );
 
     // In evidence bundles, checked against the chain like every artifact.
     let bundle = cfg.dir.path().join("evidence.tar.gz");
     cli_ok(
         &cfg,
-        &["evidence", "bundle", "--since", "1h", "-o", bundle.to_str().unwrap()],
+        &[
+            "evidence",
+            "bundle",
+            "--since",
+            "1h",
+            "-o",
+            bundle.to_str().unwrap(),
+        ],
     );
     let out = Command::new(vigil_bin())
         .args(["evidence", "verify", "--json"])
@@ -769,7 +796,10 @@ skip_columns = ["*.id"]
     );
     let (ok, out, err) = vigil.psql("etl", &token, "SELECT id, ssn, notes FROM patients");
     assert!(ok, "{err}");
-    assert!(!out.contains("123-45-6789") && !out.contains("234-56-7890"), "{out}");
+    assert!(
+        !out.contains("123-45-6789") && !out.contains("234-56-7890"),
+        "{out}"
+    );
     let (ok, _, err) = vigil.psql("etl", &token, "SELECT 'SSN 345-67-8901' AS note");
     assert!(ok, "{err}");
     let store = cfg.store_path();
@@ -786,13 +816,20 @@ skip_columns = ["*.id"]
     let ssn = row("public.patients.ssn");
     assert_eq!(ssn["table"], "public.patients", "schema-qualified: {ssn}");
     assert_eq!(
-        (&ssn["rule"], &ssn["entity"], &ssn["operator"], &ssn["count"]),
+        (
+            &ssn["rule"],
+            &ssn["entity"],
+            &ssn["operator"],
+            &ssn["count"]
+        ),
         (&"ssn".into(), &"ssn".into(), &"partial".into(), &1.into())
     );
     assert!(ssn["detector"].is_null(), "a column rule: {ssn}");
     let notes = row("public.patients.notes");
     assert_eq!(notes["table"], "public.patients");
-    let detector = notes["detector"].as_str().unwrap_or_else(|| panic!("{notes}"));
+    let detector = notes["detector"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{notes}"));
     assert_eq!(notes["rule"], format!("detector:{detector}").as_str());
     // A computed column comes from no table.
     assert!(row("note")["table"].is_null());

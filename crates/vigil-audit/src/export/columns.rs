@@ -26,7 +26,9 @@ pub enum Artifact {
 }
 
 /// A definition of the artifacts (see the module's documentation).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct Revision(pub u32);
 

@@ -91,8 +91,7 @@ impl<W: Write> RowWriter<W> {
                 let mut w = csv::WriterBuilder::new()
                     .terminator(csv::Terminator::CRLF)
                     .from_writer(out);
-                w.write_record(columns.iter().map(|c| c.name))
-                    .map_err(io)?;
+                w.write_record(columns.iter().map(|c| c.name)).map_err(io)?;
                 Inner::Csv(Box::new(w))
             }
         };
@@ -112,12 +111,7 @@ impl<W: Write> RowWriter<W> {
                 out.write_all(b"\n").map_err(io)
             }
             Inner::Csv(w) => w
-                .write_record(
-                    self.columns
-                        .iter()
-                        .zip(row)
-                        .map(|(c, v)| csv_cell(c.ty, v)),
-                )
+                .write_record(self.columns.iter().zip(row).map(|(c, v)| csv_cell(c.ty, v)))
                 .map_err(io),
         }
     }
@@ -140,11 +134,7 @@ impl<W: Write> RowWriter<W> {
     }
 }
 
-fn write_object<W: Write>(
-    out: &mut W,
-    columns: &[Column],
-    row: &Row,
-) -> Result<(), AuditError> {
+fn write_object<W: Write>(out: &mut W, columns: &[Column], row: &Row) -> Result<(), AuditError> {
     out.write_all(b"{").map_err(io)?;
     for (i, (column, value)) in columns.iter().zip(row).enumerate() {
         if i > 0 {
@@ -268,10 +258,7 @@ pub fn read_rows_at<R: BufRead>(
             for (i, record) in records.enumerate() {
                 let line = i + 2;
                 let record = record.map_err(|e| bad(line, e.to_string()))?;
-                visit(
-                    line,
-                    csv_row(columns, &record).map_err(|e| bad(line, e))?,
-                )?;
+                visit(line, csv_row(columns, &record).map_err(|e| bad(line, e))?)?;
             }
         }
         Format::Jsonl => {

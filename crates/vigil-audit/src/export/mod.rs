@@ -342,6 +342,21 @@ mod tests {
     }
 
     #[test]
+    fn revision_1_is_what_the_first_columns_were() {
+        let last = |a: Artifact| a.columns_at(Revision::FIRST).last().unwrap().name;
+        assert_eq!(last(Artifact::Sessions), "masked_columns");
+        assert_eq!(last(Artifact::Approvals), "fields");
+        assert_eq!(last(Artifact::Masking), "fields");
+        for a in Artifact::ALL {
+            assert!(a.columns_at(Revision::FIRST).len() <= a.columns().len());
+            assert_eq!(a.columns_at(Revision::CURRENT).len(), a.columns().len());
+        }
+        let first: Vec<_> = Artifact::all_at(Revision::FIRST).collect();
+        assert_eq!(first.len(), 6);
+        assert!(!first.contains(&Artifact::AuthFailures));
+    }
+
+    #[test]
     fn artifacts_have_unique_names_and_columns() {
         for a in Artifact::ALL {
             assert_eq!(Artifact::parse(a.as_str()), Some(a));

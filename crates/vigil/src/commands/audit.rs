@@ -289,7 +289,10 @@ fn list_auth_failures(
     )?;
     let columns = artifact.columns();
     let text = |row: &export::Row, name: &str| -> String {
-        let i = columns.iter().position(|c| c.name == name).expect("a column");
+        let i = columns
+            .iter()
+            .position(|c| c.name == name)
+            .expect("a column");
         match &row[i] {
             serde_json::Value::Null => "-".into(),
             // Text the client chose (the user): control characters are shown escaped, never

@@ -204,7 +204,8 @@ fn print_detail(d: &SessionDetail) {
         );
     };
     for st in &d.statements {
-        while let Some(dn) = denials.next_if(|dn| dn.denied.statement_seq < st.started.statement_seq)
+        while let Some(dn) =
+            denials.next_if(|dn| dn.denied.statement_seq < st.started.statement_seq)
         {
             print_denial(dn);
         }
