@@ -49,7 +49,8 @@ enum Command {
     /// Issue, list and revoke Vigil service tokens.
     #[command(subcommand)]
     Token(commands::token::TokenCommand),
-    /// Verify the tamper-evident audit trail; print the key that verifies it.
+    /// Verify the tamper-evident audit trail; print the key that verifies it; apply retention;
+    /// list refused logins.
     #[command(subcommand)]
     Audit(commands::audit::AuditCommand),
     /// Read recorded sessions.

@@ -178,6 +178,14 @@ fn print_detail(d: &SessionDetail) {
         s.bytes_to_client,
         s.bytes_from_client
     );
+    if s.ended_at.is_some() && d.denials.len() as u64 > s.refused {
+        // Sessions recorded before refusals were counted.
+        println!(
+            "note          the end record counts {} refused statements; {} are listed below (it was written before refusals were counted)",
+            s.refused,
+            d.denials.len()
+        );
+    }
     println!();
     // Forwarded and refused statements, in the session's order.
     let mut denials = d.denials.iter().peekable();
