@@ -13,7 +13,7 @@
 //! |---|---|
 //! | `GET /healthz` | liveness (no auth) |
 //! | `GET /api/v1/sessions?identity=&connection=&since=&until=&limit=` | session summaries, newest first |
-//! | `GET /api/v1/sessions/{id}` | one session: summary and every statement |
+//! | `GET /api/v1/sessions/{id}` | one session: summary, every statement, every refused one |
 //! | `GET /api/v1/audit/verify` | verify the chain now (200 intact, 409 tampered) |
 //! | `GET /api/v1/audit/public-key` | the checkpoint-signing public key (PEM) |
 //! | `GET /api/v1/exports/{artifact}?since=&until=&identity=&connection=&format=` | an evidence export, streamed (auditor only) |

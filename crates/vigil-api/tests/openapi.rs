@@ -143,6 +143,8 @@ fn fixture() -> Fixture {
         rows: 1,
         bytes_to_client: 10,
         bytes_from_client: 10,
+        refused: 0,
+        interrupted: 0,
         masked: Default::default(),
         replay_sha256: Some(hex::encode(sha2::Sha256::digest(capture.as_bytes()))),
     }))))

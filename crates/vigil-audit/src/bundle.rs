@@ -18,7 +18,9 @@
 //! code runs over the segment and must give the same bytes; and that each replay capture is the
 //! one its session's `SessionEnded` record in the segment names, none missing, none added.
 
-use crate::export::{self, Artifact, ExportFilter, Format, RecordSource, RowWriter, ScanRange};
+use crate::export::{
+    self, Artifact, ExportFilter, Format, RecordSource, Revision, RowWriter, ScanRange,
+};
 use crate::{AuditError, SigningKey, VerifyingKey};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -63,12 +65,20 @@ pub struct Manifest {
     pub chain: ChainSegment,
     /// What every artifact export read (the same for all).
     pub scan: ScanRange,
+    /// Which definition of the artifacts made them (absent: the first); `verify` derives them
+    /// again with the same one.
+    #[serde(default = "first_revision")]
+    pub export_revision: Revision,
     /// Rows per artifact.
     pub rows: BTreeMap<String, u64>,
     pub files: Vec<FileEntry>,
     /// The replay captures (absent from bundles made without them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay: Option<ReplayManifest>,
+}
+
+fn first_revision() -> Revision {
+    Revision::FIRST
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,6 +267,7 @@ pub fn create_bundle(
             last_hash,
         },
         scan,
+        export_revision: Revision::CURRENT,
         rows,
         files,
         replay,
@@ -664,14 +675,23 @@ pub fn verify_bundle(
         return Ok(Err(BundleProblems(problems)));
     }
 
-    // The artifacts are what the chain says.
+    // The artifacts are what the chain says, as the revision that made them defines them.
+    let revision = manifest.export_revision;
+    if revision > Revision::CURRENT {
+        problems.push(format!(
+            "the artifacts were made by a newer Vigil (export revision {revision}; this one \
+             knows up to {}): verify with that version or a later one",
+            Revision::CURRENT
+        ));
+        return Ok(Err(BundleProblems(problems)));
+    }
     let filter = ExportFilter {
         since: manifest.since,
         until: manifest.until,
         ..ExportFilter::default()
     };
     let source = SegmentFile(records_path);
-    for artifact in Artifact::ALL {
+    for artifact in Artifact::all_at(revision) {
         for format in [Format::Jsonl, Format::Csv] {
             let name = format!("artifacts/{}.{}", artifact.as_str(), format.as_str());
             if !manifest.files.iter().any(|f| f.path == name) {
@@ -681,17 +701,22 @@ pub fn verify_bundle(
             let derived = dir.join(format!("derived-{}.{}", artifact.as_str(), format.as_str()));
             {
                 let file = File::create(&derived).map_err(io_err(&derived))?;
-                let mut writer = RowWriter::new(format, artifact, BufWriter::new(file))?;
-                export::export_rows(&source, artifact, &filter, manifest.scan, &mut |row| {
-                    writer.write(&row)
-                })?;
+                let mut writer = RowWriter::at(format, artifact, revision, BufWriter::new(file))?;
+                export::export_rows_at(
+                    &source,
+                    artifact,
+                    revision,
+                    &filter,
+                    manifest.scan,
+                    &mut |row| writer.write(&row),
+                )?;
                 writer.finish()?;
             }
             if sha256_file(&derived)?.0 != sha256_file(&dir.join(&name))?.0 {
                 problems.push(describe_difference(
                     &name,
                     format,
-                    artifact,
+                    (artifact, revision),
                     &dir.join(&name),
                     &derived,
                 ));
@@ -742,17 +767,23 @@ fn sha256_file(path: &Path) -> Result<(String, u64), AuditError> {
 fn describe_difference(
     name: &str,
     format: Format,
-    artifact: Artifact,
+    (artifact, revision): (Artifact, Revision),
     file: &Path,
     derived: &Path,
 ) -> String {
     let rows = |path: &Path| -> Result<Vec<(usize, export::Row)>, String> {
         let f = File::open(path).map_err(|e| e.to_string())?;
         let mut out = Vec::new();
-        export::read_rows(format, artifact, BufReader::new(f), &mut |line, row| {
-            out.push((line, row));
-            Ok(())
-        })
+        export::read_rows_at(
+            format,
+            artifact,
+            revision,
+            BufReader::new(f),
+            &mut |line, row| {
+                out.push((line, row));
+                Ok(())
+            },
+        )
         .map_err(|e| e.to_string())?;
         Ok(out)
     };
@@ -765,7 +796,11 @@ fn describe_difference(
         let Some((_, expected)) = ours.get(i) else {
             return format!("{name} line {line}: a row the chain records do not have (added?)");
         };
-        for (column, (got, want)) in artifact.columns().iter().zip(row.iter().zip(expected)) {
+        for (column, (got, want)) in artifact
+            .columns_at(revision)
+            .iter()
+            .zip(row.iter().zip(expected))
+        {
             if got != want {
                 return format!(
                     "{name} line {line} (record {}): {} is {got} but the chain records say {want}",

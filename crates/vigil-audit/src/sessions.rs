@@ -4,7 +4,7 @@
 use crate::AuditError;
 use serde::Serialize;
 use std::sync::Arc;
-use vigil_core::event::{SessionEndReason, StatementFinished, StatementStarted};
+use vigil_core::event::{PolicyDenied, SessionEndReason, StatementFinished, StatementStarted};
 use vigil_core::{Event, Principal, Record, Timestamp};
 use vigil_store::{SessionFilter, Store};
 
@@ -36,11 +36,17 @@ pub struct SessionSummary {
     pub ended_seq: Option<u64>,
     pub end_reason: Option<SessionEndReason>,
     pub duration_us: Option<u64>,
+    /// Statements decided: forwarded (interrupted ones included) or refused.
     pub statements: u64,
+    /// Of those, the ones that failed: an error, or refused.
     pub errors: u64,
     pub rows: u64,
     pub bytes_to_client: u64,
     pub bytes_from_client: u64,
+    /// Of `statements`, those Vigil refused.
+    pub refused: u64,
+    /// Of `statements`, those cut off by the session's end.
+    pub interrupted: u64,
 }
 
 /// A statement: its start record and (once finished) its outcome.
@@ -55,11 +61,23 @@ pub struct StatementView {
     pub finished: Option<StatementFinished>,
 }
 
+/// A statement Vigil refused (never forwarded), with the rule that refused it.
+#[derive(Clone, Debug, Serialize)]
+pub struct DenialView {
+    /// Chain position of the `PolicyDenied` record.
+    pub seq: u64,
+    pub at: Timestamp,
+    pub denied: PolicyDenied,
+}
+
 /// A session with every statement, in order.
 #[derive(Clone, Debug, Serialize)]
 pub struct SessionDetail {
     pub summary: SessionSummary,
+    /// The statements Vigil forwarded.
     pub statements: Vec<StatementView>,
+    /// The statements Vigil refused. Both lists share the session's `statement_seq` numbering.
+    pub denials: Vec<DenialView>,
 }
 
 fn decode(body: &[u8], seq: u64) -> Result<Record, AuditError> {
@@ -97,6 +115,8 @@ fn summary(started: Record, ended: Option<Record>) -> Option<SessionSummary> {
         rows: 0,
         bytes_to_client: 0,
         bytes_from_client: 0,
+        refused: 0,
+        interrupted: 0,
     };
     if let Some(Record {
         seq,
@@ -114,6 +134,8 @@ fn summary(started: Record, ended: Option<Record>) -> Option<SessionSummary> {
         out.rows = e.rows;
         out.bytes_to_client = e.bytes_to_client;
         out.bytes_from_client = e.bytes_from_client;
+        out.refused = e.refused;
+        out.interrupted = e.interrupted;
     }
     Some(out)
 }
@@ -153,6 +175,7 @@ pub fn detail(store: &dyn Store, session_id: &str) -> Result<Option<SessionDetai
     let mut started = None;
     let mut ended = None;
     let mut statements: Vec<StatementView> = Vec::new();
+    let mut denials = Vec::new();
     for row in rows {
         let record = decode(&row.body, row.seq)?;
         match &record.event {
@@ -165,6 +188,11 @@ pub fn detail(store: &dyn Store, session_id: &str) -> Result<Option<SessionDetai
                 finished_seq: None,
                 finished_at: None,
                 finished: None,
+            }),
+            Event::PolicyDenied(d) => denials.push(DenialView {
+                seq: record.seq,
+                at: record.at,
+                denied: d.clone(),
             }),
             Event::StatementFinished(f) => {
                 if let Some(view) = statements
@@ -186,6 +214,7 @@ pub fn detail(store: &dyn Store, session_id: &str) -> Result<Option<SessionDetai
     Ok(summary(started, ended).map(|summary| SessionDetail {
         summary,
         statements,
+        denials,
     }))
 }
 

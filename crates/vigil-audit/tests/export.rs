@@ -131,6 +131,7 @@ fn every_artifact_round_trips_in_every_format_and_matches_the_store() {
     assert_eq!(counts[&Artifact::Grants], 2);
     assert_eq!(counts[&Artifact::Masking], 1);
     assert_eq!(counts[&Artifact::Approvals], 2);
+    assert_eq!(counts[&Artifact::AuthFailures], 1);
 
     // Joined and tolerant fields.
     let rows = |a: Artifact| -> Vec<HashMap<&'static str, Value>> {
@@ -163,7 +164,7 @@ fn every_artifact_round_trips_in_every_format_and_matches_the_store() {
     assert_eq!(masked.len(), 1);
     assert_eq!(
         masked[0]["masked_columns"],
-        serde_json::json!(["patients.ssn"])
+        serde_json::json!(["public.patients.ssn"])
     );
     assert_eq!(masked[0]["masked_values"], 3);
     assert_eq!(
@@ -187,19 +188,32 @@ fn every_artifact_round_trips_in_every_format_and_matches_the_store() {
             &masking[0]["count"]
         ),
         (
-            &Value::from("patients"),
-            &Value::from("ssn"),
+            &Value::from("public.patients"),
+            &Value::from("public.patients.ssn"),
             &Value::from(3)
         )
     );
+    assert_eq!(masking[0]["entity"], "ssn");
     let approvals = rows(Artifact::Approvals);
     assert_eq!(approvals[0]["identity"], "etl");
     assert_eq!(
         approvals[0]["justification"],
         "incident 42, needs \"patients\", now"
     );
-    assert_eq!(approvals[1]["decision"], "approved");
+    assert_eq!(approvals[0]["requested_duration"], 7200);
+    assert_eq!(approvals[1]["decision"], "approve");
     assert_eq!(approvals[1]["decided_by"], "alice");
+    assert_eq!(approvals[1]["decision_reason"], "ok");
+    assert_eq!(
+        (&approvals[1]["identity"], &approvals[1]["connection"]),
+        (&Value::from("etl"), &Value::from("ehr")),
+        "the requester, from the request's record"
+    );
+    let failures = rows(Artifact::AuthFailures);
+    assert_eq!(
+        (&failures[0]["user"], &failures[0]["connection"]),
+        (&Value::from("etl"), &Value::from("ehr"))
+    );
 
     // Filters.
     let nobody = ExportFilter {

@@ -309,6 +309,10 @@ pub struct MaskingApplied {
     pub operator: String,
     /// How many values.
     pub count: u64,
+    /// The table the values came from (`schema.table`), when `column` is a table column;
+    /// absent for computed columns and channels (and in records written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
 }
 
 /// A machine identity asked for access that needs a human's approval (docs/APPROVALS.md).
@@ -339,6 +343,13 @@ pub struct AccessRequested {
     pub client_addr: Option<String>,
     /// When the request expires if nobody decides.
     pub expires_at: Timestamp,
+    /// The requester's kind (`machine`, `human`), as declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_kind: Option<IdentityKind>,
+    /// Hex SHA-256 of the canonical JSON of the scope asked for (the policy's scope; subjects
+    /// `access` and `scope`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope_digest: Option<String>,
 }
 
 /// A human approved, denied or revoked an access request.
@@ -358,6 +369,12 @@ pub struct AccessDecided {
     /// The grant the approval issued, once the quorum is reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant_id: Option<String>,
+    /// Who asked (the record's envelope names the approver): the requesting identity and the
+    /// connection asked for. Absent in records written before they were added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_name: Option<String>,
 }
 
 /// A pending access request expired: nobody decided in time.
@@ -365,6 +382,11 @@ pub struct AccessDecided {
 pub struct AccessRequestExpired {
     pub request_id: String,
     pub expired_at: Timestamp,
+    /// Who asked, and for which connection (absent in records written before they were added).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_name: Option<String>,
 }
 
 /// One attempt to deliver a webhook notification.
@@ -511,11 +533,21 @@ pub struct SessionEnded {
     pub reason: SessionEndReason,
     pub started_at: Timestamp,
     pub duration_us: u64,
+    /// Statements the client sent that Vigil decided on: those it forwarded (whatever their
+    /// outcome, interrupted ones included) and those it refused.
     pub statements: u64,
+    /// Of those, the ones that failed: an error, or refused.
     pub errors: u64,
     pub rows: u64,
     pub bytes_to_client: u64,
     pub bytes_from_client: u64,
+    /// Of `statements`, those Vigil refused (`PolicyDenied`): never forwarded.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub refused: u64,
+    /// Of `statements`, those cut off by the session's end before their result was complete
+    /// (a revocation, an expiry, the client going away).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub interrupted: u64,
     /// Values masked in flight during the session, by entity type (`ssn`: 12…).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub masked: std::collections::BTreeMap<String, u64>,

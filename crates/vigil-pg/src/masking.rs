@@ -401,8 +401,8 @@ pub(crate) enum ColumnAction {
 /// How one result's rows are rewritten: from its RowDescription.
 pub(crate) struct RowPlan {
     pub columns: Box<[ColumnAction]>,
-    /// Source `(schema.table, column)` of each column, for the evidence (empty for computed).
-    pub names: Box<[Arc<str>]>,
+    /// Where each column's values come from, for the evidence.
+    pub names: Box<[Arc<MaskSource>]>,
     /// The RowDescription to send instead of the server's (retyped columns), if any.
     pub description: Option<Arc<[u8]>>,
     /// The format code of each column (two bytes each, as in a Bind), from the description.
@@ -464,8 +464,8 @@ pub(crate) fn plan(
             .then(|| names.names(f.table, f.column))
             .flatten();
         labels.push(match &source {
-            Some((s, t, c)) => Arc::from(format!("{s}.{t}.{c}")),
-            None => Arc::from(String::from_utf8_lossy(f.name).as_ref()),
+            Some((s, t, c)) => MaskSource::table_column(s, t, c),
+            None => MaskSource::named(&String::from_utf8_lossy(f.name)),
         });
         if f.table != 0 && f.column > 0 && withheld(f.table, f.column) {
             columns.push(ColumnAction::Withhold);
@@ -549,10 +549,38 @@ pub(crate) fn is_binary(formats: &[u8], i: usize) -> bool {
     code == [0, 1]
 }
 
+/// What masked values are counted under: a result column (of a table, or computed) or a
+/// message channel. Made once per RowDescription or message, never per value.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct MaskSource {
+    /// `schema.table.column` for a table column, the result column's name for a computed one,
+    /// or the channel (`notice`, `error`, `notification`, `copy`).
+    pub name: Box<str>,
+    /// The table (`schema.table`) of a table column.
+    pub table: Option<Box<str>>,
+}
+
+impl MaskSource {
+    pub fn table_column(schema: &str, table: &str, column: &str) -> Arc<MaskSource> {
+        Arc::new(MaskSource {
+            name: format!("{schema}.{table}.{column}").into(),
+            table: Some(format!("{schema}.{table}").into()),
+        })
+    }
+
+    /// A computed column or a channel.
+    pub fn named(name: &str) -> Arc<MaskSource> {
+        Arc::new(MaskSource {
+            name: name.into(),
+            table: None,
+        })
+    }
+}
+
 /// Per-statement evidence: values masked per (column, key).
 #[derive(Default, Debug, Clone)]
 pub(crate) struct MaskTally {
-    pub entries: Vec<(Arc<str>, EvidenceKey, u64)>,
+    pub entries: Vec<(Arc<MaskSource>, EvidenceKey, u64)>,
     /// Per result column: the entry its last masked value went to (most values of a column
     /// share one), so counting a value is a check and an increment, not a search.
     last: Vec<usize>,
@@ -563,13 +591,13 @@ pub(crate) struct MaskTally {
 
 impl MaskTally {
     /// Counts a value of result column `index`.
-    pub fn add_at(&mut self, index: usize, column: &Arc<str>, key: EvidenceKey) {
+    pub fn add_at(&mut self, index: usize, column: &Arc<MaskSource>, key: EvidenceKey) {
         self.values += 1;
         self.also_at(index, column, key);
     }
 
     /// Counts, under one more key, a value already counted.
-    pub fn also_at(&mut self, index: usize, column: &Arc<str>, key: EvidenceKey) {
+    pub fn also_at(&mut self, index: usize, column: &Arc<MaskSource>, key: EvidenceKey) {
         if let Some(e) = self
             .last
             .get(index)
@@ -592,13 +620,13 @@ impl MaskTally {
         }
     }
 
-    pub fn add(&mut self, column: &Arc<str>, key: EvidenceKey) {
+    pub fn add(&mut self, column: &Arc<MaskSource>, key: EvidenceKey) {
         self.values += 1;
         self.also(column, key);
     }
 
     /// Counts, under one more key, a value already counted.
-    pub fn also(&mut self, column: &Arc<str>, key: EvidenceKey) {
+    pub fn also(&mut self, column: &Arc<MaskSource>, key: EvidenceKey) {
         for (c, k, n) in self.entries.iter_mut() {
             if *k == key && (Arc::ptr_eq(c, column) || **c == **column) {
                 *n += 1;
@@ -772,7 +800,7 @@ pub(crate) fn scrub_error_fields(
     out: &mut Vec<u8>,
     scratch: &mut Scratch,
     tally: &mut MaskTally,
-    label: &Arc<str>,
+    label: &Arc<MaskSource>,
 ) -> bool {
     let start = out.len();
     let mut changed = false;
@@ -828,7 +856,7 @@ pub(crate) fn scrub_notification(
     out: &mut Vec<u8>,
     scratch: &mut Scratch,
     tally: &mut MaskTally,
-    label: &Arc<str>,
+    label: &Arc<MaskSource>,
 ) -> bool {
     let mut r = Reader::new(body, "NotificationResponse");
     let (Ok(pid), Ok(channel), Ok(payload)) = (r.i32("pid"), r.cstr("channel"), r.cstr("payload"))

@@ -701,6 +701,8 @@ async fn handle_client(
                         rows: 0,
                         bytes_to_client: 0,
                         bytes_from_client: 0,
+                        refused: 0,
+                        interrupted: 0,
                         masked: Default::default(),
                         replay_sha256: None,
                     })));
@@ -781,6 +783,8 @@ async fn handle_client(
             rows: totals.rows,
             bytes_to_client: totals.bytes_to_client,
             bytes_from_client: totals.bytes_from_client,
+            refused: totals.refused,
+            interrupted: totals.interrupted,
             masked,
             replay_sha256,
         })));

@@ -562,6 +562,18 @@ impl Approvals {
             reason: request.reason.clone(),
             client_addr: request.client_addr.clone(),
             expires_at: request.expires_at,
+            identity_kind: principal
+                .as_ref()
+                .map(|p| p.kind)
+                .or_else(|| self.identities.get(&request.identity).map(|i| i.kind)),
+            scope_digest: match &request.subject {
+                Subject::Statement { .. } => None,
+                _ => self
+                    .policies
+                    .iter()
+                    .find(|p| p.name == policy_of(&request))
+                    .map(|p| p.scope.digest()),
+            },
         }));
         draft.identity = principal;
         draft.connection = Some(connection.as_str().into());
@@ -823,6 +835,8 @@ impl Approvals {
             rationale: rationale.to_string(),
             status: request.status.as_str().to_string(),
             grant_id: grant.as_ref().map(|g| g.id.clone()),
+            identity_name: Some(request.identity.clone()),
+            connection_name: Some(request.connection.clone()),
         })];
         if let Some(g) = &grant {
             drafts.push(Event::GrantIssued(GrantIssued {
@@ -947,6 +961,8 @@ impl Approvals {
                 let mut d = EventDraft::new(Event::AccessRequestExpired(AccessRequestExpired {
                     request_id: request.id.clone(),
                     expired_at: request.expires_at,
+                    identity_name: Some(request.identity.clone()),
+                    connection_name: Some(request.connection.clone()),
                 }));
                 d.connection = Some(request.connection.as_str().into());
                 self.sink.append_detached(d);

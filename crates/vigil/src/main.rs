@@ -49,7 +49,8 @@ enum Command {
     /// Issue, list and revoke Vigil service tokens.
     #[command(subcommand)]
     Token(commands::token::TokenCommand),
-    /// Verify the tamper-evident audit trail; print the key that verifies it.
+    /// Verify the tamper-evident audit trail; print the key that verifies it; apply retention;
+    /// list refused logins.
     #[command(subcommand)]
     Audit(commands::audit::AuditCommand),
     /// Read recorded sessions.
@@ -57,7 +58,8 @@ enum Command {
     Sessions(commands::sessions::SessionsCommand),
     /// Play a recorded session: each statement and what the client saw (after masking).
     Replay(commands::replay::ReplayArgs),
-    /// Export an evidence artifact: approvals, sessions, statements, masking, grants, denials.
+    /// Export an evidence artifact: approvals, sessions, statements, masking, grants, denials,
+    /// auth_failures.
     Export(commands::export::ExportArgs),
     /// Signed evidence bundles of a period, and their offline verification.
     #[command(subcommand)]

@@ -6,11 +6,11 @@
 //! and statements in flight), never the export. Rows still open when the scan ends are emitted
 //! as they are, in anchor order.
 //!
-//! Fields are read from each record's JSON tolerantly (by name, absent = null), so records of
-//! kinds whose shape is still settling (approvals, masking) export whatever they carry.
+//! Fields are read from each record's JSON by name (absent = null), so that records written
+//! before a field was added export with that column empty.
 
-use super::columns::Artifact;
-use super::{ExportFilter, Row, ScanRange};
+use super::columns::{Artifact, Revision};
+use super::{ExportFilter, RecordSource, Row, ScanRange};
 use crate::AuditError;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -143,9 +143,10 @@ fn at(rec: &Decoded<'_>) -> Value {
     rec.first(&["at"])
 }
 
-/// The state of one artifact's export: rows still open, and what grants are for.
+/// The state of one artifact's export: rows still open, and what grants and requests are for.
 pub(crate) struct Builder<'f> {
     artifact: Artifact,
+    revision: Revision,
     filter: &'f ExportFilter,
     range: ScanRange,
     /// Open rows by anchor seq (emitted in this order when the scan ends).
@@ -154,7 +155,18 @@ pub(crate) struct Builder<'f> {
     keys: HashMap<(String, u64), u64>,
     /// Grants seen issued in the scan: who they are for.
     grant_subjects: HashMap<String, GrantSubject>,
-    lookup: &'f dyn Fn(&str) -> Option<GrantSubject>,
+    /// Access requests seen raised in the scan and not settled yet: who asked.
+    requests: HashMap<String, Requester>,
+    source: &'f dyn RecordSource,
+}
+
+/// Who raised an access request, as its `AccessRequested` record says: what the decision and
+/// expiry records written before they named the requester are completed with.
+#[derive(Clone, Debug, Default)]
+struct Requester {
+    identity: Value,
+    identity_kind: Value,
+    connection: Value,
 }
 
 struct OpenRow {
@@ -167,18 +179,21 @@ struct OpenRow {
 impl<'f> Builder<'f> {
     pub(crate) fn new(
         artifact: Artifact,
+        revision: Revision,
         filter: &'f ExportFilter,
         range: ScanRange,
-        lookup: &'f dyn Fn(&str) -> Option<GrantSubject>,
+        source: &'f dyn RecordSource,
     ) -> Self {
         Builder {
             artifact,
+            revision,
             filter,
             range,
             open: BTreeMap::new(),
             keys: HashMap::new(),
             grant_subjects: HashMap::new(),
-            lookup,
+            requests: HashMap::new(),
+            source,
         }
     }
 
@@ -234,6 +249,9 @@ impl<'f> Builder<'f> {
                 );
             }
         }
+        if self.artifact == Artifact::Approvals && self.revision >= Revision::SECOND {
+            return self.approval_record(&rec, emit);
+        }
         if self.is_anchor(&rec) {
             return self.start(&rec, emit);
         }
@@ -249,12 +267,9 @@ impl<'f> Builder<'f> {
                     if let Some(open) = self.open.get_mut(&anchor) {
                         open.masking_events += 1;
                         open.masked_values += masking_count(&rec).as_u64().unwrap_or(0);
-                        let (table, column) = (masking_table(&rec), masking_column(&rec));
-                        if let Some(column) = column.as_str() {
-                            open.masked_columns.insert(match table.as_str() {
-                                Some(t) => format!("{t}.{column}"),
-                                None => column.to_string(),
-                            });
+                        // A table column's name is already `schema.table.column`.
+                        if let Some(column) = masking_column(&rec).as_str() {
+                            open.masked_columns.insert(column.to_string());
                         }
                     }
                 }
@@ -270,6 +285,53 @@ impl<'f> Builder<'f> {
                 }
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// An approvals record: remembered (who asked), and a row if it is an anchor.
+    fn approval_record(
+        &mut self,
+        rec: &Decoded<'_>,
+        emit: &mut dyn FnMut(Row) -> Result<(), AuditError>,
+    ) -> Result<(), AuditError> {
+        let id = rec.text(&["request_id"]);
+        let id = id.as_str().unwrap_or_default();
+        if rec.row.kind == "AccessRequested" {
+            self.requests.insert(id.to_string(), requester_of(rec));
+        }
+        if self.is_anchor(rec) {
+            let mut row = RowBuf::new(self.artifact);
+            row.anchor(rec);
+            approval(&mut row, rec, self.requests.get(id));
+            let value = |row: &RowBuf, column| row.values[self.artifact.index_of(column)].clone();
+            let (identity, connection) = (value(&row, "identity"), value(&row, "connection"));
+            let keep = if identity.is_null()
+                && (self.filter.identity.is_some() || self.filter.connection.is_some())
+            {
+                // A decision on a request raised before the scan, in a record that does not
+                // name the requester: only the filter asks the store who it was.
+                self.source
+                    .request_subject(id)
+                    .is_some_and(|s| self.wanted(Some(&s.identity), Some(&s.connection)))
+            } else {
+                self.wanted(identity.as_str(), connection.as_str())
+            };
+            if keep {
+                emit(row.values)?;
+            }
+        }
+        // A request that can change no more is forgotten (an approved one may be revoked).
+        let settled = match rec.row.kind.as_str() {
+            "AccessRequestExpired" => true,
+            "AccessDecided" => matches!(
+                rec.get("status").and_then(Value::as_str),
+                Some("denied" | "revoked" | "expired")
+            ),
+            _ => false,
+        };
+        if settled {
+            self.requests.remove(id);
         }
         Ok(())
     }
@@ -319,7 +381,19 @@ impl<'f> Builder<'f> {
             }
             Artifact::Masking => {
                 if self.wanted(rec.identity_name(), rec.row.connection.as_deref()) {
-                    masking(&mut row, rec);
+                    masking(&mut row, rec, self.revision);
+                    emit(row.values)?;
+                }
+            }
+            Artifact::AuthFailures => {
+                auth_failure(&mut row, rec);
+                let value = |column| row.values[self.artifact.index_of(column)].clone();
+                // The identity the credential proved, or else the user the client claimed.
+                let identity = match value("identity") {
+                    Value::Null => value("user"),
+                    proved => proved,
+                };
+                if self.wanted(identity.as_str(), value("connection").as_str()) {
                     emit(row.values)?;
                 }
             }
@@ -333,7 +407,8 @@ impl<'f> Builder<'f> {
                     // Only the filter asks the store who an older grant was for; the row
                     // itself carries what the chain says.
                     let id = rec.get("grant_id").and_then(Value::as_str).unwrap_or("");
-                    (self.lookup)(id)
+                    self.source
+                        .grant_subject(id)
                         .is_some_and(|s| self.wanted(Some(&s.identity), Some(&s.connection)))
                 } else {
                     self.wanted(identity.as_str(), connection.as_str())
@@ -343,7 +418,7 @@ impl<'f> Builder<'f> {
                 }
             }
             Artifact::Approvals => {
-                approval(&mut row, rec);
+                approval_first_revision(&mut row, rec);
                 let identity = row.values[self.artifact.index_of("identity")].clone();
                 let connection = row.values[self.artifact.index_of("connection")].clone();
                 if self.wanted(identity.as_str(), connection.as_str()) {
@@ -451,6 +526,11 @@ fn session_end(row: &mut RowBuf, rec: &Decoded<'_>) {
             "bytes_from_client",
         ],
     );
+    // Absent in the record means none (the writer omits zeros).
+    for column in ["refused", "interrupted"] {
+        let v = rec.first(&[column]);
+        row.set(column, if v.is_null() { Value::from(0) } else { v });
+    }
 }
 
 /// The statement shape shared by statements and denials.
@@ -524,29 +604,45 @@ fn denial(row: &mut RowBuf, rec: &Decoded<'_>) {
     row.copy(rec, &["rule", "reason", "grant_id", "sqlstate"]);
 }
 
-fn masking_table(rec: &Decoded<'_>) -> Value {
-    rec.text(&["table", "column.table", "relation", "column_table"])
-}
-
 fn masking_column(rec: &Decoded<'_>) -> Value {
-    rec.text(&["column", "column.name", "column_name"])
+    rec.text(&["column"])
 }
 
 fn masking_count(rec: &Decoded<'_>) -> Value {
-    rec.first(&["count", "values", "masked_values"])
+    rec.first(&["count"])
 }
 
-fn masking(row: &mut RowBuf, rec: &Decoded<'_>) {
+fn masking(row: &mut RowBuf, rec: &Decoded<'_>, revision: Revision) {
     row.envelope(rec, true);
     row.set("at", at(rec));
     row.copy(rec, &["statement_seq"]);
-    row.set("table", masking_table(rec));
+    row.set("table", rec.text(&["table"]));
     row.set("column", masking_column(rec));
-    row.set("rule", rec.text(&["rule", "rule_name"]));
-    row.set("detector", rec.text(&["detector"]));
-    row.set("operator", rec.text(&["operator", "action"]));
+    let rule = rec.text(&["rule"]);
+    if revision >= Revision::SECOND {
+        // A detector's values are recorded under the rule `detector:<name>`.
+        let detector = rule.as_str().and_then(|r| r.strip_prefix("detector:"));
+        row.set("detector", detector.map_or(Value::Null, Value::from));
+        row.set("entity", rec.text(&["entity"]));
+    }
+    row.set("rule", rule);
+    row.set("operator", rec.text(&["operator"]));
     row.set("count", masking_count(rec));
     row.set("fields", rec.own_fields());
+}
+
+fn auth_failure(row: &mut RowBuf, rec: &Decoded<'_>) {
+    row.set("at", at(rec));
+    row.copy(rec, &["reason", "user", "client_addr", "detail"]);
+    row.set("connection", rec.text(&["requested_connection"]));
+    // The identity and credential, when the credential was good and the login was refused
+    // for another reason (a session limit, a connection not allowed).
+    row.set("identity", rec.first(&["identity.name"]));
+    row.set("identity_kind", rec.first(&["identity.kind"]));
+    row.set("auth_method", rec.first(&["identity.auth_method"]));
+    row.set("credential_id", rec.first(&["identity.credential_id"]));
+    row.set("issuer", rec.text(&["issuer", "identity.issuer"]));
+    row.set("subject", rec.text(&["subject", "identity.subject"]));
 }
 
 fn grant(row: &mut RowBuf, rec: &Decoded<'_>, subjects: &HashMap<String, GrantSubject>) {
@@ -586,7 +682,77 @@ fn grant(row: &mut RowBuf, rec: &Decoded<'_>, subjects: &HashMap<String, GrantSu
     row.set("connection", connection);
 }
 
-fn approval(row: &mut RowBuf, rec: &Decoded<'_>) {
+/// Who asked, from an `AccessRequested` record.
+fn requester_of(rec: &Decoded<'_>) -> Requester {
+    Requester {
+        identity: rec.text(&["identity_name"]),
+        identity_kind: rec.text(&["identity_kind", "identity.kind"]),
+        connection: rec.text(&["connection_name"]),
+    }
+}
+
+/// An approvals row from the record's own fields. The requester is on every row: a decision's
+/// envelope names the approver, so it is read from the record's `identity_name` (or, in
+/// records written before it, from the request's record when the export read it).
+fn approval(row: &mut RowBuf, rec: &Decoded<'_>, requester: Option<&Requester>) {
+    row.set("at", at(rec));
+    row.set("request_id", rec.text(&["request_id"]));
+    let seen = requester.cloned().unwrap_or_default();
+    let or_seen = |v: Value, seen: Value| if v.is_null() { seen } else { v };
+    let (event, status) = match rec.row.kind.as_str() {
+        "AccessRequested" => ("requested", Value::from("pending")),
+        "AccessDecided" => ("decided", rec.text(&["status"])),
+        _ => ("expired", Value::from("expired")),
+    };
+    row.set("event", Value::from(event));
+    row.set("status", status);
+    row.set(
+        "identity",
+        or_seen(rec.text(&["identity_name"]), seen.identity),
+    );
+    row.set(
+        "identity_kind",
+        or_seen(
+            rec.text(&["identity_kind"]),
+            match rec.row.kind.as_str() {
+                // The envelope of a request is the requester's.
+                "AccessRequested" => rec.text(&["identity.kind"]),
+                _ => seen.identity_kind,
+            },
+        ),
+    );
+    // The envelope's connection is the request's in every approvals record.
+    row.set(
+        "connection",
+        or_seen(
+            rec.text(&["connection_name"]),
+            or_seen(rec.text(&["connection"]), seen.connection),
+        ),
+    );
+    match rec.row.kind.as_str() {
+        "AccessRequested" => {
+            row.set("justification", rec.text(&["reason"]));
+            row.set("requested_duration", rec.first(&["duration_secs"]));
+            row.set("expires_at", rec.text(&["expires_at"]));
+            row.set("scope_digest", rec.text(&["scope_digest"]));
+            row.set("policy", rec.text(&["policy"]));
+            row.set("subject", rec.text(&["subject"]));
+        }
+        "AccessDecided" => {
+            row.set("decision", rec.text(&["action"]));
+            row.set("decided_by", rec.text(&["approver"]));
+            row.set("decision_reason", rec.text(&["rationale"]));
+            row.set("approver_auth", rec.text(&["approver_auth"]));
+            row.set("grant_id", rec.text(&["grant_id"]));
+        }
+        _ => row.set("expires_at", rec.text(&["expired_at"])),
+    }
+    row.set("fields", rec.own_fields());
+}
+
+/// Approvals as revision 1 made them (fields read by names the records do not use), kept so
+/// that bundles made then verify: see [`Revision`].
+fn approval_first_revision(row: &mut RowBuf, rec: &Decoded<'_>) {
     row.set("at", at(rec));
     let event = match rec.row.kind.as_str() {
         "AccessRequested" => "requested",
@@ -626,17 +792,19 @@ fn approval(row: &mut RowBuf, rec: &Decoded<'_>) {
 
 /// Drives a [`Builder`] over a source of records.
 pub(crate) fn run(
-    source: &dyn super::RecordSource,
+    source: &dyn RecordSource,
     artifact: Artifact,
+    revision: Revision,
     filter: &ExportFilter,
     range: ScanRange,
     emit: &mut dyn FnMut(Row) -> Result<(), AuditError>,
 ) -> Result<u64, AuditError> {
-    let lookup = |id: &str| source.grant_subject(id);
-    let mut builder = Builder::new(artifact, filter, range, &lookup);
+    let mut builder = Builder::new(artifact, revision, filter, range, source);
     let mut rows = 0u64;
-    let mut counting = |row: Row| {
+    let width = artifact.columns_at(revision).len();
+    let mut counting = |mut row: Row| {
         rows += 1;
+        row.truncate(width);
         emit(row)
     };
     source.visit(range, artifact.kinds(), &mut |row| {

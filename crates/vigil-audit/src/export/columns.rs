@@ -1,5 +1,10 @@
 //! The artifacts and their columns: product surface. Names and order are stable (docs/EVIDENCE.md
 //! documents every one); new columns may be added at the end, none renamed or removed.
+//!
+//! Each change to what an export contains (a column or an artifact added, a column filled that
+//! was empty) is a new [`Revision`]. Evidence bundles record the revision their artifacts were
+//! made with, and `vigil evidence verify` derives them again with that revision's definition, so
+//! a bundle made by an earlier Vigil still verifies.
 
 /// What an auditor asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -16,6 +21,32 @@ pub enum Artifact {
     Grants,
     /// Statements refused by policy.
     Denials,
+    /// Refused logins (`AuthFailed`): who tried, from where, and why it failed. Never a token.
+    AuthFailures,
+}
+
+/// A definition of the artifacts (see the module's documentation).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct Revision(pub u32);
+
+impl Revision {
+    /// Six artifacts; approvals read fields no record has, masking has no table.
+    pub const FIRST: Revision = Revision(1);
+    /// Approvals from the records' own fields (the requester on every row) with `policy`,
+    /// `subject`, `status`, `approver_auth`; masking's `table`, `detector` and `entity`;
+    /// sessions' `refused` and `interrupted`; the `auth_failures` artifact.
+    pub const SECOND: Revision = Revision(2);
+    /// What this build writes.
+    pub const CURRENT: Revision = Revision::SECOND;
+}
+
+impl std::fmt::Display for Revision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 /// How a column's values are typed (in JSON, and when a CSV cell is read back).
@@ -78,6 +109,9 @@ const SESSIONS: &[Column] = &[
     c("masking_events", Integer),
     c("masked_values", Integer),
     c("masked_columns", List),
+    // Revision 2.
+    c("refused", Integer),
+    c("interrupted", Integer),
 ];
 
 const STATEMENTS: &[Column] = &[
@@ -174,6 +208,11 @@ const APPROVALS: &[Column] = &[
     c("expires_at", Time),
     c("scope_digest", Text),
     c("fields", Json),
+    // Revision 2.
+    c("policy", Text),
+    c("subject", Text),
+    c("status", Text),
+    c("approver_auth", Text),
 ];
 
 const MASKING: &[Column] = &[
@@ -192,17 +231,52 @@ const MASKING: &[Column] = &[
     c("operator", Text),
     c("count", Integer),
     c("fields", Json),
+    // Revision 2.
+    c("entity", Text),
+];
+
+const AUTH_FAILURES: &[Column] = &[
+    c("seq", Integer),
+    c("hash", Text),
+    c("at", Time),
+    c("reason", Text),
+    c("user", Text),
+    c("connection", Text),
+    c("client_addr", Text),
+    c("identity", Text),
+    c("identity_kind", Text),
+    c("auth_method", Text),
+    c("credential_id", Text),
+    c("issuer", Text),
+    c("subject", Text),
+    c("detail", Text),
 ];
 
 impl Artifact {
-    pub const ALL: [Artifact; 6] = [
+    pub const ALL: [Artifact; 7] = [
         Artifact::Approvals,
         Artifact::Sessions,
         Artifact::Statements,
         Artifact::Masking,
         Artifact::Grants,
         Artifact::Denials,
+        Artifact::AuthFailures,
     ];
+
+    /// The revision that introduced the artifact.
+    pub fn since(self) -> Revision {
+        match self {
+            Artifact::AuthFailures => Revision::SECOND,
+            _ => Revision::FIRST,
+        }
+    }
+
+    /// The artifacts of `revision`, in [`Artifact::ALL`] order.
+    pub fn all_at(revision: Revision) -> impl Iterator<Item = Artifact> {
+        Artifact::ALL
+            .into_iter()
+            .filter(move |a| a.since() <= revision)
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -212,6 +286,7 @@ impl Artifact {
             Artifact::Masking => "masking",
             Artifact::Grants => "grants",
             Artifact::Denials => "denials",
+            Artifact::AuthFailures => "auth_failures",
         }
     }
 
@@ -228,7 +303,23 @@ impl Artifact {
             Artifact::Masking => MASKING,
             Artifact::Grants => GRANTS,
             Artifact::Denials => DENIALS,
+            Artifact::AuthFailures => AUTH_FAILURES,
         }
+    }
+
+    /// The columns as `revision` defined them: the first ones of [`Artifact::columns`].
+    pub fn columns_at(self, revision: Revision) -> &'static [Column] {
+        let all = self.columns();
+        if revision >= Revision::SECOND {
+            return all;
+        }
+        let first = match self {
+            Artifact::Sessions => 33,
+            Artifact::Approvals => 18,
+            Artifact::Masking => 15,
+            _ => all.len(),
+        };
+        &all[..first]
     }
 
     /// Kinds of record that start a row (the time and identity filters apply to these).
@@ -240,6 +331,7 @@ impl Artifact {
             Artifact::Masking => &["MaskingApplied"],
             Artifact::Grants => &["GrantIssued", "GrantRevoked", "GrantExpired"],
             Artifact::Denials => &["PolicyDenied"],
+            Artifact::AuthFailures => &["AuthFailed"],
         }
     }
 

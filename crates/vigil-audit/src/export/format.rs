@@ -11,7 +11,7 @@
 //!   `application_name`, a justification): an export must not run it in the auditor's
 //!   spreadsheet.
 
-use super::columns::{Artifact, ColumnType};
+use super::columns::{Artifact, Column, ColumnType, Revision};
 use super::Row;
 use crate::AuditError;
 use serde_json::Value;
@@ -57,7 +57,7 @@ fn io(e: impl std::fmt::Display) -> AuditError {
 
 /// Writes rows of one artifact to `W` as they come.
 pub struct RowWriter<W: Write> {
-    artifact: Artifact,
+    columns: &'static [Column],
     inner: Inner<W>,
 }
 
@@ -69,7 +69,18 @@ enum Inner<W: Write> {
 
 impl<W: Write> RowWriter<W> {
     /// Starts the output (`[` or the CSV header).
-    pub fn new(format: Format, artifact: Artifact, mut out: W) -> Result<Self, AuditError> {
+    pub fn new(format: Format, artifact: Artifact, out: W) -> Result<Self, AuditError> {
+        Self::at(format, artifact, Revision::CURRENT, out)
+    }
+
+    /// Starts the output of rows of `artifact` as `revision` defines it.
+    pub fn at(
+        format: Format,
+        artifact: Artifact,
+        revision: Revision,
+        mut out: W,
+    ) -> Result<Self, AuditError> {
+        let columns = artifact.columns_at(revision);
         let inner = match format {
             Format::Json => {
                 out.write_all(b"[").map_err(io)?;
@@ -80,12 +91,11 @@ impl<W: Write> RowWriter<W> {
                 let mut w = csv::WriterBuilder::new()
                     .terminator(csv::Terminator::CRLF)
                     .from_writer(out);
-                w.write_record(artifact.columns().iter().map(|c| c.name))
-                    .map_err(io)?;
+                w.write_record(columns.iter().map(|c| c.name)).map_err(io)?;
                 Inner::Csv(Box::new(w))
             }
         };
-        Ok(RowWriter { artifact, inner })
+        Ok(RowWriter { columns, inner })
     }
 
     pub fn write(&mut self, row: &Row) -> Result<(), AuditError> {
@@ -94,20 +104,14 @@ impl<W: Write> RowWriter<W> {
                 out.write_all(if *first { b"\n" } else { b",\n" })
                     .map_err(io)?;
                 *first = false;
-                write_object(out, self.artifact, row)
+                write_object(out, self.columns, row)
             }
             Inner::Jsonl { out } => {
-                write_object(out, self.artifact, row)?;
+                write_object(out, self.columns, row)?;
                 out.write_all(b"\n").map_err(io)
             }
             Inner::Csv(w) => w
-                .write_record(
-                    self.artifact
-                        .columns()
-                        .iter()
-                        .zip(row)
-                        .map(|(c, v)| csv_cell(c.ty, v)),
-                )
+                .write_record(self.columns.iter().zip(row).map(|(c, v)| csv_cell(c.ty, v)))
                 .map_err(io),
         }
     }
@@ -130,9 +134,9 @@ impl<W: Write> RowWriter<W> {
     }
 }
 
-fn write_object<W: Write>(out: &mut W, artifact: Artifact, row: &Row) -> Result<(), AuditError> {
+fn write_object<W: Write>(out: &mut W, columns: &[Column], row: &Row) -> Result<(), AuditError> {
     out.write_all(b"{").map_err(io)?;
-    for (i, (column, value)) in artifact.columns().iter().zip(row).enumerate() {
+    for (i, (column, value)) in columns.iter().zip(row).enumerate() {
         if i > 0 {
             out.write_all(b",").map_err(io)?;
         }
@@ -163,7 +167,10 @@ fn csv_cell(ty: ColumnType, value: &Value) -> String {
 
 /// Reads one CSV record back into typed values (the inverse of the writer).
 pub fn parse_csv_row(artifact: Artifact, record: &csv::StringRecord) -> Result<Row, String> {
-    let columns = artifact.columns();
+    csv_row(artifact.columns(), record)
+}
+
+fn csv_row(columns: &[Column], record: &csv::StringRecord) -> Result<Row, String> {
     if record.len() != columns.len() {
         return Err(format!(
             "{} cells where {} columns are expected",
@@ -213,6 +220,18 @@ pub fn read_rows<R: BufRead>(
     input: R,
     visit: &mut dyn FnMut(usize, Row) -> Result<(), AuditError>,
 ) -> Result<(), AuditError> {
+    read_rows_at(format, artifact, Revision::CURRENT, input, visit)
+}
+
+/// [`read_rows`] of rows made with `revision`'s definition of the artifact.
+pub fn read_rows_at<R: BufRead>(
+    format: Format,
+    artifact: Artifact,
+    revision: Revision,
+    input: R,
+    visit: &mut dyn FnMut(usize, Row) -> Result<(), AuditError>,
+) -> Result<(), AuditError> {
+    let columns = artifact.columns_at(revision);
     let bad = |line: usize, what: String| {
         AuditError::Export(format!(
             "{artifact}.{} line {line}: {what}",
@@ -229,7 +248,7 @@ pub fn read_rows<R: BufRead>(
                 .next()
                 .ok_or_else(|| bad(1, "no header row".into()))?
                 .map_err(|e| bad(1, e.to_string()))?;
-            let expected: Vec<&str> = artifact.columns().iter().map(|c| c.name).collect();
+            let expected: Vec<&str> = columns.iter().map(|c| c.name).collect();
             if header.iter().collect::<Vec<_>>() != expected {
                 return Err(bad(
                     1,
@@ -239,17 +258,14 @@ pub fn read_rows<R: BufRead>(
             for (i, record) in records.enumerate() {
                 let line = i + 2;
                 let record = record.map_err(|e| bad(line, e.to_string()))?;
-                visit(
-                    line,
-                    parse_csv_row(artifact, &record).map_err(|e| bad(line, e))?,
-                )?;
+                visit(line, csv_row(columns, &record).map_err(|e| bad(line, e))?)?;
             }
         }
         Format::Jsonl => {
             for (i, line) in input.lines().enumerate() {
                 let n = i + 1;
                 let line = line.map_err(|e| bad(n, e.to_string()))?;
-                visit(n, object_row(artifact, &line).map_err(|e| bad(n, e))?)?;
+                visit(n, object_row(columns, &line).map_err(|e| bad(n, e))?)?;
             }
         }
         Format::Json => {
@@ -260,7 +276,7 @@ pub fn read_rows<R: BufRead>(
             for (i, item) in items.into_iter().enumerate() {
                 visit(
                     i + 1,
-                    object_values(artifact, item).map_err(|e| bad(i + 1, e))?,
+                    object_values(columns, item).map_err(|e| bad(i + 1, e))?,
                 )?;
             }
         }
@@ -268,24 +284,23 @@ pub fn read_rows<R: BufRead>(
     Ok(())
 }
 
-fn object_row(artifact: Artifact, line: &str) -> Result<Row, String> {
+fn object_row(columns: &[Column], line: &str) -> Result<Row, String> {
     // Key order matters (it is part of the format), so read the object as ordered pairs.
     let pairs: Vec<(String, Value)> = serde_json::from_str::<OrderedObject>(line)
         .map_err(|e| format!("not a JSON object: {e}"))?
         .0;
     let names: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
-    let expected: Vec<&str> = artifact.columns().iter().map(|c| c.name).collect();
+    let expected: Vec<&str> = columns.iter().map(|c| c.name).collect();
     if names != expected {
         return Err("its keys are not the artifact's columns in order".into());
     }
     Ok(pairs.into_iter().map(|(_, v)| v).collect())
 }
 
-fn object_values(artifact: Artifact, item: Value) -> Result<Row, String> {
+fn object_values(columns: &[Column], item: Value) -> Result<Row, String> {
     let Value::Object(mut map) = item else {
         return Err("not a JSON object".into());
     };
-    let columns = artifact.columns();
     if map.len() != columns.len() {
         return Err("its keys are not the artifact's columns".into());
     }

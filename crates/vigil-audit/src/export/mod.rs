@@ -1,5 +1,5 @@
 //! Exports: the audit trail as the artifacts auditors ask for (sessions, statements, denials,
-//! grants, approvals, masking), in JSON, JSON lines or CSV, streamed.
+//! grants, approvals, masking, failed logins), in JSON, JSON lines or CSV, streamed.
 //!
 //! An export reads the chain in seq order, a page at a time ([`vigil_store::Store::audit_page`]),
 //! turns records into rows as they complete (a session's row when its end record arrives, a
@@ -25,8 +25,8 @@ mod columns;
 mod format;
 
 pub use build::GrantSubject;
-pub use columns::{Artifact, Column, ColumnType};
-pub use format::{parse_csv_row, read_rows, Format, RowWriter};
+pub use columns::{Artifact, Column, ColumnType, Revision};
+pub use format::{parse_csv_row, read_rows, read_rows_at, Format, RowWriter};
 
 use crate::AuditError;
 use vigil_core::Timestamp;
@@ -78,6 +78,12 @@ pub trait RecordSource {
     fn grant_subject(&self, _grant_id: &str) -> Option<GrantSubject> {
         None
     }
+
+    /// Who an access request is from, when the chain in range does not say (only used to
+    /// filter decisions on older requests by identity or connection).
+    fn request_subject(&self, _request_id: &str) -> Option<GrantSubject> {
+        None
+    }
 }
 
 /// A [`RecordSource`] over a store, read page by page.
@@ -113,6 +119,17 @@ impl RecordSource for StoreSource<'_> {
             identity: g.identity,
             connection: g.connection,
         })
+    }
+
+    fn request_subject(&self, request_id: &str) -> Option<GrantSubject> {
+        self.0
+            .access_request(request_id)
+            .ok()
+            .flatten()
+            .map(|r| GrantSubject {
+                identity: r.identity,
+                connection: r.connection,
+            })
     }
 }
 
@@ -225,7 +242,25 @@ pub fn export_rows(
     range: ScanRange,
     emit: &mut dyn FnMut(Row) -> Result<(), AuditError>,
 ) -> Result<ExportStats, AuditError> {
-    let rows = build::run(source, artifact, filter, range, emit)?;
+    export_rows_at(source, artifact, Revision::CURRENT, filter, range, emit)
+}
+
+/// [`export_rows`] as `revision` defined the artifact (how `vigil evidence verify` derives
+/// again the artifacts of a bundle made by an earlier Vigil).
+pub fn export_rows_at(
+    source: &dyn RecordSource,
+    artifact: Artifact,
+    revision: Revision,
+    filter: &ExportFilter,
+    range: ScanRange,
+    emit: &mut dyn FnMut(Row) -> Result<(), AuditError>,
+) -> Result<ExportStats, AuditError> {
+    if artifact.since() > revision {
+        return Err(AuditError::Export(format!(
+            "export revision {revision} has no artifact {artifact}"
+        )));
+    }
+    let rows = build::run(source, artifact, revision, filter, range, emit)?;
     Ok(ExportStats { rows })
 }
 
@@ -304,6 +339,21 @@ mod tests {
         for bad in ["", "h", "12", "3 fortnights", "yesterday"] {
             assert!(parse_time_bound(bad, now).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn revision_1_is_what_the_first_columns_were() {
+        let last = |a: Artifact| a.columns_at(Revision::FIRST).last().unwrap().name;
+        assert_eq!(last(Artifact::Sessions), "masked_columns");
+        assert_eq!(last(Artifact::Approvals), "fields");
+        assert_eq!(last(Artifact::Masking), "fields");
+        for a in Artifact::ALL {
+            assert!(a.columns_at(Revision::FIRST).len() <= a.columns().len());
+            assert_eq!(a.columns_at(Revision::CURRENT).len(), a.columns().len());
+        }
+        let first: Vec<_> = Artifact::all_at(Revision::FIRST).collect();
+        assert_eq!(first.len(), 6);
+        assert!(!first.contains(&Artifact::AuthFailures));
     }
 
     #[test]

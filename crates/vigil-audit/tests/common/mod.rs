@@ -181,6 +181,8 @@ pub fn session_ended(session: SessionId) -> EventDraft {
             rows: 1,
             bytes_to_client: 120,
             bytes_from_client: 80,
+            refused: 0,
+            interrupted: 0,
             masked: Default::default(),
             replay_sha256: None,
         }),
@@ -399,24 +401,36 @@ pub fn populate(env: &Env) {
         "MaskingApplied",
         Some(sessions[0]),
         serde_json::json!({
-        "statement_seq": 1, "column": {"table": "patients", "name": "ssn"},
-        "rule": "ssn-last4", "detector": "us_ssn", "operator": "partial", "count": 3}),
+        "statement_seq": 1, "column": "public.patients.ssn", "table": "public.patients",
+        "rule": "ssn-last4", "entity": "ssn", "operator": "partial", "count": 3}),
     );
     append_raw(
         &*store,
         "AccessRequested",
         Some(sessions[1]),
         serde_json::json!({
-        "request_id": "req-1", "justification": "incident 42, needs \"patients\", now", "ticket": "INC-42",
-        "requested_duration": "2h"}),
+        "request_id": "req-1", "identity_name": "etl", "connection_name": "ehr",
+        "policy": "etl-on-approval", "subject": "access", "duration_secs": 7200,
+        "reason": "incident 42, needs \"patients\", now",
+        "expires_at": "2026-11-28T12:00:00.000000Z"}),
     );
+    // A decision in a record that does not name the requester (as written before it did).
     append_raw(
         &*store,
         "AccessDecided",
         None,
         serde_json::json!({
-        "request_id": "req-1", "identity_name": "etl", "connection_name": "ehr",
-        "decision": "approved", "decided_by": "alice", "reason": "ok", "grant_id": "g-2"}),
+        "request_id": "req-1", "action": "approve", "approver": "alice",
+        "approver_kind": "human", "approver_auth": "oidc", "rationale": "ok",
+        "status": "approved", "grant_id": "g-2"}),
+    );
+    append_raw(
+        &*store,
+        "AuthFailed",
+        None,
+        serde_json::json!({
+        "reason": "unknown_token", "user": "etl", "requested_connection": "ehr",
+        "client_addr": "127.0.0.1:50000", "detail": "no such token"}),
     );
     let writer = env.start();
     for s in &sessions[..2] {

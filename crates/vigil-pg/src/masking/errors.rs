@@ -31,7 +31,7 @@
 //! the name of a denied column (so partitions and inheritance children of a protected table are
 //! protected too), or when the table is unknown.
 
-use super::{EvidenceKey, MaskLabel, MaskOutcome, MaskTally, Scratch, SessionMasking};
+use super::{EvidenceKey, MaskLabel, MaskOutcome, MaskSource, MaskTally, Scratch, SessionMasking};
 use crate::codec::put_message;
 use crate::messages::tag::backend;
 use std::collections::HashSet;
@@ -323,7 +323,7 @@ struct Writer<'a> {
     masking: Option<&'a dyn SessionMasking>,
     scratch: &'a mut Scratch,
     tally: &'a mut MaskTally,
-    label: &'a Arc<str>,
+    label: &'a Arc<MaskSource>,
     changed: bool,
 }
 
@@ -374,7 +374,7 @@ pub(crate) fn rewrite(
     out: &mut Vec<u8>,
     scratch: &mut Scratch,
     tally: &mut MaskTally,
-    label: &Arc<str>,
+    label: &Arc<MaskSource>,
 ) -> bool {
     let Some(fields) = fields(body) else {
         // Not a well-formed list of fields: nothing of it can be trusted to carry no value.
@@ -620,7 +620,7 @@ pub(crate) fn withhold_payload(
     body: &[u8],
     out: &mut Vec<u8>,
     tally: &mut MaskTally,
-    label: &Arc<str>,
+    label: &Arc<MaskSource>,
 ) -> bool {
     let Some(nul) = body.get(4..).and_then(|b| b.iter().position(|&c| c == 0)) else {
         return false;
@@ -698,7 +698,7 @@ pub(crate) fn fuzz(notice: bool, body: &[u8]) {
         &mut out,
         &mut Scratch::default(),
         &mut tally,
-        &Arc::from("error"),
+        &MaskSource::named("error"),
     );
     if !changed {
         assert!(out.is_empty());

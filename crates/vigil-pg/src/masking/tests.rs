@@ -191,7 +191,7 @@ fn detectors_rules_and_withheld_columns_in_text_format() {
     assert!(tally
         .entries
         .iter()
-        .any(|(c, k, n)| &**c == "public.patients.dob" && *k == 7 && *n == 1));
+        .any(|(c, k, n)| &*c.name == "public.patients.dob" && *k == 7 && *n == 1));
 }
 
 #[test]
@@ -239,7 +239,7 @@ fn binary_values_are_read_as_text_for_rules_and_withheld_when_unreadable() {
     assert!(tally
         .entries
         .iter()
-        .any(|(c, k, n)| &**c == "x" && *k == 9 && *n == 1));
+        .any(|(c, k, n)| &*c.name == "x" && *k == 9 && *n == 1));
 }
 
 #[test]
@@ -365,7 +365,7 @@ fn notices_and_notifications_are_scrubbed_but_codes_are_kept() {
         body.push(0);
     }
     body.push(0);
-    let label: Arc<str> = "error".into();
+    let label = MaskSource::named("error");
     let mut out = Vec::new();
     let mut tally = MaskTally::default();
     assert!(scrub_error_fields(
@@ -457,8 +457,11 @@ fn the_rewriter_survives_random_input() {
 
 #[test]
 fn the_tally_counts_per_column_and_key_whatever_the_order() {
-    let (a, b) = (Arc::<str>::from("s.t.a"), Arc::<str>::from("s.t.b"));
-    let a_again = Arc::<str>::from("s.t.a");
+    let (a, b) = (
+        MaskSource::table_column("s", "t", "a"),
+        MaskSource::table_column("s", "t", "b"),
+    );
+    let a_again = MaskSource::table_column("s", "t", "a");
     let mut tally = MaskTally::default();
     for _ in 0..3 {
         tally.add_at(0, &a, 1);
@@ -470,7 +473,7 @@ fn the_tally_counts_per_column_and_key_whatever_the_order() {
     let mut got: Vec<_> = tally
         .entries
         .iter()
-        .map(|(c, k, n)| (c.to_string(), *k, *n))
+        .map(|(c, k, n)| (c.name.to_string(), *k, *n))
         .collect();
     got.sort();
     assert_eq!(

@@ -496,8 +496,8 @@ fn copy_row(
         run.capped += 1;
         return Some(Replacement::Bytes(Arc::from(Vec::new())));
     }
-    static COPY: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
-    let label = COPY.get_or_init(|| Arc::from("copy"));
+    static COPY: std::sync::OnceLock<Arc<masking::MaskSource>> = std::sync::OnceLock::new();
+    let label = COPY.get_or_init(|| masking::MaskSource::named("copy"));
     let start = rw.side.len();
     rw.side.extend_from_slice(&[tag::COPY_DATA, 0, 0, 0, 0]);
     rw.scratch.also.clear();
@@ -547,7 +547,7 @@ fn scrub_message(
     if !protected && masking.is_none() {
         return None;
     }
-    let label: Arc<str> = Arc::from(channel);
+    let label = masking::MaskSource::named(channel);
     let mut loose = MaskTally::default();
     let notification = kind == tag::NOTIFICATION_RESPONSE;
     let tally = match head_run(shared) {

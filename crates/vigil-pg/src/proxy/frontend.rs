@@ -1091,6 +1091,13 @@ impl Frontend<'_> {
             position,
         } = refused;
         self.statement_seq += 1;
+        {
+            // A refused statement is one of the session's statements, and a failed one.
+            let totals = &mut self.link.shared.lock().totals;
+            totals.statements += 1;
+            totals.errors += 1;
+            totals.refused += 1;
+        }
         let error = {
             // A name that does not exist is reported as PostgreSQL reports it.
             let message = if matches!(denial.rule, "unresolved" | "unknown_name")

@@ -86,8 +86,14 @@ impl SessionContext {
 /// Session totals, for the `SessionEnded` record.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Totals {
+    /// Statements decided: forwarded (whatever came of them) or refused.
     pub statements: u64,
+    /// Statements that failed: an error, or refused.
     pub errors: u64,
+    /// Statements refused by Vigil (never forwarded).
+    pub refused: u64,
+    /// Statements cut off by the session's end.
+    pub interrupted: u64,
     pub rows: u64,
     pub bytes_to_client: u64,
     pub bytes_from_client: u64,
@@ -590,8 +596,14 @@ pub(crate) fn finish_run(
     let tally = std::mem::take(&mut run.tally);
     let (event, rows) = run.finish(status);
     if let Event::StatementFinished(f) = &event {
-        if matches!(f.status, StatementStatus::Error | StatementStatus::Refused) {
-            shared.totals.errors += 1;
+        match f.status {
+            StatementStatus::Error => shared.totals.errors += 1,
+            StatementStatus::Refused => {
+                shared.totals.errors += 1;
+                shared.totals.refused += 1;
+            }
+            StatementStatus::Interrupted => shared.totals.interrupted += 1,
+            StatementStatus::Ok | StatementStatus::Skipped => {}
         }
     }
     ctx.sink.append_detached(ctx.draft(event));
@@ -617,11 +629,12 @@ pub(crate) fn record_masking(
         ctx.sink.append_detached(ctx.draft(Event::MaskingApplied(
             vigil_core::event::MaskingApplied {
                 statement_seq,
-                column: column.to_string(),
+                column: column.name.to_string(),
                 rule: label.rule,
                 entity: label.entity,
                 operator: label.operator,
                 count,
+                table: column.table.as_deref().map(str::to_string),
             },
         )));
     }
@@ -686,6 +699,7 @@ where
     for item in items {
         if let ItemKind::Statement(run) = item.kind {
             let rows = finish_run(ctx, &mut shared, run, StatementStatus::Interrupted);
+            shared.totals.statements += 1;
             shared.totals.rows += rows;
         }
     }

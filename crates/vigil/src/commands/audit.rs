@@ -1,4 +1,5 @@
-//! `vigil audit verify|public-key`: check the chain offline; hand out the key that checks it.
+//! `vigil audit verify|public-key|purge|auth-failures`: check the chain offline; hand out the
+//! key that checks it; apply retention; list refused logins.
 
 use super::open;
 use crate::config::Config;
@@ -27,6 +28,21 @@ pub enum AuditCommand {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// List refused logins (`AuthFailed` records), newest first: when, why, the user given,
+    /// the connection asked for, the client, and the identity when the credential was good.
+    /// Never a token. The `auth_failures` export has the same rows.
+    AuthFailures {
+        #[command(flatten)]
+        filter: super::export::FilterArgs,
+        /// At most this many (the newest).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// JSON lines (the export's rows) instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Print the public key that verifies this gateway's checkpoints (PEM).
     PublicKey {
@@ -219,6 +235,16 @@ pub fn run(cmd: AuditCommand) -> Result<i32> {
             }
             Ok(0)
         }
+        AuditCommand::AuthFailures {
+            filter,
+            limit,
+            json,
+            store,
+        } => {
+            let (_, store) = open(&store)?;
+            list_auth_failures(&*store, &filter, limit, json)?;
+            Ok(0)
+        }
         AuditCommand::PublicKey { store } => {
             let config = match &store.config {
                 Some(p) => Some(Config::load(p)?),
@@ -231,4 +257,86 @@ pub fn run(cmd: AuditCommand) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// `vigil audit auth-failures`: the rows of the `auth_failures` export, newest first.
+fn list_auth_failures(
+    store: &dyn Store,
+    filter: &super::export::FilterArgs,
+    limit: usize,
+    json: bool,
+) -> Result<()> {
+    use vigil_audit::export::{self, Artifact};
+    let artifact = Artifact::AuthFailures;
+    let filter = filter.to_filter(vigil_core::Timestamp::now())?;
+    let range = export::plan(store, &filter, None)?;
+    // Only the newest `limit` rows are kept while the chain is read.
+    let mut newest = std::collections::VecDeque::with_capacity(limit.min(10_000));
+    export::export_rows(
+        &export::StoreSource(store),
+        artifact,
+        &filter,
+        range,
+        &mut |row| {
+            if newest.len() == limit {
+                newest.pop_front();
+            }
+            if limit > 0 {
+                newest.push_back(row);
+            }
+            Ok(())
+        },
+    )?;
+    let columns = artifact.columns();
+    let text = |row: &export::Row, name: &str| -> String {
+        let i = columns
+            .iter()
+            .position(|c| c.name == name)
+            .expect("a column");
+        match &row[i] {
+            serde_json::Value::Null => "-".into(),
+            // Text the client chose (the user): control characters are shown escaped, never
+            // sent to the terminal.
+            serde_json::Value::String(s) => s
+                .chars()
+                .flat_map(|c| {
+                    let escaped: Vec<char> = if c.is_control() {
+                        c.escape_default().collect()
+                    } else {
+                        vec![c]
+                    };
+                    escaped
+                })
+                .collect(),
+            other => other.to_string(),
+        }
+    };
+    if json {
+        for row in newest.iter().rev() {
+            let object: serde_json::Map<String, serde_json::Value> = columns
+                .iter()
+                .map(|c| c.name.to_string())
+                .zip(row.iter().cloned())
+                .collect();
+            println!("{}", serde_json::Value::Object(object));
+        }
+        return Ok(());
+    }
+    println!(
+        "{:<27}  {:<24} {:<16} {:<10} {:<21} {:<16} DETAIL",
+        "AT", "REASON", "USER", "CONNECTION", "CLIENT", "IDENTITY"
+    );
+    for row in newest.iter().rev() {
+        println!(
+            "{:<27}  {:<24} {:<16} {:<10} {:<21} {:<16} {}",
+            text(row, "at"),
+            text(row, "reason"),
+            text(row, "user"),
+            text(row, "connection"),
+            text(row, "client_addr"),
+            text(row, "identity"),
+            text(row, "detail"),
+        );
+    }
+    Ok(())
 }

@@ -154,16 +154,18 @@ pub fn run(cmd: EvidenceCommand) -> Result<i32> {
                                 "since": m.since, "until": m.until,
                                 "first_seq": m.chain.first_seq, "last_seq": m.chain.last_seq,
                                 "rows": m.rows,
+                                "export_revision": m.export_revision,
                                 "replay": m.replay,
                             })
                         );
                     } else {
                         println!(
-                            "bundle verified: records {}..={} intact and sealed by key {}; {} files match the signed manifest; every artifact agrees with the chain",
+                            "bundle verified: records {}..={} intact and sealed by key {}; {} files match the signed manifest; every artifact agrees with the chain (export revision {})",
                             m.chain.first_seq,
                             m.chain.last_seq,
                             m.key_id,
-                            m.files.len()
+                            m.files.len(),
+                            m.export_revision
                         );
                         if let Some(r) = &m.replay {
                             println!(

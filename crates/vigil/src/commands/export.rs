@@ -11,7 +11,7 @@ use vigil_core::Timestamp;
 
 #[derive(clap::Args)]
 pub struct ExportArgs {
-    /// approvals, sessions, statements, masking, grants or denials.
+    /// approvals, sessions, statements, masking, grants, denials or auth_failures.
     #[arg(value_parser = parse_artifact)]
     pub artifact: Artifact,
     #[command(flatten)]

@@ -88,12 +88,21 @@ pub fn run(cmd: SessionsCommand) -> Result<()> {
 
 fn print_table(list: &[SessionSummary]) {
     println!(
-        "{:<36}  {:<27}  {:<16} {:<8} {:<10} {:<21} {:>6} {:>5} {:>9}  END",
-        "SESSION", "STARTED", "IDENTITY", "KIND", "CONNECTION", "CLIENT", "STMTS", "ERRS", "ROWS"
+        "{:<36}  {:<27}  {:<16} {:<8} {:<10} {:<21} {:>6} {:>5} {:>7} {:>9}  END",
+        "SESSION",
+        "STARTED",
+        "IDENTITY",
+        "KIND",
+        "CONNECTION",
+        "CLIENT",
+        "STMTS",
+        "ERRS",
+        "REFUSED",
+        "ROWS"
     );
     for s in list {
         println!(
-            "{:<36}  {:<27}  {:<16} {:<8} {:<10} {:<21} {:>6} {:>5} {:>9}  {}",
+            "{:<36}  {:<27}  {:<16} {:<8} {:<10} {:<21} {:>6} {:>5} {:>7} {:>9}  {}",
             s.session_id,
             s.started_at.to_string(),
             s.identity.as_ref().map(|i| i.name.as_str()).unwrap_or("?"),
@@ -102,6 +111,7 @@ fn print_table(list: &[SessionSummary]) {
             s.client_addr,
             s.statements,
             s.errors,
+            s.refused,
             s.rows,
             match (&s.end_reason, s.ended_at) {
                 (Some(r), Some(t)) => format!(
@@ -159,11 +169,54 @@ fn print_detail(d: &SessionDetail) {
         _ => println!("ended         (still open, or ended without a record)"),
     }
     println!(
-        "totals        {} statements, {} errors, {} rows, {} bytes to client, {} bytes from client",
-        s.statements, s.errors, s.rows, s.bytes_to_client, s.bytes_from_client
+        "totals        {} statements ({} refused, {} interrupted), {} errors, {} rows, {} bytes to client, {} bytes from client",
+        s.statements,
+        s.refused,
+        s.interrupted,
+        s.errors,
+        s.rows,
+        s.bytes_to_client,
+        s.bytes_from_client
     );
+    if s.ended_at.is_some() && d.denials.len() as u64 > s.refused {
+        // Sessions recorded before refusals were counted.
+        println!(
+            "note          the end record counts {} refused statements; {} are listed below (it was written before refusals were counted)",
+            s.refused,
+            d.denials.len()
+        );
+    }
     println!();
+    // Forwarded and refused statements, in the session's order.
+    let mut denials = d.denials.iter().peekable();
+    let print_denial = |dn: &vigil_audit::sessions::DenialView| {
+        let r = &dn.denied;
+        println!(
+            "#{:<4} {} seq {} {:?} [{}] {}",
+            r.statement_seq,
+            dn.at,
+            dn.seq,
+            r.protocol,
+            r.shape.command_classes.join(","),
+            r.shape.text
+        );
+        println!(
+            "      → refused by rule {} sqlstate={}: {}{}",
+            r.rule,
+            r.sqlstate,
+            r.reason,
+            r.grant_id
+                .as_ref()
+                .map(|g| format!(" (grant {g})"))
+                .unwrap_or_default()
+        );
+    };
     for st in &d.statements {
+        while let Some(dn) =
+            denials.next_if(|dn| dn.denied.statement_seq < st.started.statement_seq)
+        {
+            print_denial(dn);
+        }
         let outcome = match &st.finished {
             Some(f) => format!(
                 "{}{} rows={} bytes={} {}µs tags=[{}] digest={}",
@@ -196,5 +249,8 @@ fn print_detail(d: &SessionDetail) {
             println!("      parameters: {} ({:?})", p.count, p.mode);
         }
         println!("      → {outcome}");
+    }
+    for dn in denials {
+        print_denial(dn);
     }
 }

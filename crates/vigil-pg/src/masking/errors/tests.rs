@@ -64,7 +64,7 @@ fn run(fields: &[(u8, &str)]) -> (Option<Vec<(u8, String)>>, MaskTally) {
         &mut out,
         &mut Scratch::default(),
         &mut tally,
-        &Arc::from("error"),
+        &MaskSource::named("error"),
     );
     if !changed {
         assert!(out.is_empty());
@@ -427,7 +427,7 @@ fn unreviewed_classes_and_fields_are_withheld() {
         &mut out,
         &mut Scratch::default(),
         &mut MaskTally::default(),
-        &Arc::from("error"),
+        &MaskSource::named("error"),
     );
     assert!(changed && !out.windows(6).any(|w| w == b"Okafor"));
 }
@@ -483,7 +483,7 @@ fn notification_payloads_are_withheld() {
         &body,
         &mut out,
         &mut tally,
-        &Arc::from("notification")
+        &MaskSource::named("notification")
     ));
     assert!(!out.windows(11).any(|w| w == b"123-45-6789"));
     assert_eq!(&out[5..9], &42i32.to_be_bytes());
@@ -496,7 +496,7 @@ fn notification_payloads_are_withheld() {
         &empty,
         &mut Vec::new(),
         &mut tally,
-        &Arc::from("n")
+        &MaskSource::named("n")
     ));
 }
 
