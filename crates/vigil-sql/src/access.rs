@@ -111,10 +111,12 @@ use vigil_core::event::StatementShape;
 
 pub mod exposure;
 mod names;
+pub mod outputs;
 pub mod settings;
 mod walk;
 
 pub(crate) use names::session_names;
+pub use outputs::OutputOrigin;
 pub(crate) use walk::statement_access;
 
 // ---------------------------------------------------------------------------------------------
@@ -469,6 +471,12 @@ pub struct StatementAccess {
     /// bound some of them. An analysis with a value is not shared by shape either.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub settings: Vec<settings::SettingChange>,
+    /// Where each column of the rows the statement returns comes from, when the analysis
+    /// knows them one by one (a `SELECT` or `VALUES` without `*`); `None` otherwise (every
+    /// column may hold stored data). See [`outputs`]: masking leaves
+    /// [`OutputOrigin::NoStoredData`] columns alone.
+    #[serde(skip)]
+    pub outputs: Option<Arc<[OutputOrigin]>>,
 }
 
 /// A name in the session's own namespaces that a statement defines, runs or drops.
@@ -676,6 +684,7 @@ mod tests {
             compared: Vec::new(),
             by_position: false,
             settings: Vec::new(),
+            outputs: None,
         };
         assert_eq!(
             serde_json::to_string(&s).unwrap(),
