@@ -165,6 +165,70 @@ fn addresses() {
     none(&m, "took 2 Advil tablets");
 }
 
+/// Five state codes are also street-suffix abbreviations (CT Court, KY Key, MT Mount, PR
+/// Prairie, WY Way): a number before a city and its state is not a street address.
+#[test]
+fn a_city_and_state_after_a_number_is_not_a_street() {
+    let m = masker("");
+    for text in [
+        "82501 Riverton WY",
+        "12 Riverton WY",
+        "52 patients from Riverton WY this week",
+        "Apt 4 Riverton WY",
+        "3 Hartford CT residents",
+        "ordered 2 Head CT",
+        "10 Paris KY",
+        "7 Billings MT",
+        "4 San Juan PR",
+        "12 RIVERTON WY 82501",
+        // Cities whose names end in a street suffix.
+        "44 Bowling Green KY",
+        "06277 New Haven CT",
+        "seen 292 Great Falls MT residents",
+    ] {
+        let found = found(&m, text);
+        assert!(
+            found.iter().all(|(entity, _)| entity != "address"),
+            "{text:?}: {found:?}"
+        );
+    }
+    // A ZIP after the state is still a ZIP.
+    is(&m, "zip", "Riverton WY 82501", "82501");
+    // The street before a city and its state is still found.
+    is(&m, "address", "12 Oak St Riverton WY", "12 Oak St");
+    is(
+        &m,
+        "address",
+        "mail to 12 Oak St, Riverton, WY 82501",
+        "12 Oak St, Riverton, WY 82501",
+    );
+    // The suffixes themselves: as words, abbreviated in mixed case, or in an all-capital
+    // address.
+    for (text, span) in [
+        ("45 Harbor Way", "45 Harbor Way"),
+        ("45 Harbor Wy", "45 Harbor Wy"),
+        ("12 Maple Ct", "12 Maple Ct"),
+        ("12 Maple Court", "12 Maple Court"),
+        ("7 Pine Key", "7 Pine Key"),
+        ("9 Eagle Mt.", "9 Eagle Mt."),
+        ("12 OAK CT", "12 OAK CT"),
+        ("45 HARBOR WY", "45 HARBOR WY"),
+        ("12 Maple CT Apt 4", "12 Maple CT Apt 4"),
+        // A word that announces an address: a street, whatever its suffix.
+        ("lives at 12 Maple CT", "12 Maple CT"),
+        ("Home address: 12 Riverton WY", "12 Riverton WY"),
+    ] {
+        is(&m, "address", text, span);
+    }
+    assert_eq!(
+        found_in(&m, "street_address", "12 Maple CT"),
+        vec![("address".into(), "12 Maple CT".into())]
+    );
+    // What the detector gives up: a capital suffix in mixed-case text with nothing around it
+    // that says address.
+    none(&m, "12 Maple CT");
+}
+
 #[test]
 fn checksummed_identifiers() {
     let m = masker("");
