@@ -66,6 +66,10 @@
 //!   then `FigureColname`), so that outer references resolve as the server resolves them.
 //!   Functions in FROM (`generate_series(…) g`) have columns the analysis cannot list without
 //!   the function catalog: an unqualified name that no other item has is taken to be theirs.
+//! - **Output origins** ([`StatementAccess::outputs`]): for a top-level `SELECT` or `VALUES`
+//!   without `*`, whether each result column is computed only from constants, bind parameters
+//!   and reviewed functions that read no stored data (masking leaves those alone). See
+//!   [`outputs`] for what counts; anything else may be stored.
 //! - **EXPLAIN** without ANALYZE runs nothing: the statement's accesses are those of the
 //!   statement it plans, with [`StatementAccess::plan_only`] set, and its class is `read`. With
 //!   an ANALYZE option (whatever its value: one analysis serves every text of a shape) it runs

@@ -336,6 +336,9 @@ fn canaries_never_leave_the_gateway() {
         ),
     );
     let mut cfg = VigilConfig::new(&pg);
+    // MASKING exempts `clinician`: the name must be declared (config_masking_names.rs).
+    cfg.identities
+        .push(("clinician".into(), "connections = [\"ehr\"]".into()));
     cfg.extra = MASKING.to_string();
     let token = cfg.create_token("etl");
     let mut vigil = Vigil::start_with_env(&cfg, &[("VIGIL_TEST_MASK_KEY", MASK_KEY)]);

@@ -609,7 +609,7 @@ mod tests {
         assert_eq!(origins(&deep, &c), Some(vec![FREE]));
         let sum = format!("SELECT {}", vec!["1"; MAX_DEPTH + 10].join(" + "));
         assert_eq!(origins(&sum, &c), Some(vec![STORED]));
-        let short = format!("SELECT {}", vec!["1"; 10].join(" + "));
+        let short = format!("SELECT {}", ["1"; 10].join(" + "));
         assert_eq!(origins(&short, &c), Some(vec![FREE]));
     }
 
