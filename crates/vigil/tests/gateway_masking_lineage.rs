@@ -19,6 +19,9 @@ const SCHEMA: &str = "CREATE TABLE patients (
     age int,
     notes text);
 CREATE TABLE free_notes (id int PRIMARY KEY, note text);
+CREATE TABLE places (id int PRIMARY KEY, place text);
+INSERT INTO places VALUES (1, '82501 Riverton WY'), (2, '52 patients from Riverton WY'),
+  (3, '12 Oak St Riverton WY'), (4, 'lives at 45 Harbor Way');
 INSERT INTO patients VALUES
   (1, '123-45-6789', '1984-03-07', 93, 'callback (617) 555-0142, SSN 234-56-7890 on file');
 INSERT INTO free_notes VALUES (1, 'SSN 345-67-8901 on file');
@@ -122,6 +125,14 @@ fn constants_and_the_clock_come_back_in_text_and_derived_values_stay_masked() {
     assert!(
         !cols[2].contains("234-56-7890") && !cols[2].contains("555-0142"),
         "{out}"
+    );
+
+    // Stored values, scanned: a city and its state after a number is not a street address
+    // (the state code WY is also the abbreviation of Way); streets still are.
+    let out = psql_ok(&vigil, &token, "SELECT place FROM places ORDER BY id");
+    assert_eq!(
+        out,
+        "82501 Riverton WY\n52 patients from Riverton WY\n[REDACTED:address] Riverton WY\nlives at [REDACTED:address]"
     );
 
     // Constant-looking expressions that read a column: still scanned.
