@@ -40,6 +40,8 @@ pub(crate) struct ColumnContext {
     ssn_column: bool,
     phone_column: bool,
     zip_column: bool,
+    /// The name says address or street: a suffix that is also a state's code is a street's.
+    address_column: bool,
     /// Per custom detector: whether it looks at this column (its `columns` scope) and whether
     /// the name holds one of its context words. Empty for free text.
     custom: Vec<(bool, bool)>,
@@ -70,6 +72,7 @@ impl ColumnContext {
             ssn_column: says(SSN_CONTEXT),
             phone_column: says(PHONE_CONTEXT),
             zip_column: says(ZIP_CONTEXT),
+            address_column: says(ADDRESS_CONTEXT),
             custom,
             name_column: detectors
                 .name_columns
@@ -193,7 +196,7 @@ impl Patterns {
     fn new() -> Patterns {
         let suffixes = street_suffix_re();
         let address = format!(
-            r"\b\d{{1,6}}[A-Za-z]?\s+(?:(?:[NSEW]|North|South|East|West)\.?\s+)?(?:[A-Z0-9][A-Za-z0-9'-]*\.?\s+){{0,3}}[A-Z][A-Za-z'-]*\s+{suffixes}\b\.?(?:\s+(?:N|S|E|W|NE|NW|SE|SW)\b\.?)?(?:,?\s*(?:(?:Apt|Apartment|Suite|Ste|Unit|Rm|Room|Fl|Floor|Bldg)\.?\s*#?\s*|#\s*)[A-Za-z0-9-]+)?(?:,?\s+[A-Z][A-Za-z.'-]*(?:\s+[A-Z][A-Za-z.'-]*){{0,2}},\s*[A-Z]{{2}}\s+\d{{5}}(?:-\d{{4}})?)?"
+            r"\b\d{{1,6}}[A-Za-z]?\s+(?:(?:[NSEW]|North|South|East|West)\.?\s+)?(?:[A-Z0-9][A-Za-z0-9'-]*\.?\s+){{0,3}}[A-Z][A-Za-z'-]*\s+(?P<suffix>{suffixes})\b\.?(?:\s+(?:N|S|E|W|NE|NW|SE|SW)\b\.?)?(?:,?\s*(?:(?:Apt|Apartment|Suite|Ste|Unit|Rm|Room|Fl|Floor|Bldg)\.?\s*#?\s*|#\s*)[A-Za-z0-9-]+)?(?:,?\s+[A-Z][A-Za-z.'-]*(?:\s+[A-Z][A-Za-z.'-]*){{0,2}},\s*[A-Z]{{2}}\s+\d{{5}}(?:-\d{{4}})?)?"
         );
         Patterns {
             ssn: re(r"\b\d{3}-\d{2}-\d{4}\b|\b\d{3} \d{2} \d{4}\b"),
@@ -222,6 +225,50 @@ impl Patterns {
             word: re(r"[A-Za-z][A-Za-z']*(?:-[A-Za-z][A-Za-z']*)?"),
         }
     }
+}
+
+/// Words that announce an address: what follows is a street even when its suffix could be a
+/// state's code.
+const ADDRESS_CONTEXT: &[&str] = &[
+    "address",
+    "addr",
+    "street",
+    "lives at",
+    "living at",
+    "resides at",
+    "residing at",
+    "mail to",
+    "mailing",
+    "located at",
+    "ship to",
+];
+
+/// State codes that are also USPS street-suffix abbreviations: Court, Key, Mount, Prairie, Way.
+const STATE_CODE_SUFFIXES: &[&[u8]] = &[b"CT", b"KY", b"MT", b"PR", b"WY"];
+
+/// Whether the street suffix of the address match `span` is rather a state's code after a
+/// city (`Riverton WY 82501`, `3 Hartford CT 06101`): written in capitals as a state code is,
+/// last in the match, and followed by a ZIP code. Without the ZIP it stays a street (`12 Maple
+/// CT` is one): a false positive costs a redacted city, a false negative an address in clear.
+fn reads_as_state(
+    text: &[u8],
+    span: std::ops::Range<usize>,
+    suffix: std::ops::Range<usize>,
+) -> bool {
+    if !STATE_CODE_SUFFIXES.contains(&&text[suffix.clone()]) || span.end > suffix.end + 1 {
+        return false;
+    }
+    // `WY 82501`, `WY, 82501`.
+    let mut rest = &text[suffix.end..];
+    if let Some(r) = rest.strip_prefix(b",") {
+        rest = r;
+    }
+    let spaces = rest.iter().take_while(|b| b.is_ascii_whitespace()).count();
+    let digits = rest[spaces..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    spaces > 0 && digits == 5
 }
 
 const SSN_CONTEXT: &[&str] = &["ssn", "social security", "ss#", "ss no", "social"];
@@ -648,6 +695,46 @@ impl Detectors {
         }
     }
 
+    /// Street addresses: a number, a street name and a USPS suffix (with a direction, a unit,
+    /// a city, state and ZIP when they follow). A suffix that is also a state's code, written
+    /// as one (`12 Riverton WY`), is read as a state after a city rather than as a street
+    /// ([`reads_as_state`]), unless a word announces an address (`lives at`, `address`, or the
+    /// column's name); what comes before it may still hold a street (`12 Oak St Riverton
+    /// WY`).
+    fn scan_street_addresses(
+        &self,
+        text: &[u8],
+        address_column: bool,
+        push: &mut dyn FnMut(usize, usize, Entity, u8),
+    ) {
+        let re = &self.re.address;
+        let mut at = 0;
+        while let Some(c) = re.captures_at(text, at) {
+            let (Some(m), Some(suffix)) = (c.get(0), c.name("suffix")) else {
+                break;
+            };
+            // After `lives at`, `address`… (or in an address column) it is a street all the same.
+            let street = context(text, m.start(), ADDRESS_CONTEXT, address_column);
+            if street || !reads_as_state(text, m.range(), suffix.range()) {
+                push(m.start(), m.end(), Entity::Address, 0);
+                at = m.end().max(m.start() + 1);
+                continue;
+            }
+            // A street before the city (`12 Oak St Riverton WY`): a word must lie between it
+            // and the code, else what ends in a suffix is the city (`44 Bowling Green KY`).
+            let head = &text[..suffix.start()];
+            if let Some(inner) = re.captures_at(head, m.start()) {
+                if let (Some(im), Some(is)) = (inner.get(0), inner.name("suffix")) {
+                    let city_between = head[im.end()..].iter().any(u8::is_ascii_alphabetic);
+                    if city_between && !reads_as_state(head, im.range(), is.range()) {
+                        push(im.start(), im.end(), Entity::Address, 0);
+                    }
+                }
+            }
+            at = suffix.end();
+        }
+    }
+
     fn scan_digits(
         &self,
         text: &[u8],
@@ -753,9 +840,7 @@ impl Detectors {
             }
         }
         if self.is_on(Entity::Address) && upper {
-            for m in re.address.find_iter(text) {
-                push(m.start(), m.end(), Entity::Address, 0);
-            }
+            self.scan_street_addresses(text, col.address_column, push);
             for m in re.po_box.find_iter(text) {
                 push(m.start(), m.end(), Entity::Address, 0);
             }

@@ -165,6 +165,74 @@ fn addresses() {
     none(&m, "took 2 Advil tablets");
 }
 
+/// Five state codes are also street-suffix abbreviations (CT Court, KY Key, MT Mount, PR
+/// Prairie, WY Way): a number before a city and its state is not a street address.
+#[test]
+fn a_city_and_state_before_a_zip_is_not_a_street() {
+    let m = masker("");
+    for text in [
+        "12 Riverton WY 82501",
+        "3 Hartford CT 06101 residents",
+        "7 Billings MT, 59101",
+        "12 RIVERTON WY 82501",
+    ] {
+        let found = found(&m, text);
+        assert!(
+            found.iter().all(|(entity, _)| entity != "address"),
+            "{text:?}: {found:?}"
+        );
+    }
+    // Without a ZIP the code may be a street's suffix: it is read as one (a city redacted costs
+    // less than a street in clear).
+    for (text, span) in [
+        ("82501 Riverton WY", "82501 Riverton WY"),
+        ("3 Hartford CT residents", "3 Hartford CT"),
+        ("12 Maple CT, Riverton", "12 Maple CT"),
+    ] {
+        is(&m, "address", text, span);
+    }
+    // A ZIP after the state is still a ZIP.
+    is(&m, "zip", "Riverton WY 82501", "82501");
+    // The street before a city and its state is still found (with the city, as no ZIP says
+    // the code is a state's).
+    is(
+        &m,
+        "address",
+        "12 Oak St Riverton WY",
+        "12 Oak St Riverton WY",
+    );
+    is(
+        &m,
+        "address",
+        "mail to 12 Oak St, Riverton, WY 82501",
+        "12 Oak St, Riverton, WY 82501",
+    );
+    // The suffixes themselves: as words, abbreviated in mixed case, or in an all-capital
+    // address.
+    for (text, span) in [
+        ("45 Harbor Way", "45 Harbor Way"),
+        ("45 Harbor Wy", "45 Harbor Wy"),
+        ("12 Maple Ct", "12 Maple Ct"),
+        ("12 Maple Court", "12 Maple Court"),
+        ("7 Pine Key", "7 Pine Key"),
+        ("9 Eagle Mt.", "9 Eagle Mt."),
+        ("12 OAK CT", "12 OAK CT"),
+        ("45 HARBOR WY", "45 HARBOR WY"),
+        ("12 Maple CT Apt 4", "12 Maple CT Apt 4"),
+        // A word that announces an address: a street, whatever its suffix.
+        ("lives at 12 Maple CT", "12 Maple CT"),
+        ("Home address: 12 Riverton WY", "12 Riverton WY"),
+    ] {
+        is(&m, "address", text, span);
+    }
+    assert_eq!(
+        found_in(&m, "street_address", "12 Maple CT"),
+        vec![("address".into(), "12 Maple CT".into())]
+    );
+    // Nothing around it says address, and no ZIP says the code is a state's: a street.
+    is(&m, "address", "12 Maple CT", "12 Maple CT");
+}
+
 #[test]
 fn checksummed_identifiers() {
     let m = masker("");

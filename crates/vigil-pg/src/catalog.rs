@@ -13,8 +13,9 @@ use vigil_policy::FunctionCatalog;
 use vigil_sql::{CatalogRow, FunctionRisk, QualifiedName, StaticCatalog};
 
 /// The query whose result sets [`Catalog::load`] reads: the search path, the relations and
-/// their columns, the definitions of the database's views, and (first load only) the names of
-/// built-in functions.
+/// their columns, the definitions of the database's views, which of the built-in names the
+/// access analysis trusts the database also defines elsewhere, and (first load only) the names
+/// of built-in functions.
 pub(crate) fn refresh_query(with_builtins: bool) -> String {
     let mut sql = String::from(
         "SELECT s::text FROM unnest(pg_catalog.current_schemas(true)) WITH ORDINALITY AS t(s, i) ORDER BY i;",
@@ -22,6 +23,8 @@ pub(crate) fn refresh_query(with_builtins: bool) -> String {
     sql.push_str(vigil_sql::catalog::CATALOG_QUERY);
     sql.push(';');
     sql.push_str(VIEWS_QUERY);
+    sql.push_str(&vigil_sql::access::outputs::shadowing_query());
+    sql.push(';');
     if with_builtins {
         sql.push_str(
             "SELECT DISTINCT p.proname::text FROM pg_catalog.pg_proc p \
@@ -101,6 +104,24 @@ impl CatalogCache {
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // Built-in names (functions, operators, types) the database also defines outside
+        // pg_catalog: unqualified, they may not be PostgreSQL's own.
+        let shadowed = sets
+            .next()
+            .ok_or_else(|| CatalogError("no shadowed names".into()))?
+            .into_iter()
+            .map(|row| {
+                let mut it = row.into_iter();
+                let kind = it
+                    .next()
+                    .flatten()
+                    .and_then(|k| vigil_sql::access::outputs::BuiltinKind::from_letter(&k));
+                match (kind, it.next().flatten()) {
+                    (Some(kind), Some(name)) => Ok((kind, name)),
+                    _ => Err(CatalogError("unexpected shadowed name row".into())),
+                }
+            })
+            .collect::<Result<std::collections::BTreeSet<_>, _>>()?;
         let builtins = sets.next().map(|rows| {
             Arc::new(
                 rows.into_iter()
@@ -108,7 +129,8 @@ impl CatalogCache {
                     .collect::<HashSet<_>>(),
             )
         });
-        let catalog = Arc::new(StaticCatalog::from_rows(rows, path.clone()));
+        let catalog =
+            Arc::new(StaticCatalog::from_rows(rows, path.clone()).with_shadowing(shadowed));
         let views = Arc::new(view_exposures(&views, &catalog));
         let mut shared = self.shared.lock();
         shared.relations = Some(catalog.clone());
@@ -459,6 +481,7 @@ mod tests {
                     s("SELECT pg_stat_get_backend_activity(1) AS query;"),
                 ],
             ],
+            vec![vec![s("f"), s("upper")], vec![s("o"), s("||")]],
             vec![vec![s("count")], vec![s("upper")]],
         ]
     }
@@ -482,6 +505,12 @@ mod tests {
         assert!(f.is_builtin(&QualifiedName::new(None, "upper")));
         assert!(!f.is_builtin(&QualifiedName::new(None, "my_fn")));
         assert!(!f.is_builtin(&QualifiedName::new(Some("public"), "upper")));
+        // Which reviewed built-in names the database also defines elsewhere.
+        use vigil_sql::access::outputs::BuiltinKind;
+        assert!(c.shadows_builtin(BuiltinKind::Function, "upper"));
+        assert!(c.shadows_builtin(BuiltinKind::Operator, "||"));
+        assert!(!c.shadows_builtin(BuiltinKind::Function, "now"));
+        assert!(!c.shadows_builtin(BuiltinKind::Type, "date"));
         // Views over the catalog's side channels, directly, through a view or a function.
         assert_eq!(f.view_exposure(16010), Some(FunctionRisk::OtherSessions));
         assert_eq!(f.view_exposure(16011), Some(FunctionRisk::OtherSessions));
@@ -512,7 +541,7 @@ mod tests {
             Some("1".into()),
             None,
         ]);
-        more.truncate(3);
+        more.truncate(4);
         let _b = cache.load(more).unwrap();
         let after = a.current(&cache);
         assert_ne!(after.version(), before);

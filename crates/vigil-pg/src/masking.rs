@@ -449,17 +449,26 @@ pub(crate) trait ColumnNames {
 /// The plan for a RowDescription; `None` when every column passes untouched. An unreadable
 /// RowDescription gives a plan that withholds nothing but cannot be applied: its rows are
 /// withheld (see [`rewrite_row`]).
+///
+/// `outputs`: where each result column comes from, as the statement's access analysis knows
+/// it. A column it says holds no stored data (computed from the statement's constants, bind
+/// parameters and reviewed functions: `SELECT now()`) passes untouched, neither masked nor
+/// scanned: there is nothing stored in it, and a detector would only mistake it (a date, an
+/// age). Only when the description agrees: as many columns as the analysis counted, and the
+/// column without a table behind it.
 pub(crate) fn plan(
     body: &[u8],
     withheld: &dyn Fn(u32, i16) -> bool,
     masking: Option<&dyn SessionMasking>,
     names: &mut dyn ColumnNames,
+    outputs: Option<&[vigil_sql::OutputOrigin]>,
 ) -> Result<Option<Arc<RowPlan>>, DecodeError> {
     let fields = fields(body)?;
+    let outputs = outputs.filter(|o| o.len() == fields.len());
     let mut columns = Vec::with_capacity(fields.len());
     let mut labels = Vec::with_capacity(fields.len());
     let mut retype = false;
-    for f in &fields {
+    for (i, f) in fields.iter().enumerate() {
         let source = (f.table != 0 && f.column > 0)
             .then(|| names.names(f.table, f.column))
             .flatten();
@@ -469,6 +478,12 @@ pub(crate) fn plan(
         });
         if f.table != 0 && f.column > 0 && withheld(f.table, f.column) {
             columns.push(ColumnAction::Withhold);
+            continue;
+        }
+        let unstored = f.table == 0
+            && outputs.and_then(|o| o.get(i)) == Some(&vigil_sql::OutputOrigin::NoStoredData);
+        if unstored {
+            columns.push(ColumnAction::Pass);
             continue;
         }
         let action = masking.and_then(|m| {
@@ -958,7 +973,7 @@ pub fn fuzz_rewrite(description: &[u8], row: &[u8], formats: &[u8]) {
         }
     }
     let withheld = |table: u32, column: i16| table.is_multiple_of(3) && column == 1;
-    let Ok(Some(plan)) = plan(description, &withheld, Some(&Rules), &mut Names) else {
+    let Ok(Some(plan)) = plan(description, &withheld, Some(&Rules), &mut Names, None) else {
         return;
     };
     let mut out = Vec::new();

@@ -66,6 +66,10 @@
 //!   then `FigureColname`), so that outer references resolve as the server resolves them.
 //!   Functions in FROM (`generate_series(…) g`) have columns the analysis cannot list without
 //!   the function catalog: an unqualified name that no other item has is taken to be theirs.
+//! - **Output origins** ([`StatementAccess::outputs`]): for a top-level `SELECT` or `VALUES`
+//!   without `*`, whether each result column is computed only from constants, bind parameters
+//!   and reviewed functions that read no stored data (masking leaves those alone). See
+//!   [`outputs`] for what counts; anything else may be stored.
 //! - **EXPLAIN** without ANALYZE runs nothing: the statement's accesses are those of the
 //!   statement it plans, with [`StatementAccess::plan_only`] set, and its class is `read`. With
 //!   an ANALYZE option (whatever its value: one analysis serves every text of a shape) it runs
@@ -116,10 +120,12 @@ use vigil_core::event::StatementShape;
 
 pub mod exposure;
 mod names;
+pub mod outputs;
 pub mod settings;
 mod walk;
 
 pub(crate) use names::session_names;
+pub use outputs::OutputOrigin;
 pub(crate) use walk::statement_access;
 
 // ---------------------------------------------------------------------------------------------
@@ -474,6 +480,12 @@ pub struct StatementAccess {
     /// bound some of them. An analysis with a value is not shared by shape either.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub settings: Vec<settings::SettingChange>,
+    /// Where each column of the rows the statement returns comes from, when the analysis
+    /// knows them one by one (a `SELECT` or `VALUES` without `*`); `None` otherwise (every
+    /// column may hold stored data). See [`outputs`]: masking leaves
+    /// [`OutputOrigin::NoStoredData`] columns alone.
+    #[serde(skip)]
+    pub outputs: Option<Arc<[OutputOrigin]>>,
 }
 
 /// A name in the session's own namespaces that a statement defines, runs or drops.
@@ -681,6 +693,7 @@ mod tests {
             compared: Vec::new(),
             by_position: false,
             settings: Vec::new(),
+            outputs: None,
         };
         assert_eq!(
             serde_json::to_string(&s).unwrap(),

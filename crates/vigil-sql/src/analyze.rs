@@ -343,6 +343,9 @@ fn parse_access(
             if let (pg_query::protobuf::node::Node::CreateStmt(c), false) = (node, path_changed) {
                 seen.created_by(c);
             }
+            if info.class == crate::CommandClass::Ddl {
+                seen.ddl_ran();
+            }
             statement.names = access::session_names(
                 node,
                 statement_text(text, raw.stmt_location, raw.stmt_len),

@@ -4,10 +4,11 @@
 //! DDL); [`StaticCatalog`] is an in-memory implementation built from the rows of
 //! [`CATALOG_QUERY`].
 
+use crate::access::outputs::BuiltinKind;
 use crate::access::QualifiedName;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// The relations of one database as one session sees them.
@@ -35,6 +36,17 @@ pub trait Catalog: Send + Sync {
     fn temp_schema(&self) -> Option<String> {
         None
     }
+
+    /// Whether the database defines a function, operator or type called `name` in a schema
+    /// other than `pg_catalog` (the session's temporary schema included), where an unqualified
+    /// `name` might resolve instead of PostgreSQL's own (an overload, a search path that puts
+    /// `pg_catalog` later, a type in `pg_temp`). Asked only for the names the analysis has
+    /// reviewed ([`access::outputs`](crate::access::outputs)). The default, for catalogs that do
+    /// not know, is `true`: no unqualified name is trusted.
+    fn shadows_builtin(&self, kind: BuiltinKind, name: &str) -> bool {
+        let _ = (kind, name);
+        true
+    }
 }
 
 /// The catalog as the statements of one text see it: the database's, plus the tables the
@@ -44,6 +56,9 @@ pub trait Catalog: Send + Sync {
 pub(crate) struct TextCatalog<'a> {
     base: &'a dyn Catalog,
     created: Vec<Arc<RelationInfo>>,
+    /// An earlier statement was DDL: it may have defined a function, operator or type (a
+    /// table defines its row type) that shadows a built-in, which the base catalog cannot know.
+    after_ddl: bool,
 }
 
 impl<'a> TextCatalog<'a> {
@@ -51,7 +66,13 @@ impl<'a> TextCatalog<'a> {
         TextCatalog {
             base,
             created: Vec::new(),
+            after_ddl: false,
         }
+    }
+
+    /// A statement of the text was DDL: from here on no built-in name is trusted.
+    pub(crate) fn ddl_ran(&mut self) {
+        self.after_ddl = true;
     }
 
     /// Takes in what `CREATE TABLE` (a statement the text runs before later ones) creates.
@@ -159,6 +180,10 @@ impl Catalog for TextCatalog<'_> {
 
     fn temp_schema(&self) -> Option<String> {
         self.base.temp_schema()
+    }
+
+    fn shadows_builtin(&self, kind: BuiltinKind, name: &str) -> bool {
+        self.after_ddl || self.base.shadows_builtin(kind, name)
     }
 }
 
@@ -494,6 +519,9 @@ impl Constraint {
 pub struct StaticCatalog {
     relations: Arc<HashMap<(String, String), Arc<RelationInfo>>>,
     search_path: Vec<String>,
+    /// Reviewed built-in names the database also defines elsewhere; `None`: not known (every
+    /// name may be shadowed).
+    shadowing: Option<Arc<BTreeSet<(BuiltinKind, String)>>>,
     version: u64,
 }
 
@@ -515,7 +543,7 @@ impl StaticCatalog {
                 ((r.schema.clone(), r.name.clone()), Arc::new(r))
             })
             .collect();
-        Self::with_relations(Arc::new(relations), search_path)
+        Self::build(Arc::new(relations), search_path, None)
     }
 
     /// A catalog from the rows of [`CATALOG_QUERY`], in any order. The rows list every
@@ -546,7 +574,23 @@ impl StaticCatalog {
 
     /// The same relations under another search path (shares the relations; a new version).
     pub fn with_search_path(&self, search_path: Vec<String>) -> Self {
-        Self::with_relations(Arc::clone(&self.relations), search_path)
+        Self::build(
+            Arc::clone(&self.relations),
+            search_path,
+            self.shadowing.clone(),
+        )
+    }
+
+    /// The same catalog, knowing which reviewed built-in names the database also defines
+    /// outside `pg_catalog` (the rows of
+    /// [`shadowing_query`](crate::access::outputs::shadowing_query)): other unqualified names
+    /// are PostgreSQL's own ([`Catalog::shadows_builtin`]).
+    pub fn with_shadowing(&self, shadowed: BTreeSet<(BuiltinKind, String)>) -> Self {
+        Self::build(
+            Arc::clone(&self.relations),
+            self.search_path.clone(),
+            Some(Arc::new(shadowed)),
+        )
     }
 
     pub fn search_path(&self) -> &[String] {
@@ -558,9 +602,10 @@ impl StaticCatalog {
         self.relations.values()
     }
 
-    fn with_relations(
+    fn build(
         relations: Arc<HashMap<(String, String), Arc<RelationInfo>>>,
         search_path: Vec<String>,
+        shadowing: Option<Arc<BTreeSet<(BuiltinKind, String)>>>,
     ) -> Self {
         // The version is a digest of everything lookups depend on, so that equal catalogs (two
         // sessions on one database) share cached analyses and different ones never do. SHA-256:
@@ -589,11 +634,23 @@ impl StaticCatalog {
             let constraints = serde_json::to_vec(&r.constraints).expect("serializable");
             field(&mut h, &constraints);
         }
+        h.update([0xfe]);
+        match &shadowing {
+            None => h.update([0]),
+            Some(names) => {
+                h.update([1]);
+                for (kind, name) in names.iter() {
+                    h.update([*kind as u8]);
+                    field(&mut h, name.as_bytes());
+                }
+            }
+        }
         let digest = h.finalize();
         let version = u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"));
         StaticCatalog {
             relations,
             search_path,
+            shadowing,
             version,
         }
     }
@@ -635,6 +692,14 @@ impl Catalog for StaticCatalog {
             .iter()
             .find(|s| s.starts_with("pg_temp_"))
             .cloned()
+    }
+
+    fn shadows_builtin(&self, kind: BuiltinKind, name: &str) -> bool {
+        match &self.shadowing {
+            None => true,
+            // Few names, each a short string: the allocation-free scan of a small set.
+            Some(names) => names.iter().any(|(k, n)| *k == kind && n == name),
+        }
     }
 }
 
@@ -761,5 +826,29 @@ mod tests {
             StaticCatalog::from_rows(more, vec!["public".into()]).version(),
             c.version()
         );
+    }
+
+    /// What the database defines outside pg_catalog decides which unqualified names are
+    /// PostgreSQL's own; it is part of the version, and survives a change of search path.
+    #[test]
+    fn shadowed_builtin_names() {
+        let c = StaticCatalog::from_rows(rows(), vec!["public".into()]);
+        assert!(
+            c.shadows_builtin(BuiltinKind::Function, "now"),
+            "unknown: every name"
+        );
+        let none = c.with_shadowing(BTreeSet::new());
+        let upper = c.with_shadowing(BTreeSet::from([(BuiltinKind::Function, "upper".into())]));
+        assert!(!none.shadows_builtin(BuiltinKind::Function, "upper"));
+        assert!(upper.shadows_builtin(BuiltinKind::Function, "upper"));
+        assert!(!upper.shadows_builtin(BuiltinKind::Type, "upper"));
+        assert!(!upper.shadows_builtin(BuiltinKind::Function, "lower"));
+        let versions = [c.version(), none.version(), upper.version()];
+        assert!(
+            versions[0] != versions[1] && versions[1] != versions[2] && versions[0] != versions[2]
+        );
+        let moved = upper.with_search_path(vec!["app".into()]);
+        assert!(moved.shadows_builtin(BuiltinKind::Function, "upper"));
+        assert_ne!(moved.version(), upper.version());
     }
 }

@@ -91,7 +91,7 @@ mod redact;
 mod tree;
 
 pub use access::{
-    Access, ColumnSet, CommandClass, Comparison, FunctionRisk, Hazard, QualifiedName,
+    Access, ColumnSet, CommandClass, Comparison, FunctionRisk, Hazard, OutputOrigin, QualifiedName,
     RelationAccess, SessionName, StatementAccess, Unresolved,
 };
 pub use analyze::{Analyzer, CacheStats};

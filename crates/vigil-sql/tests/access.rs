@@ -1171,3 +1171,51 @@ fn derived_use_of_a_column() {
         assert!(derived(sql), "derived, but counted bare: {sql}");
     }
 }
+
+/// Output columns computed from constants, parameters and reviewed functions are known one by
+/// one; whether they are does not depend on a literal's value, so texts of one shape (a literal
+/// or a parameter in its place) share the analysis.
+#[test]
+fn outputs_without_stored_data() {
+    use vigil_sql::access::outputs::BuiltinKind;
+    use vigil_sql::OutputOrigin::{MayBeStored as STORED, NoStoredData as FREE};
+    let analyzer = Analyzer::new(100);
+    let known = catalog().with_shadowing(BTreeSet::new());
+    let outputs = |sql: &str, catalog: &StaticCatalog| {
+        let a = analyzer.access(sql, ON, catalog);
+        assert!(a.is_complete(), "{sql}");
+        a.statements
+            .iter()
+            .map(|s| s.outputs.as_deref().map(<[_]>::to_vec))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        outputs(
+            "SELECT now(), current_date, '2020-01-01'::date, 90 AS age",
+            &known
+        ),
+        [Some(vec![FREE; 4])]
+    );
+    assert_eq!(
+        outputs(
+            "SELECT now(); SELECT ssn, now()::text FROM patients; SELECT * FROM patients",
+            &known
+        ),
+        [Some(vec![FREE]), Some(vec![STORED, FREE]), None]
+    );
+    let a = analyzer.access("SELECT 'x', 90 AS age", ON, &known);
+    let b = analyzer.access("SELECT $1, $2 AS age", ON, &known);
+    assert_eq!(a.statements[0].outputs, b.statements[0].outputs);
+    // The gateway's catalog says which reviewed names the database defines elsewhere.
+    let shadowed =
+        catalog().with_shadowing(BTreeSet::from([(BuiltinKind::Function, "now".into())]));
+    assert_eq!(
+        outputs("SELECT now(), 1", &shadowed),
+        [Some(vec![STORED, FREE])]
+    );
+    // A catalog that does not know trusts no unqualified name.
+    assert_eq!(
+        outputs("SELECT now(), 1", &catalog()),
+        [Some(vec![STORED, FREE])]
+    );
+}

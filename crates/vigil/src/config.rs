@@ -389,6 +389,8 @@ impl Config {
     }
 
     fn validate(&self, text: &str) -> Result<()> {
+        // First, so that the error has the line of the rule's key.
+        self.validate_masking_names(Some(text))?;
         self.validate_sections()?;
         let identities: Vec<(&str, &[String])> = self
             .identities
@@ -474,11 +476,73 @@ impl Config {
                 }
             }
         }
+        self.validate_masking_names(None)?;
         if self.audit.parameters == ParameterMode::HmacSha256 && self.audit.parameter_key.is_none()
         {
             bail!(
                 "audit: parameters = \"hmac-sha256\" needs parameter_key (env:NAME or file:PATH)"
             );
+        }
+        Ok(())
+    }
+
+    /// Every identity, group and connection that `[masking]` and its rules name must be
+    /// declared: a misspelt name in a rule's `identities` would make the rule apply to nobody,
+    /// and one in `exempt_identities` would exempt nobody, silently. Groups are those of the
+    /// declared identities (as for policies). `text`: the file, for the line of the key.
+    pub fn validate_masking_names(&self, text: Option<&str>) -> Result<()> {
+        let Some(masking) = &self.masking else {
+            return Ok(());
+        };
+        let identities: Vec<&str> = self.identities.iter().map(|i| i.name.as_str()).collect();
+        let mut groups: Vec<&str> = self
+            .identities
+            .iter()
+            .flat_map(|i| i.groups.iter().map(String::as_str))
+            .collect();
+        groups.sort_unstable();
+        groups.dedup();
+        let connections: Vec<&str> = self.connections.iter().map(|c| c.name.as_str()).collect();
+        let check = |rule: Option<(usize, &str)>, key: &str, names: &[String]| -> Result<()> {
+            let (declared, what): (&[&str], fn(&str) -> String) = match key {
+                "connections" => (&connections, |n| {
+                    format!("connection {n:?} is not declared under [[connections]]")
+                }),
+                "groups" | "exempt_groups" => (&groups, |n| {
+                    format!("no identity declared under [[identities]] belongs to group {n:?}")
+                }),
+                _ => (&identities, |n| {
+                    format!("identity {n:?} is not declared under [[identities]]")
+                }),
+            };
+            let Some(unknown) = names.iter().find(|n| !declared.contains(&n.as_str())) else {
+                return Ok(());
+            };
+            let place = match rule {
+                Some((index, name)) => format!("masking rule {name:?} (rule {index})"),
+                None => "[masking]".to_string(),
+            };
+            let line = text
+                .and_then(|t| locate_masking_key(t, rule.map(|r| r.0), key))
+                .map(|l| format!(" (line {l})"))
+                .unwrap_or_default();
+            let hint = did_you_mean(unknown, declared)
+                .map(|d| format!("; did you mean {d:?}?"))
+                .unwrap_or_default();
+            bail!("{place}: {key}: {}{hint}{line}", what(unknown))
+        };
+        check(None, "exempt_identities", &masking.exempt_identities)?;
+        check(None, "exempt_groups", &masking.exempt_groups)?;
+        for (i, rule) in masking.rules.iter().enumerate() {
+            let index = i + 1;
+            let default_name = format!("rule-{index}");
+            let name = rule.name.as_deref().unwrap_or(&default_name);
+            let at = Some((index, name));
+            check(at, "connections", &rule.connections)?;
+            check(at, "identities", &rule.identities)?;
+            check(at, "groups", &rule.groups)?;
+            check(at, "exempt_identities", &rule.exempt_identities)?;
+            check(at, "exempt_groups", &rule.exempt_groups)?;
         }
         Ok(())
     }
@@ -503,6 +567,66 @@ impl Config {
     pub fn anchor_path(&self) -> PathBuf {
         self.data_dir.join("audit-anchor.json")
     }
+}
+
+/// The line (1-based) of `key` in the `[masking]` table (`rule` `None`) or in the `rule`-th
+/// (1-based) `[[masking.rules]]` entry, when the file writes them as tables.
+fn locate_masking_key(text: &str, rule: Option<usize>, key: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let header = match rule {
+        None => lines.iter().position(|l| l.trim() == "[masking]")?,
+        Some(n) => {
+            lines
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.trim() == "[[masking.rules]]")
+                .nth(n.checked_sub(1)?)?
+                .0
+        }
+    };
+    for (i, l) in lines.iter().enumerate().skip(header + 1) {
+        let t = l.trim_start();
+        if t.starts_with('[') {
+            return None;
+        }
+        let written = t
+            .strip_prefix(key)
+            .or_else(|| t.strip_prefix(&format!("\"{key}\"")));
+        if written.is_some_and(|rest| rest.trim_start().starts_with('=')) {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+/// The declared name closest to a misspelt one, if one is close (at most a third of its
+/// letters wrong, and at most 3).
+pub fn did_you_mean<'a>(unknown: &str, declared: &[&'a str]) -> Option<&'a str> {
+    let limit = (unknown.chars().count() / 3).clamp(1, 3);
+    declared
+        .iter()
+        .map(|d| (edit_distance(unknown, d), *d))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, d)| d)
+}
+
+/// Levenshtein distance over characters (names are short).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// ` (line N)` of the `[[policies]]` entry named `name`, for error messages.
@@ -608,6 +732,84 @@ mod tests {
             err.contains("env:NAME") && !err.contains("hunter2"),
             "{err}"
         );
+    }
+
+    /// A name a masking rule gives must be declared: otherwise the rule (or the exemption)
+    /// applies to nobody, and nothing says so.
+    #[test]
+    fn masking_names_must_be_declared() {
+        let base = "[[connections]]\nname = \"ehr\"\nhost = \"h\"\ndatabase = \"d\"\nuser = \"u\"\npassword = \"env:P\"\n\n[[identities]]\nname = \"demo-app\"\ngroups = [\"billing\"]\n\n[[identities]]\nname = \"clinician\"\n\n[masking]\n";
+        let rule = |extra: &str| {
+            format!("{base}\n[[masking.rules]]\ncolumns = [\"*.mrn\"]\noperator = \"redact\"\n\n[[masking.rules]]\nname = \"ssn\"\ncolumns = [\"*.ssn\"]\noperator = \"redact\"\n{extra}\n")
+        };
+        let ok = rule("identities = [\"demo-app\"]\ngroups = [\"billing\"]\nconnections = [\"ehr\"]\nexempt_identities = [\"clinician\"]\nexempt_groups = [\"billing\"]");
+        Config::parse(&ok).unwrap();
+        for (extra, expected) in [
+            (
+                "identities = [\"demo-ap\"]",
+                "masking rule \"ssn\" (rule 2): identities: identity \"demo-ap\" is not declared under [[identities]]; did you mean \"demo-app\"? (line 25)",
+            ),
+            (
+                "groups = [\"biling\"]",
+                "masking rule \"ssn\" (rule 2): groups: no identity declared under [[identities]] belongs to group \"biling\"; did you mean \"billing\"? (line 25)",
+            ),
+            (
+                "connections = [\"ehr\", \"ehr2\"]",
+                "masking rule \"ssn\" (rule 2): connections: connection \"ehr2\" is not declared under [[connections]]; did you mean \"ehr\"? (line 25)",
+            ),
+            (
+                "exempt_identities = [\"someone-else\"]",
+                "masking rule \"ssn\" (rule 2): exempt_identities: identity \"someone-else\" is not declared under [[identities]] (line 25)",
+            ),
+            (
+                "exempt_groups = [\"Billing\"]",
+                "masking rule \"ssn\" (rule 2): exempt_groups: no identity declared under [[identities]] belongs to group \"Billing\"; did you mean \"billing\"? (line 25)",
+            ),
+        ] {
+            let err = format!("{:#}", Config::parse(&rule(extra)).unwrap_err());
+            assert_eq!(err, expected, "{extra}");
+        }
+        // An unnamed rule is named as the evidence names it; the [masking] table's own keys.
+        let err = format!(
+            "{:#}",
+            Config::parse(&format!("{base}\n[[masking.rules]]\ncolumns = [\"*.ssn\"]\noperator = \"redact\"\nidentities = [\"x\"]\n")).unwrap_err()
+        );
+        assert!(
+            err.starts_with("masking rule \"rule-1\" (rule 1): identities:"),
+            "{err}"
+        );
+        let err = format!(
+            "{:#}",
+            Config::parse(&base.replace(
+                "[masking]\n",
+                "[masking]\nexempt_identities = [\"clinican\"]\n"
+            ))
+            .unwrap_err()
+        );
+        assert_eq!(
+            err,
+            "[masking]: exempt_identities: identity \"clinican\" is not declared under [[identities]]; did you mean \"clinician\"? (line 16)"
+        );
+        // Switched off or not, the names must resolve (switching it on must not surprise).
+        let err = Config::parse(&base.replace(
+            "[masking]\n",
+            "[masking]\nenabled = false\nexempt_groups = [\"nobody\"]\n",
+        ));
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn close_names() {
+        let declared = ["demo-app", "demo-analyst", "clinician"];
+        assert_eq!(did_you_mean("demo-ap", &declared), Some("demo-app"));
+        assert_eq!(
+            did_you_mean("demo-analist", &declared),
+            Some("demo-analyst")
+        );
+        assert_eq!(did_you_mean("clincian", &declared), Some("clinician"));
+        assert_eq!(did_you_mean("etl", &declared), None);
+        assert_eq!(did_you_mean("", &declared), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 
     #[test]

@@ -259,12 +259,14 @@ async fn column_rules_in_binary_format() {
     let notes: String = row.get(5);
     assert!(!notes.contains("234-56-7890"), "{notes}");
 
-    // Computed columns of types whose binary form is not text, scanned by the detectors.
+    // Computed columns of types whose binary form is not text, scanned by the detectors
+    // (computed from a column: constants alone carry nothing stored and pass,
+    // gateway_masking_lineage.rs).
     let row = client
         .query_one(
-            "SELECT jsonb_build_object('note', notes) AS doc, ARRAY[1, 2] AS arr,
-                    12.5::numeric AS n, jsonb_build_object('k', 'v') AS clean,
-                    TIMESTAMP '1984-03-07 10:00' AS seen
+            "SELECT jsonb_build_object('note', notes) AS doc, ARRAY[id, 2] AS arr,
+                    id * 12.5::numeric AS n, jsonb_build_object('k', 'v') AS clean,
+                    TIMESTAMP '1984-03-07 10:00' + (id - 1) * interval '1 s' AS seen
              FROM patients WHERE id = $1",
             &[&1i32],
         )
@@ -334,6 +336,9 @@ fn canaries_never_leave_the_gateway() {
         ),
     );
     let mut cfg = VigilConfig::new(&pg);
+    // MASKING exempts `clinician`: the name must be declared (config_masking_names.rs).
+    cfg.identities
+        .push(("clinician".into(), "connections = [\"ehr\"]".into()));
     cfg.extra = MASKING.to_string();
     let token = cfg.create_token("etl");
     let mut vigil = Vigil::start_with_env(&cfg, &[("VIGIL_TEST_MASK_KEY", MASK_KEY)]);

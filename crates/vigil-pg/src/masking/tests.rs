@@ -114,7 +114,84 @@ fn values(message: &[u8]) -> Vec<Option<Vec<u8>>> {
 }
 
 fn plan_of(desc: &[u8], withheld: &dyn Fn(u32, i16) -> bool) -> Option<Arc<RowPlan>> {
-    plan(desc, withheld, Some(&Session), &mut Names).unwrap()
+    plan(desc, withheld, Some(&Session), &mut Names, None).unwrap()
+}
+
+/// Columns the analysis says hold no stored data pass unplanned (not masked, not scanned, not
+/// retyped); only when the description agrees with the analysis.
+#[test]
+fn columns_without_stored_data_pass_when_the_description_agrees() {
+    use vigil_sql::OutputOrigin::{MayBeStored as STORED, NoStoredData as FREE};
+    let desc = description(&[("now", 0, 0, 1184), ("age", 0, 0, 23), ("note", 100, 1, 25)]);
+    let planned = |outputs: Option<&[vigil_sql::OutputOrigin]>| {
+        plan(&desc, &|_, _| false, Some(&Session), &mut Names, outputs)
+            .unwrap()
+            .map(|p| {
+                p.columns
+                    .iter()
+                    .map(|c| matches!(c, ColumnAction::Pass))
+                    .collect::<Vec<_>>()
+            })
+    };
+    // Without the analysis: every column to the engine (detectors here).
+    assert_eq!(planned(None), Some(vec![false, false, false]));
+    assert_eq!(
+        planned(Some(&[FREE, FREE, STORED])),
+        Some(vec![true, true, false])
+    );
+    assert_eq!(
+        planned(Some(&[FREE, STORED, STORED])),
+        Some(vec![true, false, false])
+    );
+    // A column with a table behind it is stored whatever the analysis says.
+    assert_eq!(
+        planned(Some(&[FREE, FREE, FREE])),
+        Some(vec![true, true, false])
+    );
+    // A description with another number of columns than the analysis: none passes.
+    assert_eq!(
+        planned(Some(&[FREE, FREE])),
+        Some(vec![false, false, false])
+    );
+    assert_eq!(
+        planned(Some(&[FREE, FREE, FREE, FREE])),
+        Some(vec![false, false, false])
+    );
+    // A rule that would retype a column (`*.ssn` matched by its label) does not apply to one
+    // without stored data: the description goes out as the server sent it.
+    let desc = description(&[("dob", 0, 0, 1082)]);
+    struct Label;
+    impl SessionMasking for Label {
+        fn column(&self, _: &ResultColumn<'_>) -> Option<ColumnMask> {
+            Some(ColumnMask {
+                masker: Arc::new(Rule),
+                rule: true,
+            })
+        }
+        fn scrub(&self, text: &[u8], out: &mut Vec<u8>) -> MaskOutcome {
+            Rule.mask(text, out)
+        }
+        fn label(&self, _: EvidenceKey) -> MaskLabel {
+            MaskLabel {
+                rule: "r".into(),
+                entity: "e".into(),
+                operator: "redact".into(),
+            }
+        }
+    }
+    let p = plan(&desc, &|_, _| false, Some(&Label), &mut Names, None)
+        .unwrap()
+        .unwrap();
+    assert!(p.description.is_some(), "retyped without the analysis");
+    assert!(plan(
+        &desc,
+        &|_, _| false,
+        Some(&Label),
+        &mut Names,
+        Some(&[FREE])
+    )
+    .unwrap()
+    .is_none());
 }
 
 #[test]

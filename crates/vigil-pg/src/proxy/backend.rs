@@ -273,6 +273,7 @@ fn on_message(
             let done = match head_run(shared) {
                 Some(run) => {
                     run.bytes += len as u64;
+                    run.completed += 1;
                     if let Ok(cc) = CommandComplete::decode(body) {
                         let tag_text = String::from_utf8_lossy(cc.tag).into_owned();
                         // `ROLLBACK`, also the tag of a `COMMIT` of a failed transaction (and,
@@ -479,8 +480,29 @@ fn row_plan(
         return Ok(None);
     }
     let withheld = |table: u32, column: i16| withheld_now.contains(&(table, column));
+    // Where the described result's columns come from, as the analysis of the statement it
+    // belongs to knows them: a Describe's own (the client's, or Vigil's before an Execute), or
+    // the statement of a simple query that runs now (the one after those completed).
+    let outputs = match shared.items.front() {
+        Some(Item {
+            kind: ItemKind::Describe { outputs, .. },
+            ..
+        }) => outputs.clone(),
+        Some(Item {
+            kind: ItemKind::Statement(run),
+            ..
+        }) => run.outputs.get(run.completed).cloned().flatten(),
+        _ => None,
+    };
     let mut names = NameLookup::new(&mut shared.names, &ctx.policy.cache);
-    masking::plan(body, &withheld, ctx.masking.as_deref(), &mut names).map_err(|_| ())
+    masking::plan(
+        body,
+        &withheld,
+        ctx.masking.as_deref(),
+        &mut names,
+        outputs.as_deref(),
+    )
+    .map_err(|_| ())
 }
 
 /// A row of COPY … TO STDOUT under masking: text and CSV rows are scrubbed by the detectors as

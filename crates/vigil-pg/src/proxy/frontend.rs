@@ -972,7 +972,7 @@ impl Frontend<'_> {
     /// Execute returns come without a RowDescription, and a client need not have asked for one
     /// (or may have asked before the portal's name was reused), so Vigil asks for itself; the
     /// backend half reads the rows with the answer and keeps it from the client.
-    fn describe_before(&mut self, at: usize, raw_name: &[u8]) {
+    fn describe_before(&mut self, at: usize, raw_name: &[u8], outputs: Option<super::Outputs>) {
         let mut bytes = Vec::with_capacity(raw_name.len() + 7);
         Describe {
             target: Target::Portal,
@@ -982,7 +982,10 @@ impl Frontend<'_> {
         let id = self.new_item_id();
         self.link.shared.lock().items.push_back(Item {
             id,
-            kind: ItemKind::Describe { injected: true },
+            kind: ItemKind::Describe {
+                injected: true,
+                outputs,
+            },
             refusal: None,
         });
         self.edits.push(Edit {
@@ -1214,6 +1217,17 @@ impl Frontend<'_> {
             .filter(|_| self.grants.len() > 1)
             .map(|g| g.id.clone());
         let id = self.new_item_id();
+        let outputs = s
+            .named
+            .as_ref()
+            .map(|n| {
+                n.checked
+                    .statements
+                    .iter()
+                    .map(|st| st.outputs.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
         let (executed, changes) = match s.named {
             Some(mut named) => (std::mem::take(&mut named.executed), self.apply(named, id)),
             None => (Vec::new(), Vec::new()),
@@ -1241,6 +1255,7 @@ impl Frontend<'_> {
             .as_ref()
             .and_then(|g| super::ResultCaps::of(&g.scope, portal));
         run.changes = changes;
+        run.outputs = outputs;
         if let Some(formats) = s.result_formats {
             run.result_formats = formats;
         }
@@ -1731,7 +1746,8 @@ impl Frontend<'_> {
                         self.allowed(&named.checked);
                         self.execute_may_copy_in = may_copy_in(&portal.shape);
                         if self.needs_row_plans() {
-                            self.describe_before(start, e.portal);
+                            let outputs = single_outputs(&named.checked);
+                            self.describe_before(start, e.portal, outputs);
                         }
                         self.start_statement(
                             Start {
@@ -1764,11 +1780,33 @@ impl Frontend<'_> {
                 }
             }
             tag::DESCRIBE => {
-                Describe::decode(body).map_err(|e| e.to_string())?;
+                let d = Describe::decode(body).map_err(|e| e.to_string())?;
+                // What the analysis says of the described result's columns, so that this
+                // description is planned as the rows of an Execute will be.
+                let outputs = match self.name_key(d.name) {
+                    None => None,
+                    Some(key) => {
+                        let shared = self.link.shared.lock();
+                        let at = self.position(shared.popped_through);
+                        let access = match d.target {
+                            Target::Statement => names::lookup(&shared.statements, &key, at)
+                                .map(|p| p.map(|p| p.access)),
+                            Target::Portal => names::lookup(&shared.portals, &key, at)
+                                .map(|p| p.map(|p| p.access)),
+                        };
+                        match access {
+                            Err(id) => return Ok(Step::WaitFor(id)),
+                            Ok(access) => access.and_then(|a| single_outputs(&a)),
+                        }
+                    }
+                };
                 let id = self.new_item_id();
                 self.link.shared.lock().items.push_back(Item {
                     id,
-                    kind: ItemKind::Describe { injected: false },
+                    kind: ItemKind::Describe {
+                        injected: false,
+                        outputs,
+                    },
                     refusal: None,
                 });
             }
@@ -2005,6 +2043,15 @@ impl Frontend<'_> {
         buf.advance(end);
         result?;
         upstream.flush().await
+    }
+}
+
+/// Where the result columns of a text of one statement (what Parse allows) come from, as
+/// the analysis knows them.
+fn single_outputs(access: &Access) -> Option<super::Outputs> {
+    match access.statements.as_slice() {
+        [only] => only.outputs.clone(),
+        _ => None,
     }
 }
 

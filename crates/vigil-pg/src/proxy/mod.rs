@@ -278,9 +278,12 @@ pub(crate) enum ItemKind {
     },
     /// A Describe. `injected`: Vigil's own Describe of the portal an Execute runs, sent just
     /// before it so that the Execute's rows are read with their RowDescription: its answer
-    /// becomes the run's plan and never reaches the client.
+    /// becomes the run's plan and never reaches the client. `outputs`: where the described
+    /// statement's result columns come from, as the analysis knows them (the client's Describe
+    /// and Vigil's must plan a result alike).
     Describe {
         injected: bool,
+        outputs: Option<Outputs>,
     },
     /// A query Vigil runs for itself (a catalog refresh): nothing of its answer reaches the
     /// client; the rows go to `done`.
@@ -306,6 +309,9 @@ pub(crate) enum MutationEntry {
     Statement(Prepared),
     Portal(Portal),
 }
+
+/// Where each column of a statement's result comes from, as the access analysis knows it.
+pub(crate) type Outputs = Arc<[vigil_sql::OutputOrigin]>;
 
 /// A statement in flight: what is known when it finishes.
 pub(crate) struct Run {
@@ -349,6 +355,12 @@ pub(crate) struct Run {
     /// `DEALLOCATE`, `CLOSE`, `DISCARD ALL`), with the index of the statement making each: a
     /// change takes effect only if its statement completed.
     pub changes: Vec<(usize, Change)>,
+    /// Per statement of the text, where its result columns come from (when the analysis knows
+    /// them): a RowDescription is of the statement after the `completed` ones.
+    pub outputs: Vec<Option<Outputs>>,
+    /// Statements of the text that have completed (CommandComplete), whether or not their tag
+    /// could be read.
+    pub completed: usize,
 }
 
 /// The state of an internal query.
@@ -397,6 +409,8 @@ impl Run {
             tally: Default::default(),
             masked_reported: 0,
             changes: Vec::new(),
+            outputs: Vec::new(),
+            completed: 0,
         }
     }
 

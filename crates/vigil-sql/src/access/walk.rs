@@ -41,6 +41,7 @@ pub(crate) fn statement_access(
         settings: Vec::new(),
     };
     w.statement(stmt);
+    let outputs = super::outputs::of(stmt, catalog).map(Arc::from);
     let compared = w.comparisons();
     let derived_any = w.derived_any;
     let mut relations: Vec<RelationAccess> =
@@ -58,6 +59,7 @@ pub(crate) fn statement_access(
         compared,
         by_position: w.by_position,
         settings: w.settings,
+        outputs,
     }
 }
 

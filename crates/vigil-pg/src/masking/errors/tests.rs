@@ -528,6 +528,7 @@ fn catalog_tables_protect_partitions_by_column_name() {
             rows,
             vec![],
             vec![],
+            vec![],
         ])
         .unwrap();
     let no_denials = HashSet::new();
