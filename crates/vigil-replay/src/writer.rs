@@ -1,16 +1,20 @@
 //! The background writer: sessions format their lines on the data path (cheap, no I/O) and one
-//! thread appends them to the files.
+//! thread appends them to the files. A second thread keeps the directory: it compresses closed
+//! captures and, when the directory passes `max_total_bytes`, rotates out the oldest closed
+//! captures that no legal hold covers (recorded in the audit trail before they go).
 
-use crate::file::{frame_line, Header, Trailer, FORMAT};
+use crate::file::{compressed_path, frame_line, Header, Trailer, TruncationLine, FORMAT};
+use crate::redact::Redactor;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vigil_core::{ReplayHeader, ReplayRecorder, ReplaySink, Timestamp};
+use vigil_core::event::{ReplayCapturesRotated, ReplayTruncated};
+use vigil_core::{ReplayEnd, ReplayHeader, ReplayRecorder, ReplaySink, Timestamp};
 
 /// Bytes a session may have waiting for the writer thread. A disk that falls this far behind
 /// fails the capture (and so ends the session) rather than growing memory without bound.
@@ -18,6 +22,13 @@ const MAX_PENDING: usize = 64 << 20;
 /// How often the writer thread takes what sessions have formatted. Sessions never wake it:
 /// on a busy gateway one sweep writes many statements' lines at once.
 const SWEEP: Duration = Duration::from_millis(5);
+/// Room kept under `max_session_bytes` for the truncation line and the trailer.
+const END_RESERVE: u64 = 512;
+/// The smallest `max_session_bytes` that leaves room for a header, some frames and the end.
+pub const MIN_SESSION_BYTES: u64 = 16 * 1024;
+/// Rotation frees down to this share of `max_total_bytes`, so that it runs (and is recorded)
+/// once for many sessions rather than once for each.
+const ROTATE_TO_PERCENT: u64 = 90;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriterError {
@@ -26,8 +37,45 @@ pub enum WriterError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot read the replay directory {path}: {source}")]
+    Scan {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot start the replay writer thread: {0}")]
     Thread(std::io::Error),
+}
+
+/// Whether a legal hold covers a capture (by its session, identity and start).
+pub type HoldCheck = Arc<dyn Fn(&ReplayHeader) -> bool + Send + Sync>;
+/// Records a rotation in the audit trail, durably, before the files go; `Err`: not recorded,
+/// nothing is deleted.
+pub type RotationRecorder = Arc<dyn Fn(&ReplayCapturesRotated) -> Result<(), String> + Send + Sync>;
+
+/// How captures are bounded. The default bounds nothing (tests, tools).
+#[derive(Clone)]
+pub struct CaptureBounds {
+    /// Bytes one capture file may reach (uncompressed); the capture then stops with a
+    /// truncation line.
+    pub max_session_bytes: Option<u64>,
+    /// Bytes the replay directory may hold, open and closed captures together.
+    pub max_total_bytes: Option<u64>,
+    /// Gzip closed captures (`<id>.jsonl.gz`).
+    pub compress: bool,
+    pub is_held: HoldCheck,
+    pub record_rotation: RotationRecorder,
+}
+
+impl Default for CaptureBounds {
+    fn default() -> Self {
+        CaptureBounds {
+            max_session_bytes: None,
+            max_total_bytes: None,
+            compress: false,
+            is_held: Arc::new(|_| false),
+            record_rotation: Arc::new(|_| Err("no audit trail to record rotations in".into())),
+        }
+    }
 }
 
 /// One session's lines on their way to its file.
@@ -38,8 +86,26 @@ struct SessionBuf {
 }
 
 enum Control {
-    Open(Arc<SessionBuf>, std::fs::File),
+    Open(Arc<SessionBuf>, std::fs::File, Box<ReplayHeader>, PathBuf),
     Close(Arc<SessionBuf>, Sender<bool>),
+}
+
+/// What the keeper of the directory is told.
+enum Keep {
+    /// A capture was closed: compress it, then count it among those that may be rotated.
+    Closed(Box<ReplayHeader>, PathBuf),
+    /// The directory passed its bound: rotate.
+    Rotate,
+}
+
+/// What the threads and recorders share.
+struct Shared {
+    /// Bytes of every capture file in the directory (as written or compressed).
+    total: AtomicU64,
+    /// The directory is at its bound and nothing in it may be rotated out.
+    full: AtomicBool,
+    rotation_asked: AtomicBool,
+    bounds: CaptureBounds,
 }
 
 /// Writes capture files into one directory. Cheap to clone.
@@ -47,11 +113,26 @@ enum Control {
 pub struct CaptureWriter {
     dir: PathBuf,
     tx: Sender<Control>,
+    shared: Arc<Shared>,
+}
+
+/// A closed capture in the directory.
+struct Closed {
+    header: ReplayHeader,
+    path: PathBuf,
+    bytes: u64,
 }
 
 impl CaptureWriter {
-    /// Starts the writer thread for `dir` (created if missing, mode 0700 on Unix).
+    /// Starts the writer for `dir` (created if missing, mode 0700 on Unix), unbounded.
     pub fn start(dir: &Path) -> Result<CaptureWriter, WriterError> {
+        CaptureWriter::start_bounded(dir, CaptureBounds::default())
+    }
+
+    /// Starts the writer for `dir` with `bounds`. Captures already in the directory count
+    /// toward `max_total_bytes`; those left uncompressed (a gateway stopped abruptly) are
+    /// compressed.
+    pub fn start_bounded(dir: &Path, bounds: CaptureBounds) -> Result<CaptureWriter, WriterError> {
         std::fs::create_dir_all(dir).map_err(|source| WriterError::Dir {
             path: dir.display().to_string(),
             source,
@@ -61,18 +142,43 @@ impl CaptureWriter {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         }
+        let (closed, leftovers, total) = scan(dir).map_err(|source| WriterError::Scan {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let shared = Arc::new(Shared {
+            total: AtomicU64::new(total),
+            full: AtomicBool::new(false),
+            rotation_asked: AtomicBool::new(false),
+            bounds,
+        });
+        let (keep_tx, keep_rx) = crossbeam_channel::unbounded();
+        for (header, path) in leftovers {
+            let _ = keep_tx.send(Keep::Closed(Box::new(header), path));
+        }
+        if shared.over_bound() {
+            let _ = keep_tx.send(Keep::Rotate);
+        }
+        let keeper_shared = shared.clone();
+        std::thread::Builder::new()
+            .name("vigil-replay-keep".into())
+            .spawn(move || keep(keep_rx, keeper_shared, closed))
+            .map_err(WriterError::Thread)?;
         let (tx, rx) = crossbeam_channel::unbounded();
+        let writer_shared = shared.clone();
         std::thread::Builder::new()
             .name("vigil-replay".into())
-            .spawn(move || run(rx))
+            .spawn(move || run(rx, writer_shared, keep_tx))
             .map_err(WriterError::Thread)?;
         Ok(CaptureWriter {
             dir: dir.to_path_buf(),
             tx,
+            shared,
         })
     }
 
-    /// The file of a session's capture.
+    /// The file of a session's capture while it is written (`<id>.jsonl`; once closed and
+    /// compressed, `<id>.jsonl.gz`: see [`crate::find_capture`]).
     pub fn path_of(dir: &Path, session_id: &str) -> PathBuf {
         dir.join(format!("{session_id}.jsonl"))
     }
@@ -80,20 +186,85 @@ impl CaptureWriter {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// Bytes the directory's captures take now, as this writer counts them.
+    pub fn total_bytes(&self) -> u64 {
+        self.shared.total.load(Ordering::Relaxed)
+    }
+}
+
+impl Shared {
+    fn over_bound(&self) -> bool {
+        self.bounds
+            .max_total_bytes
+            .is_some_and(|max| self.total.load(Ordering::Relaxed) > max)
+    }
+}
+
+/// The session id of a capture file name, and whether it is compressed.
+fn capture_name(name: &str) -> Option<(&str, bool)> {
+    if let Some(id) = name.strip_suffix(".jsonl.gz") {
+        return Some((id, true));
+    }
+    name.strip_suffix(".jsonl").map(|id| (id, false))
+}
+
+/// The header line of a capture file, if it has a readable one.
+fn read_header(path: &Path) -> Option<ReplayHeader> {
+    let input = crate::file::open_content(path).ok()?;
+    let mut line = String::new();
+    std::io::BufReader::new(input).read_line(&mut line).ok()?;
+    serde_json::from_str::<Header>(&line).ok().map(|h| h.session)
+}
+
+type Scanned = (Vec<Closed>, Vec<(ReplayHeader, PathBuf)>, u64);
+
+/// The captures already in `dir`: compressed ones, plain ones (to compress), total bytes.
+fn scan(dir: &Path) -> std::io::Result<Scanned> {
+    let mut closed = Vec::new();
+    let mut leftovers = Vec::new();
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some((_, compressed)) = name.to_str().and_then(capture_name) else {
+            continue;
+        };
+        let path = entry.path();
+        let bytes = entry.metadata()?.len();
+        total += bytes;
+        // A file without a readable header still counts toward the bound; it is never rotated
+        // out (nothing says whose it is, nor whether a hold covers it).
+        let Some(header) = read_header(&path) else {
+            continue;
+        };
+        if compressed {
+            closed.push(Closed {
+                header,
+                path,
+                bytes,
+            });
+        } else {
+            leftovers.push((header, path));
+        }
+    }
+    Ok((closed, leftovers, total))
 }
 
 struct OpenFile {
     buf: Arc<SessionBuf>,
     file: Option<std::fs::File>,
+    header: Box<ReplayHeader>,
+    path: PathBuf,
 }
 
 impl OpenFile {
-    /// Writes what the session has formatted since the last sweep.
-    fn drain(&mut self, spare: &mut Vec<u8>) {
+    /// Writes what the session has formatted since the last sweep; returns the bytes written.
+    fn drain(&mut self, spare: &mut Vec<u8>) -> u64 {
         spare.clear();
         std::mem::swap(&mut *self.buf.pending.lock(), spare);
         if spare.is_empty() || self.buf.failed.load(Ordering::Relaxed) {
-            return;
+            return 0;
         }
         let written = match &mut self.file {
             Some(f) => f.write_all(spare),
@@ -101,14 +272,18 @@ impl OpenFile {
                 "the capture file could not be created",
             )),
         };
-        if let Err(e) = written {
-            tracing::error!(session = %self.buf.id, error = %e, "replay capture write failed");
-            self.buf.failed.store(true, Ordering::Relaxed);
+        match written {
+            Ok(()) => spare.len() as u64,
+            Err(e) => {
+                tracing::error!(session = %self.buf.id, error = %e, "replay capture write failed");
+                self.buf.failed.store(true, Ordering::Relaxed);
+                0
+            }
         }
     }
 }
 
-fn run(rx: Receiver<Control>) {
+fn run(rx: Receiver<Control>, shared: Arc<Shared>, keep: Sender<Keep>) {
     let mut open: Vec<OpenFile> = Vec::new();
     let mut spare = Vec::new();
     loop {
@@ -127,17 +302,32 @@ fn run(rx: Receiver<Control>) {
                 None
             }
         };
+        let mut written = 0;
         match control {
-            Some(Control::Open(buf, file)) => open.push(OpenFile {
+            Some(Control::Open(buf, file, header, path)) => open.push(OpenFile {
                 buf,
                 file: Some(file),
+                header,
+                path,
             }),
             Some(Control::Close(buf, done)) => {
                 let ok = match open.iter().position(|o| Arc::ptr_eq(&o.buf, &buf)) {
                     Some(i) => {
                         let mut o = open.swap_remove(i);
-                        o.drain(&mut spare);
-                        !o.buf.failed.load(Ordering::Relaxed)
+                        written += o.drain(&mut spare);
+                        let ok = !o.buf.failed.load(Ordering::Relaxed);
+                        match o.file.take() {
+                            Some(f) => {
+                                // On disk before the digest is reported and the file compressed.
+                                let synced = f.sync_data().is_ok();
+                                drop(f);
+                                if ok && synced {
+                                    let _ = keep.send(Keep::Closed(o.header, o.path));
+                                }
+                                ok && synced
+                            }
+                            None => false,
+                        }
                     }
                     None => false,
                 };
@@ -146,15 +336,180 @@ fn run(rx: Receiver<Control>) {
             None => {}
         }
         for o in &mut open {
-            o.drain(&mut spare);
+            written += o.drain(&mut spare);
+        }
+        if written > 0 {
+            shared.total.fetch_add(written, Ordering::Relaxed);
+            if shared.over_bound() && !shared.rotation_asked.swap(true, Ordering::Relaxed) {
+                let _ = keep.send(Keep::Rotate);
+            }
         }
     }
+}
+
+/// The keeper of the directory: compression of closed captures, and rotation.
+fn keep(rx: Receiver<Keep>, shared: Arc<Shared>, mut closed: Vec<Closed>) {
+    while let Ok(job) = rx.recv() {
+        match job {
+            Keep::Closed(header, plain) => {
+                let entry = if shared.bounds.compress {
+                    compress(&plain, &shared)
+                } else {
+                    std::fs::metadata(&plain).ok().map(|m| (plain.clone(), m.len()))
+                };
+                if let Some((path, bytes)) = entry {
+                    closed.push(Closed {
+                        header: *header,
+                        path,
+                        bytes,
+                    });
+                }
+                if shared.over_bound() {
+                    rotate(&shared, &mut closed);
+                } else {
+                    shared.full.store(false, Ordering::Relaxed);
+                }
+            }
+            Keep::Rotate => {
+                shared.rotation_asked.store(false, Ordering::Relaxed);
+                rotate(&shared, &mut closed);
+            }
+        }
+    }
+}
+
+/// Gzips `plain` into `<plain>.gz` (written whole and synced before the plain file goes);
+/// returns the file kept and its size. On failure the plain file stays, and is what is kept.
+fn compress(plain: &Path, shared: &Shared) -> Option<(PathBuf, u64)> {
+    let plain_len = std::fs::metadata(plain).ok()?.len();
+    let gz = compressed_path(plain);
+    let mut tmp = gz.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let result = (|| -> std::io::Result<u64> {
+        let mut input = std::fs::File::open(plain)?;
+        let out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        let mut encoder = flate2::write::GzEncoder::new(out, flate2::Compression::new(6));
+        std::io::copy(&mut input, &mut encoder)?;
+        let out = encoder.finish()?;
+        out.sync_all()?;
+        let len = out.metadata()?.len();
+        drop(out);
+        std::fs::rename(&tmp, &gz)?;
+        Ok(len)
+    })();
+    match result {
+        Ok(gz_len) => {
+            // Counted before the plain file goes: the total never reads low.
+            shared.total.fetch_add(gz_len, Ordering::Relaxed);
+            match std::fs::remove_file(plain) {
+                Ok(()) => {
+                    shared.total.fetch_sub(plain_len, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!(path = %plain.display(), error = %e, "cannot remove a compressed capture's plain file");
+                }
+            }
+            Some((gz, gz_len))
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            tracing::warn!(path = %plain.display(), error = %e, "cannot compress a closed capture; kept as it is");
+            Some((plain.to_path_buf(), plain_len))
+        }
+    }
+}
+
+/// Deletes the oldest closed captures under no hold until the directory is within its bound
+/// (down to 90% of it), recording them first. Marks the directory full when it cannot.
+fn rotate(shared: &Shared, closed: &mut Vec<Closed>) {
+    let Some(max) = shared.bounds.max_total_bytes else {
+        return;
+    };
+    let total = shared.total.load(Ordering::Relaxed);
+    if total <= max {
+        shared.full.store(false, Ordering::Relaxed);
+        return;
+    }
+    let target = max / 100 * ROTATE_TO_PERCENT;
+    closed.sort_by_key(|c| c.header.started_at.as_micros());
+    let mut chosen = Vec::new();
+    let mut freed = 0u64;
+    for (i, c) in closed.iter().enumerate() {
+        if total.saturating_sub(freed) <= target {
+            break;
+        }
+        if (shared.bounds.is_held)(&c.header) {
+            continue;
+        }
+        chosen.push(i);
+        freed += c.bytes;
+    }
+    if !chosen.is_empty() {
+        let record = ReplayCapturesRotated {
+            captures: chosen
+                .iter()
+                .map(|&i| closed[i].header.session_id.clone())
+                .collect(),
+            bytes: freed,
+            max_total_bytes: max,
+        };
+        match (shared.bounds.record_rotation)(&record) {
+            Ok(()) => {
+                for &i in chosen.iter().rev() {
+                    let c = closed.remove(i);
+                    match std::fs::remove_file(&c.path) {
+                        Ok(()) => {
+                            shared.total.fetch_sub(c.bytes, Ordering::Relaxed);
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                            // Gone already (a purge): it no longer counts.
+                            shared.total.fetch_sub(c.bytes, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            tracing::error!(path = %c.path.display(), error = %e, "cannot delete a rotated capture");
+                            closed.push(c);
+                        }
+                    }
+                }
+                tracing::info!(
+                    captures = record.captures.len(),
+                    bytes = freed,
+                    "replay captures rotated out to stay within max_total_bytes"
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record a replay rotation: nothing deleted");
+            }
+        }
+    }
+    let full = shared.total.load(Ordering::Relaxed) > max;
+    if full && !shared.full.load(Ordering::Relaxed) {
+        tracing::error!(
+            max_total_bytes = max,
+            "replay directory full: every capture left is open or under a legal hold; open captures stop and new sessions are refused"
+        );
+    }
+    shared.full.store(full, Ordering::Relaxed);
 }
 
 impl ReplaySink for CaptureWriter {
     /// Creates the capture file (blocking: call it off the async path).
     fn open(&self, session: &ReplayHeader) -> Result<Box<dyn ReplayRecorder>, String> {
+        if self.shared.full.load(Ordering::Relaxed) {
+            return Err(format!(
+                "the replay directory is at its bound (max_total_bytes = {}) and holds nothing \
+                 that may be rotated out (open captures and legal holds)",
+                self.shared.bounds.max_total_bytes.unwrap_or(0)
+            ));
+        }
         let path = CaptureWriter::path_of(&self.dir, &session.session_id);
+        if crate::file::compressed_path(&path).exists() {
+            return Err(format!("a capture of session {} exists", session.session_id));
+        }
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -163,6 +518,8 @@ impl ReplaySink for CaptureWriter {
         let header = Header {
             format: FORMAT.into(),
             session: session.clone(),
+            client_literals: Some("redacted".into()),
+            max_session_bytes: self.shared.bounds.max_session_bytes,
         };
         let mut line = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
         line.push(b'\n');
@@ -170,19 +527,31 @@ impl ReplaySink for CaptureWriter {
         digest.update(&line);
         let buf = Arc::new(SessionBuf {
             id: session.session_id.clone(),
-            pending: Mutex::new(line),
+            pending: Mutex::new(Vec::new()),
             failed: AtomicBool::new(false),
         });
+        let written = line.len() as u64;
+        buf.pending.lock().extend_from_slice(&line);
         self.tx
-            .send(Control::Open(buf.clone(), file))
+            .send(Control::Open(
+                buf.clone(),
+                file,
+                Box::new(session.clone()),
+                path,
+            ))
             .map_err(|_| "the replay writer has stopped".to_string())?;
         Ok(Box::new(Recorder {
             buf,
             tx: self.tx.clone(),
+            shared: self.shared.clone(),
             state: Mutex::new(State {
                 started: Instant::now(),
                 digest,
                 finished: false,
+                written,
+                truncated: None,
+                redactor: Redactor::default(),
+                redacted: Vec::new(),
             }),
         }))
     }
@@ -191,6 +560,7 @@ impl ReplaySink for CaptureWriter {
 struct Recorder {
     buf: Arc<SessionBuf>,
     tx: Sender<Control>,
+    shared: Arc<Shared>,
     state: Mutex<State>,
 }
 
@@ -198,6 +568,38 @@ struct State {
     started: Instant,
     digest: Sha256,
     finished: bool,
+    /// Bytes of the file so far (its lines, uncompressed).
+    written: u64,
+    truncated: Option<ReplayTruncated>,
+    redactor: Redactor,
+    /// What the capture keeps of the bytes being recorded (reused).
+    redacted: Vec<u8>,
+}
+
+impl State {
+    /// Appends `line` to the session's pending bytes and its digest.
+    fn append(&mut self, buf: &SessionBuf, line: &[u8]) {
+        self.digest.update(line);
+        self.written += line.len() as u64;
+        buf.pending.lock().extend_from_slice(line);
+    }
+
+    /// Stops the capture here, saying why in the file.
+    fn truncate(&mut self, buf: &SessionBuf, reason: &str, at_us: u64, limit_bytes: u64) {
+        let truncated = ReplayTruncated {
+            reason: reason.into(),
+            at_us,
+            limit_bytes,
+        };
+        let mut line = serde_json::to_vec(&TruncationLine {
+            truncated: truncated.clone(),
+        })
+        .unwrap_or_default();
+        line.push(b'\n');
+        self.append(buf, &line);
+        tracing::info!(session = %buf.id, reason, limit_bytes, "replay capture truncated at its bound");
+        self.truncated = Some(truncated);
+    }
 }
 
 impl ReplayRecorder for Recorder {
@@ -205,15 +607,38 @@ impl ReplayRecorder for Recorder {
         if bytes.is_empty() || self.buf.failed.load(Ordering::Relaxed) {
             return;
         }
-        let mut state = self.state.lock();
-        if state.finished {
+        let mut guard = self.state.lock();
+        let state = &mut *guard;
+        if state.finished || state.truncated.is_some() {
             return;
         }
         let t = state.started.elapsed().as_micros() as u64;
+        state.redacted.clear();
+        state
+            .redactor
+            .redact(from_client, bytes, &mut state.redacted);
+        if state.redacted.is_empty() {
+            return;
+        }
+        if self.shared.full.load(Ordering::Relaxed) {
+            let limit = self.shared.bounds.max_total_bytes.unwrap_or(0);
+            state.truncate(&self.buf, "max_total_bytes", t, limit);
+            return;
+        }
+        if let Some(max) = self.shared.bounds.max_session_bytes {
+            // The frame line: its fields and the base64 of the bytes.
+            let line_len = 32 + base64::encoded_len(state.redacted.len(), true).unwrap_or(0) as u64;
+            if state.written + line_len + END_RESERVE > max {
+                state.truncate(&self.buf, "max_session_bytes", t, max);
+                return;
+            }
+        }
         let mut pending = self.buf.pending.lock();
         let start = pending.len();
-        frame_line(t, from_client, bytes, &mut pending);
-        state.digest.update(&pending[start..]);
+        frame_line(t, from_client, &state.redacted, &mut pending);
+        let line = &pending[start..];
+        state.digest.update(line);
+        state.written += line.len() as u64;
         if pending.len() > MAX_PENDING {
             self.buf.failed.store(true, Ordering::Relaxed);
         }
@@ -223,26 +648,37 @@ impl ReplayRecorder for Recorder {
         !self.buf.failed.load(Ordering::Relaxed)
     }
 
-    fn finish(&self, reason: &str) -> Option<String> {
+    fn finish(&self, reason: &str) -> ReplayEnd {
         let mut state = self.state.lock();
         if state.finished {
-            return None;
+            return ReplayEnd::default();
         }
         state.finished = true;
         let trailer = Trailer {
             end: Timestamp::now(),
             reason: reason.to_string(),
         };
-        let mut line = serde_json::to_vec(&trailer).ok()?;
+        let Ok(mut line) = serde_json::to_vec(&trailer) else {
+            return ReplayEnd::default();
+        };
         line.push(b'\n');
-        state.digest.update(&line);
-        self.buf.pending.lock().extend_from_slice(&line);
+        state.append(&self.buf, &line);
         let digest = hex::encode(std::mem::take(&mut state.digest).finalize());
+        let truncated = state.truncated.clone();
+        drop(state);
         let (done, wait) = crossbeam_channel::bounded(1);
-        self.tx.send(Control::Close(self.buf.clone(), done)).ok()?;
+        if self.tx.send(Control::Close(self.buf.clone(), done)).is_err() {
+            return ReplayEnd {
+                sha256: None,
+                truncated,
+            };
+        }
         // The file is complete (or failed) before its digest is reported.
         let ok = wait.recv().unwrap_or(false);
-        (ok && self.healthy()).then_some(digest)
+        ReplayEnd {
+            sha256: (ok && self.healthy()).then_some(digest),
+            truncated,
+        }
     }
 }
 
