@@ -214,14 +214,14 @@ fn check(capture: &vigil_replay::Capture, url: &str, from: u64) -> Result<i32> {
             let shape = analyzer.analyze(&step.text, vigil_sql::LexOptions::default());
             let why_not = if step.failed {
                 Some("it failed when recorded")
-            } else if redacted && has_placeholder(&step.text) {
-                Some("its literals were withheld from the capture")
             } else if step.has_parameters {
                 Some("it bound parameters")
             } else if shape.command_classes.is_empty()
                 || shape.command_classes.iter().any(|c| c != "read")
             {
                 Some("not a read")
+            } else if redacted && has_placeholder(&step.text) {
+                Some("its literals were withheld from the capture")
             } else {
                 None
             };
