@@ -337,8 +337,7 @@ fn bundle_captures(
         };
         // The capture's content, decompressed when the gateway compressed it: the digest is of
         // the content, and the bundle itself is compressed.
-        let (from, mut input) = match vigil_replay::open_capture(&source.dir, &capture.session_id)
-        {
+        let (from, mut input) = match vigil_replay::open_capture(&source.dir, &capture.session_id) {
             Ok(opened) => opened,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let from = vigil_replay::CaptureWriter::path_of(&source.dir, &capture.session_id);

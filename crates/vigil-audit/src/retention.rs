@@ -59,7 +59,10 @@ pub struct LegalHold {
 /// The retention family of a record kind (`None`: never purged).
 pub fn family(kind: &str) -> Option<&'static str> {
     Some(match kind {
-        "Checkpoint" | "AuditPurged" | "LegalHoldPlaced" | "LegalHoldReleased"
+        "Checkpoint"
+        | "AuditPurged"
+        | "LegalHoldPlaced"
+        | "LegalHoldReleased"
         | "ReplayCapturesRotated" => return None,
         "SessionStarted" | "SessionEnded" | "SessionGrantAdded" => "sessions",
         "StatementStarted" | "StatementFinished" => "statements",

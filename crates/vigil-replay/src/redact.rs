@@ -133,6 +133,29 @@ impl Redactor {
         }
     }
 
+    /// Whether `bytes` from the server are whole messages that the capture keeps as they are
+    /// (rows, command tags…): then they are recorded without a copy.
+    pub fn passes_unchanged(&self, from_client: bool, bytes: &[u8]) -> bool {
+        if from_client || !self.server.partial.is_empty() || self.server.skipping > 0 {
+            return false;
+        }
+        let mut at = 0;
+        while at < bytes.len() {
+            let Some(header) = bytes.get(at..at + 5) else {
+                return false;
+            };
+            if matches!(header[0], b'E' | b'N' | b'A' | b'K') {
+                return false;
+            }
+            let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+            if len < 4 {
+                return false;
+            }
+            at += 1 + len;
+        }
+        at == bytes.len()
+    }
+
     fn message(&mut self, from_client: bool, tag: u8, body: &[u8], out: &mut Vec<u8>) {
         if from_client {
             self.client_message(tag, body, out);
@@ -341,7 +364,9 @@ impl Redactor {
         !s.is_empty()
             && s.split('.').all(|part| {
                 !part.is_empty()
-                    && part.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+                    && part
+                        .chars()
+                        .all(|c| c.is_alphanumeric() || c == '_' || c == '$')
                     && self.known_names.contains(part)
             })
     }
@@ -349,7 +374,11 @@ impl Redactor {
 
 /// Messages whose whole body is withheld, without reassembling them.
 fn withheld_whole(from_client: bool, tag: u8) -> bool {
-    from_client && !matches!(tag, b'Q' | b'P' | b'B' | b'F' | b'f' | b'D' | b'E' | b'C' | b'S' | b'H' | b'c' | b'X')
+    from_client
+        && !matches!(
+            tag,
+            b'Q' | b'P' | b'B' | b'F' | b'f' | b'D' | b'E' | b'C' | b'S' | b'H' | b'c' | b'X'
+        )
 }
 
 /// Fills in the length of the message that starts at `start`.
@@ -456,11 +485,18 @@ mod tests {
 
     #[test]
     fn query_literals_are_replaced_and_lengths_follow() {
-        let q = msg(b'Q', b"SELECT name FROM patients WHERE ssn = '123-45-6789' AND id > 7\0");
+        let q = msg(
+            b'Q',
+            b"SELECT name FROM patients WHERE ssn = '123-45-6789' AND id > 7\0",
+        );
         // Split in every place: the same result.
         let whole = redact_all(true, &[&q]);
         for cut in 1..q.len() {
-            assert_eq!(redact_all(true, &[&q[..cut], &q[cut..]]), whole, "cut at {cut}");
+            assert_eq!(
+                redact_all(true, &[&q[..cut], &q[cut..]]),
+                whole,
+                "cut at {cut}"
+            );
         }
         let m = messages(&whole);
         assert_eq!(
@@ -485,7 +521,10 @@ mod tests {
         assert!(!out.contains("secret"), "{out}");
         // A backslash that both readings agree on is fine.
         let q = msg(b'Q', b"SELECT E'a\\nb' AS x\0");
-        assert_eq!(messages(&redact_all(true, &[&q]))[0].1, b"SELECT $1 AS x\0".to_vec());
+        assert_eq!(
+            messages(&redact_all(true, &[&q]))[0].1,
+            b"SELECT $1 AS x\0".to_vec()
+        );
     }
 
     #[test]
@@ -523,15 +562,35 @@ mod tests {
     }
 
     #[test]
+    fn whole_server_messages_without_values_to_withhold_pass_without_a_copy() {
+        let r = Redactor::default();
+        let mut rows = msg(b'D', b"\0\x01\0\0\0\x03abc");
+        rows.extend(msg(b'C', b"SELECT 1\0"));
+        assert!(r.passes_unchanged(false, &rows));
+        assert!(!r.passes_unchanged(true, &rows), "client messages are always rewritten");
+        assert!(!r.passes_unchanged(false, &rows[..rows.len() - 1]), "a partial message");
+        let mut with_error = rows.clone();
+        with_error.extend(msg(b'E', b"SERROR\0\0"));
+        assert!(!r.passes_unchanged(false, &with_error));
+    }
+
+    #[test]
     fn server_messages_keep_names_the_session_used_and_withhold_values() {
         let mut r = Redactor::default();
         let mut sink = Vec::new();
-        r.redact(true, &msg(b'Q', b"SELECT id FROM patients WHERE id = '123-45-6789'\0"), &mut sink);
+        r.redact(
+            true,
+            &msg(b'Q', b"SELECT id FROM patients WHERE id = '123-45-6789'\0"),
+            &mut sink,
+        );
         let mut error = Vec::new();
         for (code, v) in [
             (b'S', &b"ERROR"[..]),
             (b'C', b"22P02"),
-            (b'M', b"invalid input syntax for type integer: \"123-45-6789\" in \"patients\""),
+            (
+                b'M',
+                b"invalid input syntax for type integer: \"123-45-6789\" in \"patients\"",
+            ),
             (b'D', b"Key (ssn)=(123-45-6789) already exists."),
             (b'W', b"SQL function \"f\" statement 1"),
         ] {
@@ -553,6 +612,10 @@ mod tests {
         assert!(text.contains("22P02"), "{text}");
         let m = messages(&out);
         assert_eq!(m[1].1, b"\0\0\0\x07events\0\0".to_vec());
-        assert_eq!(m[2].1, b"\0\x01\0\0\0\x03abc".to_vec(), "rows as the client saw them");
+        assert_eq!(
+            m[2].1,
+            b"\0\x01\0\0\0\x03abc".to_vec(),
+            "rows as the client saw them"
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! The background writer: sessions format their lines on the data path (cheap, no I/O) and one
-//! thread appends them to the files. A second thread keeps the directory: it compresses closed
-//! captures and, when the directory passes `max_total_bytes`, rotates out the oldest closed
-//! captures that no legal hold covers (recorded in the audit trail before they go).
+//! thread appends them to the files. Two more threads keep the directory: one compresses closed
+//! captures; the other, when the directory passes `max_total_bytes`, rotates out the oldest
+//! closed captures (compressed yet or not) that no legal hold covers, recorded in the audit
+//! trail before they go. Rotation never waits behind compression.
 
 use crate::file::{compressed_path, frame_line, Header, Trailer, TruncationLine, FORMAT};
 use crate::redact::Redactor;
@@ -90,14 +91,6 @@ enum Control {
     Close(Arc<SessionBuf>, Sender<bool>),
 }
 
-/// What the keeper of the directory is told.
-enum Keep {
-    /// A capture was closed: compress it, then count it among those that may be rotated.
-    Closed(Box<ReplayHeader>, PathBuf),
-    /// The directory passed its bound: rotate.
-    Rotate,
-}
-
 /// What the threads and recorders share.
 struct Shared {
     /// Bytes of every capture file in the directory (as written or compressed).
@@ -105,6 +98,8 @@ struct Shared {
     /// The directory is at its bound and nothing in it may be rotated out.
     full: AtomicBool,
     rotation_asked: AtomicBool,
+    /// The closed captures, oldest first once sorted: what rotation may delete.
+    closed: Mutex<Vec<Closed>>,
     bounds: CaptureBounds,
 }
 
@@ -119,8 +114,11 @@ pub struct CaptureWriter {
 /// A closed capture in the directory.
 struct Closed {
     header: ReplayHeader,
+    /// Its file now: plain until compressed.
     path: PathBuf,
     bytes: u64,
+    /// Named in a rotation record being written: not to be chosen again meanwhile.
+    rotating: bool,
 }
 
 impl CaptureWriter {
@@ -150,25 +148,43 @@ impl CaptureWriter {
             total: AtomicU64::new(total),
             full: AtomicBool::new(false),
             rotation_asked: AtomicBool::new(false),
+            closed: Mutex::new(closed),
             bounds,
         });
-        let (keep_tx, keep_rx) = crossbeam_channel::unbounded();
-        for (header, path) in leftovers {
-            let _ = keep_tx.send(Keep::Closed(Box::new(header), path));
+        let (compress_tx, compress_rx) = crossbeam_channel::unbounded();
+        let (rotate_tx, rotate_rx) = crossbeam_channel::unbounded();
+        for path in leftovers {
+            let _ = compress_tx.send(path);
         }
         if shared.over_bound() {
-            let _ = keep_tx.send(Keep::Rotate);
+            shared.rotation_asked.store(true, Ordering::Relaxed);
+            let _ = rotate_tx.send(());
         }
-        let keeper_shared = shared.clone();
+        let compressing = shared.clone();
         std::thread::Builder::new()
-            .name("vigil-replay-keep".into())
-            .spawn(move || keep(keep_rx, keeper_shared, closed))
+            .name("vigil-replay-gzip".into())
+            .spawn(move || {
+                while let Ok(plain) = compress_rx.recv() {
+                    compress(&plain, &compressing);
+                }
+            })
+            .map_err(WriterError::Thread)?;
+        let rotating = shared.clone();
+        std::thread::Builder::new()
+            .name("vigil-replay-rotate".into())
+            .spawn(move || {
+                while rotate_rx.recv().is_ok() {
+                    rotating.rotation_asked.store(false, Ordering::Relaxed);
+                    rotate(&rotating);
+                }
+            })
             .map_err(WriterError::Thread)?;
         let (tx, rx) = crossbeam_channel::unbounded();
         let writer_shared = shared.clone();
+        let compress_tx = writer_shared.bounds.compress.then_some(compress_tx);
         std::thread::Builder::new()
             .name("vigil-replay".into())
-            .spawn(move || run(rx, writer_shared, keep_tx))
+            .spawn(move || run(rx, writer_shared, compress_tx, rotate_tx))
             .map_err(WriterError::Thread)?;
         Ok(CaptureWriter {
             dir: dir.to_path_buf(),
@@ -214,19 +230,27 @@ fn read_header(path: &Path) -> Option<ReplayHeader> {
     let input = crate::file::open_content(path).ok()?;
     let mut line = String::new();
     std::io::BufReader::new(input).read_line(&mut line).ok()?;
-    serde_json::from_str::<Header>(&line).ok().map(|h| h.session)
+    serde_json::from_str::<Header>(&line)
+        .ok()
+        .map(|h| h.session)
 }
 
-type Scanned = (Vec<Closed>, Vec<(ReplayHeader, PathBuf)>, u64);
+type Scanned = (Vec<Closed>, Vec<PathBuf>, u64);
 
-/// The captures already in `dir`: compressed ones, plain ones (to compress), total bytes.
+/// The captures already in `dir` (none is open: the gateway starts), the plain ones among them
+/// (to compress), and the bytes they take.
 fn scan(dir: &Path) -> std::io::Result<Scanned> {
     let mut closed = Vec::new();
-    let mut leftovers = Vec::new();
+    let mut plain = Vec::new();
     let mut total = 0;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
+        if name.to_str().is_some_and(|n| n.ends_with(".jsonl.gz.tmp")) {
+            // A compression cut short: its plain file is still there.
+            let _ = std::fs::remove_file(entry.path());
+            continue;
+        }
         let Some((_, compressed)) = name.to_str().and_then(capture_name) else {
             continue;
         };
@@ -238,17 +262,17 @@ fn scan(dir: &Path) -> std::io::Result<Scanned> {
         let Some(header) = read_header(&path) else {
             continue;
         };
-        if compressed {
-            closed.push(Closed {
-                header,
-                path,
-                bytes,
-            });
-        } else {
-            leftovers.push((header, path));
+        if !compressed {
+            plain.push(path.clone());
         }
+        closed.push(Closed {
+            header,
+            path,
+            bytes,
+            rotating: false,
+        });
     }
-    Ok((closed, leftovers, total))
+    Ok((closed, plain, total))
 }
 
 struct OpenFile {
@@ -283,7 +307,12 @@ impl OpenFile {
     }
 }
 
-fn run(rx: Receiver<Control>, shared: Arc<Shared>, keep: Sender<Keep>) {
+fn run(
+    rx: Receiver<Control>,
+    shared: Arc<Shared>,
+    compress: Option<Sender<PathBuf>>,
+    rotate: Sender<()>,
+) {
     let mut open: Vec<OpenFile> = Vec::new();
     let mut spare = Vec::new();
     loop {
@@ -322,7 +351,16 @@ fn run(rx: Receiver<Control>, shared: Arc<Shared>, keep: Sender<Keep>) {
                                 let synced = f.sync_data().is_ok();
                                 drop(f);
                                 if ok && synced {
-                                    let _ = keep.send(Keep::Closed(o.header, o.path));
+                                    let bytes = std::fs::metadata(&o.path).map_or(0, |m| m.len());
+                                    shared.closed.lock().push(Closed {
+                                        header: *o.header,
+                                        path: o.path.clone(),
+                                        bytes,
+                                        rotating: false,
+                                    });
+                                    if let Some(c) = &compress {
+                                        let _ = c.send(o.path);
+                                    }
                                 }
                                 ok && synced
                             }
@@ -340,48 +378,19 @@ fn run(rx: Receiver<Control>, shared: Arc<Shared>, keep: Sender<Keep>) {
         }
         if written > 0 {
             shared.total.fetch_add(written, Ordering::Relaxed);
-            if shared.over_bound() && !shared.rotation_asked.swap(true, Ordering::Relaxed) {
-                let _ = keep.send(Keep::Rotate);
-            }
+        }
+        if shared.over_bound() && !shared.rotation_asked.swap(true, Ordering::Relaxed) {
+            let _ = rotate.send(());
+        } else if shared.full.load(Ordering::Relaxed) && !shared.over_bound() {
+            // Room was made (a purge, a compression): sessions may open again.
+            shared.full.store(false, Ordering::Relaxed);
         }
     }
 }
 
-/// The keeper of the directory: compression of closed captures, and rotation.
-fn keep(rx: Receiver<Keep>, shared: Arc<Shared>, mut closed: Vec<Closed>) {
-    while let Ok(job) = rx.recv() {
-        match job {
-            Keep::Closed(header, plain) => {
-                let entry = if shared.bounds.compress {
-                    compress(&plain, &shared)
-                } else {
-                    std::fs::metadata(&plain).ok().map(|m| (plain.clone(), m.len()))
-                };
-                if let Some((path, bytes)) = entry {
-                    closed.push(Closed {
-                        header: *header,
-                        path,
-                        bytes,
-                    });
-                }
-                if shared.over_bound() {
-                    rotate(&shared, &mut closed);
-                } else {
-                    shared.full.store(false, Ordering::Relaxed);
-                }
-            }
-            Keep::Rotate => {
-                shared.rotation_asked.store(false, Ordering::Relaxed);
-                rotate(&shared, &mut closed);
-            }
-        }
-    }
-}
-
-/// Gzips `plain` into `<plain>.gz` (written whole and synced before the plain file goes);
-/// returns the file kept and its size. On failure the plain file stays, and is what is kept.
-fn compress(plain: &Path, shared: &Shared) -> Option<(PathBuf, u64)> {
-    let plain_len = std::fs::metadata(plain).ok()?.len();
+/// Gzips a closed capture into `<plain>.gz` (written whole and synced before the plain file
+/// goes). On failure the plain file stays, and is what is kept.
+fn compress(plain: &Path, shared: &Shared) {
     let gz = compressed_path(plain);
     let mut tmp = gz.as_os_str().to_owned();
     tmp.push(".tmp");
@@ -392,7 +401,7 @@ fn compress(plain: &Path, shared: &Shared) -> Option<(PathBuf, u64)> {
             .write(true)
             .create_new(true)
             .open(&tmp)?;
-        let mut encoder = flate2::write::GzEncoder::new(out, flate2::Compression::new(6));
+        let mut encoder = flate2::write::GzEncoder::new(out, flate2::Compression::default());
         std::io::copy(&mut input, &mut encoder)?;
         let out = encoder.finish()?;
         out.sync_all()?;
@@ -401,83 +410,113 @@ fn compress(plain: &Path, shared: &Shared) -> Option<(PathBuf, u64)> {
         std::fs::rename(&tmp, &gz)?;
         Ok(len)
     })();
-    match result {
-        Ok(gz_len) => {
-            // Counted before the plain file goes: the total never reads low.
-            shared.total.fetch_add(gz_len, Ordering::Relaxed);
-            match std::fs::remove_file(plain) {
-                Ok(()) => {
-                    shared.total.fetch_sub(plain_len, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    tracing::warn!(path = %plain.display(), error = %e, "cannot remove a compressed capture's plain file");
-                }
-            }
-            Some((gz, gz_len))
-        }
+    let gz_len = match result {
+        Ok(len) => len,
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
-            tracing::warn!(path = %plain.display(), error = %e, "cannot compress a closed capture; kept as it is");
-            Some((plain.to_path_buf(), plain_len))
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %plain.display(), error = %e, "cannot compress a closed capture; kept as it is");
+            }
+            return;
+        }
+    };
+    // The index says whether the capture is still wanted (rotation may have taken it meanwhile).
+    let mut closed = shared.closed.lock();
+    match closed.iter_mut().find(|c| c.path == plain) {
+        Some(entry) => {
+            shared.total.fetch_add(gz_len, Ordering::Relaxed);
+            shared.total.fetch_sub(entry.bytes, Ordering::Relaxed);
+            entry.path = gz;
+            entry.bytes = gz_len;
+            drop(closed);
+            if let Err(e) = std::fs::remove_file(plain) {
+                tracing::warn!(path = %plain.display(), error = %e, "cannot remove a compressed capture's plain file");
+            }
+        }
+        None => {
+            drop(closed);
+            let _ = std::fs::remove_file(&gz);
         }
     }
 }
 
 /// Deletes the oldest closed captures under no hold until the directory is within its bound
 /// (down to 90% of it), recording them first. Marks the directory full when it cannot.
-fn rotate(shared: &Shared, closed: &mut Vec<Closed>) {
+fn rotate(shared: &Shared) {
     let Some(max) = shared.bounds.max_total_bytes else {
         return;
     };
-    let total = shared.total.load(Ordering::Relaxed);
-    if total <= max {
+    if !shared.over_bound() {
         shared.full.store(false, Ordering::Relaxed);
         return;
     }
     let target = max / 100 * ROTATE_TO_PERCENT;
-    closed.sort_by_key(|c| c.header.started_at.as_micros());
-    let mut chosen = Vec::new();
-    let mut freed = 0u64;
-    for (i, c) in closed.iter().enumerate() {
-        if total.saturating_sub(freed) <= target {
-            break;
+    let (sessions, planned) = {
+        let mut closed = shared.closed.lock();
+        // Files removed behind the gateway's back (`vigil audit purge`) no longer count.
+        closed.retain(|c| {
+            let there = c.rotating || c.path.exists();
+            if !there {
+                shared.total.fetch_sub(c.bytes, Ordering::Relaxed);
+            }
+            there
+        });
+        closed.sort_by_key(|c| c.header.started_at.as_micros());
+        let total = shared.total.load(Ordering::Relaxed);
+        let mut freed = 0u64;
+        let mut sessions = Vec::new();
+        for c in closed.iter_mut() {
+            if total.saturating_sub(freed) <= target {
+                break;
+            }
+            if c.rotating || (shared.bounds.is_held)(&c.header) {
+                continue;
+            }
+            c.rotating = true;
+            freed += c.bytes;
+            sessions.push(c.header.session_id.clone());
         }
-        if (shared.bounds.is_held)(&c.header) {
-            continue;
-        }
-        chosen.push(i);
-        freed += c.bytes;
-    }
-    if !chosen.is_empty() {
+        (sessions, freed)
+    };
+    if !sessions.is_empty() {
         let record = ReplayCapturesRotated {
-            captures: chosen
-                .iter()
-                .map(|&i| closed[i].header.session_id.clone())
-                .collect(),
-            bytes: freed,
+            captures: sessions.clone(),
+            bytes: planned,
             max_total_bytes: max,
         };
-        match (shared.bounds.record_rotation)(&record) {
+        let recorded = (shared.bounds.record_rotation)(&record);
+        // Taken out of the index as they are now (compressed meanwhile or not).
+        let taken: Vec<Closed> = {
+            let mut closed = shared.closed.lock();
+            if recorded.is_ok() {
+                let (taken, kept) = std::mem::take(&mut *closed)
+                    .into_iter()
+                    .partition(|c| c.rotating);
+                *closed = kept;
+                taken
+            } else {
+                for c in closed.iter_mut() {
+                    c.rotating = false;
+                }
+                Vec::new()
+            }
+        };
+        match recorded {
             Ok(()) => {
-                for &i in chosen.iter().rev() {
-                    let c = closed.remove(i);
+                for c in &taken {
                     match std::fs::remove_file(&c.path) {
-                        Ok(()) => {
-                            shared.total.fetch_sub(c.bytes, Ordering::Relaxed);
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                            // Gone already (a purge): it no longer counts.
-                            shared.total.fetch_sub(c.bytes, Ordering::Relaxed);
-                        }
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                         Err(e) => {
                             tracing::error!(path = %c.path.display(), error = %e, "cannot delete a rotated capture");
-                            closed.push(c);
+                            continue;
                         }
                     }
+                    shared.total.fetch_sub(c.bytes, Ordering::Relaxed);
                 }
                 tracing::info!(
-                    captures = record.captures.len(),
-                    bytes = freed,
+                    captures = taken.len(),
+                    bytes = planned,
                     "replay captures rotated out to stay within max_total_bytes"
                 );
             }
@@ -486,7 +525,7 @@ fn rotate(shared: &Shared, closed: &mut Vec<Closed>) {
             }
         }
     }
-    let full = shared.total.load(Ordering::Relaxed) > max;
+    let full = shared.over_bound();
     if full && !shared.full.load(Ordering::Relaxed) {
         tracing::error!(
             max_total_bytes = max,
@@ -508,7 +547,10 @@ impl ReplaySink for CaptureWriter {
         }
         let path = CaptureWriter::path_of(&self.dir, &session.session_id);
         if crate::file::compressed_path(&path).exists() {
-            return Err(format!("a capture of session {} exists", session.session_id));
+            return Err(format!(
+                "a capture of session {} exists",
+                session.session_id
+            ));
         }
         let file = std::fs::OpenOptions::new()
             .write(true)
@@ -614,10 +656,16 @@ impl ReplayRecorder for Recorder {
         }
         let t = state.started.elapsed().as_micros() as u64;
         state.redacted.clear();
-        state
-            .redactor
-            .redact(from_client, bytes, &mut state.redacted);
-        if state.redacted.is_empty() {
+        // Rows and the like are kept as the client received them: no copy.
+        let kept: &[u8] = if state.redactor.passes_unchanged(from_client, bytes) {
+            bytes
+        } else {
+            state
+                .redactor
+                .redact(from_client, bytes, &mut state.redacted);
+            &state.redacted
+        };
+        if kept.is_empty() {
             return;
         }
         if self.shared.full.load(Ordering::Relaxed) {
@@ -627,7 +675,7 @@ impl ReplayRecorder for Recorder {
         }
         if let Some(max) = self.shared.bounds.max_session_bytes {
             // The frame line: its fields and the base64 of the bytes.
-            let line_len = 32 + base64::encoded_len(state.redacted.len(), true).unwrap_or(0) as u64;
+            let line_len = 32 + base64::encoded_len(kept.len(), true).unwrap_or(0) as u64;
             if state.written + line_len + END_RESERVE > max {
                 state.truncate(&self.buf, "max_session_bytes", t, max);
                 return;
@@ -635,7 +683,7 @@ impl ReplayRecorder for Recorder {
         }
         let mut pending = self.buf.pending.lock();
         let start = pending.len();
-        frame_line(t, from_client, &state.redacted, &mut pending);
+        frame_line(t, from_client, kept, &mut pending);
         let line = &pending[start..];
         state.digest.update(line);
         state.written += line.len() as u64;
@@ -667,7 +715,11 @@ impl ReplayRecorder for Recorder {
         let truncated = state.truncated.clone();
         drop(state);
         let (done, wait) = crossbeam_channel::bounded(1);
-        if self.tx.send(Control::Close(self.buf.clone(), done)).is_err() {
+        if self
+            .tx
+            .send(Control::Close(self.buf.clone(), done))
+            .is_err()
+        {
             return ReplayEnd {
                 sha256: None,
                 truncated,

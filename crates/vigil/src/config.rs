@@ -649,6 +649,34 @@ mod tests {
     }
 
     #[test]
+    fn replay_bounds_must_fit_together() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.replay.max_session_bytes, DEFAULT_REPLAY_SESSION_BYTES);
+        assert_eq!(c.replay.max_total_bytes, DEFAULT_REPLAY_TOTAL_BYTES);
+        assert!(c.replay.compress);
+        for (text, complaint) in [
+            ("[replay]\nmax_session_bytes = 100\n", "at least 16384"),
+            ("[replay]\nmax_total_bytes = 100\n", "at least 16384"),
+            (
+                "[replay]\nmax_session_bytes = 1000000\nmax_total_bytes = 500000\n",
+                "no larger than itself",
+            ),
+            (
+                "[replay]\nmax_session_bytes = 0\nmax_total_bytes = 500000\n",
+                "no larger than itself",
+            ),
+        ] {
+            let err = Config::parse(text).unwrap_err().to_string();
+            assert!(err.contains(complaint), "{text}: {err}");
+        }
+        let c = Config::parse("[replay]\nmax_session_bytes = 0\nmax_total_bytes = 0\n").unwrap();
+        assert_eq!(
+            (c.replay.max_session_bytes, c.replay.max_total_bytes),
+            (0, 0)
+        );
+    }
+
+    #[test]
     fn the_shipped_example_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/vigil.toml");
         let c = Config::load(&path).unwrap();

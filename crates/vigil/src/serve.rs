@@ -170,8 +170,9 @@ pub async fn start(config: Config) -> Result<Running> {
     };
     let replay: Option<Arc<dyn vigil_core::ReplaySink>> = if config.replay.enabled {
         let dir = config.replay_dir();
-        let writer = vigil_replay::CaptureWriter::start_bounded(&dir, replay_bounds(&config, &sink)?)
-            .with_context(|| format!("replay captures in {}", dir.display()))?;
+        let writer =
+            vigil_replay::CaptureWriter::start_bounded(&dir, replay_bounds(&config, &sink)?)
+                .with_context(|| format!("replay captures in {}", dir.display()))?;
         Some(Arc::new(writer))
     } else {
         None

@@ -96,7 +96,10 @@ async fn no_client_literal_rests_in_captures_or_evidence_bundles() {
     );
     assert!(ok && out == "1", "{out} {err}");
     let (ok, _, err) = vigil.psql("etl", &token, "SELECT 'Echo-Canary-5521'::int");
-    assert!(!ok && err.contains("Echo-Canary-5521"), "the client sees it: {err}");
+    assert!(
+        !ok && err.contains("Echo-Canary-5521"),
+        "the client sees it: {err}"
+    );
     let (ok, _, err) = vigil.psql(
         "etl",
         &token,
@@ -136,13 +139,31 @@ async fn no_client_literal_rests_in_captures_or_evidence_bundles() {
         let e = records_of(&store, "SessionEnded");
         (e.len() >= 6).then_some(e)
     });
-    for e in &ended {
-        closed_capture(&cfg, e["session_id"].as_str().unwrap());
-    }
+    // Every capture complete (its trailer written), compressed or not.
+    let captures = eventually("six complete captures", || {
+        let captures = all_captures(&cfg);
+        let complete: std::collections::HashSet<String> = captures
+            .iter()
+            .filter(|(_, c)| {
+                String::from_utf8_lossy(c)
+                    .lines()
+                    .last()
+                    .is_some_and(|l| l.starts_with("{\"end\""))
+            })
+            .map(|(p, _)| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .split('.')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        (complete.len() == ended.len()).then_some(captures)
+    });
 
     // No capture holds a literal, decompressed or as stored.
-    let captures = all_captures(&cfg);
-    assert_eq!(captures.len(), 6, "one capture per session");
     for (path, content) in &captures {
         let stored = std::fs::read(path).unwrap();
         let mut decoded = Vec::new();
@@ -182,13 +203,21 @@ async fn no_client_literal_rests_in_captures_or_evidence_bundles() {
     let out = cfg.cli(&["replay", driver, "--speed", "0"]);
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(
-        shown.contains("SELECT count(*) FROM patients WHERE name = $1") && shown.contains("(1 row)"),
+        shown.contains("SELECT count(*) FROM patients WHERE name = $1")
+            && shown.contains("(1 row)"),
         "{shown}"
     );
     let pcap = cfg.dir.path().join("refused.pcapng");
     cli_ok(
         &cfg,
-        &["replay", first, "--format", "pcapng", "-o", pcap.to_str().unwrap()],
+        &[
+            "replay",
+            first,
+            "--format",
+            "pcapng",
+            "-o",
+            pcap.to_str().unwrap(),
+        ],
     );
     let pcap_bytes = std::fs::read(&pcap).unwrap();
     assert!(contains(&pcap_bytes, "WHERE ssn = $1"));
@@ -206,7 +235,14 @@ async fn no_client_literal_rests_in_captures_or_evidence_bundles() {
     let bundle = cfg.dir.path().join("evidence.tar.gz");
     cli_ok(
         &cfg,
-        &["evidence", "bundle", "--since", "1h", "-o", bundle.to_str().unwrap()],
+        &[
+            "evidence",
+            "bundle",
+            "--since",
+            "1h",
+            "-o",
+            bundle.to_str().unwrap(),
+        ],
     );
     let unpacked = cfg.dir.path().join("unpacked");
     std::fs::create_dir_all(&unpacked).unwrap();
@@ -274,7 +310,11 @@ fn a_session_past_its_cap_leaves_a_bounded_capture_and_a_recorded_truncation() {
          SELECT 'after the cap' AS still_served;\n",
     );
     assert!(ok, "{err}");
-    assert!(out.ends_with("after the cap"), "the session went on: …{}", &out[out.len() - 40..]);
+    assert!(
+        out.ends_with("after the cap"),
+        "the session went on: …{}",
+        &out[out.len() - 40..]
+    );
 
     let store = cfg.store_path();
     let ended = eventually("the session's end", || {
@@ -301,7 +341,10 @@ fn a_session_past_its_cap_leaves_a_bounded_capture_and_a_recorded_truncation() {
     let lines: Vec<&str> = text.lines().collect();
     let marker: serde_json::Value =
         serde_json::from_str(lines[lines.len() - 2]).expect("the truncation line");
-    assert_eq!(marker["truncated"], *truncated, "the file says what the record says");
+    assert_eq!(
+        marker["truncated"], *truncated,
+        "the file says what the record says"
+    );
     assert!(lines.last().unwrap().starts_with("{\"end\""));
     let header: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
     assert_eq!(header["max_session_bytes"], cap, "the cap is recorded");
@@ -325,7 +368,8 @@ fn the_replay_directory_stays_within_its_bound_and_keeps_held_captures() {
     let pg = PgCluster::start();
     let mut cfg = VigilConfig::new(&pg);
     let (per_session, total): (u64, u64) = (32_768, 200_000);
-    cfg.identities.push(("held".into(), "connections = [\"ehr\"]".into()));
+    cfg.identities
+        .push(("held".into(), "connections = [\"ehr\"]".into()));
     cfg.extra = format!(
         "[replay]\nmax_session_bytes = {per_session}\nmax_total_bytes = {total}\n\n\
          [retention]\n[[retention.legal_holds]]\nidentity = \"held\"\nreason = \"matter 12\"\n"
@@ -335,7 +379,11 @@ fn the_replay_directory_stays_within_its_bound_and_keeps_held_captures() {
     let vigil = Vigil::start(&cfg);
 
     // A held session first: the oldest capture, never rotated out.
-    let (ok, _, err) = vigil.psql("held", &held_token, "SELECT md5(i::text) FROM generate_series(1, 300) i");
+    let (ok, _, err) = vigil.psql(
+        "held",
+        &held_token,
+        "SELECT md5(i::text) FROM generate_series(1, 300) i",
+    );
     assert!(ok, "{err}");
     let sessions = 40;
     // The directory's size, sampled every 2 ms while the sessions run.
@@ -357,7 +405,9 @@ fn the_replay_directory_stays_within_its_bound_and_keeps_held_captures() {
         let (ok, _, err) = vigil.psql(
             "etl",
             &token,
-            &format!("SELECT md5(random()::text || i::text || '{n}') FROM generate_series(1, 400) i"),
+            &format!(
+                "SELECT md5(random()::text || i::text || '{n}') FROM generate_series(1, 400) i"
+            ),
         );
         assert!(ok, "session {n}: {err}");
         peak = peak.max(replay_dir_bytes(&cfg));
@@ -390,7 +440,10 @@ fn the_replay_directory_stays_within_its_bound_and_keeps_held_captures() {
     }
     let held_session = ended[0]["session_id"].as_str().unwrap();
     assert_eq!(ended[0]["identity"]["name"], "held");
-    assert!(!gone.iter().any(|s| s == held_session), "a held capture is never rotated out");
+    assert!(
+        !gone.iter().any(|s| s == held_session),
+        "a held capture is never rotated out"
+    );
     assert!(find_any(&cfg, held_session), "the held capture is kept");
     for s in &gone {
         assert!(!find_any(&cfg, s), "rotated capture {s} still on disk");
@@ -416,7 +469,8 @@ fn the_replay_directory_stays_within_its_bound_and_keeps_held_captures() {
 
 fn find_any(cfg: &VigilConfig, session: &str) -> bool {
     let dir = replay_dir(cfg);
-    dir.join(format!("{session}.jsonl")).exists() || dir.join(format!("{session}.jsonl.gz")).exists()
+    dir.join(format!("{session}.jsonl")).exists()
+        || dir.join(format!("{session}.jsonl.gz")).exists()
 }
 
 #[test]
@@ -435,7 +489,9 @@ fn when_nothing_may_be_rotated_out_new_sessions_are_refused_not_run_uncaptured()
         let (ok, _, err) = vigil.psql(
             "etl",
             &token,
-            &format!("SELECT md5(random()::text || i::text || '{n}') FROM generate_series(1, 400) i"),
+            &format!(
+                "SELECT md5(random()::text || i::text || '{n}') FROM generate_series(1, 400) i"
+            ),
         );
         if !ok {
             refused = Some((n, err));
