@@ -567,8 +567,14 @@ mod tests {
         let mut rows = msg(b'D', b"\0\x01\0\0\0\x03abc");
         rows.extend(msg(b'C', b"SELECT 1\0"));
         assert!(r.passes_unchanged(false, &rows));
-        assert!(!r.passes_unchanged(true, &rows), "client messages are always rewritten");
-        assert!(!r.passes_unchanged(false, &rows[..rows.len() - 1]), "a partial message");
+        assert!(
+            !r.passes_unchanged(true, &rows),
+            "client messages are always rewritten"
+        );
+        assert!(
+            !r.passes_unchanged(false, &rows[..rows.len() - 1]),
+            "a partial message"
+        );
         let mut with_error = rows.clone();
         with_error.extend(msg(b'E', b"SERROR\0\0"));
         assert!(!r.passes_unchanged(false, &with_error));
