@@ -105,6 +105,8 @@ suite_start_vigil() {
     printf 'admin_token = "env:VIGIL_SUITE_ADMIN_TOKEN"\n\n'
     printf '[[listeners]]\nprotocol = "postgres"\naddress = "127.0.0.1:%s"\n\n' "$vigil_port"
     printf '%s\n' "$1"
+    # VIGIL_SUITE_LIMITS: extra [limits] keys (e.g. analysis_cache_mib = 8), for experiments.
+    if [[ -n "${VIGIL_SUITE_LIMITS:-}" ]]; then printf '\n[limits]\n%s\n' "$VIGIL_SUITE_LIMITS"; fi
   } >"$config"
   export VIGIL_SUITE_UPSTREAM_PASSWORD="$upstream_password"
   VIGIL_SUITE_ADMIN_TOKEN=$(secret)

@@ -1,8 +1,8 @@
 //! `GET /api/v1/sessions/{id}/replay[?format=pcapng]`: a session's replay capture, checked
 //! against the digest its `SessionEnded` record holds before a byte is sent.
 //!
-//! Captures hold what the client sent and received in clear (literals, parameters, results
-//! after masking): PHI. Only the auditor role reads them; the admin role, which never sees a
+//! Captures hold what the client received (results after masking) and what it sent with its
+//! literals and values withheld: PHI all the same. Only the auditor role reads them; the admin role, which never sees a
 //! value through this API, does not.
 
 use super::{authorize, internal, ApiError, ApiState, Role, CHUNK_BYTES};
@@ -11,8 +11,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use std::fs::File;
-use std::io::{Read, Seek};
+use std::io::Read;
 use std::sync::Arc;
 use vigil_audit::sessions::{self, CaptureRecord};
 use vigil_core::SessionId;
@@ -35,7 +34,9 @@ enum ReplayFormat {
 
 /// A capture file opened and checked: what will be served.
 struct Checked {
-    file: File,
+    /// Where the capture was read from (the directory), to read it again as it is sent.
+    dir: std::path::PathBuf,
+    id: String,
     /// Bytes to serve: the whole file of an ended session; for a live one, up to its last
     /// complete line.
     len: u64,
@@ -61,9 +62,10 @@ fn open_checked(state: &ApiState, id: &str, keep_bytes: bool) -> Result<Checked,
     let recorded = sessions::recorded_capture(&*state.store, id)
         .map_err(internal)?
         .ok_or_else(|| not_found(format!("no session {id}")))?;
-    let path = vigil_replay::CaptureWriter::path_of(dir, id);
-    let mut file = match File::open(&path) {
-        Ok(f) => f,
+    // `<id>.jsonl` while written, `<id>.jsonl.gz` once closed and compressed: the content
+    // (decompressed) is what the end record's digest covers and what is served.
+    let (path, mut file) = match vigil_replay::open_capture(dir, id) {
+        Ok(opened) => opened,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(not_found(match &recorded {
                 CaptureRecord::Ended {
@@ -78,7 +80,12 @@ fn open_checked(state: &ApiState, id: &str, keep_bytes: bool) -> Result<Checked,
         }
         Err(e) => return Err(internal(format!("cannot open the capture of {id}: {e}"))),
     };
-    let size = file.metadata().map_err(internal)?.len();
+    // A file being written is read up to its size now; a compressed one to its end.
+    let size = if path.extension().is_some_and(|e| e == "gz") {
+        u64::MAX
+    } else {
+        std::fs::metadata(&path).map_err(internal)?.len()
+    };
     let live = recorded == CaptureRecord::Open;
     let mut hasher = Sha256::new();
     let mut bytes = keep_bytes.then(Vec::new);
@@ -142,7 +149,8 @@ fn open_checked(state: &ApiState, id: &str, keep_bytes: bool) -> Result<Checked,
         }
     };
     Ok(Checked {
-        file,
+        dir: dir.clone(),
+        id: id.to_string(),
         len,
         sha256,
         status,
@@ -214,7 +222,8 @@ pub(crate) async fn session_replay(
             let head = headers("application/x-ndjson", "jsonl", checked.len);
             let (tx, mut rx) = tokio::sync::mpsc::channel(8);
             let Checked {
-                mut file,
+                dir,
+                id,
                 len,
                 sha256,
                 ..
@@ -223,7 +232,7 @@ pub(crate) async fn session_replay(
                 // The file is read again as it is sent; should it change in between, the
                 // transfer is cut off rather than ended as if whole.
                 let result = (|| -> std::io::Result<()> {
-                    file.rewind()?;
+                    let (_, mut file) = vigil_replay::open_capture(&dir, &id)?;
                     let mut hasher = Sha256::new();
                     let mut remaining = len;
                     while remaining > 0 {

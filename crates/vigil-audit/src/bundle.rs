@@ -335,17 +335,22 @@ fn bundle_captures(
             recorded_sha256: capture.sha256.clone(),
             reason,
         };
-        let from = vigil_replay::CaptureWriter::path_of(&source.dir, &capture.session_id);
-        let mut input = match File::open(&from) {
-            Ok(f) => f,
+        // The capture's content, decompressed when the gateway compressed it: the digest is of
+        // the content, and the bundle itself is compressed.
+        let (from, mut input) = match vigil_replay::open_capture(&source.dir, &capture.session_id) {
+            Ok(opened) => opened,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let from = vigil_replay::CaptureWriter::path_of(&source.dir, &capture.session_id);
                 manifest.unavailable.push(unavailable(format!(
-                    "no capture file in the replay directory ({})",
+                    "no capture file in the replay directory ({}[.gz]): rotated out, purged or removed",
                     from.display()
                 )));
                 continue;
             }
-            Err(e) => return Err(io_err(&from)(e)),
+            Err(e) => {
+                let from = vigil_replay::CaptureWriter::path_of(&source.dir, &capture.session_id);
+                return Err(io_err(&from)(e));
+            }
         };
         let path = replay::bundle_path(&capture.session_id);
         let staged = dir.join(&path);

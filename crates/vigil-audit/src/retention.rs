@@ -59,7 +59,11 @@ pub struct LegalHold {
 /// The retention family of a record kind (`None`: never purged).
 pub fn family(kind: &str) -> Option<&'static str> {
     Some(match kind {
-        "Checkpoint" | "AuditPurged" | "LegalHoldPlaced" | "LegalHoldReleased" => return None,
+        "Checkpoint"
+        | "AuditPurged"
+        | "LegalHoldPlaced"
+        | "LegalHoldReleased"
+        | "ReplayCapturesRotated" => return None,
         "SessionStarted" | "SessionEnded" | "SessionGrantAdded" => "sessions",
         "StatementStarted" | "StatementFinished" => "statements",
         "PolicyDenied" => "denials",
@@ -104,7 +108,8 @@ pub struct PurgePlan {
 }
 
 impl LegalHold {
-    fn covers(&self, session: Option<&str>, identity: Option<&str>, at_us: i64) -> bool {
+    /// Whether the hold covers a record (or capture) of `session` and `identity` made at `at_us`.
+    pub fn covers(&self, session: Option<&str>, identity: Option<&str>, at_us: i64) -> bool {
         self.session.as_deref().is_none_or(|s| Some(s) == session)
             && self.identity.as_deref().is_none_or(|i| Some(i) == identity)
             && self.since.is_none_or(|t| at_us >= t.as_micros())

@@ -88,6 +88,7 @@ pub enum Event {
     WebhookDelivery(WebhookDelivery),
     SessionGrantAdded(SessionGrantAdded),
     StatementLiteralsShown(StatementLiteralsShown),
+    ReplayCapturesRotated(ReplayCapturesRotated),
 }
 
 /// The `type` of an event, as a cheap value (for store columns and filters).
@@ -115,10 +116,11 @@ pub enum EventKind {
     WebhookDelivery,
     SessionGrantAdded,
     StatementLiteralsShown,
+    ReplayCapturesRotated,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 22] = [
+    pub const ALL: [EventKind; 23] = [
         EventKind::SessionStarted,
         EventKind::SessionEnded,
         EventKind::AuthFailed,
@@ -141,6 +143,7 @@ impl EventKind {
         EventKind::WebhookDelivery,
         EventKind::SessionGrantAdded,
         EventKind::StatementLiteralsShown,
+        EventKind::ReplayCapturesRotated,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -167,6 +170,7 @@ impl EventKind {
             EventKind::WebhookDelivery => "WebhookDelivery",
             EventKind::SessionGrantAdded => "SessionGrantAdded",
             EventKind::StatementLiteralsShown => "StatementLiteralsShown",
+            EventKind::ReplayCapturesRotated => "ReplayCapturesRotated",
         }
     }
 
@@ -200,6 +204,7 @@ impl Event {
             Event::WebhookDelivery(_) => EventKind::WebhookDelivery,
             Event::SessionGrantAdded(_) => EventKind::SessionGrantAdded,
             Event::StatementLiteralsShown(_) => EventKind::StatementLiteralsShown,
+            Event::ReplayCapturesRotated(_) => EventKind::ReplayCapturesRotated,
         }
     }
 }
@@ -555,6 +560,37 @@ pub struct SessionEnded {
     /// capture to the chain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_sha256: Option<String>,
+    /// The capture stopped before the session did, because a configured bound was reached
+    /// (`[replay] max_session_bytes` or `max_total_bytes`). The statements after it are in the
+    /// audit trail as usual; only their bytes are missing from the capture.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_truncated: Option<ReplayTruncated>,
+}
+
+/// Where and why a session's replay capture stopped early. The capture file holds the same
+/// facts in a line of its own (`{"truncated":…}`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReplayTruncated {
+    /// `max_session_bytes` (the session's capture reached its cap) or `max_total_bytes` (the
+    /// replay directory reached its bound, and nothing in it could be rotated out).
+    pub reason: String,
+    /// Microseconds since the session started, when the capture stopped.
+    pub at_us: u64,
+    /// The bound reached, in bytes.
+    pub limit_bytes: u64,
+}
+
+/// Closed replay captures were deleted, oldest first, to keep the replay directory within
+/// `[replay] max_total_bytes`. Recorded (durably) before the files go; captures under a legal
+/// hold are never rotated out.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ReplayCapturesRotated {
+    /// The sessions whose capture files are deleted.
+    pub captures: Vec<String>,
+    /// Bytes the files took on disk.
+    pub bytes: u64,
+    /// The bound that called for it.
+    pub max_total_bytes: u64,
 }
 
 /// Why an authentication attempt was refused. Stable names (an export format).

@@ -33,7 +33,7 @@ pub use event::{Event, EventDraft, EventKind, Record};
 pub use identity::{AuthMethod, IdentityKind, Principal};
 pub use secret::{SecretError, SecretRef, SecretString};
 pub use sink::{
-    AuditUnavailable, DurableTicket, EventSink, ReplayHeader, ReplayRecorder, ReplaySink,
+    AuditUnavailable, DurableTicket, EventSink, ReplayEnd, ReplayHeader, ReplayRecorder, ReplaySink,
 };
 pub use slots::{SessionSlot, SessionSlots, SlotRefusal};
 pub use time::Timestamp;

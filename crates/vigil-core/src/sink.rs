@@ -111,9 +111,16 @@ pub trait ReplayRecorder: Send + Sync {
     fn record(&self, from_client: bool, bytes: &[u8]);
     /// `false` once the capture has failed (the session must then end: no unrecorded access).
     fn healthy(&self) -> bool;
-    /// Ends the capture; returns the SHA-256 (hex) of the complete capture file, for the
-    /// session's end record, or `None` if it failed.
-    fn finish(&self, reason: &str) -> Option<String>;
+    /// Ends the capture: the SHA-256 (hex) of the complete capture (`None` if it failed), and
+    /// whether it stopped early at a configured bound, for the session's end record.
+    fn finish(&self, reason: &str) -> ReplayEnd;
+}
+
+/// What a finished capture tells the session's end record.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplayEnd {
+    pub sha256: Option<String>,
+    pub truncated: Option<crate::event::ReplayTruncated>,
 }
 
 /// What a capture file says of its session first.

@@ -705,6 +705,7 @@ async fn handle_client(
                         interrupted: 0,
                         masked: Default::default(),
                         replay_sha256: None,
+                        replay_truncated: None,
                     })));
                 return refuse_unrecorded(gw, &mut stream, error, None).await;
             }
@@ -760,7 +761,7 @@ async fn handle_client(
         ),
     };
     // Closing the capture waits for its file to be complete: off the async path.
-    let replay_sha256 = match ctx.replay.take() {
+    let replay_end = match ctx.replay.take() {
         Some(replay) => {
             let why = serde_json::to_value(reason)
                 .ok()
@@ -768,10 +769,9 @@ async fn handle_client(
                 .unwrap_or_default();
             tokio::task::spawn_blocking(move || replay.finish(&why))
                 .await
-                .ok()
-                .flatten()
+                .unwrap_or_default()
         }
-        None => None,
+        None => Default::default(),
     };
     gw.sink
         .append_detached(ctx.draft(Event::SessionEnded(SessionEnded {
@@ -786,7 +786,8 @@ async fn handle_client(
             refused: totals.refused,
             interrupted: totals.interrupted,
             masked,
-            replay_sha256,
+            replay_sha256: replay_end.sha256,
+            replay_truncated: replay_end.truncated,
         })));
 }
 

@@ -2,12 +2,14 @@
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use std::io::BufRead;
-use std::path::Path;
+use std::io::{BufRead, Read};
+use std::path::{Path, PathBuf};
 use vigil_core::ReplayHeader;
 
-/// The `format` of the header line.
-pub const FORMAT: &str = "vigil-replay/1";
+/// The `format` of the header line written now.
+pub const FORMAT: &str = "vigil-replay/2";
+/// The format of captures written before client literals were redacted (still read).
+pub const FORMAT_V1: &str = "vigil-replay/1";
 
 /// The first line.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -15,6 +17,27 @@ pub struct Header {
     pub format: String,
     #[serde(flatten)]
     pub session: ReplayHeader,
+    /// `redacted`: what the client sent is kept without its literals and values (see
+    /// `redact`). Absent in `vigil-replay/1` captures, which kept them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_literals: Option<String>,
+    /// The cap this capture was written under (bytes of the file, uncompressed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_session_bytes: Option<u64>,
+}
+
+impl Header {
+    /// Whether the client's literals and values were withheld from this capture.
+    pub fn literals_redacted(&self) -> bool {
+        self.client_literals.as_deref() == Some("redacted")
+    }
+}
+
+/// The line written where a capture stopped early: nothing of the session after it is in the
+/// file (its statements are in the audit trail).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TruncationLine {
+    pub truncated: vigil_core::event::ReplayTruncated,
 }
 
 /// Bytes that crossed the gateway.
@@ -45,6 +68,8 @@ pub struct Trailer {
 pub struct Capture {
     pub header: Header,
     pub frames: Vec<Frame>,
+    /// Where and why the capture stopped early, if it did.
+    pub truncated: Option<vigil_core::event::ReplayTruncated>,
     pub trailer: Option<Trailer>,
 }
 
@@ -78,13 +103,60 @@ pub(crate) fn frame_line(t_us: u64, from_client: bool, bytes: &[u8], out: &mut V
     out.extend_from_slice(b"\"}\n");
 }
 
-/// Reads a capture file.
+/// Reads a capture file (`.jsonl`, or `.jsonl.gz` once compressed).
 pub fn read_capture(path: &Path) -> Result<Capture, ReadError> {
-    let file = std::fs::File::open(path).map_err(|source| ReadError::Io {
+    let input = open_content(path).map_err(|source| ReadError::Io {
         path: path.display().to_string(),
         source,
     })?;
-    parse_capture(std::io::BufReader::new(file), &path.display().to_string())
+    parse_capture(std::io::BufReader::new(input), &path.display().to_string())
+}
+
+/// The file of a closed, compressed capture.
+pub(crate) fn compressed_path(plain: &Path) -> PathBuf {
+    let mut name = plain.as_os_str().to_owned();
+    name.push(".gz");
+    PathBuf::from(name)
+}
+
+/// The capture file of `session_id` in `dir`: `<id>.jsonl` while it is written, `<id>.jsonl.gz`
+/// once closed and compressed. `None`: neither exists.
+pub fn find_capture(dir: &Path, session_id: &str) -> Option<PathBuf> {
+    let plain = crate::CaptureWriter::path_of(dir, session_id);
+    if plain.exists() {
+        return Some(plain);
+    }
+    let gz = compressed_path(&plain);
+    gz.exists().then_some(gz)
+}
+
+/// Opens the capture of `session_id` for reading its content (decompressed), with the path
+/// opened. A capture compressed between the two looks is found under its new name.
+pub fn open_capture(
+    dir: &Path,
+    session_id: &str,
+) -> std::io::Result<(PathBuf, Box<dyn Read + Send>)> {
+    let plain = crate::CaptureWriter::path_of(dir, session_id);
+    match std::fs::File::open(&plain) {
+        Ok(f) => Ok((plain, Box::new(f))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Compression writes the `.gz` before it removes the plain file.
+            let gz = compressed_path(&plain);
+            let f = std::fs::File::open(&gz)?;
+            Ok((gz, Box::new(flate2::read::MultiGzDecoder::new(f))))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The content of a capture file, decompressed when its name ends in `.gz`.
+pub fn open_content(path: &Path) -> std::io::Result<Box<dyn Read + Send>> {
+    let f = std::fs::File::open(path)?;
+    Ok(if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(f))
+    } else {
+        Box::new(f)
+    })
 }
 
 /// Reads a capture from any reader (`name` says where it comes from, for errors).
@@ -105,7 +177,7 @@ pub fn parse_capture(input: impl BufRead, name: &str) -> Result<Capture, ReadErr
         line: 1,
         reason: format!("not a capture header: {e}"),
     })?;
-    if header.format != FORMAT {
+    if header.format != FORMAT && header.format != FORMAT_V1 {
         return Err(ReadError::Line {
             line: 1,
             reason: format!("format {:?}, expected {FORMAT:?}", header.format),
@@ -113,6 +185,7 @@ pub fn parse_capture(input: impl BufRead, name: &str) -> Result<Capture, ReadErr
     }
     let mut frames = Vec::new();
     let mut trailer = None;
+    let mut truncated = None;
     for (i, line) in lines.enumerate() {
         let n = i + 2;
         let line = line.map_err(io)?;
@@ -128,6 +201,20 @@ pub fn parse_capture(input: impl BufRead, name: &str) -> Result<Capture, ReadErr
                 reason: format!("bad trailer: {e}"),
             })?);
             continue;
+        }
+        if line.starts_with("{\"truncated\"") {
+            let t: TruncationLine = serde_json::from_str(&line).map_err(|e| ReadError::Line {
+                line: n,
+                reason: format!("bad truncation line: {e}"),
+            })?;
+            truncated = Some(t.truncated);
+            continue;
+        }
+        if truncated.is_some() {
+            return Err(ReadError::Line {
+                line: n,
+                reason: "a frame after the truncation line".into(),
+            });
         }
         let f: FrameLine = serde_json::from_str(&line).map_err(|e| ReadError::Line {
             line: n,
@@ -158,6 +245,7 @@ pub fn parse_capture(input: impl BufRead, name: &str) -> Result<Capture, ReadErr
     Ok(Capture {
         header,
         frames,
+        truncated,
         trailer,
     })
 }

@@ -21,8 +21,14 @@
 
 mod file;
 pub mod pcapng;
+pub mod redact;
 pub mod render;
 mod writer;
 
-pub use file::{parse_capture, read_capture, Capture, Frame, Header, ReadError, Trailer, FORMAT};
-pub use writer::{CaptureWriter, WriterError};
+pub use file::{
+    find_capture, open_capture, open_content, parse_capture, read_capture, Capture, Frame, Header,
+    ReadError, Trailer, TruncationLine, FORMAT, FORMAT_V1,
+};
+pub use writer::{
+    CaptureBounds, CaptureWriter, HoldCheck, RotationRecorder, WriterError, MIN_SESSION_BYTES,
+};

@@ -1,16 +1,21 @@
 //! The background writer: sessions format their lines on the data path (cheap, no I/O) and one
-//! thread appends them to the files.
+//! thread appends them to the files. Two more threads keep the directory: one compresses closed
+//! captures; the other, when the directory passes `max_total_bytes`, rotates out the oldest
+//! closed captures (compressed yet or not) that no legal hold covers, recorded in the audit
+//! trail before they go. Rotation never waits behind compression.
 
-use crate::file::{frame_line, Header, Trailer, FORMAT};
+use crate::file::{compressed_path, frame_line, Header, Trailer, TruncationLine, FORMAT};
+use crate::redact::Redactor;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vigil_core::{ReplayHeader, ReplayRecorder, ReplaySink, Timestamp};
+use vigil_core::event::{ReplayCapturesRotated, ReplayTruncated};
+use vigil_core::{ReplayEnd, ReplayHeader, ReplayRecorder, ReplaySink, Timestamp};
 
 /// Bytes a session may have waiting for the writer thread. A disk that falls this far behind
 /// fails the capture (and so ends the session) rather than growing memory without bound.
@@ -18,6 +23,13 @@ const MAX_PENDING: usize = 64 << 20;
 /// How often the writer thread takes what sessions have formatted. Sessions never wake it:
 /// on a busy gateway one sweep writes many statements' lines at once.
 const SWEEP: Duration = Duration::from_millis(5);
+/// Room kept under `max_session_bytes` for the truncation line and the trailer.
+const END_RESERVE: u64 = 512;
+/// The smallest `max_session_bytes` that leaves room for a header, some frames and the end.
+pub const MIN_SESSION_BYTES: u64 = 16 * 1024;
+/// Rotation frees down to this share of `max_total_bytes`, so that it runs (and is recorded)
+/// once for many sessions rather than once for each.
+const ROTATE_TO_PERCENT: u64 = 90;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriterError {
@@ -26,8 +38,45 @@ pub enum WriterError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot read the replay directory {path}: {source}")]
+    Scan {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot start the replay writer thread: {0}")]
     Thread(std::io::Error),
+}
+
+/// Whether a legal hold covers a capture (by its session, identity and start).
+pub type HoldCheck = Arc<dyn Fn(&ReplayHeader) -> bool + Send + Sync>;
+/// Records a rotation in the audit trail, durably, before the files go; `Err`: not recorded,
+/// nothing is deleted.
+pub type RotationRecorder = Arc<dyn Fn(&ReplayCapturesRotated) -> Result<(), String> + Send + Sync>;
+
+/// How captures are bounded. The default bounds nothing (tests, tools).
+#[derive(Clone)]
+pub struct CaptureBounds {
+    /// Bytes one capture file may reach (uncompressed); the capture then stops with a
+    /// truncation line.
+    pub max_session_bytes: Option<u64>,
+    /// Bytes the replay directory may hold, open and closed captures together.
+    pub max_total_bytes: Option<u64>,
+    /// Gzip closed captures (`<id>.jsonl.gz`).
+    pub compress: bool,
+    pub is_held: HoldCheck,
+    pub record_rotation: RotationRecorder,
+}
+
+impl Default for CaptureBounds {
+    fn default() -> Self {
+        CaptureBounds {
+            max_session_bytes: None,
+            max_total_bytes: None,
+            compress: false,
+            is_held: Arc::new(|_| false),
+            record_rotation: Arc::new(|_| Err("no audit trail to record rotations in".into())),
+        }
+    }
 }
 
 /// One session's lines on their way to its file.
@@ -38,8 +87,20 @@ struct SessionBuf {
 }
 
 enum Control {
-    Open(Arc<SessionBuf>, std::fs::File),
+    Open(Arc<SessionBuf>, std::fs::File, Box<ReplayHeader>, PathBuf),
     Close(Arc<SessionBuf>, Sender<bool>),
+}
+
+/// What the threads and recorders share.
+struct Shared {
+    /// Bytes of every capture file in the directory (as written or compressed).
+    total: AtomicU64,
+    /// The directory is at its bound and nothing in it may be rotated out.
+    full: AtomicBool,
+    rotation_asked: AtomicBool,
+    /// The closed captures, oldest first once sorted: what rotation may delete.
+    closed: Mutex<Vec<Closed>>,
+    bounds: CaptureBounds,
 }
 
 /// Writes capture files into one directory. Cheap to clone.
@@ -47,11 +108,29 @@ enum Control {
 pub struct CaptureWriter {
     dir: PathBuf,
     tx: Sender<Control>,
+    shared: Arc<Shared>,
+}
+
+/// A closed capture in the directory.
+struct Closed {
+    header: ReplayHeader,
+    /// Its file now: plain until compressed.
+    path: PathBuf,
+    bytes: u64,
+    /// Named in a rotation record being written: not to be chosen again meanwhile.
+    rotating: bool,
 }
 
 impl CaptureWriter {
-    /// Starts the writer thread for `dir` (created if missing, mode 0700 on Unix).
+    /// Starts the writer for `dir` (created if missing, mode 0700 on Unix), unbounded.
     pub fn start(dir: &Path) -> Result<CaptureWriter, WriterError> {
+        CaptureWriter::start_bounded(dir, CaptureBounds::default())
+    }
+
+    /// Starts the writer for `dir` with `bounds`. Captures already in the directory count
+    /// toward `max_total_bytes`; those left uncompressed (a gateway stopped abruptly) are
+    /// compressed.
+    pub fn start_bounded(dir: &Path, bounds: CaptureBounds) -> Result<CaptureWriter, WriterError> {
         std::fs::create_dir_all(dir).map_err(|source| WriterError::Dir {
             path: dir.display().to_string(),
             source,
@@ -61,18 +140,61 @@ impl CaptureWriter {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         }
+        let (closed, leftovers, total) = scan(dir).map_err(|source| WriterError::Scan {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let shared = Arc::new(Shared {
+            total: AtomicU64::new(total),
+            full: AtomicBool::new(false),
+            rotation_asked: AtomicBool::new(false),
+            closed: Mutex::new(closed),
+            bounds,
+        });
+        let (compress_tx, compress_rx) = crossbeam_channel::unbounded();
+        let (rotate_tx, rotate_rx) = crossbeam_channel::unbounded();
+        for path in leftovers {
+            let _ = compress_tx.send(path);
+        }
+        if shared.over_bound() {
+            shared.rotation_asked.store(true, Ordering::Relaxed);
+            let _ = rotate_tx.send(());
+        }
+        let compressing = shared.clone();
+        std::thread::Builder::new()
+            .name("vigil-replay-gzip".into())
+            .spawn(move || {
+                while let Ok(plain) = compress_rx.recv() {
+                    compress(&plain, &compressing);
+                }
+            })
+            .map_err(WriterError::Thread)?;
+        let rotating = shared.clone();
+        std::thread::Builder::new()
+            .name("vigil-replay-rotate".into())
+            .spawn(move || {
+                while rotate_rx.recv().is_ok() {
+                    rotating.rotation_asked.store(false, Ordering::Relaxed);
+                    rotate(&rotating);
+                }
+            })
+            .map_err(WriterError::Thread)?;
         let (tx, rx) = crossbeam_channel::unbounded();
+        let writer_shared = shared.clone();
+        let compress_tx = writer_shared.bounds.compress.then_some(compress_tx);
         std::thread::Builder::new()
             .name("vigil-replay".into())
-            .spawn(move || run(rx))
+            .spawn(move || run(rx, writer_shared, compress_tx, rotate_tx))
             .map_err(WriterError::Thread)?;
         Ok(CaptureWriter {
             dir: dir.to_path_buf(),
             tx,
+            shared,
         })
     }
 
-    /// The file of a session's capture.
+    /// The file of a session's capture while it is written (`<id>.jsonl`; once closed and
+    /// compressed, `<id>.jsonl.gz`: see [`crate::find_capture`]).
     pub fn path_of(dir: &Path, session_id: &str) -> PathBuf {
         dir.join(format!("{session_id}.jsonl"))
     }
@@ -80,20 +202,93 @@ impl CaptureWriter {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// Bytes the directory's captures take now, as this writer counts them.
+    pub fn total_bytes(&self) -> u64 {
+        self.shared.total.load(Ordering::Relaxed)
+    }
+}
+
+impl Shared {
+    fn over_bound(&self) -> bool {
+        self.bounds
+            .max_total_bytes
+            .is_some_and(|max| self.total.load(Ordering::Relaxed) > max)
+    }
+}
+
+/// The session id of a capture file name, and whether it is compressed.
+fn capture_name(name: &str) -> Option<(&str, bool)> {
+    if let Some(id) = name.strip_suffix(".jsonl.gz") {
+        return Some((id, true));
+    }
+    name.strip_suffix(".jsonl").map(|id| (id, false))
+}
+
+/// The header line of a capture file, if it has a readable one.
+fn read_header(path: &Path) -> Option<ReplayHeader> {
+    let input = crate::file::open_content(path).ok()?;
+    let mut line = String::new();
+    std::io::BufReader::new(input).read_line(&mut line).ok()?;
+    serde_json::from_str::<Header>(&line)
+        .ok()
+        .map(|h| h.session)
+}
+
+type Scanned = (Vec<Closed>, Vec<PathBuf>, u64);
+
+/// The captures already in `dir` (none is open: the gateway starts), the plain ones among them
+/// (to compress), and the bytes they take.
+fn scan(dir: &Path) -> std::io::Result<Scanned> {
+    let mut closed = Vec::new();
+    let mut plain = Vec::new();
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_str().is_some_and(|n| n.ends_with(".jsonl.gz.tmp")) {
+            // A compression cut short: its plain file is still there.
+            let _ = std::fs::remove_file(entry.path());
+            continue;
+        }
+        let Some((_, compressed)) = name.to_str().and_then(capture_name) else {
+            continue;
+        };
+        let path = entry.path();
+        let bytes = entry.metadata()?.len();
+        total += bytes;
+        // A file without a readable header still counts toward the bound; it is never rotated
+        // out (nothing says whose it is, nor whether a hold covers it).
+        let Some(header) = read_header(&path) else {
+            continue;
+        };
+        if !compressed {
+            plain.push(path.clone());
+        }
+        closed.push(Closed {
+            header,
+            path,
+            bytes,
+            rotating: false,
+        });
+    }
+    Ok((closed, plain, total))
 }
 
 struct OpenFile {
     buf: Arc<SessionBuf>,
     file: Option<std::fs::File>,
+    header: Box<ReplayHeader>,
+    path: PathBuf,
 }
 
 impl OpenFile {
-    /// Writes what the session has formatted since the last sweep.
-    fn drain(&mut self, spare: &mut Vec<u8>) {
+    /// Writes what the session has formatted since the last sweep; returns the bytes written.
+    fn drain(&mut self, spare: &mut Vec<u8>) -> u64 {
         spare.clear();
         std::mem::swap(&mut *self.buf.pending.lock(), spare);
         if spare.is_empty() || self.buf.failed.load(Ordering::Relaxed) {
-            return;
+            return 0;
         }
         let written = match &mut self.file {
             Some(f) => f.write_all(spare),
@@ -101,14 +296,23 @@ impl OpenFile {
                 "the capture file could not be created",
             )),
         };
-        if let Err(e) = written {
-            tracing::error!(session = %self.buf.id, error = %e, "replay capture write failed");
-            self.buf.failed.store(true, Ordering::Relaxed);
+        match written {
+            Ok(()) => spare.len() as u64,
+            Err(e) => {
+                tracing::error!(session = %self.buf.id, error = %e, "replay capture write failed");
+                self.buf.failed.store(true, Ordering::Relaxed);
+                0
+            }
         }
     }
 }
 
-fn run(rx: Receiver<Control>) {
+fn run(
+    rx: Receiver<Control>,
+    shared: Arc<Shared>,
+    compress: Option<Sender<PathBuf>>,
+    rotate: Sender<()>,
+) {
     let mut open: Vec<OpenFile> = Vec::new();
     let mut spare = Vec::new();
     loop {
@@ -127,17 +331,41 @@ fn run(rx: Receiver<Control>) {
                 None
             }
         };
+        let mut written = 0;
         match control {
-            Some(Control::Open(buf, file)) => open.push(OpenFile {
+            Some(Control::Open(buf, file, header, path)) => open.push(OpenFile {
                 buf,
                 file: Some(file),
+                header,
+                path,
             }),
             Some(Control::Close(buf, done)) => {
                 let ok = match open.iter().position(|o| Arc::ptr_eq(&o.buf, &buf)) {
                     Some(i) => {
                         let mut o = open.swap_remove(i);
-                        o.drain(&mut spare);
-                        !o.buf.failed.load(Ordering::Relaxed)
+                        written += o.drain(&mut spare);
+                        let ok = !o.buf.failed.load(Ordering::Relaxed);
+                        match o.file.take() {
+                            Some(f) => {
+                                // On disk before the digest is reported and the file compressed.
+                                let synced = f.sync_data().is_ok();
+                                drop(f);
+                                if ok && synced {
+                                    let bytes = std::fs::metadata(&o.path).map_or(0, |m| m.len());
+                                    shared.closed.lock().push(Closed {
+                                        header: *o.header,
+                                        path: o.path.clone(),
+                                        bytes,
+                                        rotating: false,
+                                    });
+                                    if let Some(c) = &compress {
+                                        let _ = c.send(o.path);
+                                    }
+                                }
+                                ok && synced
+                            }
+                            None => false,
+                        }
                     }
                     None => false,
                 };
@@ -146,15 +374,184 @@ fn run(rx: Receiver<Control>) {
             None => {}
         }
         for o in &mut open {
-            o.drain(&mut spare);
+            written += o.drain(&mut spare);
+        }
+        if written > 0 {
+            shared.total.fetch_add(written, Ordering::Relaxed);
+        }
+        if shared.over_bound() && !shared.rotation_asked.swap(true, Ordering::Relaxed) {
+            let _ = rotate.send(());
+        } else if shared.full.load(Ordering::Relaxed) && !shared.over_bound() {
+            // Room was made (a purge, a compression): sessions may open again.
+            shared.full.store(false, Ordering::Relaxed);
         }
     }
+}
+
+/// Gzips a closed capture into `<plain>.gz` (written whole and synced before the plain file
+/// goes). On failure the plain file stays, and is what is kept.
+fn compress(plain: &Path, shared: &Shared) {
+    let gz = compressed_path(plain);
+    let mut tmp = gz.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let result = (|| -> std::io::Result<u64> {
+        let mut input = std::fs::File::open(plain)?;
+        let out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        let mut encoder = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+        std::io::copy(&mut input, &mut encoder)?;
+        let out = encoder.finish()?;
+        out.sync_all()?;
+        let len = out.metadata()?.len();
+        drop(out);
+        std::fs::rename(&tmp, &gz)?;
+        Ok(len)
+    })();
+    let gz_len = match result {
+        Ok(len) => len,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %plain.display(), error = %e, "cannot compress a closed capture; kept as it is");
+            }
+            return;
+        }
+    };
+    // The index says whether the capture is still wanted (rotation may have taken it meanwhile).
+    let mut closed = shared.closed.lock();
+    match closed.iter_mut().find(|c| c.path == plain) {
+        Some(entry) => {
+            shared.total.fetch_add(gz_len, Ordering::Relaxed);
+            shared.total.fetch_sub(entry.bytes, Ordering::Relaxed);
+            entry.path = gz;
+            entry.bytes = gz_len;
+            drop(closed);
+            if let Err(e) = std::fs::remove_file(plain) {
+                tracing::warn!(path = %plain.display(), error = %e, "cannot remove a compressed capture's plain file");
+            }
+        }
+        None => {
+            drop(closed);
+            let _ = std::fs::remove_file(&gz);
+        }
+    }
+}
+
+/// Deletes the oldest closed captures under no hold until the directory is within its bound
+/// (down to 90% of it), recording them first. Marks the directory full when it cannot.
+fn rotate(shared: &Shared) {
+    let Some(max) = shared.bounds.max_total_bytes else {
+        return;
+    };
+    if !shared.over_bound() {
+        shared.full.store(false, Ordering::Relaxed);
+        return;
+    }
+    let target = max / 100 * ROTATE_TO_PERCENT;
+    let (sessions, planned) = {
+        let mut closed = shared.closed.lock();
+        // Files removed behind the gateway's back (`vigil audit purge`) no longer count.
+        closed.retain(|c| {
+            let there = c.rotating || c.path.exists();
+            if !there {
+                shared.total.fetch_sub(c.bytes, Ordering::Relaxed);
+            }
+            there
+        });
+        closed.sort_by_key(|c| c.header.started_at.as_micros());
+        let total = shared.total.load(Ordering::Relaxed);
+        let mut freed = 0u64;
+        let mut sessions = Vec::new();
+        for c in closed.iter_mut() {
+            if total.saturating_sub(freed) <= target {
+                break;
+            }
+            if c.rotating || (shared.bounds.is_held)(&c.header) {
+                continue;
+            }
+            c.rotating = true;
+            freed += c.bytes;
+            sessions.push(c.header.session_id.clone());
+        }
+        (sessions, freed)
+    };
+    if !sessions.is_empty() {
+        let record = ReplayCapturesRotated {
+            captures: sessions.clone(),
+            bytes: planned,
+            max_total_bytes: max,
+        };
+        let recorded = (shared.bounds.record_rotation)(&record);
+        // Taken out of the index as they are now (compressed meanwhile or not).
+        let taken: Vec<Closed> = {
+            let mut closed = shared.closed.lock();
+            if recorded.is_ok() {
+                let (taken, kept) = std::mem::take(&mut *closed)
+                    .into_iter()
+                    .partition(|c| c.rotating);
+                *closed = kept;
+                taken
+            } else {
+                for c in closed.iter_mut() {
+                    c.rotating = false;
+                }
+                Vec::new()
+            }
+        };
+        match recorded {
+            Ok(()) => {
+                for c in &taken {
+                    match std::fs::remove_file(&c.path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            tracing::error!(path = %c.path.display(), error = %e, "cannot delete a rotated capture");
+                            continue;
+                        }
+                    }
+                    shared.total.fetch_sub(c.bytes, Ordering::Relaxed);
+                }
+                tracing::info!(
+                    captures = taken.len(),
+                    bytes = planned,
+                    "replay captures rotated out to stay within max_total_bytes"
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record a replay rotation: nothing deleted");
+            }
+        }
+    }
+    let full = shared.over_bound();
+    if full && !shared.full.load(Ordering::Relaxed) {
+        tracing::error!(
+            max_total_bytes = max,
+            "replay directory full: every capture left is open or under a legal hold; open captures stop and new sessions are refused"
+        );
+    }
+    shared.full.store(full, Ordering::Relaxed);
 }
 
 impl ReplaySink for CaptureWriter {
     /// Creates the capture file (blocking: call it off the async path).
     fn open(&self, session: &ReplayHeader) -> Result<Box<dyn ReplayRecorder>, String> {
+        if self.shared.full.load(Ordering::Relaxed) {
+            return Err(format!(
+                "the replay directory is at its bound (max_total_bytes = {}) and holds nothing \
+                 that may be rotated out (open captures and legal holds)",
+                self.shared.bounds.max_total_bytes.unwrap_or(0)
+            ));
+        }
         let path = CaptureWriter::path_of(&self.dir, &session.session_id);
+        if crate::file::compressed_path(&path).exists() {
+            return Err(format!(
+                "a capture of session {} exists",
+                session.session_id
+            ));
+        }
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -163,6 +560,8 @@ impl ReplaySink for CaptureWriter {
         let header = Header {
             format: FORMAT.into(),
             session: session.clone(),
+            client_literals: Some("redacted".into()),
+            max_session_bytes: self.shared.bounds.max_session_bytes,
         };
         let mut line = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
         line.push(b'\n');
@@ -170,19 +569,31 @@ impl ReplaySink for CaptureWriter {
         digest.update(&line);
         let buf = Arc::new(SessionBuf {
             id: session.session_id.clone(),
-            pending: Mutex::new(line),
+            pending: Mutex::new(Vec::new()),
             failed: AtomicBool::new(false),
         });
+        let written = line.len() as u64;
+        buf.pending.lock().extend_from_slice(&line);
         self.tx
-            .send(Control::Open(buf.clone(), file))
+            .send(Control::Open(
+                buf.clone(),
+                file,
+                Box::new(session.clone()),
+                path,
+            ))
             .map_err(|_| "the replay writer has stopped".to_string())?;
         Ok(Box::new(Recorder {
             buf,
             tx: self.tx.clone(),
+            shared: self.shared.clone(),
             state: Mutex::new(State {
                 started: Instant::now(),
                 digest,
                 finished: false,
+                written,
+                truncated: None,
+                redactor: Redactor::default(),
+                redacted: Vec::new(),
             }),
         }))
     }
@@ -191,6 +602,7 @@ impl ReplaySink for CaptureWriter {
 struct Recorder {
     buf: Arc<SessionBuf>,
     tx: Sender<Control>,
+    shared: Arc<Shared>,
     state: Mutex<State>,
 }
 
@@ -198,6 +610,38 @@ struct State {
     started: Instant,
     digest: Sha256,
     finished: bool,
+    /// Bytes of the file so far (its lines, uncompressed).
+    written: u64,
+    truncated: Option<ReplayTruncated>,
+    redactor: Redactor,
+    /// What the capture keeps of the bytes being recorded (reused).
+    redacted: Vec<u8>,
+}
+
+impl State {
+    /// Appends `line` to the session's pending bytes and its digest.
+    fn append(&mut self, buf: &SessionBuf, line: &[u8]) {
+        self.digest.update(line);
+        self.written += line.len() as u64;
+        buf.pending.lock().extend_from_slice(line);
+    }
+
+    /// Stops the capture here, saying why in the file.
+    fn truncate(&mut self, buf: &SessionBuf, reason: &str, at_us: u64, limit_bytes: u64) {
+        let truncated = ReplayTruncated {
+            reason: reason.into(),
+            at_us,
+            limit_bytes,
+        };
+        let mut line = serde_json::to_vec(&TruncationLine {
+            truncated: truncated.clone(),
+        })
+        .unwrap_or_default();
+        line.push(b'\n');
+        self.append(buf, &line);
+        tracing::info!(session = %buf.id, reason, limit_bytes, "replay capture truncated at its bound");
+        self.truncated = Some(truncated);
+    }
 }
 
 impl ReplayRecorder for Recorder {
@@ -205,15 +649,44 @@ impl ReplayRecorder for Recorder {
         if bytes.is_empty() || self.buf.failed.load(Ordering::Relaxed) {
             return;
         }
-        let mut state = self.state.lock();
-        if state.finished {
+        let mut guard = self.state.lock();
+        let state = &mut *guard;
+        if state.finished || state.truncated.is_some() {
             return;
         }
         let t = state.started.elapsed().as_micros() as u64;
+        state.redacted.clear();
+        // Rows and the like are kept as the client received them: no copy.
+        let kept: &[u8] = if state.redactor.passes_unchanged(from_client, bytes) {
+            bytes
+        } else {
+            state
+                .redactor
+                .redact(from_client, bytes, &mut state.redacted);
+            &state.redacted
+        };
+        if kept.is_empty() {
+            return;
+        }
+        if self.shared.full.load(Ordering::Relaxed) {
+            let limit = self.shared.bounds.max_total_bytes.unwrap_or(0);
+            state.truncate(&self.buf, "max_total_bytes", t, limit);
+            return;
+        }
+        if let Some(max) = self.shared.bounds.max_session_bytes {
+            // The frame line: its fields and the base64 of the bytes.
+            let line_len = 32 + base64::encoded_len(kept.len(), true).unwrap_or(0) as u64;
+            if state.written + line_len + END_RESERVE > max {
+                state.truncate(&self.buf, "max_session_bytes", t, max);
+                return;
+            }
+        }
         let mut pending = self.buf.pending.lock();
         let start = pending.len();
-        frame_line(t, from_client, bytes, &mut pending);
-        state.digest.update(&pending[start..]);
+        frame_line(t, from_client, kept, &mut pending);
+        let line = &pending[start..];
+        state.digest.update(line);
+        state.written += line.len() as u64;
         if pending.len() > MAX_PENDING {
             self.buf.failed.store(true, Ordering::Relaxed);
         }
@@ -223,26 +696,41 @@ impl ReplayRecorder for Recorder {
         !self.buf.failed.load(Ordering::Relaxed)
     }
 
-    fn finish(&self, reason: &str) -> Option<String> {
+    fn finish(&self, reason: &str) -> ReplayEnd {
         let mut state = self.state.lock();
         if state.finished {
-            return None;
+            return ReplayEnd::default();
         }
         state.finished = true;
         let trailer = Trailer {
             end: Timestamp::now(),
             reason: reason.to_string(),
         };
-        let mut line = serde_json::to_vec(&trailer).ok()?;
+        let Ok(mut line) = serde_json::to_vec(&trailer) else {
+            return ReplayEnd::default();
+        };
         line.push(b'\n');
-        state.digest.update(&line);
-        self.buf.pending.lock().extend_from_slice(&line);
+        state.append(&self.buf, &line);
         let digest = hex::encode(std::mem::take(&mut state.digest).finalize());
+        let truncated = state.truncated.clone();
+        drop(state);
         let (done, wait) = crossbeam_channel::bounded(1);
-        self.tx.send(Control::Close(self.buf.clone(), done)).ok()?;
+        if self
+            .tx
+            .send(Control::Close(self.buf.clone(), done))
+            .is_err()
+        {
+            return ReplayEnd {
+                sha256: None,
+                truncated,
+            };
+        }
         // The file is complete (or failed) before its digest is reported.
         let ok = wait.recv().unwrap_or(false);
-        (ok && self.healthy()).then_some(digest)
+        ReplayEnd {
+            sha256: (ok && self.healthy()).then_some(digest),
+            truncated,
+        }
     }
 }
 

@@ -60,14 +60,51 @@ pub struct ReplayConfig {
     pub enabled: bool,
     /// Where captures go; default: `replay/` in the data directory.
     pub dir: Option<PathBuf>,
+    /// Bytes one session's capture file may reach (uncompressed); the capture then stops with
+    /// a recorded truncation. `0`: no cap.
+    pub max_session_bytes: u64,
+    /// Bytes the replay directory may hold; past it the oldest closed captures under no legal
+    /// hold are rotated out (recorded first). `0`: no bound.
+    pub max_total_bytes: u64,
+    /// Gzip each capture once its session has ended (`<id>.jsonl.gz`).
+    pub compress: bool,
 }
+
+/// Default `[replay] max_session_bytes`: 64 MiB.
+pub const DEFAULT_REPLAY_SESSION_BYTES: u64 = 64 << 20;
+/// Default `[replay] max_total_bytes`: 4 GiB.
+pub const DEFAULT_REPLAY_TOTAL_BYTES: u64 = 4 << 30;
 
 impl Default for ReplayConfig {
     fn default() -> Self {
         ReplayConfig {
             enabled: true,
             dir: None,
+            max_session_bytes: DEFAULT_REPLAY_SESSION_BYTES,
+            max_total_bytes: DEFAULT_REPLAY_TOTAL_BYTES,
+            compress: true,
         }
+    }
+}
+
+impl ReplayConfig {
+    fn validate(&self) -> Result<()> {
+        let min = vigil_replay::MIN_SESSION_BYTES;
+        if self.max_session_bytes != 0 && self.max_session_bytes < min {
+            bail!("replay.max_session_bytes must be 0 (no cap) or at least {min}");
+        }
+        if self.max_total_bytes != 0 {
+            if self.max_total_bytes < min {
+                bail!("replay.max_total_bytes must be 0 (no bound) or at least {min}");
+            }
+            if self.max_session_bytes == 0 || self.max_session_bytes > self.max_total_bytes {
+                bail!(
+                    "replay.max_total_bytes needs a max_session_bytes no larger than itself \
+                     (one session's capture must fit in the directory's bound)"
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -406,6 +443,7 @@ impl Config {
     /// Every check but the policies'.
     pub fn validate_sections(&self) -> Result<()> {
         self.retention.policy()?;
+        self.replay.validate()?;
         let mut names = HashSet::new();
         for c in &self.connections {
             if c.name.is_empty() {
@@ -810,6 +848,34 @@ mod tests {
         assert_eq!(did_you_mean("etl", &declared), None);
         assert_eq!(did_you_mean("", &declared), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn replay_bounds_must_fit_together() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.replay.max_session_bytes, DEFAULT_REPLAY_SESSION_BYTES);
+        assert_eq!(c.replay.max_total_bytes, DEFAULT_REPLAY_TOTAL_BYTES);
+        assert!(c.replay.compress);
+        for (text, complaint) in [
+            ("[replay]\nmax_session_bytes = 100\n", "at least 16384"),
+            ("[replay]\nmax_total_bytes = 100\n", "at least 16384"),
+            (
+                "[replay]\nmax_session_bytes = 1000000\nmax_total_bytes = 500000\n",
+                "no larger than itself",
+            ),
+            (
+                "[replay]\nmax_session_bytes = 0\nmax_total_bytes = 500000\n",
+                "no larger than itself",
+            ),
+        ] {
+            let err = Config::parse(text).unwrap_err().to_string();
+            assert!(err.contains(complaint), "{text}: {err}");
+        }
+        let c = Config::parse("[replay]\nmax_session_bytes = 0\nmax_total_bytes = 0\n").unwrap();
+        assert_eq!(
+            (c.replay.max_session_bytes, c.replay.max_total_bytes),
+            (0, 0)
+        );
     }
 
     #[test]

@@ -170,8 +170,9 @@ pub async fn start(config: Config) -> Result<Running> {
     };
     let replay: Option<Arc<dyn vigil_core::ReplaySink>> = if config.replay.enabled {
         let dir = config.replay_dir();
-        let writer = vigil_replay::CaptureWriter::start(&dir)
-            .with_context(|| format!("replay captures in {}", dir.display()))?;
+        let writer =
+            vigil_replay::CaptureWriter::start_bounded(&dir, replay_bounds(&config, &sink)?)
+                .with_context(|| format!("replay captures in {}", dir.display()))?;
         Some(Arc::new(writer))
     } else {
         None
@@ -304,4 +305,37 @@ impl Running {
 fn restrict_permissions(dir: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+}
+
+/// `[replay]`'s bounds: legal holds from `[retention]`, rotations recorded in the audit trail
+/// (durably) before their files go.
+fn replay_bounds(
+    config: &Config,
+    sink: &Arc<dyn vigil_core::EventSink>,
+) -> Result<vigil_replay::CaptureBounds> {
+    let holds = Arc::new(config.retention.policy()?.holds);
+    let sink = sink.clone();
+    let nonzero = |v: u64| (v != 0).then_some(v);
+    Ok(vigil_replay::CaptureBounds {
+        max_session_bytes: nonzero(config.replay.max_session_bytes),
+        max_total_bytes: nonzero(config.replay.max_total_bytes),
+        compress: config.replay.compress,
+        is_held: Arc::new(move |h: &vigil_core::ReplayHeader| {
+            holds.iter().any(|hold| {
+                hold.covers(
+                    Some(&h.session_id),
+                    Some(&h.identity),
+                    h.started_at.as_micros(),
+                )
+            })
+        }),
+        record_rotation: Arc::new(move |rotated| {
+            let draft = vigil_core::EventDraft::new(vigil_core::Event::ReplayCapturesRotated(
+                rotated.clone(),
+            ));
+            vigil_audit::wait_durable(sink.append(draft))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }),
+    })
 }

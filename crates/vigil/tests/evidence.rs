@@ -207,7 +207,7 @@ fn purge_removes_expired_statements_while_the_gateway_runs_and_the_chain_still_v
         .as_str()
         .unwrap()
         .to_string();
-    let capture = cfg.data_dir().join("replay").join(format!("{first}.jsonl"));
+    let capture = closed_capture(&cfg, &first);
     assert!(capture.exists());
     assert!(dry.contains("1 replay captures past retention"), "{dry}");
     let done = String::from_utf8(cli_ok(&cfg, &["audit", "purge"])).unwrap();

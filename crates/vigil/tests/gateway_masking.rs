@@ -404,15 +404,10 @@ fn canaries_never_leave_the_gateway() {
     let store = std::fs::read(cfg.store_path()).unwrap();
     let wal = std::fs::read(cfg.store_path().with_extension("db-wal")).unwrap_or_default();
     let mut received = Vec::new();
-    let replay = cfg.data_dir().join("replay");
     let mut captures = 0;
-    for entry in std::fs::read_dir(&replay).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().and_then(|e| e.to_str()) != Some("jsonl") {
-            continue;
-        }
+    for (_, content) in all_captures(&cfg) {
         captures += 1;
-        for line in std::fs::read_to_string(&path).unwrap().lines() {
+        for line in String::from_utf8(content).unwrap().lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             if v["d"] == "s" {
                 received.extend(

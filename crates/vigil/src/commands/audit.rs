@@ -223,11 +223,16 @@ pub fn run(cmd: AuditCommand) -> Result<i32> {
             let dir = config.replay_dir();
             let mut removed = 0;
             for session in &plan.expired_captures {
-                let path = vigil_replay::CaptureWriter::path_of(&dir, session);
-                match std::fs::remove_file(&path) {
-                    Ok(()) => removed += 1,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => eprintln!("warning: cannot delete {}: {e}", path.display()),
+                // While written, and once compressed.
+                while let Some(path) = vigil_replay::find_capture(&dir, session) {
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => removed += 1,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            eprintln!("warning: cannot delete {}: {e}", path.display());
+                            break;
+                        }
+                    }
                 }
             }
             if !plan.expired_captures.is_empty() {

@@ -4,7 +4,7 @@ use crate::StoreArgs;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use sha2::Digest;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -60,14 +60,19 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
     if args.session.contains(['/', '\\']) || args.session.starts_with('.') {
         bail!("{:?} is not a session id", args.session);
     }
-    let path = vigil_replay::CaptureWriter::path_of(&dir, &args.session);
-    let bytes = std::fs::read(&path).with_context(|| {
-        format!(
-            "no capture of session {} in {} (captures are off, or the id is wrong)",
-            args.session,
-            dir.display()
-        )
-    })?;
+    let (path, bytes) = vigil_replay::open_capture(&dir, &args.session)
+        .and_then(|(path, mut input)| {
+            let mut bytes = Vec::new();
+            input.read_to_end(&mut bytes)?;
+            Ok((path, bytes))
+        })
+        .with_context(|| {
+            format!(
+                "no capture of session {} in {} (captures are off, the id is wrong, or it was rotated out or purged)",
+                args.session,
+                dir.display()
+            )
+        })?;
     // Check the capture against the digest its session's end record holds, when the store is
     // at hand: a capture that was edited says so.
     let digest = hex::encode(sha2::Sha256::digest(&bytes));
@@ -93,8 +98,9 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
             ),
         }
     }
+    let name = path.display().to_string();
     if args.check {
-        let capture = vigil_replay::read_capture(&path)?;
+        let capture = vigil_replay::parse_capture(&bytes[..], &name)?;
         return check(
             &capture,
             args.against.as_deref().unwrap_or_default(),
@@ -113,11 +119,11 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
             if args.output.is_none() {
                 bail!("--format pcapng writes a binary file: give -o FILE");
             }
-            let capture = vigil_replay::read_capture(&path)?;
+            let capture = vigil_replay::parse_capture(&bytes[..], &name)?;
             out.write_all(&vigil_replay::pcapng::export(&capture))?;
         }
         ReplayFormat::Text => {
-            let capture = vigil_replay::read_capture(&path)?;
+            let capture = vigil_replay::parse_capture(&bytes[..], &name)?;
             let h = &capture.header.session;
             writeln!(
                 out,
@@ -129,6 +135,12 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
                 h.client_addr,
                 h.started_at
             )?;
+            if capture.header.literals_redacted() {
+                writeln!(
+                    out,
+                    "-- client literals and parameter values were withheld from this capture ($1, $2… mark them)"
+                )?;
+            }
             let mut last_t = None;
             for step in vigil_replay::render::steps(&capture) {
                 if step.seq < args.from {
@@ -145,6 +157,16 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
                 let mut text = String::new();
                 vigil_replay::render::render_step(&step, &mut text);
                 out.write_all(text.as_bytes())?;
+            }
+            if let Some(t) = &capture.truncated {
+                writeln!(
+                    out,
+                    "-- capture stopped at +{}.{:06}s: {} ({} bytes) reached; the rest of the session is in the audit trail only",
+                    t.at_us / 1_000_000,
+                    t.at_us % 1_000_000,
+                    t.reason,
+                    t.limit_bytes
+                )?;
             }
             if let Some(t) = &capture.trailer {
                 writeln!(out, "-- session ended {} ({})", t.end, t.reason)?;
@@ -183,6 +205,7 @@ fn check(capture: &vigil_replay::Capture, url: &str, from: u64) -> Result<i32> {
             .with_context(|| "cannot connect to the sandbox given by --against")?;
         tokio::spawn(connection);
         let analyzer = vigil_sql::Analyzer::new(64);
+        let redacted = capture.header.literals_redacted();
         let (mut matched, mut mismatched, mut skipped) = (0, 0, 0);
         for step in vigil_replay::render::steps(capture) {
             if step.seq < from {
@@ -197,6 +220,8 @@ fn check(capture: &vigil_replay::Capture, url: &str, from: u64) -> Result<i32> {
                 || shape.command_classes.iter().any(|c| c != "read")
             {
                 Some("not a read")
+            } else if redacted && has_placeholder(&step.text) {
+                Some("its literals were withheld from the capture")
             } else {
                 None
             };
@@ -230,6 +255,13 @@ fn check(capture: &vigil_replay::Capture, url: &str, from: u64) -> Result<i32> {
         println!("{matched} matched, {mismatched} mismatched, {skipped} skipped");
         Ok(i32::from(mismatched > 0))
     })
+}
+
+/// Whether a text holds a `$n` placeholder (where the capture withheld a literal).
+fn has_placeholder(text: &str) -> bool {
+    text.as_bytes()
+        .windows(2)
+        .any(|w| w[0] == b'$' && w[1].is_ascii_digit())
 }
 
 fn one_line(text: &str) -> String {

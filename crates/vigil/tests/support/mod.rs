@@ -556,3 +556,73 @@ pub fn read_line_from(child: &mut Child) -> String {
         .unwrap();
     line
 }
+
+/// The replay directory of a test gateway.
+pub fn replay_dir(cfg: &VigilConfig) -> PathBuf {
+    cfg.data_dir().join("replay")
+}
+
+/// The closed capture file of a session: `<id>.jsonl.gz` once the gateway compressed it
+/// (shortly after the session's end), or `<id>.jsonl` where compression is off. Waits for it.
+pub fn closed_capture(cfg: &VigilConfig, session: &str) -> PathBuf {
+    let dir = replay_dir(cfg);
+    eventually("the session's capture closed and compressed", || {
+        let gz = dir.join(format!("{session}.jsonl.gz"));
+        let plain = dir.join(format!("{session}.jsonl"));
+        if gz.exists() && !plain.exists() {
+            return Some(gz);
+        }
+        let compressing = std::fs::read_to_string(cfg.path())
+            .map(|t| !t.contains("compress = false"))
+            .unwrap_or(true);
+        (!compressing && plain.exists()).then_some(plain)
+    })
+}
+
+/// The content of a capture file (decompressed when it is `.gz`).
+pub fn capture_content(path: &Path) -> Vec<u8> {
+    try_capture_content(path).unwrap()
+}
+
+fn try_capture_content(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let mut out = Vec::new();
+    if path.extension().is_some_and(|e| e == "gz") {
+        flate2::read::MultiGzDecoder::new(file).read_to_end(&mut out)?;
+    } else {
+        BufReader::new(file).read_to_end(&mut out)?;
+    }
+    Ok(out)
+}
+
+/// Writes `content` as a capture file, compressed when the path is `.gz`.
+pub fn write_capture_content(path: &Path, content: &[u8]) {
+    if path.extension().is_some_and(|e| e == "gz") {
+        let out = std::fs::File::create(path).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+        gz.write_all(content).unwrap();
+        gz.finish().unwrap();
+    } else {
+        std::fs::write(path, content).unwrap();
+    }
+}
+
+/// Every capture file in the replay directory, with its content.
+pub fn all_captures(cfg: &VigilConfig) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(replay_dir(cfg)) else {
+        return out;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".jsonl") || name.ends_with(".jsonl.gz") {
+            // A plain file may be compressed (and removed) as it is read: its `.gz` is listed.
+            if let Ok(content) = try_capture_content(&path) {
+                out.push((path, content));
+            }
+        }
+    }
+    out
+}
