@@ -156,6 +156,10 @@ for i in $(seq "$RUNS"); do
   run_suite "through-vigil-$i" "$vigil_port" "$token"
   log "vigil RSS after run $i: $(rss_kb) kB"
 done
+if [[ "$RUNS" -gt 1 ]]; then
+  sleep 15
+  log "vigil RSS after 15 s idle: $(rss_kb) kB"
+fi
 unset token upstream_password VIGIL_SUITE_UPSTREAM_PASSWORD
 
 set +e

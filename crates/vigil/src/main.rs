@@ -11,6 +11,11 @@ mod serve;
 mod wiring;
 
 use anyhow::Result;
+
+// jemalloc returns freed memory to the system (glibc's malloc kept RSS at its high-water mark
+// after large results and catalogs, arena by arena: docs/CONFIG.md, "Memory").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
