@@ -3,12 +3,17 @@
 # gateway binary, psql, pgbench, tokio-postgres, a real OIDC provider), then the psycopg2
 # suite through the gateway compared with the same suite run directly.
 #
-# Needs: the Rust toolchain with cargo-nextest, PostgreSQL 15 server binaries and clients,
-# pgbench, libclang (pg_query), Node.js + npm (OIDC provider), Python 3 with venv, tshark
-# (pcapng exports of replay captures).
-# .ci/run installs whatever is missing; run that on a fresh machine.
+# Needs the Rust toolchain (rustup) and, on Debian, installs what else is missing first
+# (scripts/lib/prereqs.sh): a C compiler and libclang (the build), PostgreSQL 15 server
+# binaries, psql and pgbench, curl, Python 3 with venv, tshark (pcapng exports of replay
+# captures), and Node.js >= 20.19 with the OIDC provider's modules. cargo-nextest is used when
+# installed, cargo test otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# shellcheck source=scripts/lib/prereqs.sh
+. scripts/lib/prereqs.sh
+vigil_prereqs test
 
 # The OIDC and pcapng tests must run, not skip, when this script is the test command.
 export VIGIL_TEST_REQUIRE_NODE=1
@@ -17,6 +22,7 @@ export VIGIL_TEST_REQUIRE_TSHARK=1
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast --failure-output final
 else
+  echo "vigil setup: cargo-nextest is not installed: running the tests with cargo test" >&2
   cargo test --workspace --no-fail-fast
 fi
 cargo test --workspace --doc --quiet
