@@ -151,18 +151,26 @@ cp -L /etc/resolv.conf "$R/etc/resolv.conf"
 printf '#!/bin/sh\nexit 101\n' >"$R/usr/sbin/policy-rc.d"
 chmod +x "$R/usr/sbin/policy-rc.d"
 
-# The Rust toolchain, as rustup would have left it (rustup's proxies and one toolchain).
-mkdir -p "$R/opt/rust/rustup/toolchains" "$R/opt/rust/bin"
-cp -a "$rustup_home/settings.toml" "$R/opt/rust/rustup/"
-cp -a "$rustup_home/toolchains/$toolchain" "$R/opt/rust/rustup/toolchains/"
-cp -a "$cargo_bin"/rustup "$R/opt/rust/bin/"
-for link in "$cargo_bin"/*; do
-  [[ -L $link && $(readlink "$link") == rustup ]] && ln -s rustup "$R/opt/rust/bin/$(basename "$link")"
-done
-if ((NEXTEST)); then
-  cp "$(command -v cargo-nextest)" "$R/opt/rust/bin/"
-fi
-chmod -R a+rX "$R/opt/rust"
+# The Rust toolchain, as rustup leaves it for each user (~/.rustup, ~/.cargo/bin), one copy
+# of the toolchain hard-linked into every user's.
+mkdir -p "$R/opt/rust-toolchain"
+cp -a "$rustup_home/toolchains/$toolchain" "$R/opt/rust-toolchain/"
+cp -a "$cargo_bin/rustup" "$R/opt/rust-toolchain/rustup"
+if ((NEXTEST)); then cp "$(command -v cargo-nextest)" "$R/opt/rust-toolchain/"; fi
+chmod -R a+rX "$R/opt/rust-toolchain"
+give_rust() { # user home
+  local user=$1 home=$R$2 link
+  mkdir -p "$home/.rustup/toolchains" "$home/.cargo/bin"
+  cp -al "$R/opt/rust-toolchain/$toolchain" "$home/.rustup/toolchains/"
+  cp "$rustup_home/settings.toml" "$home/.rustup/"
+  ln "$R/opt/rust-toolchain/rustup" "$home/.cargo/bin/rustup"
+  for link in "$cargo_bin"/*; do
+    [[ -L $link && $(readlink "$link") == rustup ]] && ln -s rustup "$home/.cargo/bin/$(basename "$link")"
+  done
+  if ((NEXTEST)); then ln "$R/opt/rust-toolchain/cargo-nextest" "$home/.cargo/bin/"; fi
+  chroot "$R" chown "$user:$user" "$2/.rustup" "$2/.rustup/toolchains" "$2/.rustup/settings.toml" \
+    "$2/.cargo" "$2/.cargo/bin"
+}
 
 # This sandbox reaches the internet through a TLS-inspecting proxy whose CA the host trusts:
 # give the chroot's tools the host's bundle (the chroot's own ca-certificates is what
@@ -190,9 +198,10 @@ clone_for() { # user home
   git -C "$R$2/vigil" -c advice.detachedHead=false checkout --quiet "$commit"
   chroot "$R" chown -R "$1:$1" "$2/vigil"
 }
-clone_for alice /home/alice
-clone_for bob /home/bob
-clone_for root /root
+for u in alice:/home/alice bob:/home/bob root:/root; do
+  clone_for "${u%%:*}" "${u#*:}"
+  give_rust "${u%%:*}" "${u#*:}"
+done
 
 # A login-like environment: nothing from the host's but the CA bundle above.
 as() { # user command...
@@ -200,8 +209,7 @@ as() { # user command...
   shift
   if [[ $user == root ]]; then home=/root; else home=/home/$user; fi
   chroot --userspec="$user:$user" "$R" /usr/bin/env -i HOME="$home" USER="$user" LOGNAME="$user" \
-    PATH=/opt/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    RUSTUP_HOME=/opt/rust/rustup LANG=C.UTF-8 TERM=dumb "${ca_env[@]}" /bin/bash -c "cd ~/vigil && $*"
+    PATH="$home/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" LANG=C.UTF-8 TERM=dumb "${ca_env[@]}" /bin/bash -c "cd ~/vigil && $*"
 }
 as_root() { as root "$@"; }
 
@@ -244,8 +252,7 @@ run_demo() { # log
   pg=$(free_port)
   api=$(free_port)
   setsid chroot "$R" /usr/bin/env -i HOME=/root USER=root LOGNAME=root \
-    PATH=/opt/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    RUSTUP_HOME=/opt/rust/rustup LANG=C.UTF-8 TERM=dumb "${ca_env[@]}" \
+    PATH="/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" LANG=C.UTF-8 TERM=dumb "${ca_env[@]}" \
     /bin/bash -c "cd ~/vigil && exec scripts/demo.sh --listen 127.0.0.1:$pg --api-listen 127.0.0.1:$api" \
     </dev/null >"$log" 2>&1 &
   demo_pgid=$!
