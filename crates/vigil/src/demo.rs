@@ -87,7 +87,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let upstream = match &args.upstream {
         Some(url) => parse_upstream(url)?,
         None => {
-            let cluster = Cluster::create(&dir.join("pg"))?;
+            let cluster = Cluster::create(&cluster_dir(&dir)?)?;
             let admin_password = cluster.superuser_password.clone();
             let gateway_password = random_secret(24);
             let rt = serve::runtime()?;
@@ -432,10 +432,76 @@ fn parse_upstream(url: &str) -> Result<Upstream> {
 /// A throwaway cluster started from the machine's PostgreSQL server binaries.
 struct Cluster {
     bin: PathBuf,
+    dir: PathBuf,
     data: PathBuf,
     port: u16,
     superuser_password: String,
     as_postgres_user: bool,
+}
+
+/// Where a cluster left in another place than `<demo dir>/pg` is named, for the next run.
+const ELSEWHERE: &str = "pg-elsewhere";
+const ELSEWHERE_PREFIX: &str = "vigil-demo-pg-";
+
+/// Where the throwaway cluster lives: `<dir>/pg`, unless the demo runs as root (PostgreSQL then
+/// runs as the `postgres` user) and that user cannot reach `<dir>`, which is the case under
+/// root's home (mode 0700). Then in a new folder of the temporary directory, named in
+/// `<dir>/pg-elsewhere` so that the next run stops and removes it, as it does `<dir>/pg`.
+fn cluster_dir(dir: &Path) -> Result<PathBuf> {
+    let pointer = dir.join(ELSEWHERE);
+    if let Ok(old) = std::fs::read_to_string(&pointer) {
+        let old = PathBuf::from(old.trim());
+        let ours = old.parent() == Some(std::env::temp_dir().as_path())
+            && old
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(ELSEWHERE_PREFIX));
+        if ours && old.is_dir() {
+            if let Ok(bin) = find_pg_bin() {
+                let _ = pg_tool(&bin, nix_is_root(), "pg_ctl")
+                    .arg("-D")
+                    .arg(old.join("data"))
+                    .args(["-m", "immediate", "stop"])
+                    .output();
+            }
+            let _ = std::fs::remove_dir_all(&old);
+        }
+        let _ = std::fs::remove_file(&pointer);
+    }
+    if !nix_is_root() || postgres_can_reach(dir) {
+        return Ok(dir.join("pg"));
+    }
+    let elsewhere = std::env::temp_dir().join(format!("{ELSEWHERE_PREFIX}{}", random_secret(12)));
+    // A new folder: fails rather than reuse one that exists.
+    std::fs::create_dir(&elsewhere)
+        .with_context(|| format!("cannot create {}", elsewhere.display()))?;
+    std::fs::write(&pointer, elsewhere.display().to_string())?;
+    eprintln!(
+        "PostgreSQL runs as the postgres user, who cannot reach {}: its cluster goes in {}",
+        dir.display(),
+        elsewhere.display()
+    );
+    Ok(elsewhere)
+}
+
+/// Whether the `postgres` user can enter `dir` (every folder above it included).
+fn postgres_can_reach(dir: &Path) -> bool {
+    Command::new("runuser")
+        .args(["-u", "postgres", "--", "test", "-x"])
+        .arg(dir)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// A PostgreSQL server binary, run as the `postgres` user when asked (PostgreSQL refuses root).
+fn pg_tool(bin: &Path, as_postgres_user: bool, tool: &str) -> Command {
+    let path = bin.join(tool);
+    if as_postgres_user {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(path);
+        c
+    } else {
+        Command::new(path)
+    }
 }
 
 fn find_pg_bin() -> Result<PathBuf> {
@@ -466,7 +532,7 @@ impl Cluster {
         // PostgreSQL refuses to run as root: run it as the `postgres` user then.
         let as_postgres_user = nix_is_root();
         if dir.exists() {
-            let _ = Command::new(bin.join("pg_ctl"))
+            let _ = pg_tool(&bin, as_postgres_user, "pg_ctl")
                 .arg("-D")
                 .arg(dir.join("data"))
                 .args(["-m", "immediate", "stop"])
@@ -490,6 +556,7 @@ impl Cluster {
         let data = dir.join("data");
         let mut cluster = Cluster {
             bin,
+            dir: dir.to_path_buf(),
             data,
             port: 0,
             superuser_password,
@@ -544,14 +611,7 @@ impl Cluster {
     }
 
     fn command(&self, tool: &str) -> Command {
-        let path = self.bin.join(tool);
-        if self.as_postgres_user {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(path);
-            c
-        } else {
-            Command::new(path)
-        }
+        pg_tool(&self.bin, self.as_postgres_user, tool)
     }
 
     fn stop(&self) {
@@ -561,6 +621,14 @@ impl Cluster {
             .arg(&self.data)
             .args(["-m", "fast", "stop"])
             .output();
+        // A cluster outside the demo's folder goes with the demo.
+        if let (Some(name), Some(parent)) = (self.dir.file_name(), self.dir.parent()) {
+            if name.to_string_lossy().starts_with(ELSEWHERE_PREFIX)
+                && parent == std::env::temp_dir().as_path()
+            {
+                let _ = std::fs::remove_dir_all(&self.dir);
+            }
+        }
     }
 }
 
