@@ -234,7 +234,7 @@ _vp_oidc_modules() {
     return 0
   fi
   _vp_say "installing the OIDC test provider's Node modules (npm ci in testsupport/oidc-provider)"
-  (cd "$d" && npm ci --no-audit --no-fund --loglevel=error) ||
+  (cd "$d" && npm ci --no-audit --no-fund --no-update-notifier --loglevel=error) ||
     { _vp_say "npm ci failed in $d"; exit 1; }
 }
 
