@@ -21,11 +21,11 @@ export VIGIL_TEST_REQUIRE_TSHARK=1
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast --failure-output final
+  cargo test --workspace --doc --quiet
 else
   echo "vigil setup: cargo-nextest is not installed: running the tests with cargo test" >&2
-  cargo test --workspace --no-fail-fast
+  cargo test --workspace --no-fail-fast # doc tests included
 fi
-cargo test --workspace --doc --quiet
 
 if [[ "${VIGIL_SKIP_PSYCOPG2:-0}" != "1" ]]; then
   # The debug binary the tests above just built: no second (release) build.

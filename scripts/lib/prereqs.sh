@@ -89,6 +89,8 @@ _vp_check_test() {
   python3 -c 'import ensurepip, venv' >/dev/null 2>&1 ||
     _vp_need python3-venv "Python with venv: the psycopg2 suite runs in a virtualenv"
   _vp_has_cmd tshark || _vp_need tshark "dissects the pcapng exports of replay captures"
+  # The program, not the shell's builtin: tests signal the gateway with it.
+  type -P kill >/dev/null || _vp_need procps "kill(1), which the tests stop the gateway with"
 }
 
 # The one message when we cannot install: what is missing, why, and the command to run.
