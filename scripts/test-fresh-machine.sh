@@ -122,6 +122,8 @@ if [[ -e $R ]]; then
 fi
 mkdir -p "$WORK" "$LOGS"
 touch "$MARK"
+free_gib=$(($(df -Pk "$WORK" | awk 'NR == 2 {print $4}') / 1024 / 1024))
+((free_gib >= 15)) || die "$WORK has ${free_gib} GiB free; the chroot grows to about 12 GiB"
 rm -f "$LOGS"/*.log
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -317,5 +319,6 @@ else
     END {printf "%d passed, %d failed (%d test binaries)", p, f, n}' "$LOGS/c-test.log")"
 fi
 grep -E '^psycopg2-suite: ' "$LOGS/c-test.log" | tail -n 3 >&2 || true
+figure "chroot size at the end (toolchain, packages, both builds)" "$(du -sh --one-file-system "$R" | cut -f1)"
 ((status == 0)) || { tail -n 40 "$LOGS/c-test.log" >&2; die "scripts/test.sh exited with $status ($LOGS/c-test.log)"; }
 echo "test-fresh-machine: a, b and c passed" >&2
