@@ -318,7 +318,11 @@ else
   figure "c. cargo test results (unit, integration, doc)" "$(awk '/^test result: /{p+=$4; f+=$6; n++}
     END {printf "%d passed, %d failed (%d test binaries)", p, f, n}' "$LOGS/c-test.log")"
 fi
-grep -E '^psycopg2-suite: ' "$LOGS/c-test.log" | tail -n 3 >&2 || true
+if grep -q '^through Vigil: ' "$LOGS/c-test.log"; then
+  figure "c. psycopg2 suite, directly" "$(grep -m1 '^direct: ' "$LOGS/c-test.log" | sed 's/^direct: *//')"
+  figure "c. psycopg2 suite, through Vigil" "$(grep -m1 '^through Vigil: ' "$LOGS/c-test.log" | sed 's/^through Vigil: *//')"
+  grep -m1 'suite through Vigil: ' "$LOGS/c-test.log" >&2 || true
+fi
 figure "chroot size at the end (toolchain, packages, both builds)" "$(du -sh --one-file-system "$R" | cut -f1)"
 ((status == 0)) || { tail -n 40 "$LOGS/c-test.log" >&2; die "scripts/test.sh exited with $status ($LOGS/c-test.log)"; }
 echo "test-fresh-machine: a, b and c passed" >&2
