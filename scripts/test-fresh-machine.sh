@@ -123,7 +123,7 @@ fi
 mkdir -p "$WORK" "$LOGS"
 touch "$MARK"
 free_gib=$(($(df -Pk "$WORK" | awk 'NR == 2 {print $4}') / 1024 / 1024))
-((free_gib >= 15)) || die "$WORK has ${free_gib} GiB free; the chroot grows to about 12 GiB"
+((free_gib >= 15)) || die "$WORK has ${free_gib} GiB free; the chroot grows to about 9 GiB"
 rm -f "$LOGS"/*.log
 trap cleanup EXIT
 trap 'exit 130' INT
