@@ -228,10 +228,10 @@ expect_refusal() { # log expected-packages...
 # --- a. a user who cannot install -----------------------------------------------------------
 say "a. alice (not root, no sudo) runs scripts/demo.sh and scripts/test.sh"
 if as alice scripts/demo.sh </dev/null >"$LOGS/a-alice-demo.log" 2>&1; then die "demo.sh succeeded for alice"; fi
-expect_refusal "$LOGS/a-alice-demo.log" gcc libc6-dev libclang-dev ca-certificates postgresql
+expect_refusal "$LOGS/a-alice-demo.log" gcc libc6-dev make libclang-dev ca-certificates postgresql
 [[ -e $R/home/alice/vigil/target ]] && die "alice's demo.sh left a target/ behind"
 if as alice scripts/test.sh </dev/null >"$LOGS/a-alice-test.log" 2>&1; then die "test.sh succeeded for alice"; fi
-expect_refusal "$LOGS/a-alice-test.log" gcc libclang-dev postgresql-15 postgresql-client-15 curl python3-venv tshark procps
+expect_refusal "$LOGS/a-alice-test.log" gcc make libclang-dev postgresql-15 postgresql-client-15 curl python3-venv tshark procps
 if as_root VIGIL_INSTALL=never scripts/demo.sh </dev/null >"$LOGS/a-root-never.log" 2>&1; then die "VIGIL_INSTALL=never installed"; fi
 expect_refusal "$LOGS/a-root-never.log" gcc libclang-dev postgresql
 sed -n '/needs Debian packages/,$p' "$LOGS/a-alice-demo.log" >&2

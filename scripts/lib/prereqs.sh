@@ -65,6 +65,7 @@ _vp_check_rust() {
 _vp_check_build() {
   _vp_has_cmd cc || _vp_need gcc "C compiler and linker: rustc links with cc; pg_query, ring and SQLite compile C"
   _vp_has_pkg libc6-dev || _vp_need libc6-dev "C library headers for that C code"
+  _vp_has_cmd make || _vp_need make "jemalloc (Vigil's allocator) is built with its configure script and make"
   [[ -n ${LIBCLANG_PATH:-} ]] || _vp_has_pkg libclang-dev ||
     _vp_need libclang-dev "libclang: pg_query's build script generates its Rust bindings with bindgen"
   _vp_has_pkg ca-certificates || _vp_need ca-certificates "cargo fetches crates from crates.io over HTTPS"
