@@ -51,6 +51,9 @@ _vp_check_rust() {
   if ! _vp_has_cmd cargo || ! _vp_has_cmd rustc; then
     _vp_say "cargo and rustc were not found. Install Rust ${want:+>= $want }with rustup"
     _vp_say "(https://rustup.rs), open a new shell (or: . \"\$HOME/.cargo/env\"), and run $_vp_cmd again."
+    if [[ -n ${SUDO_USER:-} ]]; then
+      _vp_say "(Run through sudo? Run it as $SUDO_USER instead: it uses sudo itself to install.)"
+    fi
     exit 1
   fi
   have=$(rustc --version | awk '{print $2}')
