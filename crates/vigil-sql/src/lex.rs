@@ -248,11 +248,23 @@ impl<'a> Lexer<'a> {
             return None;
         }
         let q = self.skip_blank(i + 7)?;
-        if self.at(q) != b'\'' {
-            return None;
+        // Any string constant the scanner makes: '…', E'…' or $tag$…$tag$.
+        match self.at(q) {
+            b'\'' => {
+                let quoting = self.plain_quoting();
+                self.quoted_end(q, quoting)
+            }
+            b'e' | b'E' if self.at(q + 1) == b'\'' => self.quoted_end(q + 1, Quoting::Escape),
+            b'$' => match self.dollar(q) {
+                Token {
+                    tok: Tok::Literal { .. },
+                    end,
+                    ..
+                } => Some(end),
+                _ => None,
+            },
+            _ => None,
         }
-        let quoting = self.plain_quoting();
-        self.quoted_end(q, quoting)
     }
 
     fn unterminated(&mut self, start: usize) -> Token {
@@ -731,21 +743,24 @@ mod tests {
         let span = |i: usize| (tokens[i].start as usize, tokens[i].end as usize);
         let mut spans = Spans::default();
         let mut i = 0;
+        // The parser never sees comments: `U&'…' UESCAPE -- c⏎ '!'` is one constant.
+        let next = |mut j: usize| {
+            while matches!(kind(j), Some(T::SqlComment | T::CComment)) {
+                j += 1;
+            }
+            j
+        };
         while i < tokens.len() {
             let (start, end) = span(i);
+            let (escape, escape_char) = (next(i + 1), next(next(i + 1) + 1));
+            let uescape = kind(escape) == Some(T::Uescape) && kind(escape_char) == Some(T::Sconst);
             match kind(i) {
-                Some(T::Usconst)
-                    if kind(i + 1) == Some(T::Uescape) && kind(i + 2) == Some(T::Sconst) =>
-                {
-                    spans.literals.push((start, span(i + 2).1));
-                    i += 2;
+                Some(T::Usconst) if uescape => {
+                    spans.literals.push((start, span(escape_char).1));
+                    i = escape_char;
                 }
                 // The escape character of a U&"…" identifier is part of the name.
-                Some(T::Uident)
-                    if kind(i + 1) == Some(T::Uescape) && kind(i + 2) == Some(T::Sconst) =>
-                {
-                    i += 2
-                }
+                Some(T::Uident) if uescape => i = escape_char,
                 Some(T::Nchar)
                     if end - start == 1
                         && kind(i + 1) == Some(T::Sconst)
@@ -928,6 +943,7 @@ mod tests {
         for sql in [
             "SELECT 1..10, a...5, t.5, 1.e5, 0x_FF",
             "SELECT U&'d!0061t' UESCAPE '!', U&\"d!0061t\" UESCAPE '!', N'x', nchar 'y'",
+            "SELECT U&'d!0061t' UESCAPE e'!', U&'' UESCAPE $$!$$, U&''UESCAPE e'x\\'y'",
             "SELECT 'a' -- c\n 'b', $1, $$x$$, $t$ $$ $t$",
             "SELECT /* a /* b */ c */ 1 -- d",
             "SELECT e'\\'', b'01', x'1F', 'it''s'",
