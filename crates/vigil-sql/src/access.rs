@@ -105,7 +105,8 @@
 //! same text is resolved with the old path (and refused if that fails), and temporary tables
 //! need the session's temporary schema in the catalog's search path. Within one text, later
 //! statements see the tables earlier ones create with `CREATE TABLE name (columns…)` (plain and
-//! temporary tables whose schema is certain; not `LIKE`, `INHERITS`, `PARTITION OF`, typed
+//! temporary tables whose schema is certain, so none after a `SET search_path`, `set_config()`,
+//! `DO` or `CALL` earlier in the text; not `LIKE`, `INHERITS`, `PARTITION OF`, typed
 //! tables, views or columns added by `ALTER TABLE`, which stay unresolved until the next text),
 //! resolved as the server will: a temporary table before `pg_catalog`, a new table before the
 //! rest of the search path.

@@ -336,8 +336,17 @@ fn parse_access(
                 .map_err(|e| AnalyzeError::Internal(e.to_string()))?;
             let mut statement =
                 access::statement_access(node, info.command.clone(), info.class, text, &seen);
-            // After a search path change the schema a CREATE lands in is not known for certain.
-            if statement.hazards.contains(&crate::Hazard::SetSearchPath) {
+            // After a search path change the schema a CREATE lands in is not known for certain;
+            // set_config() and code (DO, CALL) can change it without a SET.
+            if statement.hazards.iter().any(|h| {
+                matches!(
+                    h,
+                    crate::Hazard::SetSearchPath
+                        | crate::Hazard::DoBlock { .. }
+                        | crate::Hazard::Call { .. }
+                )
+            }) || statement.functions.iter().any(|f| f.name == "set_config")
+            {
                 path_changed = true;
             }
             if let (pg_query::protobuf::node::Node::CreateStmt(c), false) = (node, path_changed) {

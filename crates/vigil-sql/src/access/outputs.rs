@@ -602,6 +602,30 @@ mod tests {
         );
     }
 
+    /// A table created after the search path may have changed (SET, set_config(), a DO block or
+    /// a procedure) is not taken in: where it lands is not known for certain.
+    #[test]
+    fn a_table_created_after_a_path_change_stays_unresolved() {
+        let c = catalog(&[]);
+        let analyzer = crate::Analyzer::new(64);
+        let unresolved = |sql: &str| {
+            let a = analyzer.access(sql, crate::LexOptions::default(), &c);
+            !a.statements.last().unwrap().unresolved.is_empty()
+        };
+        assert!(!unresolved(
+            "CREATE TABLE t (a int); INSERT INTO t VALUES (1)"
+        ));
+        for sql in [
+            "SET search_path = other; CREATE TABLE t (a int); INSERT INTO t VALUES (1)",
+            "SELECT set_config('search_path', 'other', false); CREATE TABLE t (a int); INSERT INTO t VALUES (1)",
+            "SELECT pg_catalog.set_config('search_path', 'other', true); CREATE TABLE t (a int); INSERT INTO t VALUES (1)",
+            "DO $$ BEGIN PERFORM 1; END $$; CREATE TABLE t (a int); INSERT INTO t VALUES (1)",
+            "CALL p(); CREATE TABLE t (a int); INSERT INTO t VALUES (1)",
+        ] {
+            assert!(unresolved(sql), "{sql}");
+        }
+    }
+
     /// A function, operator or type an earlier statement of the same text defines is not in the
     /// catalog the text is analysed against: after DDL in a text, no built-in name is trusted.
     #[test]
