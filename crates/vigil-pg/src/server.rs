@@ -333,30 +333,12 @@ async fn handle_client(
             format!("Vigil has no connection named \"{database}\""),
         )
         .with_hint("set dbname to the name of a Vigil connection; ask your Vigil administrator which ones you may use");
-        return refuse(
-            gw,
-            &mut stream,
-            Refusal::Fatal {
-                error,
-                record: Some(Box::new(record)),
-            },
-            Some(&principal),
-        )
-        .await;
+        return refuse_recorded(gw, &mut stream, error, record, Some(&principal)).await;
     };
     if let Err(why) = gw.authorizer.may_connect(&principal, &database) {
         let record = auth_failed(AuthFailureReason::ConnectionNotAllowed, why.clone());
         let error = ErrorFields::fatal(sqlstate::INVALID_AUTHORIZATION, why);
-        return refuse(
-            gw,
-            &mut stream,
-            Refusal::Fatal {
-                error,
-                record: Some(Box::new(record)),
-            },
-            Some(&principal),
-        )
-        .await;
+        return refuse_recorded(gw, &mut stream, error, record, Some(&principal)).await;
     }
 
     // The reason a client gives for its access travels in `options`; it is Vigil's, not the
@@ -447,16 +429,7 @@ async fn handle_client(
             let error = ErrorFields::fatal(sqlstate::INSUFFICIENT_PRIVILEGE, why).with_hint(
                 "a policy must bind this identity to the connection, within its time window; ask your Vigil administrator",
             );
-            return refuse(
-                gw,
-                &mut stream,
-                Refusal::Fatal {
-                    error,
-                    record: Some(Box::new(record)),
-                },
-                Some(&principal),
-            )
-            .await;
+            return refuse_recorded(gw, &mut stream, error, record, Some(&principal)).await;
         }
     };
 
@@ -479,16 +452,7 @@ async fn handle_client(
                 format!("Vigil refused the startup parameter \"{}\": {}", r.setting, r.reason),
             )
             .with_hint("startup parameters (PGOPTIONS, options=…) pass the same policy as the SET they amount to; connect without it");
-            return refuse(
-                gw,
-                &mut stream,
-                Refusal::Fatal {
-                    error,
-                    record: Some(Box::new(record)),
-                },
-                Some(&principal),
-            )
-            .await;
+            return refuse_recorded(gw, &mut stream, error, record, Some(&principal)).await;
         }
     };
     // One identity may not take every upstream slot: limits per connection and per identity.
@@ -508,16 +472,7 @@ async fn handle_client(
             let record = auth_failed(AuthFailureReason::SessionLimit, why.to_string());
             let error = ErrorFields::fatal(sqlstate::TOO_MANY_CONNECTIONS, why.to_string())
                 .with_hint("close a session and retry; the limits are the connection's max_sessions and max_sessions_per_identity, and the grant's max_sessions");
-            return refuse(
-                gw,
-                &mut stream,
-                Refusal::Fatal {
-                    error,
-                    record: Some(Box::new(record)),
-                },
-                Some(&principal),
-            )
-            .await;
+            return refuse_recorded(gw, &mut stream, error, record, Some(&principal)).await;
         }
     };
     // Bounds the identity cannot lift go upstream as the session's login values (RESET returns
@@ -1015,7 +970,18 @@ fn take_vigil_reason(pass_on: &mut Vec<(String, String)>) -> Option<String> {
     reason.filter(|r| !r.is_empty())
 }
 
-/// Sends a FATAL (if any), records the refusal (if asked), closes.
+/// A FATAL refusal with its record.
+async fn refuse_recorded(
+    gw: &Gateway,
+    stream: &mut Stream,
+    error: ErrorFields,
+    record: AuthFailed,
+    principal: Option<&Arc<Principal>>,
+) {
+    let record = Some(Box::new(record));
+    refuse(gw, stream, Refusal::Fatal { error, record }, principal).await
+}
+
 /// A FATAL refusal that needs no record of its own (the session's records, or the log, tell
 /// the rest).
 async fn refuse_unrecorded(
@@ -1036,6 +1002,7 @@ async fn refuse_unrecorded(
     .await
 }
 
+/// Sends a FATAL (if any), records the refusal (if asked), closes.
 async fn refuse(
     gw: &Gateway,
     stream: &mut Stream,
