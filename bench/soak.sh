@@ -21,10 +21,14 @@
 #   -i, --interval S     INTERVAL   seconds between samples (default 5)
 #   -o, --out DIR        OUT        results folder (default target/bench/soak-<UTC timestamp>)
 #   -k, --keep           KEEP=1     keep the scratch folder
+#   -c, --clients LIST   CLIENTS    which clients run (default all: "pgbench-prepared pgbench-churn
+#                                   psql asyncpg"), to tell which kind a change in memory follows
+#   --churn-rate TPS     CHURN_RATE sessions a second pgbench -C opens (default 5)
 #   VIGIL_BIN          vigil binary (default: cargo build --release -p vigil)
 #   VIGIL_SOAK_PYTHON  a python3 that can `import asyncpg` (default: the asyncpg-suite venv if
 #                      cached; otherwise the asyncpg client is left out, and the summary says so)
 #   PG_BIN             PostgreSQL server binaries (default /usr/lib/postgresql/15/bin)
+#   VIGIL_SOAK_LIMITS  extra [limits] keys for the gateway (e.g. "analysis_cache_mib = 8")
 #
 # Output: a summary on stdout; in OUT: samples.csv (time, RSS, open files, store and replay bytes,
 # sessions ended), summary.json. Exit 1 when the gateway died, RSS grew after warm-up (the median
@@ -38,6 +42,8 @@ DURATION=${DURATION:-1800}
 INTERVAL=${INTERVAL:-5}
 OUT=${OUT:-}
 KEEP=${KEEP:-0}
+CLIENTS=${CLIENTS:-pgbench-prepared pgbench-churn psql asyncpg}
+CHURN_RATE=${CHURN_RATE:-5}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 MAX_SESSION=$((4 * 1048576))
 MAX_TOTAL=$((128 * 1048576))
@@ -52,11 +58,13 @@ while [[ $# -gt 0 ]]; do
     -i | --interval) INTERVAL=$2; shift 2 ;;
     -o | --out) OUT=$2; shift 2 ;;
     -k | --keep) KEEP=1; shift ;;
+    -c | --clients) CLIENTS=$2; shift 2 ;;
+    --churn-rate) CHURN_RATE=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
 done
-for v in DURATION INTERVAL; do
+for v in DURATION INTERVAL CHURN_RATE; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive whole number (got '${!v}')"
 done
 ((DURATION >= 10 * INTERVAL)) || die "DURATION must be at least 10 samples long (10 x INTERVAL)"
@@ -239,6 +247,7 @@ columns = ["clinic.patients.dob"]
 entity = "date"
 operator = "generalize"
 EOF
+if [[ -n "${VIGIL_SOAK_LIMITS:-}" ]]; then printf '\n[limits]\n%s\n' "$VIGIL_SOAK_LIMITS" >>"$config"; fi
 export VIGIL_SOAK_UPSTREAM_PASSWORD="$upstream_password"
 VIGIL_SOAK_MASK_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
 export VIGIL_SOAK_MASK_KEY
@@ -361,28 +370,38 @@ if first_error:
 PY
 }
 
-log "load: ${DURATION}s of pgbench (prepared, 2 sessions, 30 tps), pgbench -C (session churn, 5 tps), psql loops x2$([[ -n $python_asyncpg ]] && echo ', asyncpg x3')"
-pgbench_client pgbench-prepared -M prepared -c 2 -j 1 -R 30 &
-client_pids+=($!)
-pgbench_client pgbench-churn -M extended -C -c 2 -j 1 -R 5 &
-client_pids+=($!)
-for i in 1 2; do
-  psql_client "psql-$i" &
+wants() { [[ " $CLIENTS " == *" $1 "* ]]; }
+[[ -n "$python_asyncpg" ]] || CLIENTS=${CLIENTS//asyncpg/}
+log "load: ${DURATION}s of: $CLIENTS"
+if wants pgbench-prepared; then
+  pgbench_client pgbench-prepared -M prepared -c 2 -j 1 -R 30 &
   client_pids+=($!)
-done
-if [[ -n "$python_asyncpg" ]]; then
+fi
+if wants pgbench-churn; then
+  pgbench_client pgbench-churn -M extended -C -c 2 -j 1 -R "$CHURN_RATE" &
+  client_pids+=($!)
+fi
+if wants psql; then
+  for i in 1 2; do
+    psql_client "psql-$i" &
+    client_pids+=($!)
+  done
+fi
+if wants asyncpg; then
   asyncpg_client asyncpg &
   client_pids+=($!)
 fi
+((${#client_pids[@]} > 0)) || die "no client to run (CLIENTS='$CLIENTS')"
 
 # --- samples -------------------------------------------------------------------------------------
-sample() { # prints: rss_kb fds store_bytes replay_bytes
-  local rss fds
+sample() { # prints: rss_kb anon_kb fds store_bytes replay_bytes
+  local rss anon fds
   rss=$(awk '/^VmRSS/ {print $2}' "/proc/$vigil_pid/status" 2>/dev/null || echo 0)
+  anon=$(awk '/^RssAnon/ {print $2}' "/proc/$vigil_pid/status" 2>/dev/null || echo 0)
   fds=$(find "/proc/$vigil_pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
-  python3 - "$data_dir" "$rss" "$fds" <<'PY'
+  python3 - "$data_dir" "$rss" "$anon" "$fds" <<'PY'
 import os, sys
-d, rss, fds = sys.argv[1:]
+d, rss, anon, fds = sys.argv[1:]
 store = replay = 0
 for root, _, files in os.walk(d):
     for f in files:
@@ -394,18 +413,18 @@ for root, _, files in os.walk(d):
             replay += size
         else:
             store += size
-print(rss, fds, store, replay)
+print(rss, anon, fds, store, replay)
 PY
 }
-echo "t_s,rss_kb,fds,store_bytes,replay_bytes" >"$OUT/samples.csv"
+echo "t_s,rss_kb,anon_kb,fds,store_bytes,replay_bytes" >"$OUT/samples.csv"
 start=$SECONDS
 vigil_died=0
 while :; do
   alive=0
   for p in "${client_pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
   if ! kill -0 "$vigil_pid" 2>/dev/null; then vigil_died=1; break; fi
-  read -r rss fds store replay < <(sample)
-  echo "$((SECONDS - start)),$rss,$fds,$store,$replay" >>"$OUT/samples.csv"
+  read -r rss anon fds store replay < <(sample)
+  echo "$((SECONDS - start)),$rss,$anon,$fds,$store,$replay" >>"$OUT/samples.csv"
   ((alive)) || break
   sleep "$INTERVAL"
 done
@@ -413,8 +432,8 @@ for p in "${client_pids[@]}"; do wait "$p" 2>/dev/null || true; done
 client_pids=()
 sleep 3 # idle: the last captures closed and compressed
 if ((vigil_died == 0)); then
-  read -r rss fds store replay < <(sample)
-  echo "$((SECONDS - start)),$rss,$fds,$store,$replay" >>"$OUT/samples.csv"
+  read -r rss anon fds store replay < <(sample)
+  echo "$((SECONDS - start)),$rss,$anon,$fds,$store,$replay" >>"$OUT/samples.csv"
 fi
 stop_pid "$vigil_pid"
 vigil_pid=""
@@ -449,6 +468,13 @@ ys = [mib(s["rss_kb"]) for s in load[fifth:]]
 mx, my = statistics.mean(xs), statistics.mean(ys)
 den = sum((x - mx) ** 2 for x in xs) or 1
 slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den * 3600
+# The same for anonymous memory alone (heap): RSS also counts the binary's pages as they are
+# first touched, which grows early in a run and is not the gateway's to give back.
+ys_anon = [mib(s["anon_kb"]) for s in load[fifth:]]
+my_anon = statistics.mean(ys_anon)
+slope_anon = sum((x - mx) * (y - my_anon) for x, y in zip(xs, ys_anon)) / den * 3600
+anon_second = statistics.median(s["anon_kb"] for s in load[fifth:2 * fifth])
+anon_last = statistics.median(s["anon_kb"] for s in load[-fifth:])
 rss_flat = last <= 1.15 * second + 8 * 1024
 replay_peak = max(s["replay_bytes"] for s in samples)
 replay_rest = samples[-1]["replay_bytes"]
@@ -469,6 +495,9 @@ summary = {
     "rss_mib": {"second_fifth_median": round(mib(second), 1), "last_fifth_median": round(mib(last), 1),
                 "peak": round(mib(peak), 1), "slope_after_warmup_mib_per_hour": round(slope, 1),
                 "at_end_idle": round(mib(samples[-1]["rss_kb"]), 1)},
+    "anon_mib": {"second_fifth_median": round(mib(anon_second), 1),
+                 "last_fifth_median": round(mib(anon_last), 1),
+                 "slope_after_warmup_mib_per_hour": round(slope_anon, 1)},
     "rss_flat": rss_flat, "open_files_peak": fds_peak,
     "replay_bytes": {"peak": replay_peak, "at_rest": replay_rest, "max_total_bytes": max_total,
                      "live_bound": live_bound},
@@ -482,6 +511,7 @@ print(f"{duration}s, {sessions} sessions, {statements} statements ({refused} ref
       + ", ".join(f"{n} {c['ok']} ok/{c['unexpected']} unexpected" for n, c in sorted(clients.items())))
 print(f"RSS: {mib(second):.1f} MiB (2nd fifth, median) -> {mib(last):.1f} MiB (last fifth); peak {mib(peak):.1f} MiB; "
       f"slope after warm-up {slope:+.1f} MiB/h; idle at end {mib(samples[-1]['rss_kb']):.1f} MiB; open files peak {fds_peak}")
+print(f"heap (RssAnon): {mib(anon_second):.1f} -> {mib(anon_last):.1f} MiB; slope after warm-up {slope_anon:+.1f} MiB/h")
 print(f"replay dir: peak {replay_peak / 1048576:.1f} MiB, at rest {replay_rest / 1048576:.1f} MiB "
       f"(max_total_bytes {max_total / 1048576:.0f} MiB)")
 print(f"audit store: {store_first / 1048576:.1f} -> {store_last / 1048576:.1f} MiB"
