@@ -684,8 +684,6 @@ async fn handle_client(
     if let Some(replay) = &ctx.replay {
         replay.record(false, &hello);
     }
-    // Shared with the task of the proxy's backend half while the session runs.
-    let mut ctx = Arc::new(ctx);
     let outcome = if stream.write_all(&hello).await.is_ok() && stream.flush().await.is_ok() {
         let ends = session_ends(grants, gw.revocations.clone(), shutdown, started);
         Some(
@@ -717,13 +715,8 @@ async fn handle_client(
             Default::default(),
         ),
     };
-    // The backend half's task is over: the session holds its context alone again.
-    let replay = Arc::get_mut(&mut ctx).and_then(|ctx| ctx.replay.take());
-    if replay.is_none() && gw.replay.is_some() {
-        tracing::error!(session = %ctx.session_id, "replay capture left open: the session's context is still shared");
-    }
     // Closing the capture waits for its file to be complete: off the async path.
-    let replay_end = match replay {
+    let replay_end = match ctx.replay.take() {
         Some(replay) => {
             let why = serde_json::to_value(reason)
                 .ok()
@@ -761,7 +754,7 @@ struct Teardown {
 }
 
 async fn run_proxy<E>(
-    ctx: &Arc<SessionContext>,
+    ctx: &SessionContext,
     client: Stream,
     upstream: Stream,
     settings: proxy::ReportedSettings,
@@ -775,24 +768,24 @@ where
     match (client, upstream) {
         // Plain TCP on both ends: split without a lock.
         (Stream::Plain(c), Stream::Plain(u)) => {
-            let (cr, cw) = c.into_split();
+            let (cr, mut cw) = c.into_split();
             let (ur, uw) = u.into_split();
-            proxy_until_end(ctx, cr, cw, ur, uw, settings, catalog, ends, teardown).await
+            proxy_until_end(ctx, cr, &mut cw, ur, uw, settings, catalog, ends, teardown).await
         }
         (c, u) => {
-            let (cr, cw) = tokio::io::split(c);
+            let (cr, mut cw) = tokio::io::split(c);
             let (ur, uw) = tokio::io::split(u);
-            proxy_until_end(ctx, cr, cw, ur, uw, settings, catalog, ends, teardown).await
+            proxy_until_end(ctx, cr, &mut cw, ur, uw, settings, catalog, ends, teardown).await
         }
     }
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn proxy_until_end<CR, CW, UR, UW, E>(
-    ctx: &Arc<SessionContext>,
+    ctx: &SessionContext,
     cr: CR,
-    cw: CW,
-    ur: UR,
+    cw: &mut CW,
+    mut ur: UR,
     mut uw: UW,
     settings: proxy::ReportedSettings,
     catalog: crate::catalog::SessionCatalog,
@@ -801,22 +794,12 @@ async fn proxy_until_end<CR, CW, UR, UW, E>(
 ) -> proxy::ProxyOutcome
 where
     CR: AsyncRead + Unpin,
-    CW: AsyncWrite + Unpin + Send + 'static,
-    UR: AsyncRead + Unpin + Send + 'static,
+    CW: AsyncWrite + Unpin,
+    UR: AsyncRead + Unpin,
     UW: AsyncWrite + Unpin,
     E: std::future::Future<Output = (SessionEndReason, Vec<u8>)>,
 {
-    let (mut outcome, back_ends) =
-        proxy::run(ctx, cr, cw, ur, &mut uw, settings, catalog, ends).await;
-    // Without them (the backend half's task was cancelled: the runtime is going away) the
-    // connections close as they are dropped.
-    let Some(proxy::BackendEnds {
-        client_write: mut cw,
-        upstream_read: mut ur,
-    }) = back_ends
-    else {
-        return outcome;
-    };
+    let mut outcome = proxy::run(ctx, cr, cw, &mut ur, &mut uw, settings, catalog, ends).await;
     if let Some(farewell) = outcome.farewell.take() {
         let _ = cw.write_all(&farewell).await;
         let _ = cw.flush().await;

@@ -667,107 +667,45 @@ pub(crate) struct ProxyOutcome {
     pub upstream_busy: bool,
 }
 
-/// The ends of the two connections the backend half owns while the session runs, handed back
-/// when it stops (for the farewell to the client and the goodbye to the server).
-pub(crate) struct BackendEnds<CW, UR> {
-    pub client_write: CW,
-    pub upstream_read: UR,
-}
-
 /// Runs the session until one side ends it.
-///
-/// The backend half runs in a task of its own, so that the server's messages reach the client
-/// whatever the frontend half is doing: deciding, awaiting the audit trail, or writing a large
-/// pipeline to a server that reads it slowly. In one task, the server's ErrorResponse to the
-/// second of 128 pipelined inserts waited behind every such step; a client that checks for it
-/// between writes (asyncpg's `executemany`) saw it only after writing everything.
 ///
 /// `ends` resolves when the session must end for reasons of its own (its grants expired or were
 /// revoked, it reached its longest duration, the gateway shuts down): with the reason and the
 /// FATAL error to send.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn run<CR, CW, UR, UW, E>(
-    ctx: &Arc<SessionContext>,
+    ctx: &SessionContext,
     client_read: CR,
-    client_write: CW,
+    client_write: &mut CW,
     upstream_read: UR,
     upstream_write: UW,
     settings: ReportedSettings,
     catalog: crate::catalog::SessionCatalog,
     ends: E,
-) -> (ProxyOutcome, Option<BackendEnds<CW, UR>>)
+) -> ProxyOutcome
 where
     CR: AsyncRead + Unpin,
-    CW: AsyncWrite + Unpin + Send + 'static,
-    UR: AsyncRead + Unpin + Send + 'static,
+    CW: AsyncWrite + Unpin,
+    UR: AsyncRead + Unpin,
     UW: AsyncWrite + Unpin,
     E: std::future::Future<Output = (SessionEndReason, Vec<u8>)>,
 {
-    let link = Arc::new(Link {
+    let link = Link {
         shared: parking_lot::Mutex::new(Shared::new(settings)),
         settled: Notify::new(),
         to_client: parking_lot::Mutex::new(Vec::new()),
         to_client_ready: Notify::new(),
-    });
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut back = tokio::spawn({
-        let (ctx, link) = (ctx.clone(), link.clone());
-        async move {
-            let mut ends = BackendEnds {
-                client_write,
-                upstream_read,
-            };
-            let end = tokio::select! {
-                end = backend::run(&ctx, &link, &mut ends.upstream_read, &mut ends.client_write) => Some(end),
-                // The session ends for another reason: drop the half where it stands (at most a
-                // message the client gets no more of), as the frontend half is dropped.
-                _ = stopped => None,
-            };
-            (end, ends)
-        }
-    });
-    let (reason, farewell, back_ends) = {
-        let front = frontend::run(ctx, &link, client_read, upstream_write, catalog);
-        tokio::pin!(front, ends);
-        let ended = tokio::select! {
-            end = &mut front => Some(end),
-            (reason, farewell) = &mut ends => Some((reason, Some(farewell))),
-            joined = &mut back => {
-                let (end, back_ends) = backend_joined(joined);
-                let reason = end.unwrap_or(SessionEndReason::Error);
-                return finish(ctx, &link, reason, None, back_ends);
-            }
-        };
-        // Stop the backend half and take its ends back; it is gone once it has answered.
-        let _ = stop.send(());
-        let (reason, farewell) = ended.expect("the session ended");
-        let (_, back_ends) = backend_joined(back.await);
-        (reason, farewell, back_ends)
     };
-    finish(ctx, &link, reason, farewell, back_ends)
-}
-
-/// What the backend half's task returned. A panic in it goes on in the session's task, as it
-/// did when both halves ran there; a task cancelled (the runtime shutting down) has no ends left.
-#[allow(clippy::type_complexity)]
-fn backend_joined<CW, UR>(
-    joined: Result<(Option<SessionEndReason>, BackendEnds<CW, UR>), tokio::task::JoinError>,
-) -> (Option<SessionEndReason>, Option<BackendEnds<CW, UR>>) {
-    match joined {
-        Ok((end, ends)) => (end, Some(ends)),
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(_) => (Some(SessionEndReason::Error), None),
-    }
-}
-
-/// Settles what was still in flight when the session ended (with both halves stopped).
-fn finish<CW, UR>(
-    ctx: &SessionContext,
-    link: &Link,
-    reason: SessionEndReason,
-    farewell: Option<Vec<u8>>,
-    back_ends: Option<BackendEnds<CW, UR>>,
-) -> (ProxyOutcome, Option<BackendEnds<CW, UR>>) {
+    let (reason, farewell) = {
+        let front = frontend::run(ctx, &link, client_read, upstream_write, catalog);
+        let back = backend::run(ctx, &link, upstream_read, client_write);
+        tokio::pin!(front, back, ends);
+        tokio::select! {
+            end = &mut front => end,
+            end = &mut back => (end, None),
+            (reason, farewell) = &mut ends => (reason, Some(farewell)),
+        }
+    };
     // Statements still in flight never completed: record them as interrupted.
     let mut shared = link.shared.lock();
     let upstream_busy = !shared.items.is_empty();
@@ -779,14 +717,13 @@ fn finish<CW, UR>(
             shared.totals.rows += rows;
         }
     }
-    let outcome = ProxyOutcome {
+    ProxyOutcome {
         reason,
         totals: shared.totals,
         masked: std::mem::take(&mut shared.masked),
         farewell,
         upstream_busy,
-    };
-    (outcome, back_ends)
+    }
 }
 
 #[cfg(test)]
