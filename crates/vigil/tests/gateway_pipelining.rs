@@ -21,16 +21,27 @@ const VALUE_BYTES: usize = 32 * 1024;
 #[test]
 fn the_servers_error_reaches_a_pipelining_client_while_it_is_still_writing() {
     let pg = PgCluster::start();
-    pg.sql("postgres", "CREATE TABLE pipelined (a text, b int PRIMARY KEY)");
+    pg.sql(
+        "postgres",
+        "CREATE TABLE pipelined (a text, b int PRIMARY KEY)",
+    );
     let cfg = VigilConfig::new(&pg);
     let token = cfg.create_token("etl");
     let vigil = Vigil::start(&cfg);
     let mut c = RawClient::connect(vigil.port, "etl", &token, "pipelining");
     let prepared = c.round(
-        &[parse(b"ins", "INSERT INTO pipelined VALUES ($1, $2)"), sync()].concat(),
+        &[
+            parse(b"ins", "INSERT INTO pipelined VALUES ($1, $2)"),
+            sync(),
+        ]
+        .concat(),
         1,
     );
-    assert!(prepared[0].errors().is_empty(), "{:?}", prepared[0].errors());
+    assert!(
+        prepared[0].errors().is_empty(),
+        "{:?}",
+        prepared[0].errors()
+    );
 
     // Rows 1 and 2 share a key: the server fails the second Execute and skips the rest.
     let large = "a".repeat(VALUE_BYTES);
