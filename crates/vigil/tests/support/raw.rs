@@ -2,9 +2,9 @@
 //! in the order and grouping the case needs (pipelines, no Describe, reused names, Flush instead
 //! of Sync…), which no driver does on purpose.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One backend message: its tag and body.
 pub type Msg = (u8, Vec<u8>);
@@ -284,6 +284,37 @@ impl RawClient {
         let mut body = vec![0u8; len];
         self.stream.read_exact(&mut body).unwrap();
         (header[0], body)
+    }
+
+    /// Writes `bytes` (a pipeline) without ever blocking on the gateway, looking for its answer
+    /// between writes, as a driver that pipelines does (asyncpg's `executemany`). Returns how
+    /// much of `bytes` was written when the first byte of an answer could be read: `None` if
+    /// none could before the last byte went out.
+    pub fn write_watching(&mut self, bytes: &[u8]) -> Option<usize> {
+        self.stream.set_nonblocking(true).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (mut written, mut answered_at) = (0, None);
+        while written < bytes.len() {
+            if answered_at.is_none() {
+                match self.stream.peek(&mut [0u8; 1]) {
+                    Ok(0) => panic!("the gateway closed the connection"),
+                    Ok(_) => answered_at = Some(written),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("reading the gateway: {e}"),
+                }
+            }
+            let chunk = &bytes[written..bytes.len().min(written + 64 * 1024)];
+            match self.stream.write(chunk) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    assert!(Instant::now() < deadline, "the gateway stopped reading");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("writing to the gateway: {e}"),
+            }
+        }
+        self.stream.set_nonblocking(false).unwrap();
+        answered_at
     }
 
     /// Messages up to and including the next ReadyForQuery.
