@@ -147,6 +147,7 @@ fn fixture() -> Fixture {
         interrupted: 0,
         masked: Default::default(),
         replay_sha256: Some(hex::encode(sha2::Sha256::digest(capture.as_bytes()))),
+        replay_file_sha256: None,
         replay_truncated: None,
     }))))
     .unwrap();
