@@ -33,22 +33,16 @@ pub enum KeyError {
     BadRecipient { entry: String },
     #[error("replay.encrypt_to holds a secret key (AGE-SECRET-KEY-1…): give its public key (age1…, as `vigil replay keygen` prints it) and keep the identity file off the gateway's host")]
     SecretKey,
-    #[error("replay.encrypt_to: cannot read the recipients file {path}: {source}")]
-    RecipientsFile {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("replay.encrypt_to: cannot read the recipients file {path}: {error}")]
+    RecipientsFile { path: String, error: std::io::Error },
     #[error("replay.encrypt_to: {path} line {line} is not an age X25519 recipient (age1…); only X25519 recipients are supported")]
     BadRecipientLine { path: String, line: usize },
     #[error("replay.encrypt_to: the recipients file {path} names no recipient")]
     EmptyRecipientsFile { path: String },
     #[error("replay.encrypt_to is set but names no recipient")]
     NoRecipients,
-    #[error("cannot read the age identity file {path}: {source}")]
-    IdentityFile {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot read the age identity file {path}: {error}")]
+    IdentityFile { path: String, error: std::io::Error },
     #[error("the age identity file {path} holds no identity (AGE-SECRET-KEY-1… lines)")]
     NoIdentity { path: String },
 }
@@ -74,9 +68,9 @@ impl Recipients {
             let entry = entry.trim();
             if let Some(path) = entry.strip_prefix("file:") {
                 let text =
-                    std::fs::read_to_string(path).map_err(|source| KeyError::RecipientsFile {
+                    std::fs::read_to_string(path).map_err(|error| KeyError::RecipientsFile {
                         path: path.into(),
-                        source,
+                        error,
                     })?;
                 let before = out.len();
                 for (i, line) in text.lines().enumerate() {
@@ -135,9 +129,9 @@ impl Keyring {
     /// `vigil replay keygen` or `age-keygen` write it.
     pub fn from_file(path: &Path) -> Result<Keyring, KeyError> {
         let name = path.display().to_string();
-        let file = std::fs::File::open(path).map_err(|source| KeyError::IdentityFile {
+        let file = std::fs::File::open(path).map_err(|error| KeyError::IdentityFile {
             path: name.clone(),
-            source,
+            error,
         })?;
         Keyring::read(std::io::BufReader::new(file), &name)
     }
@@ -145,14 +139,14 @@ impl Keyring {
     /// Reads identities from `input` (`name` says where from, for errors).
     pub fn read(input: impl BufRead, name: &str) -> Result<Keyring, KeyError> {
         let identities = age::IdentityFile::from_buffer(input)
-            .map_err(|source| KeyError::IdentityFile {
+            .map_err(|error| KeyError::IdentityFile {
                 path: name.into(),
-                source,
+                error,
             })?
             .into_identities()
             .map_err(|e| KeyError::IdentityFile {
                 path: name.into(),
-                source: std::io::Error::other(e.to_string()),
+                error: std::io::Error::other(e.to_string()),
             })?;
         if identities.is_empty() {
             return Err(KeyError::NoIdentity { path: name.into() });

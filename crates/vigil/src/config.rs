@@ -110,7 +110,17 @@ impl ReplayConfig {
                 );
             }
         }
-        self.recipients()?;
+        // Recipients files are read once paths are resolved (`Config::load`).
+        if let Some(entries) = &self.encrypt_to {
+            let inline: Vec<String> = entries
+                .iter()
+                .filter(|e| !e.trim().starts_with("file:"))
+                .cloned()
+                .collect();
+            if entries.is_empty() || !inline.is_empty() {
+                vigil_replay::Recipients::parse(&inline)?;
+            }
+        }
         Ok(())
     }
 
@@ -368,6 +378,10 @@ impl Config {
         // Relative paths in the file are relative to the file.
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base);
+        config
+            .replay
+            .recipients()
+            .with_context(|| format!("invalid config file {}", path.display()))?;
         Ok(config)
     }
 
