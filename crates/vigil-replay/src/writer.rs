@@ -103,7 +103,7 @@ enum CaptureOut {
     /// The file itself (JSON lines).
     Plain(std::fs::File),
     /// Through age encryption (and gzip first, when compressing).
-    Sealed(SealedWriter),
+    Sealed(Box<SealedWriter>),
 }
 
 /// A capture closed by the writer thread: whether it is whole on disk, and the SHA-256 of the
@@ -649,11 +649,11 @@ impl ReplaySink for CaptureWriter {
             .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         // Encrypted from the first byte: the age header is written now, the lines after it.
         let out = match &bounds.encrypt_to {
-            Some(recipients) => CaptureOut::Sealed(
+            Some(recipients) => CaptureOut::Sealed(Box::new(
                 SealedWriter::start(file, recipients, bounds.compress).map_err(|e| {
                     format!("cannot start the encrypted capture {}: {e}", path.display())
                 })?,
-            ),
+            )),
             None => CaptureOut::Plain(file),
         };
         // The cap bounds the file as stored: an encrypted one keeps room for its envelope.
