@@ -295,6 +295,16 @@ fn encrypted_captures_hold_nothing_in_clear_and_read_only_with_a_recipients_key(
     assert_eq!(verdict["encrypted_captures_content_checked"], 1);
     assert_eq!(verdict["replay"]["captures"][0]["file_sha256"], file_sha);
     assert_eq!(verdict["replay"]["captures"][0]["sha256"], content_sha);
+    // With an identity that is not a recipient, the content cannot be checked: a problem.
+    let out = Command::new(vigil_bin())
+        .args(["evidence", "verify", "--replay-identity"])
+        .arg(&stranger)
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("cannot be decrypted"), "{stdout}");
 
     // A flipped byte in the bundled capture is reported (no key needed).
     let mut altered = file.clone();
