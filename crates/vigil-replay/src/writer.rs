@@ -247,8 +247,8 @@ impl Shared {
 
 /// The session id of a capture file name, and whether it is a plain one (to compress).
 fn capture_name(name: &str) -> Option<(&str, bool)> {
-    for sealed in [".jsonl.age", ".jsonl.gz.age", ".jsonl.gz"] {
-        if let Some(id) = name.strip_suffix(sealed) {
+    for done in [".jsonl.age", ".jsonl.gz.age", ".jsonl.gz"] {
+        if let Some(id) = name.strip_suffix(done) {
             return Some((id, false));
         }
     }
@@ -651,6 +651,8 @@ impl ReplaySink for CaptureWriter {
         let out = match &bounds.encrypt_to {
             Some(recipients) => CaptureOut::Sealed(Box::new(
                 SealedWriter::start(file, recipients, bounds.compress).map_err(|e| {
+                    // Nothing but a partial age header: no capture to keep.
+                    let _ = std::fs::remove_file(&path);
                     format!("cannot start the encrypted capture {}: {e}", path.display())
                 })?,
             )),
