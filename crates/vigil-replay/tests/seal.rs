@@ -266,9 +266,17 @@ fn rotation_takes_encrypted_captures_oldest_first_also_after_a_restart() {
     }
     let gone = rotated.lock().unwrap().clone();
     assert!(gone.contains(&"r0".to_string()), "{gone:?}");
-    for id in &gone {
-        assert!(vigil_replay::find_capture(tmp.path(), id).is_none(), "{id}");
+    // Recorded first, deleted next.
+    let on_disk = |ids: &[String]| {
+        ids.iter()
+            .filter(|id| vigil_replay::find_capture(tmp.path(), id).is_some())
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    while !on_disk(&gone).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    assert!(on_disk(&gone).is_empty(), "{:?}", on_disk(&gone));
     assert!(vigil_replay::find_capture(tmp.path(), "r5").is_some());
 }
 

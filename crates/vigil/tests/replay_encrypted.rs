@@ -426,12 +426,12 @@ fn rotation_and_legal_holds_treat_encrypted_captures_alike_across_a_restart() {
     assert_eq!(ended[0]["identity"]["name"], "held");
     assert!(!gone.iter().any(|s| s == held), "a held capture stays");
     assert!(dir.join(format!("{held}.jsonl.gz.age")).exists());
-    for s in &gone {
-        assert!(
-            !dir.join(format!("{s}.jsonl.gz.age")).exists(),
-            "rotated capture {s} still on disk"
-        );
-    }
+    // Recorded first, deleted next.
+    eventually("the rotated captures deleted", || {
+        gone.iter()
+            .all(|s| !dir.join(format!("{s}.jsonl.gz.age")).exists())
+            .then_some(())
+    });
     for entry in std::fs::read_dir(&dir).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
         assert!(name.ends_with(".jsonl.gz.age"), "{name}");
