@@ -352,6 +352,38 @@ fn encrypted_captures_hold_nothing_in_clear_and_read_only_with_a_recipients_key(
         format!("{stdout}{stderr}").contains("does not match its end record"),
         "{stdout}{stderr}"
     );
+
+    // `--check` re-runs an encrypted capture's reads on a sandbox, given the key.
+    let (ok, _, err) = vigil.psql("etl", &token, "SELECT body FROM notes ORDER BY id");
+    assert!(ok, "{err}");
+    let ended = eventually("the second session ended", || {
+        let e = records_of(&store, "SessionEnded");
+        (e.len() == 2).then_some(e)
+    });
+    let second = ended[1]["session_id"].as_str().unwrap();
+    let sandbox = format!(
+        "postgres://postgres:{UPSTREAM_PASSWORD}@127.0.0.1:{}/postgres",
+        pg.port
+    );
+    let out = cfg.cli(&["replay", second, "--against", &sandbox, "--check"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).1.contains("encrypted at rest"),
+        "{}",
+        text(&out).1
+    );
+    let out = cfg.cli(&[
+        "replay",
+        second,
+        "--against",
+        &sandbox,
+        "--check",
+        "--identity",
+        key1.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("1 matched, 0 mismatched"), "{stdout}");
 }
 
 #[test]
