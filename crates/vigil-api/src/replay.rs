@@ -62,6 +62,22 @@ fn open_checked(state: &ApiState, id: &str, keep_bytes: bool) -> Result<Checked,
     let recorded = sessions::recorded_capture(&*state.store, id)
         .map_err(internal)?
         .ok_or_else(|| not_found(format!("no session {id}")))?;
+    // Encrypted at rest: the gateway holds no key that reads it, by design.
+    if let Some(path) = vigil_replay::find_capture(dir, id).filter(|p| vigil_replay::is_sealed(p)) {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!(
+                "the capture of session {id} is encrypted at rest ({name}, [replay] encrypt_to) \
+                 and this gateway holds no key that reads it: read it where its identity file is, \
+                 with `vigil replay {id} --identity FILE`, or take it in an evidence bundle \
+                 (`vigil evidence bundle`, then `vigil evidence verify --replay-identity FILE`)"
+            ),
+        ));
+    }
     // `<id>.jsonl` while written, `<id>.jsonl.gz` once closed and compressed: the content
     // (decompressed) is what the end record's digest covers and what is served.
     let (path, mut file) = match vigil_replay::open_capture(dir, id) {

@@ -147,6 +147,7 @@ fn fixture() -> Fixture {
         interrupted: 0,
         masked: Default::default(),
         replay_sha256: Some(hex::encode(sha2::Sha256::digest(capture.as_bytes()))),
+        replay_file_sha256: None,
         replay_truncated: None,
     }))))
     .unwrap();
@@ -533,4 +534,32 @@ async fn only_the_auditor_reads_replays_and_only_as_the_chain_recorded_them() {
     let (status, _, body) = get(&fx.router, &uri, Some(AUDITOR)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(String::from_utf8_lossy(&body).contains("removed"));
+}
+
+#[tokio::test]
+async fn an_encrypted_capture_is_never_served_and_the_refusal_says_how_to_read_it() {
+    let fx = fixture();
+    let plain = fx.replay_dir.join(format!("{}.jsonl", fx.session));
+    let sealed = fx.replay_dir.join(format!("{}.jsonl.gz.age", fx.session));
+    std::fs::rename(&plain, &sealed).unwrap();
+    for format in ["", "?format=pcapng"] {
+        let uri = format!("/api/v1/sessions/{}/replay{format}", fx.session);
+        let (status, ctype, body) = get(&fx.router, &uri, Some(AUDITOR)).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{format}");
+        assert_eq!(ctype, "application/json");
+        let error: Value = serde_json::from_slice(&body).unwrap();
+        let message = error["error"].as_str().unwrap();
+        assert!(message.contains("encrypted at rest"), "{message}");
+        assert!(
+            message.contains(&format!("vigil replay {} --identity FILE", fx.session)),
+            "{message}"
+        );
+        assert!(!message.contains("SELECT"), "{message}");
+    }
+    // The admin role is refused first, as for any capture.
+    let uri = format!("/api/v1/sessions/{}/replay", fx.session);
+    assert_eq!(
+        get(&fx.router, &uri, Some(ADMIN)).await.0,
+        StatusCode::FORBIDDEN
+    );
 }

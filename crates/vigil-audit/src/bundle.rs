@@ -8,7 +8,8 @@
 //! chain/records.jsonl      the stored records first_seq..=last_seq, byte for byte, one a line
 //! artifacts/NAME.jsonl     each artifact, as `vigil export NAME --format jsonl` writes it
 //! artifacts/NAME.csv       the same rows as CSV
-//! replay/SESSION.jsonl     the replay captures of the period's sessions (all, none or a sample)
+//! replay/SESSION.jsonl     the replay captures of the period's sessions (all, none or a sample);
+//!                          encrypted at rest, as stored: SESSION.jsonl.age, SESSION.jsonl.gz.age
 //! ```
 //!
 //! The segment ends with a checkpoint: its signature, through the hash links, vouches for every
@@ -103,6 +104,8 @@ pub struct BundleSummary {
     pub manifest: Manifest,
     /// Whether the key came from the bundle itself (no independent key given).
     pub self_keyed: bool,
+    /// The encrypted replay captures checked (none in a bundle that was just made).
+    pub sealed_captures: SealedCaptures,
 }
 
 fn err(what: impl Into<String>) -> AuditError {
@@ -307,6 +310,7 @@ pub fn create_bundle(
     Ok(BundleSummary {
         manifest,
         self_keyed: false,
+        sealed_captures: SealedCaptures::default(),
     })
 }
 
@@ -335,6 +339,16 @@ fn bundle_captures(
             recorded_sha256: capture.sha256.clone(),
             reason,
         };
+        if let Some(file_sha256) = &capture.file_sha256 {
+            match bundle_sealed_capture(source, &capture, file_sha256, dir)? {
+                Ok((bundled, entry)) => {
+                    manifest.captures.push(bundled);
+                    files.push(entry);
+                }
+                Err(reason) => manifest.unavailable.push(unavailable(reason)),
+            }
+            continue;
+        }
         // The capture's content, decompressed when the gateway compressed it: the digest is of
         // the content, and the bundle itself is compressed.
         let (from, mut input) = match vigil_replay::open_capture(&source.dir, &capture.session_id) {
@@ -344,6 +358,12 @@ fn bundle_captures(
                 manifest.unavailable.push(unavailable(format!(
                     "no capture file in the replay directory ({}[.gz]): rotated out, purged or removed",
                     from.display()
+                )));
+                continue;
+            }
+            Err(e) if vigil_replay::SealedError::of(&e).is_some() => {
+                manifest.unavailable.push(unavailable(format!(
+                    "its end record names a capture stored in clear, but the replay directory holds an encrypted one: it was replaced ({e})"
                 )));
                 continue;
             }
@@ -371,11 +391,66 @@ fn bundle_captures(
             session_id: capture.session_id,
             path,
             sha256: entry.sha256.clone(),
+            file_sha256: None,
             ended_seq: capture.ended_seq,
         });
         files.push(entry);
     }
     Ok(manifest)
+}
+
+/// Copies an encrypted capture into the staging directory as it is stored (the bundle has no
+/// key either), checked against the file digest its end record holds. `Err`: why it cannot be
+/// bundled.
+fn bundle_sealed_capture(
+    source: &ReplaySource,
+    capture: &replay::RecordedCapture,
+    file_sha256: &str,
+    dir: &Path,
+) -> Result<Result<(BundledCapture, FileEntry), String>, AuditError> {
+    let from = match vigil_replay::find_capture(&source.dir, &capture.session_id) {
+        Some(p) if vigil_replay::is_sealed(&p) => p,
+        Some(p) => {
+            return Ok(Err(format!(
+                "its end record names an encrypted capture, but the replay directory holds {}: it was replaced",
+                p.display()
+            )))
+        }
+        None => {
+            return Ok(Err(format!(
+                "no capture file in the replay directory ({}.age): rotated out, purged or removed",
+                vigil_replay::CaptureWriter::path_of(&source.dir, &capture.session_id).display()
+            )))
+        }
+    };
+    let name = from
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
+    let path = format!("replay/{name}");
+    let staged = dir.join(&path);
+    let mut input = File::open(&from).map_err(io_err(&from))?;
+    let mut copy = HashingFile::create(&staged)?;
+    std::io::copy(&mut input, &mut copy).map_err(io_err(&from))?;
+    let entry = copy.done(&path)?;
+    if entry.sha256 != file_sha256 {
+        std::fs::remove_file(&staged).map_err(io_err(&staged))?;
+        return Ok(Err(format!(
+            "the encrypted file in the replay directory does not match its end record (SHA-256 {} as stored): it was altered or replaced",
+            entry.sha256
+        )));
+    }
+    Ok(Ok((
+        BundledCapture {
+            session_id: capture.session_id.clone(),
+            path,
+            sha256: capture.sha256.clone(),
+            file_sha256: Some(entry.sha256.clone()),
+            ended_seq: capture.ended_seq,
+        },
+        entry,
+    )))
 }
 
 /// Checks the bundle's captures against the end records of its chain segment: those the
@@ -385,13 +460,15 @@ fn verify_captures(
     manifest: &Manifest,
     replay_manifest: &ReplayManifest,
     dir: &Path,
+    replay_keys: Option<&vigil_replay::Keyring>,
     problems: &mut Vec<String>,
-) -> Result<(), AuditError> {
+) -> Result<SealedCaptures, AuditError> {
+    let mut sealed = SealedCaptures::default();
     let selection: ReplaySelection = match replay_manifest.selection.parse() {
         Ok(s) => s,
         Err(e) => {
             problems.push(format!("{MANIFEST}: replay selection {e}"));
-            return Ok(());
+            return Ok(sealed);
         }
     };
     let recorded = replay::recorded_captures(
@@ -415,6 +492,18 @@ fn verify_captures(
             .iter()
             .find(|c| &c.session_id == id)
         {
+            if let Some(file_sha256) = &capture.file_sha256 {
+                verify_sealed_capture(
+                    capture,
+                    file_sha256,
+                    bundled,
+                    dir,
+                    replay_keys,
+                    &mut sealed,
+                    problems,
+                )?;
+                continue;
+            }
             let path = replay::bundle_path(id);
             if bundled.path != path {
                 problems.push(format!(
@@ -467,7 +556,82 @@ fn verify_captures(
             ));
         }
     }
+    Ok(sealed)
+}
+
+/// Checks an encrypted capture of the bundle: the file against the digest of the file as
+/// stored its end record holds (no key needed) and, given the key, its content against
+/// `replay_sha256`.
+fn verify_sealed_capture(
+    capture: &replay::RecordedCapture,
+    file_sha256: &str,
+    bundled: &BundledCapture,
+    dir: &Path,
+    replay_keys: Option<&vigil_replay::Keyring>,
+    sealed: &mut SealedCaptures,
+    problems: &mut Vec<String>,
+) -> Result<(), AuditError> {
+    let id = &capture.session_id;
+    let path = &bundled.path;
+    if !replay::sealed_bundle_paths(id).contains(path) {
+        problems.push(format!(
+            "{MANIFEST}: the encrypted capture of session {id} is at {path}, expected replay/{id}.jsonl.age or replay/{id}.jsonl.gz.age"
+        ));
+        return Ok(());
+    }
+    let full = dir.join(path);
+    if !full.exists() {
+        problems.push(format!("{path} (session {id}) is missing: removed"));
+        return Ok(());
+    }
+    sealed.bundled += 1;
+    let (sha, _) = sha256_file(&full)?;
+    if sha != file_sha256 {
+        problems.push(format!(
+            "{path} (session {id}): SHA-256 {sha}, but the session's end record (seq {}) says the encrypted file is {file_sha256}: the capture was altered",
+            capture.ended_seq
+        ));
+        return Ok(());
+    }
+    let Some(keys) = replay_keys else {
+        return Ok(());
+    };
+    let content = vigil_replay::open_content_with(&full, Some(keys)).and_then(|mut input| {
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut input, &mut HashOnly(&mut hasher))?;
+        Ok(hex::encode(hasher.finalize()))
+    });
+    match content {
+        Ok(digest) if digest == capture.sha256 => sealed.content_checked += 1,
+        Ok(digest) => problems.push(format!(
+            "{path} (session {id}): its decrypted content has SHA-256 {digest}, but the session's end record (seq {}) says {}: the capture was altered",
+            capture.ended_seq, capture.sha256
+        )),
+        Err(e) => problems.push(format!("{path} (session {id}): cannot be decrypted: {e}")),
+    }
     Ok(())
+}
+
+/// Feeds what is written to a hasher.
+struct HashOnly<'a>(&'a mut Sha256);
+
+impl Write for HashOnly<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.update(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The encrypted captures a verification met.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SealedCaptures {
+    /// Encrypted captures in the bundle (each checked against its file digest).
+    pub bundled: u64,
+    /// Of those, the ones whose content was decrypted and checked (a key was given).
+    pub content_checked: u64,
 }
 
 fn signed_message(manifest: &[u8]) -> Vec<u8> {
@@ -507,6 +671,16 @@ pub type BundleVerdict = Result<BundleSummary, BundleProblems>;
 pub fn verify_bundle(
     path: &Path,
     public_key: Option<&VerifyingKey>,
+) -> Result<BundleVerdict, AuditError> {
+    verify_bundle_with(path, public_key, None)
+}
+
+/// [`verify_bundle`], with the identities that decrypt the bundle's encrypted replay captures:
+/// their content is then checked too (without them, only the files as stored are).
+pub fn verify_bundle_with(
+    path: &Path,
+    public_key: Option<&VerifyingKey>,
+    replay_keys: Option<&vigil_replay::Keyring>,
 ) -> Result<BundleVerdict, AuditError> {
     let staging = tempfile::tempdir().map_err(|e| err(format!("cannot unpack: {e}")))?;
     let dir = staging.path();
@@ -728,8 +902,12 @@ pub fn verify_bundle(
             }
         }
     }
+    let mut sealed_captures = SealedCaptures::default();
     match &manifest.replay {
-        Some(replay_manifest) => verify_captures(&manifest, replay_manifest, dir, &mut problems)?,
+        Some(replay_manifest) => {
+            sealed_captures =
+                verify_captures(&manifest, replay_manifest, dir, replay_keys, &mut problems)?
+        }
         None => {
             if let Some(f) = manifest
                 .files
@@ -749,6 +927,7 @@ pub fn verify_bundle(
     Ok(Ok(BundleSummary {
         manifest,
         self_keyed,
+        sealed_captures,
     }))
 }
 

@@ -470,6 +470,7 @@ fn a_capture_altered_removed_or_added_in_a_bundle_is_named() {
             session_id: stranger.clone(),
             path: added.clone(),
             sha256: hex::encode(sha(b"{}\n")),
+            file_sha256: None,
             ended_seq: 1,
         });
     files.insert(

@@ -556,10 +556,14 @@ pub struct SessionEnded {
     /// Values masked in flight during the session, by entity type (`ssn`: 12…).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub masked: std::collections::BTreeMap<String, u64>,
-    /// SHA-256 (hex) of the session's replay capture file, when captures are on: ties the
-    /// capture to the chain.
+    /// SHA-256 (hex) of the session's replay capture content (its JSON lines, uncompressed and
+    /// decrypted), when captures are on: ties the capture to the chain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_sha256: Option<String>,
+    /// SHA-256 (hex) of the capture file as stored, when the capture is encrypted at rest
+    /// (`[replay] encrypt_to`): lets its integrity be checked without the key that reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_file_sha256: Option<String>,
     /// The capture stopped before the session did, because a configured bound was reached
     /// (`[replay] max_session_bytes` or `max_total_bytes`). The statements after it are in the
     /// audit trail as usual; only their bytes are missing from the capture.

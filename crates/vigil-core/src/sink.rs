@@ -111,15 +111,20 @@ pub trait ReplayRecorder: Send + Sync {
     fn record(&self, from_client: bool, bytes: &[u8]);
     /// `false` once the capture has failed (the session must then end: no unrecorded access).
     fn healthy(&self) -> bool;
-    /// Ends the capture: the SHA-256 (hex) of the complete capture (`None` if it failed), and
-    /// whether it stopped early at a configured bound, for the session's end record.
+    /// Ends the capture: the SHA-256 (hex) of the complete capture (`None` if it failed), of
+    /// the file as stored when that differs (an encrypted capture), and whether it stopped early
+    /// at a configured bound, for the session's end record.
     fn finish(&self, reason: &str) -> ReplayEnd;
 }
 
 /// What a finished capture tells the session's end record.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReplayEnd {
+    /// SHA-256 of the capture's content (its JSON lines).
     pub sha256: Option<String>,
+    /// SHA-256 of the file as stored, when it is not the content itself: an encrypted capture,
+    /// whose integrity can then be checked without its key.
+    pub file_sha256: Option<String>,
     pub truncated: Option<crate::event::ReplayTruncated>,
 }
 

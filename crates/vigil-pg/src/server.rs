@@ -660,6 +660,7 @@ async fn handle_client(
                         interrupted: 0,
                         masked: Default::default(),
                         replay_sha256: None,
+                        replay_file_sha256: None,
                         replay_truncated: None,
                     })));
                 return refuse_unrecorded(gw, &mut stream, error, None).await;
@@ -742,6 +743,7 @@ async fn handle_client(
             interrupted: totals.interrupted,
             masked,
             replay_sha256: replay_end.sha256,
+            replay_file_sha256: replay_end.file_sha256,
             replay_truncated: replay_end.truncated,
         })));
 }

@@ -1,5 +1,6 @@
 //! The capture file: its lines, and reading them back.
 
+use crate::seal::{is_sealed, open_sealed, sealed_path, Keyring};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Read};
@@ -103,9 +104,15 @@ pub(crate) fn frame_line(t_us: u64, from_client: bool, bytes: &[u8], out: &mut V
     out.extend_from_slice(b"\"}\n");
 }
 
-/// Reads a capture file (`.jsonl`, or `.jsonl.gz` once compressed).
+/// Reads a capture file (`.jsonl`, or `.jsonl.gz` once compressed; an encrypted one needs
+/// [`read_capture_with`]).
 pub fn read_capture(path: &Path) -> Result<Capture, ReadError> {
-    let input = open_content(path).map_err(|source| ReadError::Io {
+    read_capture_with(path, None)
+}
+
+/// Reads a capture file, decrypting it with `keys` when it is encrypted at rest.
+pub fn read_capture_with(path: &Path, keys: Option<&Keyring>) -> Result<Capture, ReadError> {
+    let input = open_content_with(path, keys).map_err(|source| ReadError::Io {
         path: path.display().to_string(),
         source,
     })?;
@@ -120,21 +127,34 @@ pub(crate) fn compressed_path(plain: &Path) -> PathBuf {
 }
 
 /// The capture file of `session_id` in `dir`: `<id>.jsonl` while it is written, `<id>.jsonl.gz`
-/// once closed and compressed. `None`: neither exists.
+/// once closed and compressed; encrypted at rest, `<id>.jsonl.age` or `<id>.jsonl.gz.age`.
+/// `None`: none exists.
 pub fn find_capture(dir: &Path, session_id: &str) -> Option<PathBuf> {
     let plain = crate::CaptureWriter::path_of(dir, session_id);
-    if plain.exists() {
-        return Some(plain);
-    }
-    let gz = compressed_path(&plain);
-    gz.exists().then_some(gz)
+    let names = [
+        compressed_path(&plain),
+        sealed_path(&plain, false),
+        sealed_path(&plain, true),
+    ];
+    std::iter::once(plain).chain(names).find(|p| p.exists())
 }
 
 /// Opens the capture of `session_id` for reading its content (decompressed), with the path
-/// opened. A capture compressed between the two looks is found under its new name.
+/// opened. A capture compressed between the two looks is found under its new name. An
+/// encrypted capture fails with a [`SealedError`] (see [`open_capture_with`]).
 pub fn open_capture(
     dir: &Path,
     session_id: &str,
+) -> std::io::Result<(PathBuf, Box<dyn Read + Send>)> {
+    open_capture_with(dir, session_id, None)
+}
+
+/// Opens the capture of `session_id`, decrypting it with `keys` when it is encrypted at rest
+/// (without them, or with keys for other recipients, a [`SealedError`]).
+pub fn open_capture_with(
+    dir: &Path,
+    session_id: &str,
+    keys: Option<&Keyring>,
 ) -> std::io::Result<(PathBuf, Box<dyn Read + Send>)> {
     let plain = crate::CaptureWriter::path_of(dir, session_id);
     match std::fs::File::open(&plain) {
@@ -142,15 +162,39 @@ pub fn open_capture(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             // Compression writes the `.gz` before it removes the plain file.
             let gz = compressed_path(&plain);
-            let f = std::fs::File::open(&gz)?;
-            Ok((gz, Box::new(flate2::read::MultiGzDecoder::new(f))))
+            match std::fs::File::open(&gz) {
+                Ok(f) => Ok((gz, Box::new(flate2::read::MultiGzDecoder::new(f)))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // Sealed captures are written under their final name.
+                    let sealed = [sealed_path(&plain, false), sealed_path(&plain, true)]
+                        .into_iter()
+                        .find(|p| p.exists())
+                        .ok_or(e)?;
+                    let content = open_sealed(&sealed, keys)?;
+                    Ok((sealed, content))
+                }
+                Err(e) => Err(e),
+            }
         }
         Err(e) => Err(e),
     }
 }
 
-/// The content of a capture file, decompressed when its name ends in `.gz`.
+/// The content of a capture file, decompressed when its name ends in `.gz`. An encrypted one
+/// fails with a [`SealedError`] (see [`open_content_with`]).
 pub fn open_content(path: &Path) -> std::io::Result<Box<dyn Read + Send>> {
+    open_content_with(path, None)
+}
+
+/// The content of a capture file: decrypted with `keys` when its name ends in `.age`,
+/// decompressed when it was gzipped.
+pub fn open_content_with(
+    path: &Path,
+    keys: Option<&Keyring>,
+) -> std::io::Result<Box<dyn Read + Send>> {
+    if is_sealed(path) {
+        return open_sealed(path, keys);
+    }
     let f = std::fs::File::open(path)?;
     Ok(if path.extension().is_some_and(|e| e == "gz") {
         Box::new(flate2::read::MultiGzDecoder::new(f))

@@ -18,17 +18,25 @@
 //!
 //! The SHA-256 of the whole file is recorded in the session's `SessionEnded` record, which ties
 //! the capture to the tamper-evident audit trail.
+//!
+//! With `[replay] encrypt_to`, captures are written as age files to those recipients from their
+//! first byte (`<id>.jsonl.age`, `<id>.jsonl.gz.age`): see [`seal`]. The end record then also
+//! holds the SHA-256 of the file as stored, checked without the key.
 
 mod file;
 pub mod pcapng;
 pub mod redact;
 pub mod render;
+pub mod seal;
 mod writer;
 
 pub use file::{
-    find_capture, open_capture, open_content, parse_capture, read_capture, Capture, Frame, Header,
-    ReadError, Trailer, TruncationLine, FORMAT, FORMAT_V1,
+    find_capture, open_capture, open_capture_with, open_content, open_content_with, parse_capture,
+    read_capture, read_capture_with, Capture, Frame, Header, ReadError, Trailer, TruncationLine,
+    FORMAT, FORMAT_V1,
 };
+pub use seal::{file_sha256, is_sealed, KeyError, Keyring, Recipients, SealedError};
 pub use writer::{
-    CaptureBounds, CaptureWriter, HoldCheck, RotationRecorder, WriterError, MIN_SESSION_BYTES,
+    CaptureBounds, CaptureWriter, HoldCheck, RotationRecorder, SessionLookup, WriterError,
+    MIN_SESSION_BYTES,
 };

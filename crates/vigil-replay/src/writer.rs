@@ -6,6 +6,7 @@
 
 use crate::file::{compressed_path, frame_line, Header, Trailer, TruncationLine, FORMAT};
 use crate::redact::Redactor;
+use crate::seal::{envelope_bytes, is_sealed, sealed_path, Recipients, SealedWriter};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
@@ -52,6 +53,9 @@ pub type HoldCheck = Arc<dyn Fn(&ReplayHeader) -> bool + Send + Sync>;
 /// Records a rotation in the audit trail, durably, before the files go; `Err`: not recorded,
 /// nothing is deleted.
 pub type RotationRecorder = Arc<dyn Fn(&ReplayCapturesRotated) -> Result<(), String> + Send + Sync>;
+/// The session of a capture, by its id, from elsewhere than its file (the audit trail): the
+/// header of an encrypted capture is not readable here.
+pub type SessionLookup = Arc<dyn Fn(&str) -> Option<ReplayHeader> + Send + Sync>;
 
 /// How captures are bounded. The default bounds nothing (tests, tools).
 #[derive(Clone)]
@@ -61,10 +65,16 @@ pub struct CaptureBounds {
     pub max_session_bytes: Option<u64>,
     /// Bytes the replay directory may hold, open and closed captures together.
     pub max_total_bytes: Option<u64>,
-    /// Gzip closed captures (`<id>.jsonl.gz`).
+    /// Gzip closed captures (`<id>.jsonl.gz`); encrypted ones are gzipped as they are written,
+    /// before encryption (`<id>.jsonl.gz.age`).
     pub compress: bool,
+    /// Encrypt captures to these age recipients from their first byte (`<id>.jsonl.age`).
+    pub encrypt_to: Option<Recipients>,
     pub is_held: HoldCheck,
     pub record_rotation: RotationRecorder,
+    /// Whose the encrypted captures found in the directory at start are (for rotation and
+    /// holds); a capture it does not know is counted, never rotated out.
+    pub describe: SessionLookup,
 }
 
 impl Default for CaptureBounds {
@@ -73,8 +83,10 @@ impl Default for CaptureBounds {
             max_session_bytes: None,
             max_total_bytes: None,
             compress: false,
+            encrypt_to: None,
             is_held: Arc::new(|_| false),
             record_rotation: Arc::new(|_| Err("no audit trail to record rotations in".into())),
+            describe: Arc::new(|_| None),
         }
     }
 }
@@ -86,9 +98,24 @@ struct SessionBuf {
     failed: AtomicBool,
 }
 
+/// Where a capture's lines go.
+enum CaptureOut {
+    /// The file itself (JSON lines).
+    Plain(std::fs::File),
+    /// Through age encryption (and gzip first, when compressing).
+    Sealed(Box<SealedWriter>),
+}
+
+/// A capture closed by the writer thread: whether it is whole on disk, and the SHA-256 of the
+/// file as stored when that is not its content (encrypted).
+struct CloseOutcome {
+    ok: bool,
+    file_sha256: Option<String>,
+}
+
 enum Control {
-    Open(Arc<SessionBuf>, std::fs::File, Box<ReplayHeader>, PathBuf),
-    Close(Arc<SessionBuf>, Sender<bool>),
+    Open(Arc<SessionBuf>, CaptureOut, Box<ReplayHeader>, PathBuf),
+    Close(Arc<SessionBuf>, Sender<CloseOutcome>),
 }
 
 /// What the threads and recorders share.
@@ -140,10 +167,11 @@ impl CaptureWriter {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         }
-        let (closed, leftovers, total) = scan(dir).map_err(|source| WriterError::Scan {
-            path: dir.display().to_string(),
-            source,
-        })?;
+        let (closed, leftovers, total) =
+            scan(dir, &bounds.describe).map_err(|source| WriterError::Scan {
+                path: dir.display().to_string(),
+                source,
+            })?;
         let shared = Arc::new(Shared {
             total: AtomicU64::new(total),
             full: AtomicBool::new(false),
@@ -217,12 +245,14 @@ impl Shared {
     }
 }
 
-/// The session id of a capture file name, and whether it is compressed.
+/// The session id of a capture file name, and whether it is a plain one (to compress).
 fn capture_name(name: &str) -> Option<(&str, bool)> {
-    if let Some(id) = name.strip_suffix(".jsonl.gz") {
-        return Some((id, true));
+    for done in [".jsonl.age", ".jsonl.gz.age", ".jsonl.gz"] {
+        if let Some(id) = name.strip_suffix(done) {
+            return Some((id, false));
+        }
     }
-    name.strip_suffix(".jsonl").map(|id| (id, false))
+    name.strip_suffix(".jsonl").map(|id| (id, true))
 }
 
 /// The header line of a capture file, if it has a readable one.
@@ -239,7 +269,7 @@ type Scanned = (Vec<Closed>, Vec<PathBuf>, u64);
 
 /// The captures already in `dir` (none is open: the gateway starts), the plain ones among them
 /// (to compress), and the bytes they take.
-fn scan(dir: &Path) -> std::io::Result<Scanned> {
+fn scan(dir: &Path, describe: &SessionLookup) -> std::io::Result<Scanned> {
     let mut closed = Vec::new();
     let mut plain = Vec::new();
     let mut total = 0;
@@ -251,18 +281,24 @@ fn scan(dir: &Path) -> std::io::Result<Scanned> {
             let _ = std::fs::remove_file(entry.path());
             continue;
         }
-        let Some((_, compressed)) = name.to_str().and_then(capture_name) else {
+        let Some((id, uncompressed)) = name.to_str().and_then(capture_name) else {
             continue;
         };
         let path = entry.path();
         let bytes = entry.metadata()?.len();
         total += bytes;
         // A file without a readable header still counts toward the bound; it is never rotated
-        // out (nothing says whose it is, nor whether a hold covers it).
-        let Some(header) = read_header(&path) else {
+        // out (nothing says whose it is, nor whether a hold covers it). An encrypted one's
+        // header is not readable without its key: the audit trail says whose it is.
+        let header = if is_sealed(&path) {
+            describe(id).filter(|h| h.session_id == id)
+        } else {
+            read_header(&path)
+        };
+        let Some(header) = header else {
             continue;
         };
-        if !compressed {
+        if uncompressed {
             plain.push(path.clone());
         }
         closed.push(Closed {
@@ -277,33 +313,79 @@ fn scan(dir: &Path) -> std::io::Result<Scanned> {
 
 struct OpenFile {
     buf: Arc<SessionBuf>,
-    file: Option<std::fs::File>,
+    out: Option<CaptureOut>,
     header: Box<ReplayHeader>,
     path: PathBuf,
+    /// Bytes of an encrypted capture's file already counted toward the directory's total.
+    counted: u64,
 }
 
 impl OpenFile {
-    /// Writes what the session has formatted since the last sweep; returns the bytes written.
+    /// Writes what the session has formatted since the last sweep; returns the bytes that
+    /// reached the file.
     fn drain(&mut self, spare: &mut Vec<u8>) -> u64 {
         spare.clear();
         std::mem::swap(&mut *self.buf.pending.lock(), spare);
-        if spare.is_empty() || self.buf.failed.load(Ordering::Relaxed) {
+        if self.buf.failed.load(Ordering::Relaxed) {
             return 0;
         }
-        let written = match &mut self.file {
-            Some(f) => f.write_all(spare),
+        let written = match &mut self.out {
+            _ if spare.is_empty() => Ok(()),
+            Some(CaptureOut::Plain(f)) => f.write_all(spare),
+            Some(CaptureOut::Sealed(w)) => w.write_all(spare),
             None => Err(std::io::Error::other(
                 "the capture file could not be created",
             )),
         };
         match written {
-            Ok(()) => spare.len() as u64,
+            Ok(()) => match &self.out {
+                Some(CaptureOut::Sealed(w)) => self.count_stored(w.stored_bytes()),
+                _ => spare.len() as u64,
+            },
             Err(e) => {
                 tracing::error!(session = %self.buf.id, error = %e, "replay capture write failed");
                 self.buf.failed.store(true, Ordering::Relaxed);
                 0
             }
         }
+    }
+
+    /// The bytes of an encrypted capture's file not counted yet (age writes whole chunks, so
+    /// what reaches the file lags what was written to it).
+    fn count_stored(&mut self, stored: u64) -> u64 {
+        let new = stored.saturating_sub(self.counted);
+        self.counted = stored;
+        new
+    }
+
+    /// Ends the file: writes what an encrypted one still holds, syncs it. Returns whether it
+    /// is whole on disk, the SHA-256 of an encrypted file, and the bytes that reached it now.
+    fn close(&mut self) -> (bool, Option<String>, u64) {
+        let ok = !self.buf.failed.load(Ordering::Relaxed);
+        let (file, file_sha256, written) = match self.out.take() {
+            None => return (false, None, 0),
+            Some(CaptureOut::Plain(f)) => (f, None, 0),
+            Some(CaptureOut::Sealed(w)) => {
+                if !ok {
+                    return (false, None, 0);
+                }
+                match w.finish() {
+                    Ok((file, sha256)) => {
+                        let stored = file.metadata().map_or(self.counted, |m| m.len());
+                        let written = self.count_stored(stored);
+                        (file, Some(sha256), written)
+                    }
+                    Err(e) => {
+                        tracing::error!(session = %self.buf.id, error = %e, "replay capture write failed");
+                        self.buf.failed.store(true, Ordering::Relaxed);
+                        return (false, None, 0);
+                    }
+                }
+            }
+        };
+        // On disk before the digest is reported and the file compressed.
+        let synced = file.sync_data().is_ok();
+        (ok && synced, file_sha256, written)
     }
 }
 
@@ -333,43 +415,46 @@ fn run(
         };
         let mut written = 0;
         match control {
-            Some(Control::Open(buf, file, header, path)) => open.push(OpenFile {
+            Some(Control::Open(buf, out, header, path)) => open.push(OpenFile {
                 buf,
-                file: Some(file),
+                out: Some(out),
                 header,
                 path,
+                counted: 0,
             }),
             Some(Control::Close(buf, done)) => {
-                let ok = match open.iter().position(|o| Arc::ptr_eq(&o.buf, &buf)) {
+                let outcome = match open.iter().position(|o| Arc::ptr_eq(&o.buf, &buf)) {
                     Some(i) => {
                         let mut o = open.swap_remove(i);
                         written += o.drain(&mut spare);
-                        let ok = !o.buf.failed.load(Ordering::Relaxed);
-                        match o.file.take() {
-                            Some(f) => {
-                                // On disk before the digest is reported and the file compressed.
-                                let synced = f.sync_data().is_ok();
-                                drop(f);
-                                if ok && synced {
-                                    let bytes = std::fs::metadata(&o.path).map_or(0, |m| m.len());
-                                    shared.closed.lock().push(Closed {
-                                        header: *o.header,
-                                        path: o.path.clone(),
-                                        bytes,
-                                        rotating: false,
-                                    });
-                                    if let Some(c) = &compress {
-                                        let _ = c.send(o.path);
-                                    }
-                                }
-                                ok && synced
+                        let (ok, file_sha256, last) = o.close();
+                        written += last;
+                        if ok {
+                            let bytes = std::fs::metadata(&o.path).map_or(0, |m| m.len());
+                            let sealed = file_sha256.is_some();
+                            shared.closed.lock().push(Closed {
+                                header: *o.header,
+                                path: o.path.clone(),
+                                bytes,
+                                rotating: false,
+                            });
+                            // An encrypted capture was compressed as it was written.
+                            if let (Some(c), false) = (&compress, sealed) {
+                                let _ = c.send(o.path);
                             }
-                            None => false,
                         }
+                        CloseOutcome { ok, file_sha256 }
                     }
-                    None => false,
+                    None => CloseOutcome {
+                        ok: false,
+                        file_sha256: None,
+                    },
                 };
-                let _ = done.send(ok);
+                // Counted before the session hears its capture is closed.
+                shared
+                    .total
+                    .fetch_add(std::mem::take(&mut written), Ordering::Relaxed);
+                let _ = done.send(outcome);
             }
             None => {}
         }
@@ -545,18 +630,41 @@ impl ReplaySink for CaptureWriter {
                 self.shared.bounds.max_total_bytes.unwrap_or(0)
             ));
         }
-        let path = CaptureWriter::path_of(&self.dir, &session.session_id);
-        if crate::file::compressed_path(&path).exists() {
+        let plain = CaptureWriter::path_of(&self.dir, &session.session_id);
+        if crate::find_capture(&self.dir, &session.session_id).is_some() {
             return Err(format!(
                 "a capture of session {} exists",
                 session.session_id
             ));
         }
+        let bounds = &self.shared.bounds;
+        let path = match &bounds.encrypt_to {
+            Some(_) => sealed_path(&plain, bounds.compress),
+            None => plain,
+        };
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&path)
             .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        // Encrypted from the first byte: the age header is written now, the lines after it.
+        let out = match &bounds.encrypt_to {
+            Some(recipients) => CaptureOut::Sealed(Box::new(
+                SealedWriter::start(file, recipients, bounds.compress).map_err(|e| {
+                    // Nothing but a partial age header: no capture to keep.
+                    let _ = std::fs::remove_file(&path);
+                    format!("cannot start the encrypted capture {}: {e}", path.display())
+                })?,
+            )),
+            None => CaptureOut::Plain(file),
+        };
+        // The cap bounds the file as stored: an encrypted one keeps room for its envelope.
+        let content_cap = bounds.max_session_bytes.map(|max| match &out {
+            CaptureOut::Sealed(w) => {
+                max.saturating_sub(envelope_bytes(max, w.stored_bytes(), bounds.compress))
+            }
+            CaptureOut::Plain(_) => max,
+        });
         let header = Header {
             format: FORMAT.into(),
             session: session.clone(),
@@ -577,7 +685,7 @@ impl ReplaySink for CaptureWriter {
         self.tx
             .send(Control::Open(
                 buf.clone(),
-                file,
+                out,
                 Box::new(session.clone()),
                 path,
             ))
@@ -591,6 +699,7 @@ impl ReplaySink for CaptureWriter {
                 digest,
                 finished: false,
                 written,
+                content_cap,
                 truncated: None,
                 redactor: Redactor::default(),
                 redacted: Vec::new(),
@@ -612,6 +721,9 @@ struct State {
     finished: bool,
     /// Bytes of the file so far (its lines, uncompressed).
     written: u64,
+    /// Bytes of lines the capture may hold: `max_session_bytes`, less an encrypted file's
+    /// envelope.
+    content_cap: Option<u64>,
     truncated: Option<ReplayTruncated>,
     redactor: Redactor,
     /// What the capture keeps of the bytes being recorded (reused).
@@ -673,10 +785,10 @@ impl ReplayRecorder for Recorder {
             state.truncate(&self.buf, "max_total_bytes", t, limit);
             return;
         }
-        if let Some(max) = self.shared.bounds.max_session_bytes {
+        if let (Some(max), Some(cap)) = (self.shared.bounds.max_session_bytes, state.content_cap) {
             // The frame line: its fields and the base64 of the bytes.
             let line_len = 32 + base64::encoded_len(kept.len(), true).unwrap_or(0) as u64;
-            if state.written + line_len + END_RESERVE > max {
+            if state.written + line_len + END_RESERVE > cap {
                 state.truncate(&self.buf, "max_session_bytes", t, max);
                 return;
             }
@@ -722,13 +834,19 @@ impl ReplayRecorder for Recorder {
         {
             return ReplayEnd {
                 sha256: None,
+                file_sha256: None,
                 truncated,
             };
         }
         // The file is complete (or failed) before its digest is reported.
-        let ok = wait.recv().unwrap_or(false);
+        let outcome = wait.recv().unwrap_or(CloseOutcome {
+            ok: false,
+            file_sha256: None,
+        });
+        let ok = outcome.ok && self.healthy();
         ReplayEnd {
-            sha256: (ok && self.healthy()).then_some(digest),
+            sha256: ok.then_some(digest),
+            file_sha256: outcome.file_sha256.filter(|_| ok),
             truncated,
         }
     }

@@ -66,8 +66,13 @@ pub struct ReplayConfig {
     /// Bytes the replay directory may hold; past it the oldest closed captures under no legal
     /// hold are rotated out (recorded first). `0`: no bound.
     pub max_total_bytes: u64,
-    /// Gzip each capture once its session has ended (`<id>.jsonl.gz`).
+    /// Gzip each capture once its session has ended (`<id>.jsonl.gz`); an encrypted one as it
+    /// is written, before encryption (`<id>.jsonl.gz.age`).
     pub compress: bool,
+    /// Encrypt captures at rest to these age X25519 recipients (`age1…`, or `file:PATH` of a
+    /// recipients file): `<id>.jsonl.age`, readable only with an identity the gateway's host
+    /// does not hold. Absent: captures are stored as JSON lines.
+    pub encrypt_to: Option<Vec<String>>,
 }
 
 /// Default `[replay] max_session_bytes`: 64 MiB.
@@ -83,6 +88,7 @@ impl Default for ReplayConfig {
             max_session_bytes: DEFAULT_REPLAY_SESSION_BYTES,
             max_total_bytes: DEFAULT_REPLAY_TOTAL_BYTES,
             compress: true,
+            encrypt_to: None,
         }
     }
 }
@@ -104,7 +110,26 @@ impl ReplayConfig {
                 );
             }
         }
+        // Recipients files are read once paths are resolved (`Config::load`).
+        if let Some(entries) = &self.encrypt_to {
+            let inline: Vec<String> = entries
+                .iter()
+                .filter(|e| !e.trim().starts_with("file:"))
+                .cloned()
+                .collect();
+            if entries.is_empty() || !inline.is_empty() {
+                vigil_replay::Recipients::parse(&inline)?;
+            }
+        }
         Ok(())
+    }
+
+    /// The recipients captures are encrypted to; `None`: not encrypted.
+    pub fn recipients(&self) -> Result<Option<vigil_replay::Recipients>> {
+        Ok(match &self.encrypt_to {
+            Some(entries) => Some(vigil_replay::Recipients::parse(entries)?),
+            None => None,
+        })
     }
 }
 
@@ -353,6 +378,10 @@ impl Config {
         // Relative paths in the file are relative to the file.
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base);
+        config
+            .replay
+            .recipients()
+            .with_context(|| format!("invalid config file {}", path.display()))?;
         Ok(config)
     }
 
@@ -377,6 +406,13 @@ impl Config {
         fix(&mut self.data_dir);
         if let Some(d) = &mut self.replay.dir {
             fix(d);
+        }
+        for entry in self.replay.encrypt_to.iter_mut().flatten() {
+            if let Some(p) = entry.strip_prefix("file:") {
+                if Path::new(p).is_relative() {
+                    *entry = format!("file:{}", base.join(p).display());
+                }
+            }
         }
         for l in &mut self.listeners {
             if let Some(p) = &mut l.tls_cert {

@@ -170,9 +170,11 @@ pub async fn start(config: Config) -> Result<Running> {
     };
     let replay: Option<Arc<dyn vigil_core::ReplaySink>> = if config.replay.enabled {
         let dir = config.replay_dir();
-        let writer =
-            vigil_replay::CaptureWriter::start_bounded(&dir, replay_bounds(&config, &sink)?)
-                .with_context(|| format!("replay captures in {}", dir.display()))?;
+        let writer = vigil_replay::CaptureWriter::start_bounded(
+            &dir,
+            replay_bounds(&config, &sink, &store)?,
+        )
+        .with_context(|| format!("replay captures in {}", dir.display()))?;
         Some(Arc::new(writer))
     } else {
         None
@@ -308,11 +310,13 @@ fn restrict_permissions(dir: &Path) {
 }
 
 /// `[replay]`'s bounds: legal holds from `[retention]`, rotations recorded in the audit trail
-/// (durably) before their files go.
+/// (durably) before their files go, encryption to `encrypt_to`.
 fn replay_bounds(
     config: &Config,
     sink: &Arc<dyn vigil_core::EventSink>,
+    store: &Arc<dyn vigil_store::Store>,
 ) -> Result<vigil_replay::CaptureBounds> {
+    let index = store.clone();
     let holds = Arc::new(config.retention.policy()?.holds);
     let sink = sink.clone();
     let nonzero = |v: u64| (v != 0).then_some(v);
@@ -320,6 +324,7 @@ fn replay_bounds(
         max_session_bytes: nonzero(config.replay.max_session_bytes),
         max_total_bytes: nonzero(config.replay.max_total_bytes),
         compress: config.replay.compress,
+        encrypt_to: config.replay.recipients()?,
         is_held: Arc::new(move |h: &vigil_core::ReplayHeader| {
             holds.iter().any(|hold| {
                 hold.covers(
@@ -336,6 +341,19 @@ fn replay_bounds(
             vigil_audit::wait_durable(sink.append(draft))
                 .map(|_| ())
                 .map_err(|e| e.to_string())
+        }),
+        // An encrypted capture's header is not readable here: whose it is (what holds and
+        // rotation look at: the session, the identity, the start) comes from the session index.
+        describe: Arc::new(move |session_id: &str| {
+            let session = index.session_index(session_id).ok().flatten()?;
+            Some(vigil_core::ReplayHeader {
+                session_id: session.session_id,
+                identity: session.identity.unwrap_or_default(),
+                identity_kind: vigil_core::IdentityKind::default(),
+                connection: session.connection.unwrap_or_default(),
+                client_addr: String::new(),
+                started_at: vigil_core::Timestamp::from_micros(session.started_at_us),
+            })
         }),
     })
 }

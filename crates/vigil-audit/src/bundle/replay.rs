@@ -69,10 +69,15 @@ pub struct ReplayManifest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BundledCapture {
     pub session_id: String,
-    /// `replay/<session id>.jsonl`.
+    /// `replay/<session id>.jsonl`; encrypted at rest, the file as stored:
+    /// `replay/<session id>.jsonl.age` or `.jsonl.gz.age`.
     pub path: String,
-    /// SHA-256 of the file: the `replay_sha256` of the end record.
+    /// SHA-256 of the capture's content: the `replay_sha256` of the end record (the file's
+    /// own digest when it is not encrypted).
     pub sha256: String,
+    /// SHA-256 of the encrypted file as bundled: the `replay_file_sha256` of the end record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_sha256: Option<String>,
     /// Seq of the session's `SessionEnded` record.
     pub ended_seq: u64,
 }
@@ -93,10 +98,20 @@ pub(crate) struct RecordedCapture {
     pub session_id: String,
     pub ended_seq: u64,
     pub sha256: String,
+    /// The digest of the file as stored, for a capture encrypted at rest.
+    pub file_sha256: Option<String>,
 }
 
 pub(crate) fn bundle_path(session_id: &str) -> String {
     format!("replay/{session_id}.jsonl")
+}
+
+/// Where a bundle carries an encrypted capture: under its stored name, as it is.
+pub(crate) fn sealed_bundle_paths(session_id: &str) -> [String; 2] {
+    [
+        format!("replay/{session_id}.jsonl.age"),
+        format!("replay/{session_id}.jsonl.gz.age"),
+    ]
 }
 
 /// The captures the chain names for sessions started in `[since, until)`, in end-record order.
@@ -139,6 +154,7 @@ pub(crate) fn recorded_captures(
                         session_id,
                         ended_seq: row.seq,
                         sha256,
+                        file_sha256: ended.replay_file_sha256,
                     });
                 }
             }
@@ -186,6 +202,7 @@ mod tests {
             session_id: format!("s{i}"),
             ended_seq: i,
             sha256: "00".repeat(32),
+            file_sha256: None,
         }
     }
 

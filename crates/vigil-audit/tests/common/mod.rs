@@ -185,6 +185,7 @@ pub fn session_ended(session: SessionId) -> EventDraft {
             interrupted: 0,
             masked: Default::default(),
             replay_sha256: None,
+            replay_file_sha256: None,
             replay_truncated: None,
         }),
     )

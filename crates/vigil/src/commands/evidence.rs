@@ -45,6 +45,11 @@ pub enum EvidenceCommand {
         /// Print the verdict as JSON.
         #[arg(long)]
         json: bool,
+        /// The age identity file that decrypts the bundle's encrypted replay captures: their
+        /// content is then checked against the end records too (without it, the files as
+        /// stored are).
+        #[arg(long, env = "VIGIL_REPLAY_IDENTITY", value_name = "FILE")]
+        replay_identity: Option<PathBuf>,
     },
 }
 
@@ -132,7 +137,12 @@ pub fn run(cmd: EvidenceCommand) -> Result<i32> {
             bundle: path,
             public_key,
             json,
+            replay_identity,
         } => {
+            let replay_keys = match &replay_identity {
+                Some(p) => Some(vigil_replay::Keyring::from_file(p)?),
+                None => None,
+            };
             let key = match &public_key {
                 Some(p) => {
                     let text = std::fs::read_to_string(p)
@@ -141,9 +151,10 @@ pub fn run(cmd: EvidenceCommand) -> Result<i32> {
                 }
                 None => None,
             };
-            match bundle::verify_bundle(&path, key.as_ref())? {
+            match bundle::verify_bundle_with(&path, key.as_ref(), replay_keys.as_ref())? {
                 Ok(summary) => {
                     let m = &summary.manifest;
+                    let sealed = summary.sealed_captures;
                     if json {
                         println!(
                             "{}",
@@ -156,6 +167,8 @@ pub fn run(cmd: EvidenceCommand) -> Result<i32> {
                                 "rows": m.rows,
                                 "export_revision": m.export_revision,
                                 "replay": m.replay,
+                                "encrypted_captures": sealed.bundled,
+                                "encrypted_captures_content_checked": sealed.content_checked,
                             })
                         );
                     } else {
@@ -174,6 +187,19 @@ pub fn run(cmd: EvidenceCommand) -> Result<i32> {
                                 r.captures.len(),
                                 r.recorded
                             );
+                            if sealed.bundled > 0 {
+                                if sealed.content_checked == sealed.bundled {
+                                    println!(
+                                        "encrypted captures: {} checked as stored and, decrypted, against their content digests",
+                                        sealed.bundled
+                                    );
+                                } else {
+                                    println!(
+                                        "encrypted captures: {} checked as stored (replay_file_sha256); their content was not decrypted: pass --replay-identity FILE to check it too",
+                                        sealed.bundled
+                                    );
+                                }
+                            }
                             for u in &r.unavailable {
                                 println!(
                                     "note: the capture of session {} (end record seq {}) was not available when the bundle was made: {}",

@@ -2,16 +2,20 @@
 
 use crate::StoreArgs;
 use anyhow::{bail, Context, Result};
-use clap::{Args, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use sha2::Digest;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct ReplayArgs {
+    #[command(subcommand)]
+    pub command: Option<ReplayCommand>,
     /// The session id (see `vigil sessions list`).
-    pub session: String,
+    #[arg(required = true)]
+    pub session: Option<String>,
     /// Playback speed: 1 = as recorded, 10 = ten times faster, 0 = no pauses.
     #[arg(long, default_value_t = 1.0)]
     pub speed: f64,
@@ -35,8 +39,63 @@ pub struct ReplayArgs {
     /// The directory of captures (default: the config's, or `replay/` beside the store).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// The age identity file that decrypts captures encrypted at rest (`[replay] encrypt_to`),
+    /// as `vigil replay keygen` or `age-keygen` wrote it.
+    #[arg(long, env = "VIGIL_REPLAY_IDENTITY", value_name = "FILE")]
+    pub identity: Option<PathBuf>,
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+#[derive(Subcommand)]
+pub enum ReplayCommand {
+    /// Make an age identity for reading captures encrypted at rest: writes it (mode 0600, never
+    /// over a file) and prints its recipient, for `[replay] encrypt_to`. Keep the identity off
+    /// the gateway's host.
+    Keygen {
+        /// Where to write the identity; without it, to standard output (the recipient then goes
+        /// to standard error).
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+/// `vigil replay keygen`.
+fn keygen(output: Option<&std::path::Path>) -> Result<i32> {
+    let (identity, recipient) = vigil_replay::seal::generate_identity();
+    match output {
+        Some(path) => {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            let mut file = options.open(path).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    anyhow::anyhow!(
+                        "{} exists: not overwritten (an identity lost is every capture encrypted to it lost); choose another path",
+                        path.display()
+                    )
+                } else {
+                    anyhow::anyhow!("cannot create {}: {e}", path.display())
+                }
+            })?;
+            file.write_all(identity.as_bytes())?;
+            file.sync_all()?;
+            eprintln!(
+                "identity written to {} (keep it off the gateway's host); its recipient, for [replay] encrypt_to:",
+                path.display()
+            );
+            println!("{recipient}");
+        }
+        None => {
+            std::io::stdout().write_all(identity.as_bytes())?;
+            eprintln!("Public key: {recipient}");
+        }
+    }
+    Ok(0)
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -47,6 +106,10 @@ pub enum ReplayFormat {
 }
 
 pub fn run(args: ReplayArgs) -> Result<i32> {
+    if let Some(ReplayCommand::Keygen { output }) = &args.command {
+        return keygen(output.as_deref());
+    }
+    let session = args.session.clone().unwrap_or_default();
     let config = match &args.store.config {
         Some(path) => Some(crate::config::Config::load(path)?),
         None => None,
@@ -57,28 +120,39 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
             "no capture directory: pass --config FILE, --store sqlite://PATH or --dir DIR",
         )?,
     };
-    if args.session.contains(['/', '\\']) || args.session.starts_with('.') {
-        bail!("{:?} is not a session id", args.session);
+    if session.contains(['/', '\\']) || session.starts_with('.') {
+        bail!("{:?} is not a session id", session);
     }
-    let (path, bytes) = vigil_replay::open_capture(&dir, &args.session)
-        .and_then(|(path, mut input)| {
+    let keys = match &args.identity {
+        Some(path) => Some(vigil_replay::Keyring::from_file(path)?),
+        None => None,
+    };
+    let opened = vigil_replay::open_capture_with(&dir, &session, keys.as_ref()).and_then(
+        |(path, mut input)| {
             let mut bytes = Vec::new();
             input.read_to_end(&mut bytes)?;
             Ok((path, bytes))
-        })
-        .with_context(|| {
-            format!(
-                "no capture of session {} in {} (captures are off, the id is wrong, or it was rotated out or purged)",
-                args.session,
-                dir.display()
-            )
-        })?;
+        },
+    );
+    let (path, bytes) = match opened {
+        Ok(opened) => opened,
+        Err(e) if vigil_replay::SealedError::of(&e).is_some() => bail!("{e}"),
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "no capture of session {} in {} (captures are off, the id is wrong, or it was rotated out or purged)",
+                    session,
+                    dir.display()
+                )
+            })
+        }
+    };
     // Check the capture against the digest its session's end record holds, when the store is
     // at hand: a capture that was edited says so.
     let digest = hex::encode(sha2::Sha256::digest(&bytes));
     if config.is_some() || args.store.store.is_some() {
         let (_, store) = super::open(&args.store)?;
-        let recorded = match vigil_audit::sessions::recorded_capture(&*store, &args.session)? {
+        let recorded = match vigil_audit::sessions::recorded_capture(&*store, &session)? {
             Some(vigil_audit::sessions::CaptureRecord::Ended { replay_sha256, .. }) => {
                 replay_sha256
             }
@@ -94,7 +168,7 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
             ),
             None => eprintln!(
                 "warning: session {} has no end record with a capture digest yet (still running, or ended abnormally)",
-                args.session
+                session
             ),
         }
     }
