@@ -125,8 +125,11 @@ struct Shared {
     /// The directory is at its bound and nothing in it may be rotated out.
     full: AtomicBool,
     rotation_asked: AtomicBool,
-    /// The closed captures, oldest first once sorted: what rotation may delete.
+    /// The closed captures, oldest first once sorted: what rotation may delete. Kept only
+    /// when the directory is bounded (nothing else reads it).
     closed: Mutex<Vec<Closed>>,
+    names: Interner,
+    dir: PathBuf,
     bounds: CaptureBounds,
 }
 
@@ -138,14 +141,75 @@ pub struct CaptureWriter {
     shared: Arc<Shared>,
 }
 
-/// A closed capture in the directory.
+/// A closed capture in the directory: what rotation needs of it, and no more. The index holds
+/// one per capture file (tens of thousands on a busy gateway), so it keeps no path and no
+/// header: its file is `<dir>/<session_id><suffix>`, and the identity is shared.
 struct Closed {
-    header: ReplayHeader,
-    /// Its file now: plain until compressed.
-    path: PathBuf,
+    session_id: Box<str>,
+    identity: Arc<str>,
+    started_at: Timestamp,
+    /// Its file's suffix now (`.jsonl` until compressed): one of [`CAPTURE_SUFFIXES`].
+    suffix: &'static str,
     bytes: u64,
     /// Named in a rotation record being written: not to be chosen again meanwhile.
     rotating: bool,
+}
+
+/// The names a closed capture's file may end with, done ones first.
+const CAPTURE_SUFFIXES: [&str; 4] = [".jsonl.age", ".jsonl.gz.age", ".jsonl.gz", ".jsonl"];
+
+impl Closed {
+    fn new(
+        header: &ReplayHeader,
+        file: &Path,
+        bytes: u64,
+        shared_names: &Interner,
+    ) -> Option<Self> {
+        let name = file.file_name()?.to_str()?;
+        let suffix = CAPTURE_SUFFIXES
+            .into_iter()
+            .find(|s| name.strip_suffix(s) == Some(header.session_id.as_str()))?;
+        Some(Closed {
+            session_id: header.session_id.as_str().into(),
+            identity: shared_names.intern(&header.identity),
+            started_at: header.started_at,
+            suffix,
+            bytes,
+            rotating: false,
+        })
+    }
+
+    fn path(&self, dir: &Path) -> PathBuf {
+        dir.join(format!("{}{}", self.session_id, self.suffix))
+    }
+
+    /// What a legal hold is decided on.
+    fn held(&self, is_held: &(dyn Fn(&ReplayHeader) -> bool + Send + Sync)) -> bool {
+        is_held(&ReplayHeader {
+            session_id: self.session_id.to_string(),
+            identity: self.identity.to_string(),
+            identity_kind: Default::default(),
+            connection: String::new(),
+            client_addr: String::new(),
+            started_at: self.started_at,
+        })
+    }
+}
+
+/// Identity names, one allocation each, shared by the index's entries.
+#[derive(Default)]
+struct Interner(Mutex<std::collections::HashSet<Arc<str>>>);
+
+impl Interner {
+    fn intern(&self, name: &str) -> Arc<str> {
+        let mut names = self.0.lock();
+        if let Some(found) = names.get(name) {
+            return found.clone();
+        }
+        let name: Arc<str> = name.into();
+        names.insert(name.clone());
+        name
+    }
 }
 
 impl CaptureWriter {
@@ -167,8 +231,9 @@ impl CaptureWriter {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         }
+        let names = Interner::default();
         let (closed, leftovers, total) =
-            scan(dir, &bounds.describe).map_err(|source| WriterError::Scan {
+            scan(dir, &bounds.describe, &names).map_err(|source| WriterError::Scan {
                 path: dir.display().to_string(),
                 source,
             })?;
@@ -177,6 +242,8 @@ impl CaptureWriter {
             full: AtomicBool::new(false),
             rotation_asked: AtomicBool::new(false),
             closed: Mutex::new(closed),
+            names,
+            dir: dir.to_path_buf(),
             bounds,
         });
         let (compress_tx, compress_rx) = crossbeam_channel::unbounded();
@@ -269,7 +336,7 @@ type Scanned = (Vec<Closed>, Vec<PathBuf>, u64);
 
 /// The captures already in `dir` (none is open: the gateway starts), the plain ones among them
 /// (to compress), and the bytes they take.
-fn scan(dir: &Path, describe: &SessionLookup) -> std::io::Result<Scanned> {
+fn scan(dir: &Path, describe: &SessionLookup, names: &Interner) -> std::io::Result<Scanned> {
     let mut closed = Vec::new();
     let mut plain = Vec::new();
     let mut total = 0;
@@ -301,12 +368,7 @@ fn scan(dir: &Path, describe: &SessionLookup) -> std::io::Result<Scanned> {
         if uncompressed {
             plain.push(path.clone());
         }
-        closed.push(Closed {
-            header,
-            path,
-            bytes,
-            rotating: false,
-        });
+        closed.extend(Closed::new(&header, &path, bytes, names));
     }
     Ok((closed, plain, total))
 }
@@ -432,12 +494,13 @@ fn run(
                         if ok {
                             let bytes = std::fs::metadata(&o.path).map_or(0, |m| m.len());
                             let sealed = file_sha256.is_some();
-                            shared.closed.lock().push(Closed {
-                                header: *o.header,
-                                path: o.path.clone(),
-                                bytes,
-                                rotating: false,
-                            });
+                            if shared.bounds.max_total_bytes.is_some() {
+                                if let Some(c) =
+                                    Closed::new(&o.header, &o.path, bytes, &shared.names)
+                                {
+                                    shared.closed.lock().push(c);
+                                }
+                            }
                             // An encrypted capture was compressed as it was written.
                             if let (Some(c), false) = (&compress, sealed) {
                                 let _ = c.send(o.path);
@@ -505,14 +568,31 @@ fn compress(plain: &Path, shared: &Shared) {
             return;
         }
     };
-    // The index says whether the capture is still wanted (rotation may have taken it meanwhile).
+    // The index says whether the capture is still wanted (rotation may have taken it meanwhile);
+    // without a bound there is no index and no rotation. Captures are compressed soon after
+    // they close, so the entry is searched for from the newest.
+    let plain_bytes = std::fs::metadata(plain).map_or(0, |m| m.len());
     let mut closed = shared.closed.lock();
-    match closed.iter_mut().find(|c| c.path == plain) {
+    let session = plain
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".jsonl"));
+    let entry = closed
+        .iter_mut()
+        .rev()
+        .find(|c| c.suffix == ".jsonl" && Some(&*c.session_id) == session);
+    let wanted = match entry {
         Some(entry) => {
+            entry.suffix = ".jsonl.gz";
+            Some(std::mem::replace(&mut entry.bytes, gz_len))
+        }
+        None if shared.bounds.max_total_bytes.is_none() => Some(plain_bytes),
+        None => None,
+    };
+    match wanted {
+        Some(before) => {
             shared.total.fetch_add(gz_len, Ordering::Relaxed);
-            shared.total.fetch_sub(entry.bytes, Ordering::Relaxed);
-            entry.path = gz;
-            entry.bytes = gz_len;
+            shared.total.fetch_sub(before, Ordering::Relaxed);
             drop(closed);
             if let Err(e) = std::fs::remove_file(plain) {
                 tracing::warn!(path = %plain.display(), error = %e, "cannot remove a compressed capture's plain file");
@@ -540,13 +620,13 @@ fn rotate(shared: &Shared) {
         let mut closed = shared.closed.lock();
         // Files removed behind the gateway's back (`vigil audit purge`) no longer count.
         closed.retain(|c| {
-            let there = c.rotating || c.path.exists();
+            let there = c.rotating || c.path(&shared.dir).exists();
             if !there {
                 shared.total.fetch_sub(c.bytes, Ordering::Relaxed);
             }
             there
         });
-        closed.sort_by_key(|c| c.header.started_at.as_micros());
+        closed.sort_by_key(|c| c.started_at.as_micros());
         let total = shared.total.load(Ordering::Relaxed);
         let mut freed = 0u64;
         let mut sessions = Vec::new();
@@ -554,12 +634,12 @@ fn rotate(shared: &Shared) {
             if total.saturating_sub(freed) <= target {
                 break;
             }
-            if c.rotating || (shared.bounds.is_held)(&c.header) {
+            if c.rotating || c.held(&*shared.bounds.is_held) {
                 continue;
             }
             c.rotating = true;
             freed += c.bytes;
-            sessions.push(c.header.session_id.clone());
+            sessions.push(c.session_id.to_string());
         }
         (sessions, freed)
     };
@@ -589,11 +669,12 @@ fn rotate(shared: &Shared) {
         match recorded {
             Ok(()) => {
                 for c in &taken {
-                    match std::fs::remove_file(&c.path) {
+                    let path = c.path(&shared.dir);
+                    match std::fs::remove_file(&path) {
                         Ok(()) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                         Err(e) => {
-                            tracing::error!(path = %c.path.display(), error = %e, "cannot delete a rotated capture");
+                            tracing::error!(path = %path.display(), error = %e, "cannot delete a rotated capture");
                             continue;
                         }
                     }
@@ -857,5 +938,47 @@ impl Drop for Recorder {
         if !self.state.lock().finished {
             let _ = self.finish("dropped");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The index holds an entry per capture file in the directory: it must stay small (it was
+    /// ~400 bytes with a header and a path, growing the gateway's heap on a busy day).
+    #[test]
+    fn an_index_entry_is_small_and_names_its_file() {
+        assert!(std::mem::size_of::<Closed>() <= 72);
+        let names = Interner::default();
+        let header = ReplayHeader {
+            session_id: "01a25221-ff15-7505-a911-b9b6a563c782".into(),
+            identity: "etl".into(),
+            identity_kind: Default::default(),
+            connection: "ehr".into(),
+            client_addr: "127.0.0.1:5000".into(),
+            started_at: Timestamp::from_micros(1),
+        };
+        let dir = Path::new("/replay");
+        for suffix in CAPTURE_SUFFIXES {
+            let file = dir.join(format!("{}{suffix}", header.session_id));
+            let entry = Closed::new(&header, &file, 10, &names).expect("a capture's name");
+            assert_eq!(entry.path(dir), file);
+        }
+        let other = dir.join("someone-else.jsonl");
+        assert!(Closed::new(&header, &other, 10, &names).is_none());
+        let a = Closed::new(
+            &header,
+            &dir.join(format!("{}.jsonl", header.session_id)),
+            1,
+            &names,
+        );
+        let b = Closed::new(
+            &header,
+            &dir.join(format!("{}.jsonl", header.session_id)),
+            1,
+            &names,
+        );
+        assert!(Arc::ptr_eq(&a.unwrap().identity, &b.unwrap().identity));
     }
 }
