@@ -533,14 +533,17 @@ async fn handle_client(
 
     // The catalog the analysis resolves names against, read before the client is let in.
     let cache = upstreams.catalog.clone();
-    let sql = crate::catalog::refresh_query(cache.needs_builtins());
+    let sql = crate::catalog::unbounded_refresh_query(cache.needs_builtins());
     let catalog = match tokio::time::timeout(
         gw.limits.upstream_connect_timeout,
         upstream::simple_query(&mut upstream.stream, &sql),
     )
     .await
     {
-        Ok(Ok(sets)) => cache.load(sets).map_err(|e| e.to_string()),
+        Ok(Ok(mut sets)) => {
+            sets.drain(..crate::catalog::UNBOUNDED_EXTRA_SETS.min(sets.len()));
+            cache.load(sets).map_err(|e| e.to_string())
+        }
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("timed out".to_string()),
     };
