@@ -1044,6 +1044,14 @@ async fn read_startup(
         if stream.read_exact(&mut len).await.is_err() {
             return Ok(None);
         }
+        // A Terminate ('X', length 4) before any startup packet: a client that closed while
+        // connecting (node-postgres's end() right after connect() writes it before its
+        // StartupMessage). PostgreSQL closes without a word (its length error is only logged);
+        // an error here would reach the client as one of its own.
+        if len == [b'X', 0, 0, 0] {
+            tracing::debug!(client = client_addr, "Terminate before the startup packet");
+            return Ok(None);
+        }
         let n = body_len(len)
             .map_err(|e| Refusal::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string()))?;
         buf.clear();
