@@ -114,7 +114,8 @@ suite_start_pg "-c max_connections=100"
 printf "CREATE ROLE %s LOGIN SUPERUSER PASSWORD '%s';\n" "$IDENTITY" "$upstream_password" |
   psql_direct -d postgres -f - >/dev/null
 reset_database() {
-  psql_direct -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
+  psql_direct -d postgres -c "SET client_min_messages = warning" \
+    -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
   psql_direct -d postgres -c "CREATE DATABASE $DB OWNER $IDENTITY" >/dev/null
 }
 
