@@ -34,6 +34,23 @@ pub(crate) fn refresh_query(with_builtins: bool) -> String {
     sql
 }
 
+/// [`refresh_query`] unbounded by the session's statement_timeout, for a session in no
+/// transaction (at login, and between transactions with nothing in flight). The timeout is the
+/// client's (a startup setting: node-postgres's `statement_timeout` option, 10 ms in its tests)
+/// or a policy's bound, for the client's statements, not Vigil's read. SET LOCAL lasts until the
+/// end of the text's implicit transaction, and each statement of a text is timed on its own, so
+/// the statements after it run unbounded and the client's value is back when the read ends. In
+/// a transaction the lift would outlast the read. Its command adds one result set before those
+/// [`CatalogCache::load`] reads: [`UNBOUNDED_EXTRA_SETS`].
+pub(crate) fn unbounded_refresh_query(with_builtins: bool) -> String {
+    let mut sql = String::from("SET LOCAL statement_timeout = 0;");
+    sql.push_str(&refresh_query(with_builtins));
+    sql
+}
+
+/// The result sets [`unbounded_refresh_query`] gives before those of [`refresh_query`].
+pub(crate) const UNBOUNDED_EXTRA_SETS: usize = 1;
+
 /// The database's own views and materialized views, with their definitions as PostgreSQL
 /// prints them for this session's search path: what each reads decides whether it is a way
 /// into the catalog's side channels ([`view_exposures`]).

@@ -533,14 +533,17 @@ async fn handle_client(
 
     // The catalog the analysis resolves names against, read before the client is let in.
     let cache = upstreams.catalog.clone();
-    let sql = crate::catalog::refresh_query(cache.needs_builtins());
+    let sql = crate::catalog::unbounded_refresh_query(cache.needs_builtins());
     let catalog = match tokio::time::timeout(
         gw.limits.upstream_connect_timeout,
         upstream::simple_query(&mut upstream.stream, &sql),
     )
     .await
     {
-        Ok(Ok(sets)) => cache.load(sets).map_err(|e| e.to_string()),
+        Ok(Ok(mut sets)) => {
+            sets.drain(..crate::catalog::UNBOUNDED_EXTRA_SETS.min(sets.len()));
+            cache.load(sets).map_err(|e| e.to_string())
+        }
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("timed out".to_string()),
     };
@@ -1041,6 +1044,14 @@ async fn read_startup(
     loop {
         let mut len = [0u8; 4];
         if stream.read_exact(&mut len).await.is_err() {
+            return Ok(None);
+        }
+        // A Terminate ('X', length 4) before any startup packet: a client that closed while
+        // connecting (node-postgres's end() right after connect() writes it before its
+        // StartupMessage). PostgreSQL closes without a word (its length error is only logged);
+        // an error here would reach the client as one of its own.
+        if len == [b'X', 0, 0, 0] {
+            tracing::debug!(client = client_addr, "Terminate before the startup packet");
             return Ok(None);
         }
         let n = body_len(len)

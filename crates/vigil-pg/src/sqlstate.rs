@@ -28,5 +28,10 @@ pub const ADMIN_SHUTDOWN: &str = "57P01";
 pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
 /// The identity or the connection already has as many sessions open as allowed.
 pub const TOO_MANY_CONNECTIONS: &str = "53300";
+/// The transaction is aborted: the server refuses every statement but its end.
+pub const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
+/// Vigil could not read the catalog again, so it cannot check the statement (the state the
+/// session is in does not allow the statement: PostgreSQL's class for that).
+pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
 /// A name (of a prepared statement or portal) Vigil cannot read for certain.
 pub const INVALID_NAME: &str = "42602";

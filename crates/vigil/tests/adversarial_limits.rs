@@ -264,7 +264,7 @@ fn statement_time_is_bounded_and_cannot_be_lifted() {
     assert_eq!(show(&mut lower, "statement_timeout"), "300ms");
 
     // The server never ran a refused change.
-    let log = pg.log();
+    let log = support::serverlog::without_vigils_own(&pg.log());
     for ran in [
         "statement_timeout = 0",
         "set_config(",

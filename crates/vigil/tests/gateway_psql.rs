@@ -248,6 +248,12 @@ fn malformed_and_hostile_input_gets_clear_errors() {
     // A startup packet that lies about its length.
     let reply = raw_exchange(vigil.port, &[0, 0, 0, 4]);
     assert_eq!(error_code(&reply).as_deref(), Some("08P01"), "{reply:?}");
+    // A Terminate before the startup packet (node-postgres's connect() then end()) is a
+    // goodbye: closed without an answer, as PostgreSQL does, not a FATAL the driver raises.
+    let mut early_terminate = vec![b'X', 0, 0, 0, 4];
+    early_terminate.extend_from_slice(&startup(&[("user", "etl"), ("database", "ehr")]));
+    assert_eq!(raw_exchange(vigil.port, &early_terminate), b"");
+    assert_eq!(raw_exchange(pg.port, &early_terminate), b"");
     // One longer than PostgreSQL's own limit.
     let reply = raw_exchange(vigil.port, &1_000_000i32.to_be_bytes());
     assert_eq!(error_code(&reply).as_deref(), Some("08P01"));

@@ -441,15 +441,22 @@ fn on_internal(shared: &mut Shared, kind: u8, body: &[u8]) -> Option<Arc<[u8]>> 
             q.sets.push(rows);
         }
         tag::ERROR_RESPONSE => {
-            q.error = Some(
-                crate::messages::error_response::field(body, b'M')
+            let text = |f: u8| {
+                crate::messages::error_response::field(body, f)
                     .ok()
                     .flatten()
                     .map(|m| String::from_utf8_lossy(m).into_owned())
-                    .unwrap_or_default(),
-            )
+                    .unwrap_or_default()
+            };
+            q.error = Some(super::InternalError {
+                code: text(b'C'),
+                message: text(b'M'),
+            })
         }
         tag::READY_FOR_QUERY => {
+            // An internal query that failed in a transaction aborted it.
+            shared.idle =
+                ReadyForQuery::decode(body).is_ok_and(|r| r.status == TransactionStatus::Idle);
             if let Some(item) = shared.items.pop_front() {
                 shared.popped_through = item.id;
                 if let ItemKind::Internal(mut q) = item.kind {
@@ -760,6 +767,7 @@ fn on_error(
 
 fn on_ready(ctx: &SessionContext, shared: &mut Shared, body: &[u8]) {
     let status = ReadyForQuery::decode(body).map(|r| r.status).ok();
+    shared.idle = status == Some(TransactionStatus::Idle);
     // Pop up to and including what this ReadyForQuery answers.
     while let Some(item) = shared.items.front() {
         let ends_here = match &item.kind {

@@ -195,6 +195,8 @@ struct Frontend<'a> {
     skipping: bool,
     /// The catalog was just read again for the message being looked at (read it once only).
     just_refreshed: bool,
+    /// The last read of the catalog failed: statements are refused until one succeeds.
+    catalog_unreadable: bool,
     /// Item id of the last statement (Query, Execute, FunctionCall) forwarded.
     last_statement: u64,
     /// The item after `last_statement` that the server will answer with ReadyForQuery (the
@@ -362,6 +364,7 @@ where
         in_segment: false,
         skipping: false,
         just_refreshed: false,
+        catalog_unreadable: false,
         last_statement: 0,
         ready_after_last_statement: None,
         execute_may_copy_in: false,
@@ -637,6 +640,12 @@ impl Frontend<'_> {
 
     /// Decides a statement (its names looked up), with per-statement review (`review`: the
     /// bytes an approval is for, and whether they hold literals) and elevation.
+    /// The refusal of a statement (Query, Parse) while the catalog could not be read again.
+    fn unreadable_catalog(&self) -> Option<Refused> {
+        self.catalog_unreadable
+            .then(|| (catalog_unread(), None).into())
+    }
+
     fn verdict(&mut self, named: &Named, review: Option<(&[u8], bool)>) -> Verdict {
         let reviewed = match self.resolved.take() {
             Some(Resolved::Refused(r)) => return Verdict::Deny(r),
@@ -1143,24 +1152,43 @@ impl Frontend<'_> {
     }
 
     /// Reads the catalog and search path again, through an internal query on the session's
-    /// upstream connection, in sequence with the client's statements.
+    /// upstream connection, in sequence with the client's statements. Until it has been read,
+    /// statements are refused (but in an aborted transaction, where the server refuses them
+    /// too): checked against the catalog as it was, a name could stand for another relation
+    /// than the server's (after a SET search_path, a DROP).
     async fn refresh_catalog<W: AsyncWrite + Unpin>(
         &mut self,
         upstream: &mut W,
     ) -> std::io::Result<()> {
+        let with_builtins = self.ctx.policy.cache.needs_builtins();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let id = self.new_item_id();
-        self.link.shared.lock().items.push_back(Item {
-            id,
-            kind: ItemKind::Internal(Box::new(Internal {
-                sets: Vec::new(),
-                rows: Vec::new(),
-                error: None,
-                done: Some(tx),
-            })),
-            refusal: None,
-        });
-        let sql = crate::catalog::refresh_query(self.ctx.policy.cache.needs_builtins());
+        let unbounded = {
+            let mut shared = self.link.shared.lock();
+            // In no transaction, with nothing in flight, the read lifts the session's
+            // statement_timeout for itself (until the end of its text). In a transaction the
+            // lift would outlast it: the read is then the client's to bound.
+            let unbounded = shared.idle && shared.items.is_empty();
+            shared.items.push_back(Item {
+                id,
+                kind: ItemKind::Internal(Box::new(Internal {
+                    sets: Vec::new(),
+                    rows: Vec::new(),
+                    error: None,
+                    done: Some(tx),
+                })),
+                refusal: None,
+            });
+            unbounded
+        };
+        let (sql, extra_sets) = if unbounded {
+            (
+                crate::catalog::unbounded_refresh_query(with_builtins),
+                crate::catalog::UNBOUNDED_EXTRA_SETS,
+            )
+        } else {
+            (crate::catalog::refresh_query(with_builtins), 0)
+        };
         let mut out = Vec::with_capacity(sql.len() + 6);
         Query {
             text: sql.as_bytes(),
@@ -1169,16 +1197,31 @@ impl Frontend<'_> {
         upstream.write_all(&out).await?;
         upstream.flush().await?;
         self.catalog_stale = false;
+        self.catalog_unreadable = false;
         match rx.await {
-            Ok(Ok(sets)) => match self.ctx.policy.cache.load(sets) {
-                Ok(catalog) => self.catalog = catalog,
-                Err(e) => {
-                    tracing::warn!(session = %self.ctx.session_id, error = %e, "catalog refresh unreadable")
+            Ok(Ok(mut sets)) => {
+                sets.drain(..extra_sets.min(sets.len()));
+                match self.ctx.policy.cache.load(sets) {
+                    Ok(catalog) => self.catalog = catalog,
+                    Err(e) => {
+                        tracing::warn!(session = %self.ctx.session_id, error = %e, "catalog refresh unreadable");
+                        self.catalog_stale = true;
+                        self.catalog_unreadable = true;
+                    }
                 }
-            },
-            // An aborted transaction refuses every query: keep the catalog; the ROLLBACK that
-            // must come next marks it stale again.
-            Ok(Err(_)) => {}
+            }
+            // An aborted transaction refuses every query but its end: keep the catalog for
+            // this one, and read it again for the next.
+            Ok(Err(e)) if e.code == sqlstate::IN_FAILED_SQL_TRANSACTION => {
+                self.catalog_stale = true;
+            }
+            // Cancelled (the session's statement_timeout, in a transaction or with statements
+            // in flight), or failed.
+            Ok(Err(e)) => {
+                tracing::warn!(session = %self.ctx.session_id, code = %e.code, error = %e.message, "catalog refresh failed: refusing statements until it is read");
+                self.catalog_stale = true;
+                self.catalog_unreadable = true;
+            }
             Err(_) => return Err(std::io::ErrorKind::BrokenPipe.into()),
         }
         Ok(())
@@ -1384,7 +1427,11 @@ impl Frontend<'_> {
                     Err(id) => return Ok(Step::WaitFor(id)),
                     Ok(named) => named,
                 };
-                match self.verdict(&named, Some((q.text, true))) {
+                let verdict = match self.unreadable_catalog() {
+                    Some(refused) => Verdict::Deny(refused),
+                    None => self.verdict(&named, Some((q.text, true))),
+                };
+                match verdict {
                     Verdict::Hold(hold) => return Ok(Step::Hold(hold)),
                     Verdict::Allow { grant, request_id } => {
                         self.allowed(&named.checked);
@@ -1464,7 +1511,11 @@ impl Frontend<'_> {
                             Err(id) => return Ok(Step::WaitFor(id)),
                             Ok(named) => named,
                         };
-                        match self.verdict(&named, None) {
+                        let verdict = match self.unreadable_catalog() {
+                            Some(refused) => Verdict::Deny(refused),
+                            None => self.verdict(&named, None),
+                        };
+                        match verdict {
                             Verdict::Hold(hold) => return Ok(Step::Hold(hold)),
                             Verdict::Allow { .. } => None,
                             Verdict::Deny(refused) => Some(refused),
@@ -2057,6 +2108,15 @@ fn single_outputs(access: &Access) -> Option<super::Outputs> {
 
 fn has_unresolved(access: &Access) -> bool {
     access.statements.iter().any(|s| !s.unresolved.is_empty())
+}
+
+/// The refusal of a statement while the catalog could not be read again.
+fn catalog_unread() -> Denial {
+    Denial {
+        rule: "catalog_unreadable",
+        reason: "Vigil could not read the database catalog again after a statement that may have changed it or the search path (the read was cancelled, e.g. by a statement_timeout shorter than it, or failed), so it cannot check this statement; it reads the catalog again before the next one".into(),
+        sqlstate: crate::sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
+    }
 }
 
 /// The refusal of a text Vigil cannot read for certain.

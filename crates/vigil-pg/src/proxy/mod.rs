@@ -367,8 +367,16 @@ pub(crate) struct Run {
 pub(crate) struct Internal {
     pub sets: crate::catalog::ResultSets,
     pub rows: Vec<Vec<Option<String>>>,
-    pub error: Option<String>,
-    pub done: Option<tokio::sync::oneshot::Sender<Result<crate::catalog::ResultSets, String>>>,
+    pub error: Option<InternalError>,
+    pub done:
+        Option<tokio::sync::oneshot::Sender<Result<crate::catalog::ResultSets, InternalError>>>,
+}
+
+/// The server's error for an internal query.
+#[derive(Debug)]
+pub(crate) struct InternalError {
+    pub code: String,
+    pub message: String,
 }
 
 /// What the session may do, and what the gateway needs to enforce it.
@@ -511,6 +519,8 @@ pub(crate) struct Shared {
     /// Table columns' names by `(table OID, column number)`, for masking rules and evidence.
     pub names: ColumnNameCache,
     pub settings: ReportedSettings,
+    /// The last ReadyForQuery said the session is in no transaction (as at login).
+    pub idle: bool,
     /// `settings.lex()`, kept up to date.
     pub lex: LexSettings,
     pub totals: Totals,
@@ -530,6 +540,7 @@ impl Shared {
             names: ColumnNameCache::default(),
             lex: settings.lex(),
             settings,
+            idle: true,
             totals: Totals::default(),
         }
     }

@@ -99,9 +99,24 @@ pub fn normalized(text: &str) -> String {
     .text
 }
 
-/// Vigil's own catalog reads, which it runs on a session's connection and does not record.
-fn is_vigils_own(text: &str) -> bool {
-    text.starts_with("SELECT s::text FROM unnest(pg_catalog.current_schemas(true))")
+/// The server's log without the statements of Vigil's own catalog reads (the one at login lifts
+/// statement_timeout for itself: not a client's change).
+pub fn without_vigils_own(log: &str) -> String {
+    log.lines()
+        .filter(|l| {
+            !l.split_once("statement: ")
+                .is_some_and(|(_, text)| is_vigils_own(text))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Vigil's own catalog reads, which it runs on a session's connection and does not record (the
+/// one at login first lifts the session's statement_timeout for itself).
+pub fn is_vigils_own(text: &str) -> bool {
+    text.strip_prefix("SET LOCAL statement_timeout = 0;")
+        .unwrap_or(text)
+        .starts_with("SELECT s::text FROM unnest(pg_catalog.current_schemas(true))")
 }
 
 /// Checks that every execution the server logged for an application name starting with
