@@ -945,10 +945,20 @@ impl Frontend<'_> {
             if s.class == CommandClass::Ddl
                 || matches!(
                     command,
-                    "DISCARD ALL" | "RESET" | "ROLLBACK" | "DISCARD" | "COMMIT"
+                    "DISCARD ALL"
+                        | "RESET"
+                        | "ROLLBACK"
+                        | "DISCARD"
+                        | "COMMIT"
+                        | "PREPARE TRANSACTION"
                 )
             {
                 self.catalog_stale = true;
+            }
+            // The transaction's own changes a read saw may be undone (a COMMIT of a failed
+            // transaction rolls back; a prepared one's are no longer the session's).
+            if matches!(command, "ROLLBACK" | "COMMIT" | "PREPARE TRANSACTION") {
+                self.catalog.transaction_ended();
             }
         }
     }
@@ -1142,46 +1152,52 @@ impl Frontend<'_> {
         self.refuse(start, end, error, simple);
     }
 
-    /// Reads the catalog and search path again, through an internal query on the session's
-    /// upstream connection, in sequence with the client's statements.
+    /// Reads the catalog and search path again, through internal queries on the session's
+    /// upstream connection, in sequence with the client's statements: what changed since the
+    /// session's last read (one query, more when something was dropped), or all of it.
     async fn refresh_catalog<W: AsyncWrite + Unpin>(
         &mut self,
         upstream: &mut W,
     ) -> std::io::Result<()> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let id = self.new_item_id();
-        self.link.shared.lock().items.push_back(Item {
-            id,
-            kind: ItemKind::Internal(Box::new(Internal {
-                sets: Vec::new(),
-                rows: Vec::new(),
-                error: None,
-                done: Some(tx),
-            })),
-            refusal: None,
-        });
-        let sql = crate::catalog::refresh_query(self.ctx.policy.cache.needs_builtins());
-        let mut out = Vec::with_capacity(sql.len() + 6);
-        Query {
-            text: sql.as_bytes(),
-        }
-        .encode(&mut out);
-        upstream.write_all(&out).await?;
-        upstream.flush().await?;
         self.catalog_stale = false;
-        match rx.await {
-            Ok(Ok(sets)) => match self.ctx.policy.cache.load(sets) {
-                Ok(catalog) => self.catalog = catalog,
-                Err(e) => {
-                    tracing::warn!(session = %self.ctx.session_id, error = %e, "catalog refresh unreadable")
-                }
-            },
-            // An aborted transaction refuses every query: keep the catalog; the ROLLBACK that
-            // must come next marks it stale again.
-            Ok(Err(_)) => {}
-            Err(_) => return Err(std::io::ErrorKind::BrokenPipe.into()),
+        let cache = &self.ctx.policy.cache;
+        let mut refresh = self.catalog.refresh(cache);
+        loop {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let id = self.new_item_id();
+            self.link.shared.lock().items.push_back(Item {
+                id,
+                kind: ItemKind::Internal(Box::new(Internal {
+                    sets: Vec::new(),
+                    rows: Vec::new(),
+                    error: None,
+                    done: Some(tx),
+                })),
+                refusal: None,
+            });
+            let sql = refresh.query();
+            let mut out = Vec::with_capacity(sql.len() + 6);
+            Query {
+                text: sql.as_bytes(),
+            }
+            .encode(&mut out);
+            upstream.write_all(&out).await?;
+            upstream.flush().await?;
+            match rx.await {
+                Ok(Ok(sets)) => match refresh.take(cache, sets) {
+                    Ok(None) => continue,
+                    Ok(Some(catalog)) => self.catalog = catalog,
+                    Err(e) => {
+                        tracing::warn!(session = %self.ctx.session_id, error = %e, "catalog refresh unreadable")
+                    }
+                },
+                // An aborted transaction refuses every query: keep the catalog; the ROLLBACK that
+                // must come next marks it stale again.
+                Ok(Err(_)) => {}
+                Err(_) => return Err(std::io::ErrorKind::BrokenPipe.into()),
+            }
+            return Ok(());
         }
-        Ok(())
     }
 
     /// Refuses the message at `start..end` with `error`: it is replaced by a stand-in whose
