@@ -79,7 +79,7 @@ impl Fresh {
         // age() counts back from the transaction's own ID if it has one: rows at or after it
         // are its own (subtransactions come after) or committed since.
         format!(
-            "pg_catalog.age({alias}.xmin) <= (SELECT pg_catalog.greatest(pg_catalog.age('{}'::xid), \
+            "pg_catalog.age({alias}.xmin) <= (SELECT GREATEST(pg_catalog.age('{}'::xid), \
              CASE WHEN pg_catalog.pg_current_xact_id_if_assigned() IS NULL THEN -2147483648 ELSE 0 END))",
             self.0 % (1 << 32)
         )
@@ -836,6 +836,100 @@ impl DatabaseCatalog {
         tokio::time::timeout(timeout, read)
             .await
             .map_err(|_| CatalogError("timed out".into()))?
+    }
+}
+
+/// One upstream connection's catalog followed through the statements it runs, read as a
+/// session reads it (what changed, after each statement that may change it), next to a full
+/// read on the same connection: for tests that hold the two against each other.
+#[doc(hidden)]
+pub struct FollowedCatalog {
+    cache: CatalogCache,
+    session: SessionCatalog,
+    upstream: crate::upstream::Upstream,
+    /// Internal queries the last read took.
+    pub queries: usize,
+    /// The last read followed on from the one before (rather than reading everything).
+    pub followed: bool,
+}
+
+/// What a read gives: the relations (with the search path) and what the views expose.
+#[doc(hidden)]
+pub struct Picture {
+    pub relations: Arc<StaticCatalog>,
+    pub views: HashMap<u32, FunctionRisk>,
+}
+
+impl FollowedCatalog {
+    /// Logs in to `target` (no TLS) and reads its catalog in full.
+    pub async fn connect(target: &crate::Target) -> Result<FollowedCatalog, CatalogError> {
+        let mut upstream = crate::upstream::connect(target, None, &[("application_name", "vigil")])
+            .await
+            .map_err(|e| CatalogError(e.to_string()))?;
+        let sets = crate::upstream::simple_query(&mut upstream.stream, &refresh_query(true))
+            .await
+            .map_err(|e| CatalogError(e.to_string()))?;
+        let cache = CatalogCache::default();
+        let session = cache.load(sets)?;
+        Ok(FollowedCatalog {
+            cache,
+            session,
+            upstream,
+            queries: 1,
+            followed: false,
+        })
+    }
+
+    /// Runs `sql` as a client statement: its error's message if it failed.
+    pub async fn execute(&mut self, sql: &str) -> Result<(), String> {
+        crate::upstream::simple_query(&mut self.upstream.stream, sql)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// What a session does after a statement that ends its transaction (or rolls back to a
+    /// savepoint).
+    pub fn transaction_ended(&mut self) {
+        self.session.transaction_ended();
+    }
+
+    /// Reads the catalog again as a session does after DDL.
+    pub async fn refresh(&mut self) -> Result<Picture, CatalogError> {
+        let mut refresh = self.session.refresh(&self.cache);
+        self.followed = !matches!(refresh.step, Step::Full);
+        self.queries = 0;
+        loop {
+            self.queries += 1;
+            let sets = crate::upstream::simple_query(&mut self.upstream.stream, refresh.query())
+                .await
+                .map_err(|e| CatalogError(e.to_string()))?;
+            if let Some(session) = refresh.take(&self.cache, sets)? {
+                self.session = session;
+                return Ok(self.picture());
+            }
+        }
+    }
+
+    /// Reads the catalog in full on the same connection, into a cache of its own (the followed
+    /// one is left as it was).
+    pub async fn read_full(&mut self) -> Result<Picture, CatalogError> {
+        let sets = crate::upstream::simple_query(&mut self.upstream.stream, &refresh_query(true))
+            .await
+            .map_err(|e| CatalogError(e.to_string()))?;
+        let mut session = CatalogCache::default().load(sets)?;
+        let cache = CatalogCache::default();
+        Ok(Picture {
+            relations: session.current(&cache),
+            views: (*session.views).clone(),
+        })
+    }
+
+    fn picture(&mut self) -> Picture {
+        Picture {
+            relations: self.session.current(&self.cache),
+            views: (*self.session.views).clone(),
+        }
     }
 }
 
