@@ -41,18 +41,17 @@ pub(crate) fn refresh_query(with_builtins: bool) -> String {
     read_query(None, with_builtins)
 }
 
-/// A read: in full (`changes` = `None`), or of the relations the catalog rows changed since the
-/// snapshot whose xmin is `changes.0` name, with those of OIDs `changes.1`.
-fn read_query(changes: Option<(Option<u64>, &[u32])>, with_builtins: bool) -> String {
+/// The first query of a read: in full (`since` = `None`), or which relations the catalog rows
+/// not older than the snapshot of xmin `since` name (their rows are read next, with
+/// [`listed_query`]).
+fn read_query(since: Option<u64>, with_builtins: bool) -> String {
     let mut sql = String::from(BASELINE_QUERY);
     sql.push_str(SEARCH_PATH_QUERY);
-    let fresh = changes.and_then(|(since, _)| since).map(Fresh);
+    let fresh = since.map(Fresh);
     sql.push_str(&seen_query(fresh.as_ref()));
-    match changes {
+    match &fresh {
         None => sql.push_str(&vigil_sql::catalog::catalog_query(None)),
-        Some((_, oids)) => sql.push_str(&vigil_sql::catalog::catalog_query(Some(
-            &changed_relations(fresh.as_ref(), oids),
-        ))),
+        Some(fresh) => sql.push_str(&changed_query(fresh)),
     }
     sql.push(';');
     sql.push_str(VIEWS_QUERY);
@@ -64,6 +63,13 @@ fn read_query(changes: Option<(Option<u64>, &[u32])>, with_builtins: bool) -> St
              WHERE p.pronamespace IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace);",
         );
     }
+    sql
+}
+
+/// The rows of the relations `listed` names.
+fn listed_query(listed: &vigil_sql::catalog::Listed) -> String {
+    let mut sql = vigil_sql::catalog::catalog_query(Some(listed));
+    sql.push(';');
     sql
 }
 
@@ -86,38 +92,28 @@ impl Fresh {
     }
 }
 
-/// The relations whose rows may differ from the last read's: the relations of catalog rows not
-/// older than it (`fresh`) and `oids`, the relations their foreign keys meet (whose rows name
-/// them and their columns), and the inheritance ancestors of all (which list their descendants'
-/// constraints).
-fn changed_relations(fresh: Option<&Fresh>, oids: &[u32]) -> String {
-    let mut changed = String::new();
-    if let Some(f) = fresh {
-        changed = format!(
-            "SELECT c.oid FROM pg_catalog.pg_class c WHERE {c} \
-             UNION SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE {n} \
-             UNION SELECT a.attrelid FROM pg_catalog.pg_attribute a WHERE {a} \
-             UNION SELECT i.indrelid FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid WHERE {i} OR {ic} \
-             UNION SELECT x.rel FROM pg_catalog.pg_constraint k CROSS JOIN LATERAL (VALUES (k.conrelid), (k.confrelid)) AS x(rel) WHERE {k} \
-             UNION SELECT x.rel FROM pg_catalog.pg_inherits h CROSS JOIN LATERAL (VALUES (h.inhrelid), (h.inhparent)) AS x(rel) WHERE {h} \
-             UNION ",
-            c = f.of("c"),
-            n = f.of("n"),
-            a = f.of("a"),
-            i = f.of("i"),
-            ic = f.of("ic"),
-            k = f.of("k"),
-            h = f.of("h"),
-        );
-    }
-    let list: Vec<String> = oids.iter().map(u32::to_string).collect();
+/// The relations of the catalog rows not older than the last read (`fresh`): relations
+/// created, renamed, moved or altered, in a renamed schema, whose columns, indexes,
+/// constraints or inheritance links changed. Those whose rows name them (foreign keys'
+/// other ends, inheritance ancestors) are added from the rows seen ([`Seen::listed`]).
+fn changed_query(fresh: &Fresh) -> String {
     format!(
-        "WITH RECURSIVE changed(rel) AS ({changed}SELECT pg_catalog.unnest('{{{}}}'::oid[])), \
-         partner(rel) AS (SELECT c.rel FROM changed c UNION SELECT CASE WHEN k.conrelid = c.rel THEN k.confrelid ELSE k.conrelid END \
-         FROM pg_catalog.pg_constraint k JOIN changed c ON c.rel IN (k.conrelid, k.confrelid) WHERE k.contype = 'f'), \
-         up(rel) AS (SELECT p.rel FROM partner p UNION SELECT h.inhparent FROM up u JOIN pg_catalog.pg_inherits h ON h.inhrelid = u.rel) \
-         SELECT u.rel FROM up u",
-        list.join(",")
+        "SELECT DISTINCT x.rel::int8 FROM ( \
+         SELECT c.oid FROM pg_catalog.pg_class c WHERE {c} \
+         UNION ALL SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE {n} \
+         UNION ALL SELECT a.attrelid FROM pg_catalog.pg_attribute a WHERE {a} \
+         UNION ALL SELECT i.indrelid FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid WHERE {i} OR {ic} \
+         UNION ALL SELECT k.conrelid FROM pg_catalog.pg_constraint k WHERE {k} \
+         UNION ALL SELECT k.confrelid FROM pg_catalog.pg_constraint k WHERE {k} \
+         UNION ALL SELECT h.inhrelid FROM pg_catalog.pg_inherits h WHERE {h} \
+         UNION ALL SELECT h.inhparent FROM pg_catalog.pg_inherits h WHERE {h}) AS x(rel) WHERE x.rel <> 0",
+        c = fresh.of("c"),
+        n = fresh.of("n"),
+        a = fresh.of("a"),
+        i = fresh.of("i"),
+        ic = fresh.of("ic"),
+        k = fresh.of("k"),
+        h = fresh.of("h"),
     )
 }
 
@@ -219,6 +215,52 @@ impl Seen {
         }
     }
 
+    /// What to read for the relations `changed`: them, the other ends of their foreign keys
+    /// (whose rows name them and their columns), the inheritance ancestors of all those (whose
+    /// rows list their descendants' constraints), with the descendants of each.
+    fn listed(&self, changed: &BTreeSet<u32>) -> vigil_sql::catalog::Listed {
+        let mut relations = changed.clone();
+        for (rel, other) in self.constraints.values() {
+            if *other != 0 && changed.contains(rel) {
+                relations.insert(*other);
+            }
+            if *other != 0 && changed.contains(other) {
+                relations.insert(*rel);
+            }
+        }
+        let mut parents: HashMap<u32, Vec<u32>> = HashMap::new();
+        let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+        for (child, parent) in &self.inherits {
+            parents.entry(*child).or_default().push(*parent);
+            children.entry(*parent).or_default().push(*child);
+        }
+        let mut stack: Vec<u32> = relations.iter().copied().collect();
+        while let Some(r) = stack.pop() {
+            for p in parents.get(&r).into_iter().flatten() {
+                if relations.insert(*p) {
+                    stack.push(*p);
+                }
+            }
+        }
+        let mut descendants = Vec::new();
+        for r in &relations {
+            let mut seen = HashSet::new();
+            let mut stack = vec![*r];
+            while let Some(x) = stack.pop() {
+                for c in children.get(&x).into_iter().flatten() {
+                    if seen.insert(*c) {
+                        descendants.push((*r, *c));
+                        stack.push(*c);
+                    }
+                }
+            }
+        }
+        vigil_sql::catalog::Listed {
+            relations: relations.into_iter().collect(),
+            descendants,
+        }
+    }
+
     /// The relations whose rows named what `self` has and `now` has not.
     fn touched_by_drops(&self, now: &Seen) -> BTreeSet<u32> {
         let mut touched = BTreeSet::new();
@@ -296,8 +338,8 @@ enum Step {
     },
     /// Something was dropped: every row [`Seen`] records, to tell what.
     Drops(Box<Partial>),
-    /// The relations the drops touched.
-    Touched(Box<Partial>),
+    /// The rows of the relations that changed.
+    Changed(Box<Partial>),
 }
 
 /// A read under way: what the first query of an incremental read found.
@@ -310,6 +352,8 @@ struct Partial {
     builtins: Option<Arc<HashSet<String>>>,
     /// The rows seen before and since.
     seen: Seen,
+    /// The relations whose rows changed, or may have.
+    changed: BTreeSet<u32>,
 }
 
 /// The result sets every read query starts with (up to the relations' rows), taken apart.
@@ -318,7 +362,8 @@ struct Read {
     uncommitted: bool,
     path: Vec<String>,
     seen_rows: Vec<Vec<Option<String>>>,
-    rows: Vec<CatalogRow>,
+    /// The relations' rows (a full read), or the OIDs of those that changed.
+    relations: Vec<Vec<Option<String>>>,
     views: Vec<(u32, String)>,
     shadowed: BTreeSet<(vigil_sql::access::outputs::BuiltinKind, String)>,
     builtins: Option<Arc<HashSet<String>>>,
@@ -355,7 +400,7 @@ impl CatalogCache {
             let baseline = shared.baseline.take().expect("checked");
             return Refresh {
                 session: session.id,
-                query: read_query(Some((Some(baseline.xmin), &[])), with_builtins),
+                query: read_query(Some(baseline.xmin), with_builtins),
                 step: Step::Changes { old, baseline },
             };
         }
@@ -451,7 +496,12 @@ impl Refresh {
                 if seen.add(read.seen_rows)? != seen.counts() {
                     return Err(CatalogError("catalog rows miscounted".into()));
                 }
-                let catalog = StaticCatalog::from_rows(read.rows, read.path.clone());
+                let rows = read
+                    .relations
+                    .into_iter()
+                    .map(parse_row)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let catalog = StaticCatalog::from_rows(rows, read.path.clone());
                 let partial = Partial {
                     xmin: read.xmin,
                     uncommitted: read.uncommitted,
@@ -460,8 +510,11 @@ impl Refresh {
                     views: read.views,
                     builtins: read.builtins,
                     seen,
+                    changed: BTreeSet::new(),
                 };
-                cache.finish(self.session, partial, Some(read.shadowed)).map(Some)
+                cache
+                    .finish(self.session, partial, Some(read.shadowed))
+                    .map(Some)
             }
             Step::Changes { old, baseline } => {
                 let read = Read::of(sets)?;
@@ -471,9 +524,18 @@ impl Refresh {
                 }
                 let mut seen = baseline.seen;
                 let counts = seen.add(read.seen_rows)?;
-                let replaced = StaticCatalog::relations_of(read.rows);
+                let changed = read
+                    .relations
+                    .into_iter()
+                    .map(|row| {
+                        row.into_iter()
+                            .next()
+                            .flatten()
+                            .and_then(|o| o.parse::<u32>().ok())
+                            .ok_or_else(|| CatalogError("unexpected changed relation".into()))
+                    })
+                    .collect::<Result<BTreeSet<u32>, _>>()?;
                 let catalog = old
-                    .with_changes([], replaced)
                     .with_search_path(read.path.clone())
                     .with_shadowing(read.shadowed);
                 let partial = Box::new(Partial {
@@ -484,25 +546,27 @@ impl Refresh {
                     views: read.views,
                     builtins: read.builtins,
                     seen,
+                    changed,
                 });
-                if counts == partial.seen.counts() {
-                    // Every row now is one seen before or a fresh one: nothing was dropped.
-                    return cache.finish(self.session, *partial, None).map(Some);
+                if counts != partial.seen.counts() {
+                    // Fewer rows than seen before plus fresh ones: something was dropped.
+                    self.query = seen_query(None);
+                    self.step = Step::Drops(partial);
+                    return Ok(None);
                 }
-                self.query = seen_query(None);
-                self.step = Step::Drops(partial);
-                Ok(None)
+                self.read_changed(cache, partial)
             }
             Step::Drops(mut partial) => {
                 let mut now = Seen::default();
-                let mut sets = sets.into_iter();
                 let rows = sets
+                    .into_iter()
                     .next()
                     .ok_or_else(|| CatalogError("no catalog rows".into()))?;
                 if now.add(rows)? != now.counts() {
                     return Err(CatalogError("catalog rows miscounted".into()));
                 }
-                let touched: Vec<u32> = partial.seen.touched_by_drops(&now).into_iter().collect();
+                let touched = partial.seen.touched_by_drops(&now);
+                partial.changed.extend(touched);
                 let gone: Vec<u32> = partial
                     .catalog
                     .relations()
@@ -511,18 +575,9 @@ impl Refresh {
                     .collect();
                 partial.catalog = partial.catalog.with_changes(gone, Vec::new());
                 partial.seen = now;
-                if touched.is_empty() {
-                    return cache.finish(self.session, *partial, None).map(Some);
-                }
-                let mut query = vigil_sql::catalog::catalog_query(Some(&changed_relations(
-                    None, &touched,
-                )));
-                query.push(';');
-                self.query = query;
-                self.step = Step::Touched(partial);
-                Ok(None)
+                self.read_changed(cache, partial)
             }
-            Step::Touched(mut partial) => {
+            Step::Changed(mut partial) => {
                 let rows = sets
                     .into_iter()
                     .next()
@@ -537,7 +592,24 @@ impl Refresh {
         }
     }
 
-    fn restart_full(&mut self, cache: &CatalogCache) -> Result<Option<SessionCatalog>, CatalogError> {
+    /// Reads the relations that changed, and those whose rows name them; if none, done.
+    fn read_changed(
+        &mut self,
+        cache: &CatalogCache,
+        partial: Box<Partial>,
+    ) -> Result<Option<SessionCatalog>, CatalogError> {
+        if partial.changed.is_empty() {
+            return cache.finish(self.session, *partial, None).map(Some);
+        }
+        self.query = listed_query(&partial.seen.listed(&partial.changed));
+        self.step = Step::Changed(partial);
+        Ok(None)
+    }
+
+    fn restart_full(
+        &mut self,
+        cache: &CatalogCache,
+    ) -> Result<Option<SessionCatalog>, CatalogError> {
         self.query = read_query(None, cache.needs_builtins());
         self.step = Step::Full;
         Ok(None)
@@ -568,10 +640,7 @@ impl Read {
             .filter_map(|row| row.into_iter().next().flatten())
             .collect();
         let seen_rows = next("catalog rows")?;
-        let rows = next("relations")?
-            .into_iter()
-            .map(parse_row)
-            .collect::<Result<Vec<_>, _>>()?;
+        let relations = next("relations")?;
         let views = next("views")?
             .into_iter()
             .map(|row| {
@@ -611,7 +680,7 @@ impl Read {
             uncommitted,
             path,
             seen_rows,
-            rows,
+            relations,
             views,
             shadowed,
             builtins,

@@ -352,8 +352,8 @@ impl RelationKind {
 }
 
 /// The query whose rows build a [`StaticCatalog`] (with [`CatalogRow::new`] and
-/// [`CatalogRow::with_constraint`]): every relation the session can name (or those whose OIDs
-/// the query `relations` selects, in a column `rel`), one row per column
+/// [`CatalogRow::with_constraint`]): every relation the session can name (or those `only`
+/// lists), one row per column
 /// (and one row with NULL column for relations without any), then one row per [`Constraint`]
 /// (NULL column; the constraint as JSON, see [`Constraint::from_catalog_json`]), in the column
 /// order [`CatalogRow`] takes them. Run it, and `SELECT current_schemas(true)` for the search
@@ -366,31 +366,53 @@ impl RelationKind {
 /// foreign-key constraints (`pg_constraint`), each listed for its relation and for every
 /// ancestor whose writes reach its rows (`pg_inherits`, recursively), foreign keys also on the
 /// referenced relation (`referenced_by`).
-pub fn catalog_query(relations: Option<&str>) -> String {
-    let Some(relations) = relations else {
-        return ["{rels}", "{seed}", "{owners}", "{indexes}", "{constraints}", "{listed}", "{listed}"]
+pub fn catalog_query(only: Option<&Listed>) -> String {
+    let Some(only) = only else {
+        return ["{rels}", "{owners}", "{indexes}", "{constraints}", "{listed}", "{listed}"]
             .iter()
-            .fold(CATALOG_QUERY.to_owned(), |q, m| q.replacen(m, "", 1));
+            .fold(
+                CATALOG_QUERY.replacen("{descendant}", ALL_DESCENDANTS, 1),
+                |q, m| q.replacen(m, "", 1),
+            );
     };
+    let oids = |list: &mut dyn Iterator<Item = u32>| {
+        let list: Vec<String> = list.map(|o| o.to_string()).collect();
+        format!("'{{{}}}'::pg_catalog.oid[]", list.join(","))
+    };
+    let rels = oids(&mut only.relations.iter().copied());
+    let ancestors = oids(&mut only.descendants.iter().map(|d| d.0));
+    let descendants = oids(&mut only.descendants.iter().map(|d| d.1));
     CATALOG_QUERY
-        .replacen("{rels}", &format!("rels(rel) AS MATERIALIZED ({relations}), "), 1)
-        .replacen("{seed}", " WHERE i.inhparent IN (SELECT x.rel FROM rels x)", 1)
-        .replacen("{owners}", "owners(owner) AS MATERIALIZED (SELECT r.rel FROM rels r UNION SELECT d.owner FROM descendant d), ", 1)
+        .replacen("{rels}", &format!("rels(rel) AS (SELECT pg_catalog.unnest({rels})), "), 1)
+        .replacen("{descendant}", &format!("SELECT * FROM ROWS FROM (pg_catalog.unnest({ancestors}), pg_catalog.unnest({descendants}))"), 1)
+        .replacen("{owners}", "owners(owner) AS (SELECT r.rel FROM rels r UNION SELECT d.owner FROM descendant d), ", 1)
         .replacen("{indexes}", " AND i.indrelid IN (SELECT o.owner FROM owners o)", 1)
         .replacen("{constraints}", " AND CASE WHEN d.dir THEN k.confrelid ELSE k.conrelid END IN (SELECT o.owner FROM owners o)", 1)
         .replacen("{listed}", " AND c.oid IN (SELECT x.rel FROM rels x)", 1)
         .replacen("{listed}", " WHERE r.rel IN (SELECT x.rel FROM rels x)", 1)
 }
 
+/// The relations [`catalog_query`] is to list, by OID, with every inheritance descendant of
+/// each, (relation, descendant) (whose constraints the relation's rows list).
+#[derive(Clone, Debug, Default)]
+pub struct Listed {
+    pub relations: Vec<u32>,
+    pub descendants: Vec<(u32, u32)>,
+}
+
+/// Every inheritance descendant of every relation, (relation, descendant).
+const ALL_DESCENDANTS: &str = "\
+SELECT i.inhparent, i.inhrelid FROM pg_catalog.pg_inherits i \
+UNION SELECT d.rel, i.inhrelid FROM descendant d JOIN pg_catalog.pg_inherits i ON i.inhparent = d.owner";
+
 /// [`catalog_query`]: every relation, or with the `{…}` marks, only the listed ones. The rows of
 /// a listed relation are the same either way: the constraints are gathered from the listed
 /// relations and their inheritance descendants, which is all a listed relation's rows show.
-/// (The full read stays free of the restrictions: they would raise its estimated cost over
-/// `jit_above_cost`, and JIT compiling it costs more than running it.)
+/// (The restricted form takes its lists as constants, without the recursion: PostgreSQL's
+/// estimates of recursive queries are large enough to have them JIT-compiled, which costs
+/// seconds.)
 const CATALOG_QUERY: &str = "\
-WITH RECURSIVE {rels}descendant(rel, owner) AS ( \
-SELECT i.inhparent, i.inhrelid FROM pg_catalog.pg_inherits i{seed} \
-UNION SELECT d.rel, i.inhrelid FROM descendant d JOIN pg_catalog.pg_inherits i ON i.inhparent = d.owner), \
+WITH RECURSIVE {rels}descendant(rel, owner) AS ({descendant}), \
 {owners}cons(owner, kind, name, validated, cols, other, other_cols) AS MATERIALIZED ( \
 SELECT i.indrelid, CASE WHEN i.indisexclusion THEN 'exclusion' WHEN k.oid IS NULL THEN 'unique_index' ELSE 'unique' END, \
 coalesce(k.conname, ic.relname)::text, true, \

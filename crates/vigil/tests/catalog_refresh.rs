@@ -5,7 +5,7 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use support::*;
 use vigil_pg::catalog::{FollowedCatalog, Picture};
 use vigil_sql::{Catalog, RelationInfo};
@@ -250,4 +250,73 @@ async fn reads_after_undone_changes_equal_full_reads() {
             );
         }
     }
+}
+
+async fn connect(conn_string: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(conn_string, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+/// asyncpg's `test_introspection_on_large_db`: a table of 50 columns, 1000 tables inheriting it
+/// created one statement at a time, then a query. Each CREATE makes Vigil read the catalog
+/// again before the next statement; the whole catalog each time, that was quadratic (minutes).
+async fn large_db(client: &tokio_postgres::Client) -> (Duration, Duration) {
+    let columns: Vec<String> = (0..50).map(|n| format!("c{n:02} varchar")).collect();
+    client
+        .batch_execute(&format!("CREATE TABLE base ({})", columns.join(",")))
+        .await
+        .unwrap();
+    let start = Instant::now();
+    for n in 0..1000 {
+        client
+            .batch_execute(&format!("CREATE TABLE child_{n:04} () INHERITS (base)"))
+            .await
+            .unwrap();
+    }
+    let creates = start.elapsed();
+    let start = Instant::now();
+    let row = client
+        .query_one("SELECT $1::int[]", &[&vec![1i32, 2]])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Vec<i32>>(0), [1, 2]);
+    (creates, start.elapsed())
+}
+
+/// Through Vigil the 1000 CREATEs and the query after them cost a bounded multiple of what
+/// they cost directly (measured in the same test, on the same server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_create_tables_one_by_one_stay_fast() {
+    let pg = PgCluster::start();
+    pg.sql("postgres", "CREATE DATABASE direct");
+    let cfg = VigilConfig::new(&pg);
+    let token = cfg.create_token("etl");
+    let vigil = Vigil::start(&cfg);
+    let direct = connect(&format!(
+        "host=127.0.0.1 port={} dbname=direct user=postgres password={UPSTREAM_PASSWORD} sslmode=disable",
+        pg.port
+    ))
+    .await;
+    let (direct_creates, direct_query) = large_db(&direct).await;
+    let through = connect(&vigil.conn_string("etl", &token)).await;
+    let (vigil_creates, vigil_query) = large_db(&through).await;
+    eprintln!(
+        "1000 CREATE TABLE: direct {direct_creates:?}, through Vigil {vigil_creates:?}; \
+         the query after: direct {direct_query:?}, through Vigil {vigil_query:?}"
+    );
+    // Generous bounds (a debug build, a shared machine): what the quadratic reads cost is
+    // orders of magnitude more.
+    assert!(
+        vigil_creates < direct_creates * 6 + Duration::from_secs(5),
+        "1000 CREATE TABLE: direct {direct_creates:?}, through Vigil {vigil_creates:?}"
+    );
+    assert!(
+        vigil_query < direct_query * 20 + Duration::from_millis(500),
+        "the query after: direct {direct_query:?}, through Vigil {vigil_query:?}"
+    );
 }
