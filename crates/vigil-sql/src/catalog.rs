@@ -573,19 +573,46 @@ pub struct StaticCatalog {
 }
 
 /// The relations of a [`StaticCatalog`], each with the digest of its content: computed once,
-/// and shared with the catalogs made from this one by [`StaticCatalog::with_changes`], so that
-/// a new catalog after a change costs the change plus one pass over the digests.
-#[derive(Clone, Debug, Default)]
+/// and shared with the catalogs made from this one by [`StaticCatalog::with_changes`]. The
+/// digests sit in buckets (by OID), each with the digest of its own: a change rehashes the
+/// buckets it touches, and a version hashes the buckets' digests, so that a new catalog after a
+/// change costs the change, not the catalog.
+#[derive(Clone, Debug)]
 struct Relations {
     by_name: HashMap<(String, String), Arc<RelationInfo>>,
-    /// By (OID, schema, name): the order the version hashes the digests in.
-    by_oid: BTreeMap<(u32, String, String), [u8; 32]>,
+    buckets: Vec<Arc<Bucket>>,
+}
+
+const BUCKETS: u32 = 256;
+
+/// Relations' digests by (OID, schema, name), and the digest of them all in that order.
+#[derive(Clone, Debug)]
+struct Bucket {
+    digests: BTreeMap<(u32, String, String), [u8; 32]>,
+    digest: [u8; 32],
+}
+
+impl Default for Relations {
+    fn default() -> Self {
+        let empty = Arc::new(Bucket {
+            digests: BTreeMap::new(),
+            digest: Sha256::digest([]).into(),
+        });
+        Relations {
+            by_name: HashMap::new(),
+            buckets: vec![empty; BUCKETS as usize],
+        }
+    }
 }
 
 impl Relations {
+    fn bucket(&mut self, oid: u32) -> &mut Bucket {
+        Arc::make_mut(&mut self.buckets[(oid % BUCKETS) as usize])
+    }
+
     /// Adds `r` (columns sorted by `attnum`, constraints by content), in place of any relation
     /// of its name: two relations cannot share one, so that one is out of date (renamed or
-    /// dropped) and is left out until read again.
+    /// dropped) and is left out until read again. Call [`Self::seal`] after the changes.
     fn insert(&mut self, mut r: RelationInfo) {
         r.columns.sort_by_key(|c| c.attnum);
         if let Some(c) = r.constraints.as_mut() {
@@ -599,25 +626,44 @@ impl Relations {
                 self.remove(oid);
             }
         }
-        self.by_oid
-            .insert((r.oid, r.schema.clone(), r.name.clone()), digest(&r));
+        let digest = digest(&r);
+        self.bucket(r.oid)
+            .digests
+            .insert((r.oid, r.schema.clone(), r.name.clone()), digest);
         self.by_name.insert(key, Arc::new(r));
     }
 
     /// Takes out the relation (relations, in a hand-made catalog) with OID `oid`.
     fn remove(&mut self, oid: u32) {
-        let keys: Vec<(u32, String, String)> = self
-            .by_oid
+        let bucket = &self.buckets[(oid % BUCKETS) as usize];
+        let keys: Vec<(u32, String, String)> = bucket
+            .digests
             .range((oid, String::new(), String::new())..)
             .take_while(|(k, _)| k.0 == oid)
             .map(|(k, _)| k.clone())
             .collect();
+        if keys.is_empty() {
+            return;
+        }
         for key in keys {
-            self.by_oid.remove(&key);
+            self.bucket(oid).digests.remove(&key);
             let name = (key.1, key.2);
             if self.by_name.get(&name).is_some_and(|r| r.oid == oid) {
                 self.by_name.remove(&name);
             }
+        }
+    }
+
+    /// Rehashes the buckets of `oids` (after their relations changed).
+    fn seal(&mut self, oids: impl IntoIterator<Item = u32>) {
+        let touched: BTreeSet<u32> = oids.into_iter().map(|o| o % BUCKETS).collect();
+        for b in touched {
+            let bucket = Arc::make_mut(&mut self.buckets[b as usize]);
+            let mut h = Sha256::new();
+            for d in bucket.digests.values() {
+                h.update(d);
+            }
+            bucket.digest = h.finalize().into();
         }
     }
 }
@@ -653,9 +699,12 @@ impl StaticCatalog {
         search_path: Vec<String>,
     ) -> Self {
         let mut tables = Relations::default();
+        let mut oids = Vec::new();
         for r in relations {
+            oids.push(r.oid);
             tables.insert(r);
         }
+        tables.seal(oids);
         Self::build(Arc::new(tables), search_path, None)
     }
 
@@ -700,15 +749,23 @@ impl StaticCatalog {
         replaced: Vec<RelationInfo>,
     ) -> Self {
         let mut tables = (*self.relations).clone();
+        let mut touched = Vec::new();
         for oid in removed {
             tables.remove(oid);
+            touched.push(oid);
         }
         for r in &replaced {
             tables.remove(r.oid);
         }
         for r in replaced {
+            touched.push(r.oid);
+            // A relation of the same name it displaces changes its bucket too.
+            if let Some(other) = tables.by_name.get(&(r.schema.clone(), r.name.clone())) {
+                touched.push(other.oid);
+            }
             tables.insert(r);
         }
+        tables.seal(touched);
         Self::build(
             Arc::new(tables),
             self.search_path.clone(),
@@ -753,14 +810,14 @@ impl StaticCatalog {
     ) -> Self {
         // The version is a digest of everything lookups depend on, so that equal catalogs (two
         // sessions on one database) share cached analyses and different ones never do: the
-        // search path, each relation's digest in OID order, the shadowed names.
+        // search path, the relations' digests (by bucket, in OID order), the shadowed names.
         let mut h = Sha256::new();
         for s in &search_path {
             hash_field(&mut h, s.as_bytes());
         }
         h.update([0xff]);
-        for d in relations.by_oid.values() {
-            h.update(d);
+        for b in &relations.buckets {
+            h.update(b.digest);
         }
         h.update([0xfe]);
         match &shadowing {
@@ -955,6 +1012,47 @@ mod tests {
             StaticCatalog::from_rows(more, vec!["public".into()]).version(),
             c.version()
         );
+    }
+
+    /// A catalog changed relation by relation is the catalog built from its relations: same
+    /// lookups, same version; a relation that takes another's name displaces it.
+    #[test]
+    fn changes_equal_a_new_catalog() {
+        let path = vec!["public".to_string()];
+        let all = StaticCatalog::relations_of(rows());
+        let c = StaticCatalog::from_rows(rows(), path.clone());
+        let mut t = c.relation(None, "t").unwrap().as_ref().clone();
+        t.columns.push(ColumnInfo {
+            name: "c".into(),
+            attnum: 3,
+        });
+        let renamed = RelationInfo {
+            name: "s".into(),
+            ..c.relation(Some("public"), "pg_class").unwrap().as_ref().clone()
+        };
+        let changed = c.with_changes([3], vec![t.clone(), renamed.clone()]);
+        let expected: Vec<RelationInfo> = all
+            .into_iter()
+            .filter(|r| ![2, 3, 5, 6].contains(&r.oid))
+            .chain([t, renamed])
+            .collect();
+        let rebuilt = StaticCatalog::new(expected, path.clone());
+        assert_eq!(changed.version(), rebuilt.version());
+        assert_ne!(changed.version(), c.version());
+        assert_eq!(changed.relation(None, "t").unwrap().columns.len(), 3);
+        assert!(changed.relation(Some("app"), "t").is_none());
+        // The sequence "s" (oid 6) was displaced by the relation renamed to its name.
+        assert_eq!(changed.relation(None, "s").unwrap().oid, 5);
+        assert_eq!(changed.relations().count(), 3);
+        // Undoing the changes gives the first version back.
+        let undone = changed.with_changes(
+            [],
+            StaticCatalog::relations_of(rows())
+                .into_iter()
+                .filter(|r| [2, 3, 5, 6].contains(&r.oid))
+                .collect(),
+        );
+        assert_eq!(undone.version(), c.version());
     }
 
     /// What the database defines outside pg_catalog decides which unqualified names are
