@@ -28,7 +28,8 @@ use vigil_sql::{CatalogRow, FunctionRisk, QualifiedName, StaticCatalog};
 /// The statement every read starts with, before it reads anything: the snapshot's xmin (catalog
 /// rows whose `xmin` is older were there for the read, or deleted since) and whether the
 /// session's transaction has an ID (the rows read may then be its own, uncommitted).
-const BASELINE_QUERY: &str = "SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text, \
+const BASELINE_QUERY: &str =
+    "SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text, \
     (pg_catalog.pg_current_xact_id_if_assigned() IS NOT NULL)::text;";
 
 const SEARCH_PATH_QUERY: &str = "SELECT s::text FROM unnest(pg_catalog.current_schemas(true)) WITH ORDINALITY AS t(s, i) ORDER BY i;";

@@ -368,12 +368,19 @@ impl RelationKind {
 /// referenced relation (`referenced_by`).
 pub fn catalog_query(only: Option<&Listed>) -> String {
     let Some(only) = only else {
-        return ["{rels}", "{owners}", "{indexes}", "{constraints}", "{listed}", "{listed}"]
-            .iter()
-            .fold(
-                CATALOG_QUERY.replacen("{descendant}", ALL_DESCENDANTS, 1),
-                |q, m| q.replacen(m, "", 1),
-            );
+        return [
+            "{rels}",
+            "{owners}",
+            "{indexes}",
+            "{constraints}",
+            "{listed}",
+            "{listed}",
+        ]
+        .iter()
+        .fold(
+            CATALOG_QUERY.replacen("{descendant}", ALL_DESCENDANTS, 1),
+            |q, m| q.replacen(m, "", 1),
+        );
     };
     let oids = |list: &mut dyn Iterator<Item = u32>| {
         let list: Vec<String> = list.map(|o| o.to_string()).collect();
@@ -1028,7 +1035,10 @@ mod tests {
         });
         let renamed = RelationInfo {
             name: "s".into(),
-            ..c.relation(Some("public"), "pg_class").unwrap().as_ref().clone()
+            ..c.relation(Some("public"), "pg_class")
+                .unwrap()
+                .as_ref()
+                .clone()
         };
         let changed = c.with_changes([3], vec![t.clone(), renamed.clone()]);
         let expected: Vec<RelationInfo> = all

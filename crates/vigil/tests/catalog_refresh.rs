@@ -52,16 +52,41 @@ fn statement(rng: &mut Rng) -> String {
         0..=2 => format!("CREATE TABLE {t} (id int PRIMARY KEY, c0 text, c1 int)"),
         3 => format!("CREATE TABLE {t} () INHERITS ({u})"),
         4 => format!("CREATE TABLE {t} (id int, c1 int REFERENCES {u} (id))"),
-        5 => format!("ALTER TABLE {t} RENAME COLUMN {c} TO {}", rng.pick(&["c0", "c9", "ssn"])),
-        6 => format!("ALTER TABLE {t} RENAME TO {}", rng.pick(&["t0", "t1", "t4"])),
-        7 => format!("ALTER TABLE {t} ALTER COLUMN {c} TYPE {}", rng.pick(&["bigint", "text", "varchar(20)"])),
-        8 => format!("ALTER TABLE {t} ADD COLUMN {}", rng.pick(&["c9 int", "c1 int", "ssn text"])),
+        5 => format!(
+            "ALTER TABLE {t} RENAME COLUMN {c} TO {}",
+            rng.pick(&["c0", "c9", "ssn"])
+        ),
+        6 => format!(
+            "ALTER TABLE {t} RENAME TO {}",
+            rng.pick(&["t0", "t1", "t4"])
+        ),
+        7 => format!(
+            "ALTER TABLE {t} ALTER COLUMN {c} TYPE {}",
+            rng.pick(&["bigint", "text", "varchar(20)"])
+        ),
+        8 => format!(
+            "ALTER TABLE {t} ADD COLUMN {}",
+            rng.pick(&["c9 int", "c1 int", "ssn text"])
+        ),
         9 => format!("ALTER TABLE {t} DROP COLUMN {c}"),
         10 => format!("ALTER TABLE {t} ADD CONSTRAINT ck CHECK ({c} IS NOT NULL)"),
-        11 => format!("ALTER TABLE {t} DROP CONSTRAINT {}", rng.pick(&["ck", "fk", "uq", "t0_pkey", "t1_pkey"])),
-        12 => format!("CREATE UNIQUE INDEX {} ON {t} ({c})", rng.pick(&["ix0", "ix1"])),
-        13 => format!("DROP INDEX {}", rng.pick(&["ix0", "ix1", "s1.ix0", "s2.ix1"])),
-        14 => format!("ALTER INDEX {} RENAME TO {}", rng.pick(&["ix0", "ix1", "s1.ix0"]), rng.pick(&["ix0", "ix1"])),
+        11 => format!(
+            "ALTER TABLE {t} DROP CONSTRAINT {}",
+            rng.pick(&["ck", "fk", "uq", "t0_pkey", "t1_pkey"])
+        ),
+        12 => format!(
+            "CREATE UNIQUE INDEX {} ON {t} ({c})",
+            rng.pick(&["ix0", "ix1"])
+        ),
+        13 => format!(
+            "DROP INDEX {}",
+            rng.pick(&["ix0", "ix1", "s1.ix0", "s2.ix1"])
+        ),
+        14 => format!(
+            "ALTER INDEX {} RENAME TO {}",
+            rng.pick(&["ix0", "ix1", "s1.ix0"]),
+            rng.pick(&["ix0", "ix1"])
+        ),
         15 => format!("DROP TABLE {t} CASCADE"),
         16 => format!(
             "CREATE OR REPLACE VIEW {} AS {}",
@@ -79,12 +104,25 @@ fn statement(rng: &mut Rng) -> String {
         ),
         18 => format!("DROP FUNCTION {}.upper(text)", rng.pick(&["public", "s1"])),
         19 => format!("ALTER TABLE {t} {} INHERIT {u}", rng.pick(&["NO", ""])),
-        20 => rng.pick(&["ALTER SCHEMA s2 RENAME TO s3", "ALTER SCHEMA s3 RENAME TO s2"]).into(),
+        20 => rng
+            .pick(&[
+                "ALTER SCHEMA s2 RENAME TO s3",
+                "ALTER SCHEMA s3 RENAME TO s2",
+            ])
+            .into(),
         21 => format!(
             "SET search_path = {}",
-            rng.pick(&["s1, public", "public", "s2, s1, public", "\"$user\", public"])
+            rng.pick(&[
+                "s1, public",
+                "public",
+                "s2, s1, public",
+                "\"$user\", public"
+            ])
         ),
-        22 => format!("ALTER TABLE {t} SET SCHEMA {}", rng.pick(&["s1", "public", "s2"])),
+        22 => format!(
+            "ALTER TABLE {t} SET SCHEMA {}",
+            rng.pick(&["s1", "public", "s2"])
+        ),
         23 => rng
             .pick(&[
                 "CREATE TABLE p0 (id int, c1 int, UNIQUE (id, c1)) PARTITION BY RANGE (id)",
@@ -94,11 +132,32 @@ fn statement(rng: &mut Rng) -> String {
             ])
             .into(),
         24 => format!("ALTER TABLE {t} ADD CONSTRAINT fk FOREIGN KEY ({c}) REFERENCES {u} (id)"),
-        25 => format!("ALTER TABLE {t} RENAME CONSTRAINT {} TO {}", rng.pick(&["ck", "fk", "uq"]), rng.pick(&["ck", "fk", "uq"])),
+        25 => format!(
+            "ALTER TABLE {t} RENAME CONSTRAINT {} TO {}",
+            rng.pick(&["ck", "fk", "uq"]),
+            rng.pick(&["ck", "fk", "uq"])
+        ),
         26 => format!("ALTER TABLE {t} ADD CONSTRAINT uq UNIQUE ({c})"),
-        27 => rng.pick(&["BEGIN", "SAVEPOINT sp", "ROLLBACK TO SAVEPOINT sp", "COMMIT", "ROLLBACK"]).into(),
-        28 => format!("CREATE MATERIALIZED VIEW {} AS SELECT * FROM {u}", rng.pick(&["m0", "s1.m0"])),
-        _ => rng.pick(&["CREATE SCHEMA s4", "DROP SCHEMA s4 CASCADE", "CREATE TABLE s4.t0 (x int)"]).into(),
+        27 => rng
+            .pick(&[
+                "BEGIN",
+                "SAVEPOINT sp",
+                "ROLLBACK TO SAVEPOINT sp",
+                "COMMIT",
+                "ROLLBACK",
+            ])
+            .into(),
+        28 => format!(
+            "CREATE MATERIALIZED VIEW {} AS SELECT * FROM {u}",
+            rng.pick(&["m0", "s1.m0"])
+        ),
+        _ => rng
+            .pick(&[
+                "CREATE SCHEMA s4",
+                "DROP SCHEMA s4 CASCADE",
+                "CREATE TABLE s4.t0 (x int)",
+            ])
+            .into(),
     }
 }
 
@@ -126,7 +185,10 @@ fn differences(followed: &Picture, full: &Picture) -> String {
         out.push_str("search paths differ\n");
     }
     if followed.views != full.views {
-        out.push_str(&format!("views: {:?} vs {:?}\n", followed.views, full.views));
+        out.push_str(&format!(
+            "views: {:?} vs {:?}\n",
+            followed.views, full.views
+        ));
     }
     out
 }
@@ -215,7 +277,12 @@ async fn reads_after_undone_changes_equal_full_reads() {
         "CREATE TABLE t (id int PRIMARY KEY, c0 text, c1 int); CREATE TABLE u (id int REFERENCES t (id))",
     );
     let scripts: [&[&str]; 5] = [
-        &["BEGIN", "ALTER TABLE t RENAME COLUMN c0 TO ssn", "|", "ROLLBACK"],
+        &[
+            "BEGIN",
+            "ALTER TABLE t RENAME COLUMN c0 TO ssn",
+            "|",
+            "ROLLBACK",
+        ],
         &[
             "BEGIN",
             "SAVEPOINT a",
@@ -226,9 +293,30 @@ async fn reads_after_undone_changes_equal_full_reads() {
             "|",
             "COMMIT",
         ],
-        &["BEGIN", "ALTER TABLE u DROP CONSTRAINT u_id_fkey", "|", "SELECT 1/0", "COMMIT"],
-        &["BEGIN", "ALTER TABLE t RENAME COLUMN c0 TO ssn", "|", "PREPARE TRANSACTION 'p'", "|", "ROLLBACK PREPARED 'p'"],
-        &["BEGIN", "CREATE TABLE n (x int)", "ALTER TABLE t RENAME c1 TO c2", "|", "ALTER TABLE n RENAME x TO y", "|", "COMMIT"],
+        &[
+            "BEGIN",
+            "ALTER TABLE u DROP CONSTRAINT u_id_fkey",
+            "|",
+            "SELECT 1/0",
+            "COMMIT",
+        ],
+        &[
+            "BEGIN",
+            "ALTER TABLE t RENAME COLUMN c0 TO ssn",
+            "|",
+            "PREPARE TRANSACTION 'p'",
+            "|",
+            "ROLLBACK PREPARED 'p'",
+        ],
+        &[
+            "BEGIN",
+            "CREATE TABLE n (x int)",
+            "ALTER TABLE t RENAME c1 TO c2",
+            "|",
+            "ALTER TABLE n RENAME x TO y",
+            "|",
+            "COMMIT",
+        ],
     ];
     let target = target(&cluster, "postgres");
     for script in scripts {
@@ -236,7 +324,10 @@ async fn reads_after_undone_changes_equal_full_reads() {
         for sql in script.iter().chain(&["|"]) {
             if *sql != "|" {
                 let _ = session.execute(sql).await;
-                if ["ROLLBACK", "COMMIT", "PREPARE"].iter().any(|c| sql.starts_with(c)) {
+                if ["ROLLBACK", "COMMIT", "PREPARE"]
+                    .iter()
+                    .any(|c| sql.starts_with(c))
+                {
                     session.transaction_ended();
                 }
                 continue;
@@ -265,31 +356,42 @@ async fn connect(conn_string: &str) -> tokio_postgres::Client {
 /// asyncpg's `test_introspection_on_large_db`: a table of 50 columns, 1000 tables inheriting it
 /// created one statement at a time, then a query. Each CREATE makes Vigil read the catalog
 /// again before the next statement; the whole catalog each time, that was quadratic (minutes).
-async fn large_db(client: &tokio_postgres::Client) -> (Duration, Duration) {
+/// Returns how long the first 100 CREATEs took, the last 100, all, and the query after.
+async fn large_db(client: &tokio_postgres::Client) -> [Duration; 4] {
     let columns: Vec<String> = (0..50).map(|n| format!("c{n:02} varchar")).collect();
     client
         .batch_execute(&format!("CREATE TABLE base ({})", columns.join(",")))
         .await
         .unwrap();
     let start = Instant::now();
+    let (mut first, mut last_start) = (Duration::ZERO, start);
     for n in 0..1000 {
+        if n == 100 {
+            first = start.elapsed();
+        }
+        if n == 900 {
+            last_start = Instant::now();
+        }
         client
             .batch_execute(&format!("CREATE TABLE child_{n:04} () INHERITS (base)"))
             .await
             .unwrap();
     }
-    let creates = start.elapsed();
+    let (all, last) = (start.elapsed(), last_start.elapsed());
     let start = Instant::now();
     let row = client
         .query_one("SELECT $1::int[]", &[&vec![1i32, 2]])
         .await
         .unwrap();
     assert_eq!(row.get::<_, Vec<i32>>(0), [1, 2]);
-    (creates, start.elapsed())
+    [first, last, all, start.elapsed()]
 }
 
-/// Through Vigil the 1000 CREATEs and the query after them cost a bounded multiple of what
-/// they cost directly (measured in the same test, on the same server).
+/// Through Vigil, the 1000 CREATEs cost about the same at the end as at the start: a read of
+/// the whole catalog after each made the last ones cost ten times and more the first ones (and
+/// the suite minutes). The growth is compared with the server's own (measured in the same
+/// test, on the same server): the pg_attribute scan that finds what changed grows with the
+/// catalog, slowly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_create_tables_one_by_one_stay_fast() {
     let pg = PgCluster::start();
@@ -302,21 +404,24 @@ async fn a_thousand_create_tables_one_by_one_stay_fast() {
         pg.port
     ))
     .await;
-    let (direct_creates, direct_query) = large_db(&direct).await;
+    let [d_first, d_last, d_all, d_query] = large_db(&direct).await;
     let through = connect(&vigil.conn_string("etl", &token)).await;
-    let (vigil_creates, vigil_query) = large_db(&through).await;
+    let [v_first, v_last, v_all, v_query] = large_db(&through).await;
+    let growth = |first: Duration, last: Duration| last.as_secs_f64() / first.as_secs_f64();
+    let (d_growth, v_growth) = (growth(d_first, d_last), growth(v_first, v_last));
     eprintln!(
-        "1000 CREATE TABLE: direct {direct_creates:?}, through Vigil {vigil_creates:?}; \
-         the query after: direct {direct_query:?}, through Vigil {vigil_query:?}"
-    );
-    // Generous bounds (a debug build, a shared machine): what the quadratic reads cost is
-    // orders of magnitude more.
-    assert!(
-        vigil_creates < direct_creates * 6 + Duration::from_secs(5),
-        "1000 CREATE TABLE: direct {direct_creates:?}, through Vigil {vigil_creates:?}"
+        "1000 CREATE TABLE: direct {d_all:?} (first 100 {d_first:?}, last 100 {d_last:?}), \
+         through Vigil {v_all:?} (first 100 {v_first:?}, last 100 {v_last:?}); \
+         the query after: direct {d_query:?}, through Vigil {v_query:?}"
     );
     assert!(
-        vigil_query < direct_query * 20 + Duration::from_millis(500),
-        "the query after: direct {direct_query:?}, through Vigil {vigil_query:?}"
+        v_growth < d_growth * 4.0,
+        "the last 100 CREATEs cost {v_growth:.1}x the first 100 through Vigil, {d_growth:.1}x directly"
+    );
+    // Generous (a debug build, a shared machine): a full read of this catalog alone takes
+    // longer.
+    assert!(
+        v_query < d_query * 20 + Duration::from_millis(1000),
+        "the query after: direct {d_query:?}, through Vigil {v_query:?}"
     );
 }
