@@ -533,7 +533,7 @@ async fn handle_client(
 
     // The catalog the analysis resolves names against, read before the client is let in.
     let cache = upstreams.catalog.clone();
-    let sql = crate::catalog::unbounded_refresh_query(cache.needs_builtins());
+    let sql = crate::catalog::unbounded(&crate::catalog::refresh_query(cache.needs_builtins()));
     let catalog = match tokio::time::timeout(
         gw.limits.upstream_connect_timeout,
         upstream::simple_query(&mut upstream.stream, &sql),

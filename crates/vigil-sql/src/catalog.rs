@@ -2,13 +2,13 @@
 //! constraints that compare a written row with stored ones, and how an unqualified name finds
 //! its schema. The gateway supplies it (it caches the catalog per connection and reloads it after
 //! DDL); [`StaticCatalog`] is an in-memory implementation built from the rows of
-//! [`CATALOG_QUERY`].
+//! [`catalog_query`].
 
 use crate::access::outputs::BuiltinKind;
 use crate::access::QualifiedName;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// The relations of one database as one session sees them.
@@ -200,7 +200,7 @@ pub struct RelationInfo {
     /// indexes, exclusion and check constraints, foreign keys both ways, this relation's own
     /// and those of its partitions and inheritance children (sorted). `None`: not known, and
     /// the analysis then counts every column of the relation as compared by any write to it
-    /// (fail closed). [`StaticCatalog::from_rows`] always knows them: [`CATALOG_QUERY`] lists
+    /// (fail closed). [`StaticCatalog::from_rows`] always knows them: [`catalog_query`] lists
     /// them all.
     #[serde(default)]
     pub constraints: Option<Vec<Constraint>>,
@@ -352,23 +352,75 @@ impl RelationKind {
 }
 
 /// The query whose rows build a [`StaticCatalog`] (with [`CatalogRow::new`] and
-/// [`CatalogRow::with_constraint`]): every relation the session can name, one row per column
+/// [`CatalogRow::with_constraint`]): every relation the session can name (or those `only`
+/// lists), one row per column
 /// (and one row with NULL column for relations without any), then one row per [`Constraint`]
 /// (NULL column; the constraint as JSON, see [`Constraint::from_catalog_json`]), in the column
 /// order [`CatalogRow`] takes them. Run it, and `SELECT current_schemas(true)` for the search
 /// path, on the session's own connection after login and again after any DDL, `SET
-/// search_path`/`RESET`/`DISCARD ALL`, or a rollback that may undo one.
+/// search_path`/`RESET`/`DISCARD ALL`, or a rollback that may undo one (the gateway then lists
+/// only the relations whose rows may have changed).
 ///
 /// Constraints: unique and exclusion indexes (`pg_index`: key columns, and the columns their
 /// expressions and predicates mention, read from the stored expression trees), check and
 /// foreign-key constraints (`pg_constraint`), each listed for its relation and for every
 /// ancestor whose writes reach its rows (`pg_inherits`, recursively), foreign keys also on the
 /// referenced relation (`referenced_by`).
-pub const CATALOG_QUERY: &str = "\
-WITH RECURSIVE descendant(rel, owner) AS ( \
+pub fn catalog_query(only: Option<&Listed>) -> String {
+    let Some(only) = only else {
+        return [
+            "{rels}",
+            "{owners}",
+            "{indexes}",
+            "{constraints}",
+            "{listed}",
+            "{listed}",
+        ]
+        .iter()
+        .fold(
+            CATALOG_QUERY.replacen("{descendant}", ALL_DESCENDANTS, 1),
+            |q, m| q.replacen(m, "", 1),
+        );
+    };
+    let oids = |list: &mut dyn Iterator<Item = u32>| {
+        let list: Vec<String> = list.map(|o| o.to_string()).collect();
+        format!("'{{{}}}'::pg_catalog.oid[]", list.join(","))
+    };
+    let rels = oids(&mut only.relations.iter().copied());
+    let ancestors = oids(&mut only.descendants.iter().map(|d| d.0));
+    let descendants = oids(&mut only.descendants.iter().map(|d| d.1));
+    CATALOG_QUERY
+        .replacen("{rels}", &format!("rels(rel) AS (SELECT pg_catalog.unnest({rels})), "), 1)
+        .replacen("{descendant}", &format!("SELECT * FROM ROWS FROM (pg_catalog.unnest({ancestors}), pg_catalog.unnest({descendants}))"), 1)
+        .replacen("{owners}", "owners(owner) AS (SELECT r.rel FROM rels r UNION SELECT d.owner FROM descendant d), ", 1)
+        .replacen("{indexes}", " AND i.indrelid IN (SELECT o.owner FROM owners o)", 1)
+        .replacen("{constraints}", " AND CASE WHEN d.dir THEN k.confrelid ELSE k.conrelid END IN (SELECT o.owner FROM owners o)", 1)
+        .replacen("{listed}", " AND c.oid IN (SELECT x.rel FROM rels x)", 1)
+        .replacen("{listed}", " WHERE r.rel IN (SELECT x.rel FROM rels x)", 1)
+}
+
+/// The relations [`catalog_query`] is to list, by OID, with every inheritance descendant of
+/// each, (relation, descendant) (whose constraints the relation's rows list).
+#[derive(Clone, Debug, Default)]
+pub struct Listed {
+    pub relations: Vec<u32>,
+    pub descendants: Vec<(u32, u32)>,
+}
+
+/// Every inheritance descendant of every relation, (relation, descendant).
+const ALL_DESCENDANTS: &str = "\
 SELECT i.inhparent, i.inhrelid FROM pg_catalog.pg_inherits i \
-UNION SELECT d.rel, i.inhrelid FROM descendant d JOIN pg_catalog.pg_inherits i ON i.inhparent = d.owner), \
-cons(owner, kind, name, validated, cols, other, other_cols) AS MATERIALIZED ( \
+UNION SELECT d.rel, i.inhrelid FROM descendant d JOIN pg_catalog.pg_inherits i ON i.inhparent = d.owner";
+
+/// [`catalog_query`]: every relation, or with the `{…}` marks, only the listed ones. The rows of
+/// a listed relation are the same either way: the constraints are gathered from the listed
+/// relations and their inheritance descendants, which is all a listed relation's rows show.
+/// (The restricted form takes its lists as constants, without the recursion: PostgreSQL's
+/// estimates of recursive queries are large enough to have them JIT-compiled, which costs
+/// seconds.)
+const CATALOG_QUERY: &str = "\
+WITH RECURSIVE {rels}descendant(rel, owner) AS ({descendant}), \
+{owners}cons(owner, kind, name, validated, cols, other, other_cols) AS MATERIALIZED ( \
 SELECT i.indrelid, CASE WHEN i.indisexclusion THEN 'exclusion' WHEN k.oid IS NULL THEN 'unique_index' ELSE 'unique' END, \
 coalesce(k.conname, ic.relname)::text, true, \
 ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a WHERE a.attrelid = i.indrelid AND a.attnum > 0 AND NOT a.attisdropped AND ( \
@@ -379,6 +431,7 @@ NULL::oid, NULL::text[] \
 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid \
 LEFT JOIN pg_catalog.pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x') \
 WHERE (i.indisunique OR i.indisexclusion) AND ic.relnamespace NOT IN ('pg_catalog'::regnamespace, 'pg_toast'::regnamespace) \
+{indexes} \
 UNION ALL \
 SELECT CASE WHEN d.dir THEN k.confrelid ELSE k.conrelid END, \
 CASE k.contype WHEN 'c' THEN 'check' WHEN 'f' THEN CASE WHEN d.dir THEN 'referenced_by' ELSE 'foreign_key' END END, \
@@ -387,12 +440,13 @@ ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a WHERE a.attrelid = C
 CASE WHEN d.dir THEN k.conrelid WHEN k.contype = 'f' THEN k.confrelid END, \
 ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a WHERE a.attrelid = CASE WHEN d.dir THEN k.conrelid ELSE k.confrelid END AND a.attnum = ANY (CASE WHEN d.dir THEN k.conkey ELSE k.confkey END) ORDER BY a.attnum) \
 FROM pg_catalog.pg_constraint k JOIN (VALUES (false), (true)) AS d(dir) ON NOT d.dir OR k.contype = 'f' \
-WHERE k.contype IN ('c', 'f') AND k.conrelid <> 0 AND k.connamespace <> 'pg_catalog'::regnamespace) \
+WHERE k.contype IN ('c', 'f') AND k.conrelid <> 0 AND k.connamespace <> 'pg_catalog'::regnamespace \
+{constraints}) \
 SELECT c.oid::int8, n.nspname::text, c.relname::text, c.relkind::text, a.attname::text, a.attnum::int2, NULL::text \
 FROM pg_catalog.pg_class c \
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
 LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
-WHERE c.relkind <> 't' \
+WHERE c.relkind <> 't'{listed} \
 UNION ALL \
 SELECT c.oid::int8, n.nspname::text, c.relname::text, c.relkind::text, NULL, NULL, \
 pg_catalog.json_build_object('kind', k.kind, 'name', k.name, 'validated', k.validated, \
@@ -404,9 +458,9 @@ FROM (SELECT owner AS rel, owner FROM cons GROUP BY owner UNION ALL SELECT rel, 
 JOIN cons k ON k.owner = r.owner \
 JOIN pg_catalog.pg_class c ON c.oid = r.rel JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
 JOIN pg_catalog.pg_class oc ON oc.oid = k.owner JOIN pg_catalog.pg_namespace own ON own.oid = oc.relnamespace \
-LEFT JOIN pg_catalog.pg_class oth ON oth.oid = k.other LEFT JOIN pg_catalog.pg_namespace othn ON othn.oid = oth.relnamespace";
+LEFT JOIN pg_catalog.pg_class oth ON oth.oid = k.other LEFT JOIN pg_catalog.pg_namespace othn ON othn.oid = oth.relnamespace{listed}";
 
-/// One row of [`CATALOG_QUERY`]: a relation and one of its columns, or one of its constraints,
+/// One row of [`catalog_query`]: a relation and one of its columns, or one of its constraints,
 /// or neither.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CatalogRow {
@@ -452,7 +506,7 @@ impl CatalogRow {
     }
 }
 
-/// A constraint as [`CATALOG_QUERY`] writes it (a JSON object).
+/// A constraint as [`catalog_query`] writes it (a JSON object).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConstraintJson {
@@ -465,13 +519,13 @@ struct ConstraintJson {
     other_columns: Vec<String>,
 }
 
-/// A constraint row of [`CATALOG_QUERY`] that cannot be read.
+/// A constraint row of [`catalog_query`] that cannot be read.
 #[derive(Debug, thiserror::Error)]
 #[error("unreadable constraint in the catalog: {0}")]
 pub struct ConstraintError(String);
 
 impl Constraint {
-    /// Reads the constraint column of a [`CATALOG_QUERY`] row.
+    /// Reads the constraint column of a [`catalog_query`] row.
     pub fn from_catalog_json(text: &str) -> Result<Constraint, ConstraintError> {
         let c: ConstraintJson =
             serde_json::from_str(text).map_err(|e| ConstraintError(e.to_string()))?;
@@ -517,12 +571,131 @@ impl Constraint {
 /// them, and no schema that does not exist.
 #[derive(Clone, Debug)]
 pub struct StaticCatalog {
-    relations: Arc<HashMap<(String, String), Arc<RelationInfo>>>,
+    relations: Arc<Relations>,
     search_path: Vec<String>,
     /// Reviewed built-in names the database also defines elsewhere; `None`: not known (every
     /// name may be shadowed).
     shadowing: Option<Arc<BTreeSet<(BuiltinKind, String)>>>,
     version: u64,
+}
+
+/// The relations of a [`StaticCatalog`], each with the digest of its content: computed once,
+/// and shared with the catalogs made from this one by [`StaticCatalog::with_changes`]. The
+/// digests sit in buckets (by OID), each with the digest of its own: a change rehashes the
+/// buckets it touches, and a version hashes the buckets' digests, so that a new catalog after a
+/// change costs the change, not the catalog.
+#[derive(Clone, Debug)]
+struct Relations {
+    by_name: HashMap<(String, String), Arc<RelationInfo>>,
+    buckets: Vec<Arc<Bucket>>,
+}
+
+const BUCKETS: u32 = 256;
+
+/// Relations' digests by (OID, schema, name), and the digest of them all in that order.
+#[derive(Clone, Debug)]
+struct Bucket {
+    digests: BTreeMap<(u32, String, String), [u8; 32]>,
+    digest: [u8; 32],
+}
+
+impl Default for Relations {
+    fn default() -> Self {
+        let empty = Arc::new(Bucket {
+            digests: BTreeMap::new(),
+            digest: Sha256::digest([]).into(),
+        });
+        Relations {
+            by_name: HashMap::new(),
+            buckets: vec![empty; BUCKETS as usize],
+        }
+    }
+}
+
+impl Relations {
+    fn bucket(&mut self, oid: u32) -> &mut Bucket {
+        Arc::make_mut(&mut self.buckets[(oid % BUCKETS) as usize])
+    }
+
+    /// Adds `r` (columns sorted by `attnum`, constraints by content), in place of any relation
+    /// of its name: two relations cannot share one, so that one is out of date (renamed or
+    /// dropped) and is left out until read again. Call [`Self::seal`] after the changes.
+    fn insert(&mut self, mut r: RelationInfo) {
+        r.columns.sort_by_key(|c| c.attnum);
+        if let Some(c) = r.constraints.as_mut() {
+            c.sort();
+            c.dedup();
+        }
+        let key = (r.schema.clone(), r.name.clone());
+        if let Some(old) = self.by_name.get(&key) {
+            if old.oid != r.oid {
+                let oid = old.oid;
+                self.remove(oid);
+            }
+        }
+        let digest = digest(&r);
+        self.bucket(r.oid)
+            .digests
+            .insert((r.oid, r.schema.clone(), r.name.clone()), digest);
+        self.by_name.insert(key, Arc::new(r));
+    }
+
+    /// Takes out the relation (relations, in a hand-made catalog) with OID `oid`.
+    fn remove(&mut self, oid: u32) {
+        let bucket = &self.buckets[(oid % BUCKETS) as usize];
+        let keys: Vec<(u32, String, String)> = bucket
+            .digests
+            .range((oid, String::new(), String::new())..)
+            .take_while(|(k, _)| k.0 == oid)
+            .map(|(k, _)| k.clone())
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        for key in keys {
+            self.bucket(oid).digests.remove(&key);
+            let name = (key.1, key.2);
+            if self.by_name.get(&name).is_some_and(|r| r.oid == oid) {
+                self.by_name.remove(&name);
+            }
+        }
+    }
+
+    /// Rehashes the buckets of `oids` (after their relations changed).
+    fn seal(&mut self, oids: impl IntoIterator<Item = u32>) {
+        let touched: BTreeSet<u32> = oids.into_iter().map(|o| o % BUCKETS).collect();
+        for b in touched {
+            let bucket = Arc::make_mut(&mut self.buckets[b as usize]);
+            let mut h = Sha256::new();
+            for d in bucket.digests.values() {
+                h.update(d);
+            }
+            bucket.digest = h.finalize().into();
+        }
+    }
+}
+
+/// SHA-256 of everything a lookup of `r` answers (relation names are chosen by clients who may
+/// create tables: no weaker hash).
+fn digest(r: &RelationInfo) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(r.oid.to_le_bytes());
+    hash_field(&mut h, r.schema.as_bytes());
+    hash_field(&mut h, r.name.as_bytes());
+    h.update([r.kind.letter() as u8]);
+    h.update((r.columns.len() as u64).to_le_bytes());
+    for c in &r.columns {
+        hash_field(&mut h, c.name.as_bytes());
+        h.update(c.attnum.to_le_bytes());
+    }
+    let constraints = serde_json::to_vec(&r.constraints).expect("serializable");
+    hash_field(&mut h, &constraints);
+    h.finalize().into()
+}
+
+fn hash_field(h: &mut Sha256, s: &[u8]) {
+    h.update((s.len() as u64).to_le_bytes());
+    h.update(s);
 }
 
 impl StaticCatalog {
@@ -532,25 +705,26 @@ impl StaticCatalog {
         relations: impl IntoIterator<Item = RelationInfo>,
         search_path: Vec<String>,
     ) -> Self {
-        let relations: HashMap<_, _> = relations
-            .into_iter()
-            .map(|mut r| {
-                r.columns.sort_by_key(|c| c.attnum);
-                if let Some(c) = r.constraints.as_mut() {
-                    c.sort();
-                    c.dedup();
-                }
-                ((r.schema.clone(), r.name.clone()), Arc::new(r))
-            })
-            .collect();
-        Self::build(Arc::new(relations), search_path, None)
+        let mut tables = Relations::default();
+        let mut oids = Vec::new();
+        for r in relations {
+            oids.push(r.oid);
+            tables.insert(r);
+        }
+        tables.seal(oids);
+        Self::build(Arc::new(tables), search_path, None)
     }
 
-    /// A catalog from the rows of [`CATALOG_QUERY`], in any order. The rows list every
+    /// A catalog from the rows of [`catalog_query`], in any order (see [`Self::relations_of`]).
+    pub fn from_rows(rows: impl IntoIterator<Item = CatalogRow>, search_path: Vec<String>) -> Self {
+        Self::new(Self::relations_of(rows), search_path)
+    }
+
+    /// The relations the rows of [`catalog_query`] describe, in any order. The rows list every
     /// constraint: a relation without constraint rows has none, except views and foreign
     /// tables, whose writes reach constraints the catalog does not tie to them (a view's base
     /// table, INSTEAD OF triggers and rules, a remote server's): theirs are unknown.
-    pub fn from_rows(rows: impl IntoIterator<Item = CatalogRow>, search_path: Vec<String>) -> Self {
+    pub fn relations_of(rows: impl IntoIterator<Item = CatalogRow>) -> Vec<RelationInfo> {
         let mut by_oid: HashMap<u32, RelationInfo> = HashMap::new();
         for row in rows {
             let rel = by_oid.entry(row.oid).or_insert_with(|| RelationInfo {
@@ -569,7 +743,41 @@ impl StaticCatalog {
                 list.push(c);
             }
         }
-        Self::new(by_oid.into_values(), search_path)
+        by_oid.into_values().collect()
+    }
+
+    /// This catalog with the relations of the OIDs in `removed` taken out and `replaced` put in,
+    /// each in place of the relation of its OID and of any other of its name: what a read of
+    /// the relations that changed gives. The relations that did not change are shared, not
+    /// copied or hashed again.
+    pub fn with_changes(
+        &self,
+        removed: impl IntoIterator<Item = u32>,
+        replaced: Vec<RelationInfo>,
+    ) -> Self {
+        let mut tables = (*self.relations).clone();
+        let mut touched = Vec::new();
+        for oid in removed {
+            tables.remove(oid);
+            touched.push(oid);
+        }
+        for r in &replaced {
+            tables.remove(r.oid);
+        }
+        for r in replaced {
+            touched.push(r.oid);
+            // A relation of the same name it displaces changes its bucket too.
+            if let Some(other) = tables.by_name.get(&(r.schema.clone(), r.name.clone())) {
+                touched.push(other.oid);
+            }
+            tables.insert(r);
+        }
+        tables.seal(touched);
+        Self::build(
+            Arc::new(tables),
+            self.search_path.clone(),
+            self.shadowing.clone(),
+        )
     }
 
     /// The same relations under another search path (shares the relations; a new version).
@@ -599,40 +807,24 @@ impl StaticCatalog {
 
     /// All relations, in no particular order.
     pub fn relations(&self) -> impl Iterator<Item = &Arc<RelationInfo>> {
-        self.relations.values()
+        self.relations.by_name.values()
     }
 
     fn build(
-        relations: Arc<HashMap<(String, String), Arc<RelationInfo>>>,
+        relations: Arc<Relations>,
         search_path: Vec<String>,
         shadowing: Option<Arc<BTreeSet<(BuiltinKind, String)>>>,
     ) -> Self {
         // The version is a digest of everything lookups depend on, so that equal catalogs (two
-        // sessions on one database) share cached analyses and different ones never do. SHA-256:
-        // relation names are chosen by clients who may create tables.
-        let mut sorted: Vec<&Arc<RelationInfo>> = relations.values().collect();
-        sorted.sort_by_key(|r| r.oid);
+        // sessions on one database) share cached analyses and different ones never do: the
+        // search path, the relations' digests (by bucket, in OID order), the shadowed names.
         let mut h = Sha256::new();
-        let field = |h: &mut Sha256, s: &[u8]| {
-            h.update((s.len() as u64).to_le_bytes());
-            h.update(s);
-        };
         for s in &search_path {
-            field(&mut h, s.as_bytes());
+            hash_field(&mut h, s.as_bytes());
         }
         h.update([0xff]);
-        for r in sorted {
-            h.update(r.oid.to_le_bytes());
-            field(&mut h, r.schema.as_bytes());
-            field(&mut h, r.name.as_bytes());
-            h.update([r.kind.letter() as u8]);
-            h.update((r.columns.len() as u64).to_le_bytes());
-            for c in &r.columns {
-                field(&mut h, c.name.as_bytes());
-                h.update(c.attnum.to_le_bytes());
-            }
-            let constraints = serde_json::to_vec(&r.constraints).expect("serializable");
-            field(&mut h, &constraints);
+        for b in &relations.buckets {
+            h.update(b.digest);
         }
         h.update([0xfe]);
         match &shadowing {
@@ -641,7 +833,7 @@ impl StaticCatalog {
                 h.update([1]);
                 for (kind, name) in names.iter() {
                     h.update([*kind as u8]);
-                    field(&mut h, name.as_bytes());
+                    hash_field(&mut h, name.as_bytes());
                 }
             }
         }
@@ -660,6 +852,7 @@ impl Catalog for StaticCatalog {
     fn relation(&self, schema: Option<&str>, name: &str) -> Option<Arc<RelationInfo>> {
         let get = |schema: &str| {
             self.relations
+                .by_name
                 .get(&(schema.to_owned(), name.to_owned()))
                 .cloned()
         };
@@ -826,6 +1019,50 @@ mod tests {
             StaticCatalog::from_rows(more, vec!["public".into()]).version(),
             c.version()
         );
+    }
+
+    /// A catalog changed relation by relation is the catalog built from its relations: same
+    /// lookups, same version; a relation that takes another's name displaces it.
+    #[test]
+    fn changes_equal_a_new_catalog() {
+        let path = vec!["public".to_string()];
+        let all = StaticCatalog::relations_of(rows());
+        let c = StaticCatalog::from_rows(rows(), path.clone());
+        let mut t = c.relation(None, "t").unwrap().as_ref().clone();
+        t.columns.push(ColumnInfo {
+            name: "c".into(),
+            attnum: 3,
+        });
+        let renamed = RelationInfo {
+            name: "s".into(),
+            ..c.relation(Some("public"), "pg_class")
+                .unwrap()
+                .as_ref()
+                .clone()
+        };
+        let changed = c.with_changes([3], vec![t.clone(), renamed.clone()]);
+        let expected: Vec<RelationInfo> = all
+            .into_iter()
+            .filter(|r| ![2, 3, 5, 6].contains(&r.oid))
+            .chain([t, renamed])
+            .collect();
+        let rebuilt = StaticCatalog::new(expected, path.clone());
+        assert_eq!(changed.version(), rebuilt.version());
+        assert_ne!(changed.version(), c.version());
+        assert_eq!(changed.relation(None, "t").unwrap().columns.len(), 3);
+        assert!(changed.relation(Some("app"), "t").is_none());
+        // The sequence "s" (oid 6) was displaced by the relation renamed to its name.
+        assert_eq!(changed.relation(None, "s").unwrap().oid, 5);
+        assert_eq!(changed.relations().count(), 3);
+        // Undoing the changes gives the first version back.
+        let undone = changed.with_changes(
+            [],
+            StaticCatalog::relations_of(rows())
+                .into_iter()
+                .filter(|r| [2, 3, 5, 6].contains(&r.oid))
+                .collect(),
+        );
+        assert_eq!(undone.version(), c.version());
     }
 
     /// What the database defines outside pg_catalog decides which unqualified names are

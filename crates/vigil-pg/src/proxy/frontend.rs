@@ -954,10 +954,20 @@ impl Frontend<'_> {
             if s.class == CommandClass::Ddl
                 || matches!(
                     command,
-                    "DISCARD ALL" | "RESET" | "ROLLBACK" | "DISCARD" | "COMMIT"
+                    "DISCARD ALL"
+                        | "RESET"
+                        | "ROLLBACK"
+                        | "DISCARD"
+                        | "COMMIT"
+                        | "PREPARE TRANSACTION"
                 )
             {
                 self.catalog_stale = true;
+            }
+            // The transaction's own changes a read saw may be undone (a COMMIT of a failed
+            // transaction rolls back; a prepared one's are no longer the session's).
+            if matches!(command, "ROLLBACK" | "COMMIT" | "PREPARE TRANSACTION") {
+                self.catalog.transaction_ended();
             }
         }
     }
@@ -1151,80 +1161,85 @@ impl Frontend<'_> {
         self.refuse(start, end, error, simple);
     }
 
-    /// Reads the catalog and search path again, through an internal query on the session's
-    /// upstream connection, in sequence with the client's statements. Until it has been read,
-    /// statements are refused (but in an aborted transaction, where the server refuses them
-    /// too): checked against the catalog as it was, a name could stand for another relation
-    /// than the server's (after a SET search_path, a DROP).
+    /// Reads the catalog and search path again, through internal queries on the session's
+    /// upstream connection, in sequence with the client's statements: what changed since the
+    /// session's last read (one query, more when something was dropped), or all of it. Until it
+    /// has been read, statements are refused (but in an aborted transaction, where the server
+    /// refuses them too): checked against the catalog as it was, a name could stand for another
+    /// relation than the server's (after a SET search_path, a DROP).
     async fn refresh_catalog<W: AsyncWrite + Unpin>(
         &mut self,
         upstream: &mut W,
     ) -> std::io::Result<()> {
-        let with_builtins = self.ctx.policy.cache.needs_builtins();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let id = self.new_item_id();
-        let unbounded = {
-            let mut shared = self.link.shared.lock();
-            // In no transaction, with nothing in flight, the read lifts the session's
-            // statement_timeout for itself (until the end of its text). In a transaction the
-            // lift would outlast it: the read is then the client's to bound.
-            let unbounded = shared.idle && shared.items.is_empty();
-            shared.items.push_back(Item {
-                id,
-                kind: ItemKind::Internal(Box::new(Internal {
-                    sets: Vec::new(),
-                    rows: Vec::new(),
-                    error: None,
-                    done: Some(tx),
-                })),
-                refusal: None,
-            });
-            unbounded
-        };
-        let (sql, extra_sets) = if unbounded {
-            (
-                crate::catalog::unbounded_refresh_query(with_builtins),
-                crate::catalog::UNBOUNDED_EXTRA_SETS,
-            )
-        } else {
-            (crate::catalog::refresh_query(with_builtins), 0)
-        };
-        let mut out = Vec::with_capacity(sql.len() + 6);
-        Query {
-            text: sql.as_bytes(),
-        }
-        .encode(&mut out);
-        upstream.write_all(&out).await?;
-        upstream.flush().await?;
         self.catalog_stale = false;
         self.catalog_unreadable = false;
-        match rx.await {
-            Ok(Ok(mut sets)) => {
-                sets.drain(..extra_sets.min(sets.len()));
-                match self.ctx.policy.cache.load(sets) {
-                    Ok(catalog) => self.catalog = catalog,
-                    Err(e) => {
-                        tracing::warn!(session = %self.ctx.session_id, error = %e, "catalog refresh unreadable");
-                        self.catalog_stale = true;
-                        self.catalog_unreadable = true;
+        let cache = &self.ctx.policy.cache;
+        let mut refresh = self.catalog.refresh(cache);
+        loop {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let id = self.new_item_id();
+            let unbounded = {
+                let mut shared = self.link.shared.lock();
+                // In no transaction, with nothing in flight, the read lifts the session's
+                // statement_timeout for itself (until the end of its text). In a transaction the
+                // lift would outlast it: the read is then the client's to bound.
+                let unbounded = shared.idle && shared.items.is_empty();
+                shared.items.push_back(Item {
+                    id,
+                    kind: ItemKind::Internal(Box::new(Internal {
+                        sets: Vec::new(),
+                        rows: Vec::new(),
+                        error: None,
+                        done: Some(tx),
+                    })),
+                    refusal: None,
+                });
+                unbounded
+            };
+            let (sql, extra_sets) = if unbounded {
+                (
+                    std::borrow::Cow::Owned(crate::catalog::unbounded(refresh.query())),
+                    crate::catalog::UNBOUNDED_EXTRA_SETS,
+                )
+            } else {
+                (std::borrow::Cow::Borrowed(refresh.query()), 0)
+            };
+            let mut out = Vec::with_capacity(sql.len() + 6);
+            Query {
+                text: sql.as_bytes(),
+            }
+            .encode(&mut out);
+            upstream.write_all(&out).await?;
+            upstream.flush().await?;
+            match rx.await {
+                Ok(Ok(mut sets)) => {
+                    sets.drain(..extra_sets.min(sets.len()));
+                    match refresh.take(cache, sets) {
+                        Ok(None) => continue,
+                        Ok(Some(catalog)) => self.catalog = catalog,
+                        Err(e) => {
+                            tracing::warn!(session = %self.ctx.session_id, error = %e, "catalog refresh unreadable");
+                            self.catalog_stale = true;
+                            self.catalog_unreadable = true;
+                        }
                     }
                 }
+                // An aborted transaction refuses every query but its end: keep the catalog for
+                // this one, and read it again for the next.
+                Ok(Err(e)) if e.code == sqlstate::IN_FAILED_SQL_TRANSACTION => {
+                    self.catalog_stale = true;
+                }
+                // Cancelled (the session's statement_timeout, in a transaction or with
+                // statements in flight), or failed.
+                Ok(Err(e)) => {
+                    tracing::warn!(session = %self.ctx.session_id, code = %e.code, error = %e.message, "catalog refresh failed: refusing statements until it is read");
+                    self.catalog_stale = true;
+                    self.catalog_unreadable = true;
+                }
+                Err(_) => return Err(std::io::ErrorKind::BrokenPipe.into()),
             }
-            // An aborted transaction refuses every query but its end: keep the catalog for
-            // this one, and read it again for the next.
-            Ok(Err(e)) if e.code == sqlstate::IN_FAILED_SQL_TRANSACTION => {
-                self.catalog_stale = true;
-            }
-            // Cancelled (the session's statement_timeout, in a transaction or with statements
-            // in flight), or failed.
-            Ok(Err(e)) => {
-                tracing::warn!(session = %self.ctx.session_id, code = %e.code, error = %e.message, "catalog refresh failed: refusing statements until it is read");
-                self.catalog_stale = true;
-                self.catalog_unreadable = true;
-            }
-            Err(_) => return Err(std::io::ErrorKind::BrokenPipe.into()),
+            return Ok(());
         }
-        Ok(())
     }
 
     /// Refuses the message at `start..end` with `error`: it is replaced by a stand-in whose

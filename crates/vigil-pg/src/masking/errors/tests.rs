@@ -523,13 +523,13 @@ fn catalog_tables_protect_partitions_by_column_name() {
         }
     }
     cache
-        .load(vec![
+        .load(crate::catalog::full_read_sets(vec![
             vec![vec![Some("public".into())]],
             rows,
             vec![],
             vec![],
             vec![],
-        ])
+        ]))
         .unwrap();
     let no_denials = HashSet::new();
     let mut t = CatalogTables::new(Some(&Detectors), &no_denials, &cache);
