@@ -107,7 +107,7 @@ fn full_caches_stay_within_the_configured_memory() {
     }
     let before = LIVE.load(Ordering::Relaxed);
     let mut peak = 0;
-    for i in 0..40_000 {
+    for i in 0..12_000 {
         // As the gateway does: the shape for the record, the access for the decision.
         analyzer.analyze(&text(i), ON);
         let access = analyzer.access(&text(i), ON, &catalog);
@@ -124,7 +124,7 @@ fn full_caches_stay_within_the_configured_memory() {
     let held = LIVE.load(Ordering::Relaxed) - before;
     let bound = (mib * 1024 * 1024) as isize;
     println!(
-        "caches hold {:.2} MiB after 40,000 distinct texts (peak {:.2} MiB); configured {mib} MiB",
+        "caches hold {:.2} MiB after 12,000 distinct texts (peak {:.2} MiB); configured {mib} MiB",
         held as f64 / 1048576.0,
         peak as f64 / 1048576.0
     );
