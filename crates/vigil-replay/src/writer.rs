@@ -571,7 +571,6 @@ fn compress(plain: &Path, shared: &Shared) {
     // The index says whether the capture is still wanted (rotation may have taken it meanwhile);
     // without a bound there is no index and no rotation. Captures are compressed soon after
     // they close, so the entry is searched for from the newest.
-    let plain_bytes = std::fs::metadata(plain).map_or(0, |m| m.len());
     let mut closed = shared.closed.lock();
     let session = plain
         .file_name()
@@ -586,7 +585,9 @@ fn compress(plain: &Path, shared: &Shared) {
             entry.suffix = ".jsonl.gz";
             Some(std::mem::replace(&mut entry.bytes, gz_len))
         }
-        None if shared.bounds.max_total_bytes.is_none() => Some(plain_bytes),
+        None if shared.bounds.max_total_bytes.is_none() => {
+            Some(std::fs::metadata(plain).map_or(0, |m| m.len()))
+        }
         None => None,
     };
     match wanted {
