@@ -397,14 +397,15 @@ fi
 ((${#client_pids[@]} > 0)) || die "no client to run (CLIENTS='$CLIENTS')"
 
 # --- samples -------------------------------------------------------------------------------------
-sample() { # prints: rss_kb anon_kb fds store_bytes replay_bytes
-  local rss anon fds
+sample() { # prints: rss_kb anon_kb fds threads store_bytes replay_bytes
+  local rss anon fds threads
   rss=$(awk '/^VmRSS/ {print $2}' "/proc/$vigil_pid/status" 2>/dev/null || echo 0)
   anon=$(awk '/^RssAnon/ {print $2}' "/proc/$vigil_pid/status" 2>/dev/null || echo 0)
   fds=$(find "/proc/$vigil_pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
-  python3 - "$data_dir" "$rss" "$anon" "$fds" <<'PY'
+  threads=$(awk '/^Threads/ {print $2}' "/proc/$vigil_pid/status" 2>/dev/null || echo 0)
+  python3 - "$data_dir" "$rss" "$anon" "$fds" "$threads" <<'PY'
 import os, sys
-d, rss, anon, fds = sys.argv[1:]
+d, rss, anon, fds, threads = sys.argv[1:]
 store = replay = 0
 for root, _, files in os.walk(d):
     for f in files:
@@ -416,18 +417,18 @@ for root, _, files in os.walk(d):
             replay += size
         else:
             store += size
-print(rss, anon, fds, store, replay)
+print(rss, anon, fds, threads, store, replay)
 PY
 }
-echo "t_s,rss_kb,anon_kb,fds,store_bytes,replay_bytes" >"$OUT/samples.csv"
+echo "t_s,rss_kb,anon_kb,fds,threads,store_bytes,replay_bytes" >"$OUT/samples.csv"
 start=$SECONDS
 vigil_died=0
 while :; do
   alive=0
   for p in "${client_pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
   if ! kill -0 "$vigil_pid" 2>/dev/null; then vigil_died=1; break; fi
-  read -r rss anon fds store replay < <(sample)
-  echo "$((SECONDS - start)),$rss,$anon,$fds,$store,$replay" >>"$OUT/samples.csv"
+  read -r rss anon fds threads store replay < <(sample)
+  echo "$((SECONDS - start)),$rss,$anon,$fds,$threads,$store,$replay" >>"$OUT/samples.csv"
   ((alive)) || break
   sleep "$INTERVAL"
 done
@@ -435,8 +436,8 @@ for p in "${client_pids[@]}"; do wait "$p" 2>/dev/null || true; done
 client_pids=()
 sleep 3 # idle: the last captures closed and compressed
 if ((vigil_died == 0)); then
-  read -r rss anon fds store replay < <(sample)
-  echo "$((SECONDS - start)),$rss,$anon,$fds,$store,$replay" >>"$OUT/samples.csv"
+  read -r rss anon fds threads store replay < <(sample)
+  echo "$((SECONDS - start)),$rss,$anon,$fds,$threads,$store,$replay" >>"$OUT/samples.csv"
 fi
 stop_pid "$vigil_pid"
 vigil_pid=""
@@ -483,6 +484,7 @@ replay_peak = max(s["replay_bytes"] for s in samples)
 replay_rest = samples[-1]["replay_bytes"]
 store_first, store_last = samples[0]["store_bytes"], samples[-1]["store_bytes"]
 fds_peak = max(s["fds"] for s in samples)
+threads_peak = max(s["threads"] for s in samples)
 live_bound = max_total + 12 * max_session  # open captures may each be up to max_session_bytes
 db = sqlite3.connect(os.path.join(scratch, "vigil", "data", "vigil.db"))
 types = dict(db.execute("SELECT json_extract(body, '$.type'), count(*) FROM audit_log GROUP BY 1"))
@@ -501,7 +503,7 @@ summary = {
     "anon_mib": {"second_fifth_median": round(mib(anon_second), 1),
                  "last_fifth_median": round(mib(anon_last), 1),
                  "slope_after_warmup_mib_per_hour": round(slope_anon, 1)},
-    "rss_flat": rss_flat, "open_files_peak": fds_peak,
+    "rss_flat": rss_flat, "open_files_peak": fds_peak, "threads_peak": threads_peak,
     "replay_bytes": {"peak": replay_peak, "at_rest": replay_rest, "max_total_bytes": max_total,
                      "live_bound": live_bound},
     "replay_within_bounds": replay_rest <= max_total and replay_peak <= live_bound,
@@ -513,7 +515,7 @@ json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=2)
 print(f"{duration}s, {sessions} sessions, {statements} statements ({refused} refused); clients: "
       + ", ".join(f"{n} {c['ok']} ok/{c['unexpected']} unexpected" for n, c in sorted(clients.items())))
 print(f"RSS: {mib(second):.1f} MiB (2nd fifth, median) -> {mib(last):.1f} MiB (last fifth); peak {mib(peak):.1f} MiB; "
-      f"slope after warm-up {slope:+.1f} MiB/h; idle at end {mib(samples[-1]['rss_kb']):.1f} MiB; open files peak {fds_peak}")
+      f"slope after warm-up {slope:+.1f} MiB/h; idle at end {mib(samples[-1]['rss_kb']):.1f} MiB; open files peak {fds_peak}; threads peak {threads_peak}")
 print(f"heap (RssAnon): {mib(anon_second):.1f} -> {mib(anon_last):.1f} MiB; slope after warm-up {slope_anon:+.1f} MiB/h")
 print(f"replay dir: peak {replay_peak / 1048576:.1f} MiB, at rest {replay_rest / 1048576:.1f} MiB "
       f"(max_total_bytes {max_total / 1048576:.0f} MiB)")
