@@ -340,10 +340,10 @@ fn parse_access(
             // set_config() and code (DO, CALL) can change it without a SET.
             if statement.hazards.iter().any(|h| {
                 matches!(
-                    h,
-                    crate::Hazard::SetSearchPath
-                        | crate::Hazard::DoBlock { .. }
-                        | crate::Hazard::Call { .. }
+                    h.kind,
+                    crate::HazardKind::RedirectsNames
+                        | crate::HazardKind::RunsInlineCode { .. }
+                        | crate::HazardKind::CallsProcedure { .. }
                 )
             }) || statement.functions.iter().any(|f| f.name == "set_config")
             {
