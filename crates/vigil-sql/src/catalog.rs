@@ -5,12 +5,11 @@
 //! names as PostgreSQL does: `pg_catalog` first, temporary schemas), and `TextCatalog` (what
 //! the statements of one text see after its earlier `CREATE TABLE`s).
 
-use crate::access::outputs::BuiltinKind;
-use crate::access::QualifiedName;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use vigil_access::{BuiltinKind, QualifiedName};
 pub use vigil_access::{
     Catalog, ColumnInfo, Constraint, ConstraintKind, RelationInfo, RelationKind,
 };

@@ -7,12 +7,12 @@
 //! serves every text of the same shape: that is why any `ANALYZE` option, whatever its value,
 //! makes an EXPLAIN count as running its statement.
 
-use crate::access::CommandClass;
 use pg_query::protobuf::{self, ObjectType};
 use pg_query::NodeEnum;
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 pub(crate) use vigil_access::name::push_name_part;
+use vigil_access::CommandClass;
 
 const READ: CommandClass = CommandClass::Read;
 const WRITE: CommandClass = CommandClass::Write;
