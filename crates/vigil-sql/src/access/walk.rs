@@ -1,6 +1,10 @@
 //! The walk over PostgreSQL's parse tree that fills a [`StatementAccess`]: query levels and
 //! their namespaces, column resolution, CTE scopes, and the statement kinds (see the rules in
 //! [`crate::access`]).
+//!
+//! Long on purpose: one `Walker` over pg_query's node kinds, whose query-level state
+//! (namespaces, CTE scopes, outputs) every statement kind shares; split by kind, each part
+//! would reach into the others' state.
 
 use super::{
     function_risk, relation_risk, ColumnSet, CommandClass, Comparison, Hazard, HazardKind,
