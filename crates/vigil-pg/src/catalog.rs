@@ -787,7 +787,7 @@ fn parse_row(row: Vec<Option<String>>) -> Result<CatalogRow, CatalogError> {
     // constraints are unknown (fail: the session is refused rather than checked without them).
     let constraint = match it.next().ok_or_else(bad)? {
         Some(json) => Some(
-            vigil_sql::Constraint::from_catalog_json(&json)
+            vigil_sql::catalog::constraint_from_catalog_json(&json)
                 .map_err(|e| CatalogError(e.to_string()))?,
         ),
         None => None,

@@ -5,8 +5,7 @@
 
 use crate::scope::{Denial, Scope};
 use std::time::Duration;
-use vigil_sql::access::settings::{duration_ms, SettingValue};
-use vigil_sql::{Access, QualifiedName};
+use vigil_access::{Access, QualifiedName, SettingValue};
 
 /// A bounded PostgreSQL setting and the scope key that bounds it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,13 +93,14 @@ impl SessionBounds {
                 let Some((bounded, bound)) = self.bounds().find(|(b, _)| b.setting == name) else {
                     continue;
                 };
-                let value = match &change.value {
-                    SettingValue::Default => continue,
-                    SettingValue::Given(values) if values.len() == 1 => duration_ms(&values[0]),
-                    _ => None,
-                };
-                // Rounded as the server rounds: a value that comes out 0 switches it off.
-                let allowed = value.is_some_and(|ms| ms >= 1.0 && ms <= millis(bound) as f64);
+                if change.value == SettingValue::Default {
+                    continue;
+                }
+                // Read and rounded as the server reads it (the dialect's analysis did): a value
+                // that comes out 0 switches the bound off.
+                let allowed = change
+                    .duration_ms
+                    .is_some_and(|ms| ms >= 1 && i128::from(ms) <= millis(bound) as i128);
                 if !allowed {
                     return Err(denial(format!(
                         "{} may be lowered but not lifted or switched off: this grant bounds it to {} (scope key {})",
@@ -142,12 +142,40 @@ fn millis(d: Duration) -> u128 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vigil_sql::{Analyzer, LexOptions, StaticCatalog};
+    use std::sync::Arc;
+    use vigil_access::{CommandClass, SettingChange, StatementAccess};
+    use vigil_core::event::StatementShape;
 
-    fn check(bounds: &SessionBounds, sql: &str) -> Result<(), &'static str> {
-        let catalog = StaticCatalog::new([], vec!["public".into()]);
-        let access = Analyzer::new(16).access(sql, LexOptions::default(), &catalog);
-        bounds.check(&access).map_err(|d| d.rule)
+    /// A text of one `SET name = value` statement, as an analysis reports it (`duration_ms`
+    /// read by the dialect).
+    fn set(name: Option<&str>, value: SettingValue, duration_ms: Option<i64>) -> Access {
+        let mut s = StatementAccess::new("SET", CommandClass::Session);
+        s.settings.push(SettingChange {
+            name: name.map(str::to_owned),
+            value,
+            local: false,
+            duration_ms,
+        });
+        access(s)
+    }
+
+    fn access(statement: StatementAccess) -> Access {
+        Access {
+            shape: Arc::new(StatementShape {
+                text: String::new(),
+                fingerprint: String::new(),
+                commands: vec![statement.command.clone()],
+                command_classes: vec![statement.class.to_string()],
+                objects: Vec::new(),
+                parse_error: None,
+            }),
+            statements: vec![statement],
+            parse_error: None,
+        }
+    }
+
+    fn given(v: &str) -> SettingValue {
+        SettingValue::Given(vec![v.into()])
     }
 
     #[test]
@@ -156,47 +184,52 @@ mod tests {
             statement_timeout: Some(Duration::from_secs(30)),
             idle_in_transaction_timeout: Some(Duration::from_secs(60)),
         };
+        let st = Some("statement_timeout");
         for ok in [
-            "SET statement_timeout = 1000",
-            "SET statement_timeout = '5s'",
-            "SET LOCAL statement_timeout TO '30s'",
-            "SET statement_timeout = '0.5min'",
-            "RESET statement_timeout",
-            "SET statement_timeout TO DEFAULT",
-            "RESET ALL",
-            "SET idle_in_transaction_session_timeout = '1min'",
-            "SET lock_timeout = 0",
-            "SELECT 1",
+            set(st, given("1000"), Some(1000)),
+            set(st, given("30s"), Some(30_000)),
+            set(st, SettingValue::Default, None),
+            set(None, SettingValue::Default, None),
+            set(
+                Some("idle_in_transaction_session_timeout"),
+                given("1min"),
+                Some(60_000),
+            ),
+            set(Some("lock_timeout"), given("0"), Some(0)),
         ] {
-            assert_eq!(check(&bounds, ok), Ok(()), "{ok}");
+            assert_eq!(bounds.check(&ok).map_err(|d| d.rule), Ok(()), "{ok:?}");
         }
         for refused in [
-            "SET statement_timeout = 0",
-            "SET statement_timeout = '0'",
-            "SET statement_timeout = '31s'",
-            "SET statement_timeout = '1h'",
-            "SET statement_timeout = '250us'",
-            "SET statement_timeout = 0.4",
-            "SET statement_timeout = 0.5",
-            "SET statement_timeout = '.5'",
-            "SET statement_timeout = '500us'",
-            "SET statement_timeout = '0.0005s'",
-            "SET statement_timeout = '010'",
-            "SET statement_timeout = '0x10'",
-            "SET statement_timeout = -1",
-            "SET \"Statement_Timeout\" = 0",
-            "SET SESSION STATEMENT_TIMEOUT = 0",
-            "SET LOCAL statement_timeout = 0",
-            "SELECT 1; SET statement_timeout = 0",
-            "SET idle_in_transaction_session_timeout = 0",
-            "SELECT set_config('statement_timeout', '0', false)",
-            "SELECT pg_catalog.set_config('x', '0', false)",
+            set(st, given("0"), Some(0)),
+            set(st, given("31s"), Some(31_000)),
+            set(st, given("-1"), Some(-1)),
+            set(st, given("010"), None),
+            set(st, SettingValue::Unreadable, None),
+            set(st, SettingValue::Given(vec!["1".into(), "2".into()]), None),
+            set(st, given("huge"), Some(i64::MAX)),
+            set(
+                Some("idle_in_transaction_session_timeout"),
+                given("0"),
+                Some(0),
+            ),
         ] {
-            assert_eq!(check(&bounds, refused), Err("bounded_setting"), "{refused}");
+            assert_eq!(
+                bounds.check(&refused).map_err(|d| d.rule),
+                Err("bounded_setting"),
+                "{refused:?}"
+            );
         }
+        let mut set_config = StatementAccess::new("SELECT", CommandClass::Read);
+        set_config.functions = vec![QualifiedName::new(Some("pg_catalog"), "set_config")];
+        assert_eq!(
+            bounds.check(&access(set_config)).map_err(|d| d.rule),
+            Err("bounded_setting")
+        );
         // Without bounds nothing is refused here.
         assert_eq!(
-            check(&SessionBounds::default(), "SET statement_timeout = 0"),
+            SessionBounds::default()
+                .check(&set(st, given("0"), Some(0)))
+                .map_err(|d| d.rule),
             Ok(())
         );
     }
@@ -213,7 +246,9 @@ mod tests {
             vec![("statement_timeout", "5000".to_string())]
         );
         assert_eq!(
-            check(&bounds, "SET statement_timeout = '10s'"),
+            bounds
+                .check(&set(Some("statement_timeout"), given("10s"), Some(10_000)))
+                .map_err(|d| d.rule),
             Err("bounded_setting")
         );
     }

@@ -4,8 +4,8 @@ use crate::policy::PolicyConfig;
 use crate::scope::{Denial, FunctionCatalog, Scope};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use vigil_access::Access;
 use vigil_core::Timestamp;
-use vigil_sql::Access;
 
 /// Where a grant came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 //! Scopes: what a grant lets an identity do on a connection, and the check of one analysed
 //! statement against it.
 
+use crate::allowance::Allowance;
 use crate::pattern::{relation_key_matches, NamePattern, RelationPattern};
 use crate::policy::Severity;
 use crate::window::Window;
@@ -8,58 +9,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-use vigil_sql::{Access, ColumnSet, CommandClass, Hazard, QualifiedName, StatementAccess};
-
-/// Constructs a scope must allow by name (`allow = [...]`), beyond its command classes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Allowance {
-    /// `DO` blocks: their bodies are code the analysis cannot see.
-    Do,
-    /// `CREATE FUNCTION` / `CREATE PROCEDURE`: bodies run later, unseen.
-    CreateFunction,
-    /// `COPY … PROGRAM`: a shell command on the database server.
-    CopyProgram,
-    /// `COPY … 'file'`: a file on the database server.
-    CopyFile,
-    /// `SET ROLE` / `RESET ROLE`.
-    SetRole,
-    /// `SET SESSION AUTHORIZATION`.
-    SetSessionAuthorization,
-    /// `SET search_path`: redirects unqualified names.
-    SetSearchPath,
-    /// `ALTER SYSTEM`.
-    AlterSystem,
-    /// `LOAD`.
-    Load,
-    /// `CREATE EXTENSION`.
-    CreateExtension,
-    /// FunctionCall protocol messages (fast-path calls by OID, used by large-object APIs):
-    /// the function is named by number, so the analysis cannot check it.
-    FunctionCall,
-    /// `SET` of a setting that switches off a protection (`session_replication_role`,
-    /// `row_security`, `log_*`, `track_*`…: see `vigil_sql::access::settings`).
-    SetProtectedSetting,
-}
-
-impl Allowance {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Allowance::Do => "do",
-            Allowance::CreateFunction => "create_function",
-            Allowance::CopyProgram => "copy_program",
-            Allowance::CopyFile => "copy_file",
-            Allowance::SetRole => "set_role",
-            Allowance::SetSessionAuthorization => "set_session_authorization",
-            Allowance::SetSearchPath => "set_search_path",
-            Allowance::AlterSystem => "alter_system",
-            Allowance::Load => "load",
-            Allowance::CreateExtension => "create_extension",
-            Allowance::FunctionCall => "function_call",
-            Allowance::SetProtectedSetting => "set_protected_setting",
-        }
-    }
-}
+use vigil_access::{
+    Access, ColumnSet, CommandClass, FunctionRisk, HazardKind, QualifiedName, StatementAccess,
+    Unresolved,
+};
 
 /// What to do when a result has more rows than `row_cap`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -183,7 +136,7 @@ pub trait FunctionCatalog {
     /// functions its definition reads (`CREATE VIEW activity AS SELECT * FROM
     /// pg_stat_activity`), if anything: such a view passes only when named exactly, like what
     /// it reads. `None` when unknown (offline checks).
-    fn view_exposure(&self, relation_oid: u32) -> Option<vigil_sql::FunctionRisk> {
+    fn view_exposure(&self, relation_oid: u32) -> Option<FunctionRisk> {
         let _ = relation_oid;
         None
     }
@@ -414,8 +367,8 @@ impl Scope {
     ) -> Result<(), Denial> {
         // The gateway substitutes the analysis of what `PREPARE name` prepared in the
         // session; an `EXECUTE` that reaches here names nothing prepared.
-        if let Some(name) = s.hazards.iter().find_map(|h| match h {
-            Hazard::Execute { name } => Some(name),
+        if let Some(name) = s.hazards.iter().find_map(|h| match &h.kind {
+            HazardKind::RunsPrepared { name } => Some(name),
             _ => None,
         }) {
             return Err(Denial::new(
@@ -425,29 +378,30 @@ impl Scope {
         }
         // DDL is governed by relation names (it may name what does not exist yet, or no
         // longer: `DROP TABLE IF EXISTS`); columns and constructs must still resolve.
-        let unresolved = s.unresolved.iter().find(|u| {
-            !(s.class == CommandClass::Ddl && matches!(u, vigil_sql::Unresolved::Relation(_)))
-        });
+        let unresolved = s
+            .unresolved
+            .iter()
+            .find(|u| !(s.class == CommandClass::Ddl && matches!(u, Unresolved::Relation(_))));
         if let Some(u) = unresolved {
             // Said as PostgreSQL would say it (the server would refuse the statement too), so
             // that clients branching on the SQLSTATE behave as they would without Vigil.
             return Err(match u {
-                vigil_sql::Unresolved::Relation(name) => Denial {
+                Unresolved::Relation(name) => Denial {
                     rule: "unresolved",
                     reason: format!("relation \"{name}\" does not exist"),
                     sqlstate: "42P01",
                 },
-                vigil_sql::Unresolved::Column(name) => Denial {
+                Unresolved::Column(name) => Denial {
                     rule: "unresolved",
                     reason: format!("column \"{name}\" does not exist"),
                     sqlstate: "42703",
                 },
-                vigil_sql::Unresolved::Constraint(name) => Denial {
+                Unresolved::Constraint(name) => Denial {
                     rule: "unresolved",
                     reason: format!("constraint \"{name}\" does not exist"),
                     sqlstate: "42704",
                 },
-                vigil_sql::Unresolved::Construct(what) => Denial::new(
+                Unresolved::Construct(what) => Denial::new(
                     "unresolved",
                     format!(
                         "{} uses a construct Vigil cannot check ({what}), so it is refused",
@@ -504,7 +458,7 @@ impl Scope {
             // Catalog relations that expose other sessions, statistics values, server files or
             // credentials pass only when named: `pg_catalog.*` (which psql's \d needs) never
             // opens them.
-            let exposure = match vigil_sql::access::relation_risk(schema, name) {
+            let exposure = match r.exposure {
                 Some(risk) => Some((risk, "exposes")),
                 None => r
                     .oid
@@ -515,7 +469,7 @@ impl Scope {
             // the bounded and protected ones included, without a SET to check; so does a view
             // over it (and the stored settings behind pg_db_role_setting are no better).
             let sets_settings = (schema == "pg_catalog" && name == "pg_settings")
-                || matches!(exposure, Some((vigil_sql::FunctionRisk::Configuration, _)));
+                || matches!(exposure, Some((FunctionRisk::Configuration, _)));
             if r.write && !s.plan_only && sets_settings {
                 return Err(Denial::new(
                     "settings_write",
@@ -615,7 +569,7 @@ impl Scope {
             }
         }
         for f in &s.functions {
-            let risk = vigil_sql::access::function_risk(&f.name);
+            let risk = s.function_risk(f);
             let dangerous = risk.is_some();
             let listed = self
                 .functions
@@ -634,33 +588,9 @@ impl Scope {
                 ));
             }
         }
+        // (A named statement's run was refused above, before anything else.)
         for h in &s.hazards {
-            let needed = match h {
-                Hazard::DoBlock { .. } => Some(Allowance::Do),
-                Hazard::CreateFunction { .. } => Some(Allowance::CreateFunction),
-                Hazard::CopyProgram => Some(Allowance::CopyProgram),
-                Hazard::CopyFile => Some(Allowance::CopyFile),
-                Hazard::SetRole => Some(Allowance::SetRole),
-                Hazard::SetSessionAuthorization => Some(Allowance::SetSessionAuthorization),
-                Hazard::SetSearchPath => Some(Allowance::SetSearchPath),
-                Hazard::AlterSystem => Some(Allowance::AlterSystem),
-                Hazard::Load => Some(Allowance::Load),
-                Hazard::CreateExtension { .. } => Some(Allowance::CreateExtension),
-                Hazard::SetProtectedSetting { .. } => Some(Allowance::SetProtectedSetting),
-                Hazard::Execute { name } => {
-                    // The gateway substitutes the prepared statement's analysis; one that
-                    // reaches here was not prepared in this session.
-                    return Err(Denial::new(
-                        "execute_unknown",
-                        format!(
-                            "EXECUTE {name}: no statement prepared under that name in this session"
-                        ),
-                    ));
-                }
-                // Checked through `functions`, the class, or the inner statement.
-                _ => None,
-            };
-            if let Some(a) = needed {
+            if let Some(a) = Allowance::required_by(&h.kind) {
                 if !self.allow.contains(&a) {
                     return Err(Denial::new(
                         "construct_denied",

@@ -1,4 +1,7 @@
 //! The shared analyzer: normalization, PostgreSQL's parser, and bounded caches.
+//!
+//! Just over 1,000 lines with its tests: the caches' key types live beside the one analyzer
+//! that builds and reads them.
 
 use crate::access::{self, Access, StatementAccess};
 use crate::catalog::Catalog;
@@ -340,10 +343,10 @@ fn parse_access(
             // set_config() and code (DO, CALL) can change it without a SET.
             if statement.hazards.iter().any(|h| {
                 matches!(
-                    h,
-                    crate::Hazard::SetSearchPath
-                        | crate::Hazard::DoBlock { .. }
-                        | crate::Hazard::Call { .. }
+                    h.kind,
+                    crate::HazardKind::RedirectsNames
+                        | crate::HazardKind::RunsInlineCode { .. }
+                        | crate::HazardKind::CallsProcedure { .. }
                 )
             }) || statement.functions.iter().any(|f| f.name == "set_config")
             {

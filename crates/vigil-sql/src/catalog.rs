@@ -1,53 +1,18 @@
-//! What the access analysis needs to know of a database: its relations, their columns, the
-//! constraints that compare a written row with stored ones, and how an unqualified name finds
-//! its schema. The gateway supplies it (it caches the catalog per connection and reloads it after
-//! DDL); [`StaticCatalog`] is an in-memory implementation built from the rows of
-//! [`catalog_query`].
+//! PostgreSQL's side of the catalog (the [`Catalog`] trait and the types it answers with are
+//! `vigil-access`'s, re-exported here): [`catalog_query`], which reads relations, columns and
+//! constraints from `pg_class` and friends, the rows it returns ([`CatalogRow`]), relation kinds
+//! by `relkind` letter, system columns, [`StaticCatalog`] (an in-memory catalog that resolves
+//! names as PostgreSQL does: `pg_catalog` first, temporary schemas), and `TextCatalog` (what
+//! the statements of one text see after its earlier `CREATE TABLE`s).
 
-use crate::access::outputs::BuiltinKind;
-use crate::access::QualifiedName;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-
-/// The relations of one database as one session sees them.
-///
-/// Implementations must be cheap to query (the analysis asks once per relation named in a
-/// statement, on a cache miss only) and must not do I/O.
-pub trait Catalog: Send + Sync {
-    /// The relation `schema.name` or, when `schema` is `None`, the first relation called `name`
-    /// along the session's search path (as PostgreSQL resolves it). `None`: no such relation.
-    /// Names are as PostgreSQL stores them (the parser has already folded unquoted names).
-    fn relation(&self, schema: Option<&str>, name: &str) -> Option<Arc<RelationInfo>>;
-
-    /// Identifies what this catalog answers: two catalogs whose answers differ for any lookup
-    /// must never report the same version (analyses are cached under it and shared between
-    /// sessions). [`StaticCatalog`] uses a digest of its content and search path.
-    fn version(&self) -> u64;
-
-    /// The schema an unqualified `CREATE TABLE` creates in (the first schema of the search
-    /// path other than `pg_catalog` and the temporary one), if known for certain.
-    fn creation_schema(&self) -> Option<String> {
-        None
-    }
-
-    /// This session's temporary schema (`pg_temp_3`), if it has one yet.
-    fn temp_schema(&self) -> Option<String> {
-        None
-    }
-
-    /// Whether the database defines a function, operator or type called `name` in a schema
-    /// other than `pg_catalog` (the session's temporary schema included), where an unqualified
-    /// `name` might resolve instead of PostgreSQL's own (an overload, a search path that puts
-    /// `pg_catalog` later, a type in `pg_temp`). Asked only for the names the analysis has
-    /// reviewed ([`access::outputs`](crate::access::outputs)). The default, for catalogs that do
-    /// not know, is `true`: no unqualified name is trusted.
-    fn shadows_builtin(&self, kind: BuiltinKind, name: &str) -> bool {
-        let _ = (kind, name);
-        true
-    }
-}
+use vigil_access::{BuiltinKind, QualifiedName};
+pub use vigil_access::{
+    Catalog, ColumnInfo, Constraint, ConstraintKind, RelationInfo, RelationKind,
+};
 
 /// The catalog as the statements of one text see it: the database's, plus the tables the
 /// text's earlier statements create (`CREATE TABLE t (…); INSERT INTO t …`), as the server
@@ -187,36 +152,10 @@ impl Catalog for TextCatalog<'_> {
     }
 }
 
-/// One relation (`pg_class` row) and its columns.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RelationInfo {
-    pub oid: u32,
-    pub schema: String,
-    pub name: String,
-    pub kind: RelationKind,
-    /// User columns in `attnum` order, dropped columns excluded.
-    pub columns: Vec<ColumnInfo>,
-    /// What a write to this relation makes the server compare with stored values: unique
-    /// indexes, exclusion and check constraints, foreign keys both ways, this relation's own
-    /// and those of its partitions and inheritance children (sorted). `None`: not known, and
-    /// the analysis then counts every column of the relation as compared by any write to it
-    /// (fail closed). [`StaticCatalog::from_rows`] always knows them: [`catalog_query`] lists
-    /// them all.
-    #[serde(default)]
-    pub constraints: Option<Vec<Constraint>>,
-}
-
-impl RelationInfo {
-    /// The user column called `name` (exact, case-sensitive match).
-    pub fn column(&self, name: &str) -> Option<&ColumnInfo> {
-        self.columns.iter().find(|c| c.name == name)
-    }
-
-    /// Whether `name` is a column of this relation: a user column, or a system column
-    /// (`ctid`, `xmin`…) of a relation that stores rows.
-    pub fn has_column(&self, name: &str) -> bool {
-        self.column(name).is_some() || (self.kind.has_system_columns() && is_system_column(name))
-    }
+/// Whether `name` is a column of `relation`: a user column, or a system column (`ctid`,
+/// `xmin`…) of a relation that stores rows.
+pub(crate) fn has_column(relation: &RelationInfo, name: &str) -> bool {
+    relation.column(name).is_some() || (has_system_columns(relation.kind) && is_system_column(name))
 }
 
 /// System columns every heap relation has (`ctid`, `xmin`, `cmin`, `xmax`, `cmax`, `tableoid`).
@@ -227,127 +166,47 @@ pub(crate) fn is_system_column(name: &str) -> bool {
     )
 }
 
-/// A rule of the database under which a written row is compared with stored values, so that
-/// whether the write succeeds tells the writer something about those values.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Constraint {
-    #[serde(flatten)]
-    pub kind: ConstraintKind,
-    /// The constraint's name, or the index's for a unique index that backs no constraint.
-    pub name: String,
-    /// The relation that holds it when it is not the one described: a partition or an
-    /// inheritance child, whose rows a write to this relation may reach.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub owner: Option<QualifiedName>,
-    /// Its columns (of the owner), by name: key columns and the columns that index expressions
-    /// and partial-index predicates mention; for a check constraint, the columns it mentions;
-    /// for a foreign key, the referencing columns; for `ReferencedBy`, the referenced ones.
-    pub columns: Vec<String>,
+fn has_system_columns(kind: RelationKind) -> bool {
+    matches!(
+        kind,
+        RelationKind::Table
+            | RelationKind::PartitionedTable
+            | RelationKind::MaterializedView
+            | RelationKind::ForeignTable
+            | RelationKind::Sequence
+            | RelationKind::ToastTable
+    )
 }
 
-/// What kind of comparison a [`Constraint`] makes.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum ConstraintKind {
-    /// PRIMARY KEY or UNIQUE constraint (a name `ON CONFLICT ON CONSTRAINT` can use).
-    Unique,
-    /// A unique index that backs no constraint (partial and expression indexes included).
-    UniqueIndex,
-    /// EXCLUDE constraint.
-    Exclusion,
-    /// CHECK constraint. One not validated (`NOT VALID`) may fail for a stored row when any
-    /// column of it is updated.
-    Check { validated: bool },
-    /// FOREIGN KEY: writing the referencing `columns` compares them with the referenced
-    /// relation's `references_columns`.
-    ForeignKey {
-        references: QualifiedName,
-        references_columns: Vec<String>,
-    },
-    /// A foreign key of another relation that references this one's `columns`: deleting a row,
-    /// or updating those columns, compares the stored values with `referencing`'s
-    /// `referencing_columns`.
-    ReferencedBy {
-        referencing: QualifiedName,
-        referencing_columns: Vec<String>,
-    },
-}
-
-/// A column (`pg_attribute` row).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ColumnInfo {
-    pub name: String,
-    pub attnum: i16,
-}
-
-/// `pg_class.relkind`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RelationKind {
-    /// `r`
-    Table,
-    /// `p`
-    PartitionedTable,
-    /// `v`
-    View,
-    /// `m`
-    MaterializedView,
-    /// `f`
-    ForeignTable,
-    /// `S`
-    Sequence,
-    /// `i`, `I`
-    Index,
-    /// `c`
-    CompositeType,
-    /// `t`
-    ToastTable,
-    /// Any other letter.
-    Other,
-}
-
-impl RelationKind {
-    /// The kind of a `pg_class.relkind` letter.
-    pub fn from_relkind(relkind: char) -> Self {
-        match relkind {
-            'r' => RelationKind::Table,
-            'p' => RelationKind::PartitionedTable,
-            'v' => RelationKind::View,
-            'm' => RelationKind::MaterializedView,
-            'f' => RelationKind::ForeignTable,
-            'S' => RelationKind::Sequence,
-            'i' | 'I' => RelationKind::Index,
-            'c' => RelationKind::CompositeType,
-            't' => RelationKind::ToastTable,
-            _ => RelationKind::Other,
-        }
+/// The kind of a `pg_class.relkind` letter.
+pub fn relation_kind(relkind: char) -> RelationKind {
+    match relkind {
+        'r' => RelationKind::Table,
+        'p' => RelationKind::PartitionedTable,
+        'v' => RelationKind::View,
+        'm' => RelationKind::MaterializedView,
+        'f' => RelationKind::ForeignTable,
+        'S' => RelationKind::Sequence,
+        'i' | 'I' => RelationKind::Index,
+        'c' => RelationKind::CompositeType,
+        't' => RelationKind::ToastTable,
+        _ => RelationKind::Other,
     }
+}
 
-    fn letter(self) -> char {
-        match self {
-            RelationKind::Table => 'r',
-            RelationKind::PartitionedTable => 'p',
-            RelationKind::View => 'v',
-            RelationKind::MaterializedView => 'm',
-            RelationKind::ForeignTable => 'f',
-            RelationKind::Sequence => 'S',
-            RelationKind::Index => 'i',
-            RelationKind::CompositeType => 'c',
-            RelationKind::ToastTable => 't',
-            RelationKind::Other => '?',
-        }
-    }
-
-    fn has_system_columns(self) -> bool {
-        matches!(
-            self,
-            RelationKind::Table
-                | RelationKind::PartitionedTable
-                | RelationKind::MaterializedView
-                | RelationKind::ForeignTable
-                | RelationKind::Sequence
-                | RelationKind::ToastTable
-        )
+/// The `pg_class.relkind` letter of a kind (`?` for [`RelationKind::Other`]).
+fn relkind_letter(kind: RelationKind) -> char {
+    match kind {
+        RelationKind::Table => 'r',
+        RelationKind::PartitionedTable => 'p',
+        RelationKind::View => 'v',
+        RelationKind::MaterializedView => 'm',
+        RelationKind::ForeignTable => 'f',
+        RelationKind::Sequence => 'S',
+        RelationKind::Index => 'i',
+        RelationKind::CompositeType => 'c',
+        RelationKind::ToastTable => 't',
+        RelationKind::Other => '?',
     }
 }
 
@@ -355,7 +214,7 @@ impl RelationKind {
 /// [`CatalogRow::with_constraint`]): every relation the session can name (or those `only`
 /// lists), one row per column
 /// (and one row with NULL column for relations without any), then one row per [`Constraint`]
-/// (NULL column; the constraint as JSON, see [`Constraint::from_catalog_json`]), in the column
+/// (NULL column; the constraint as JSON, see [`constraint_from_catalog_json`]), in the column
 /// order [`CatalogRow`] takes them. Run it, and `SELECT current_schemas(true)` for the search
 /// path, on the session's own connection after login and again after any DDL, `SET
 /// search_path`/`RESET`/`DISCARD ALL`, or a rollback that may undo one (the gateway then lists
@@ -485,7 +344,7 @@ impl CatalogRow {
             oid,
             schema: schema.into(),
             name: name.into(),
-            kind: RelationKind::from_relkind(relkind),
+            kind: relation_kind(relkind),
             column,
             constraint: None,
         }
@@ -524,43 +383,41 @@ struct ConstraintJson {
 #[error("unreadable constraint in the catalog: {0}")]
 pub struct ConstraintError(String);
 
-impl Constraint {
-    /// Reads the constraint column of a [`catalog_query`] row.
-    pub fn from_catalog_json(text: &str) -> Result<Constraint, ConstraintError> {
-        let c: ConstraintJson =
-            serde_json::from_str(text).map_err(|e| ConstraintError(e.to_string()))?;
-        let other = || {
-            c.other
-                .clone()
-                .map(|(schema, name)| QualifiedName::new(Some(&schema), &name))
-                .ok_or_else(|| ConstraintError(format!("{} has no other relation", c.name)))
-        };
-        let kind = match c.kind.as_str() {
-            "unique" => ConstraintKind::Unique,
-            "unique_index" => ConstraintKind::UniqueIndex,
-            "exclusion" => ConstraintKind::Exclusion,
-            "check" => ConstraintKind::Check {
-                validated: c.validated,
-            },
-            "foreign_key" => ConstraintKind::ForeignKey {
-                references: other()?,
-                references_columns: c.other_columns.clone(),
-            },
-            "referenced_by" => ConstraintKind::ReferencedBy {
-                referencing: other()?,
-                referencing_columns: c.other_columns.clone(),
-            },
-            other => return Err(ConstraintError(format!("unknown kind {other:?}"))),
-        };
-        Ok(Constraint {
-            kind,
-            name: c.name,
-            owner: c
-                .owner
-                .map(|(schema, name)| QualifiedName::new(Some(&schema), &name)),
-            columns: c.columns,
-        })
-    }
+/// Reads the constraint column of a [`catalog_query`] row.
+pub fn constraint_from_catalog_json(text: &str) -> Result<Constraint, ConstraintError> {
+    let c: ConstraintJson =
+        serde_json::from_str(text).map_err(|e| ConstraintError(e.to_string()))?;
+    let other = || {
+        c.other
+            .clone()
+            .map(|(schema, name)| QualifiedName::new(Some(&schema), &name))
+            .ok_or_else(|| ConstraintError(format!("{} has no other relation", c.name)))
+    };
+    let kind = match c.kind.as_str() {
+        "unique" => ConstraintKind::Unique,
+        "unique_index" => ConstraintKind::UniqueIndex,
+        "exclusion" => ConstraintKind::Exclusion,
+        "check" => ConstraintKind::Check {
+            validated: c.validated,
+        },
+        "foreign_key" => ConstraintKind::ForeignKey {
+            references: other()?,
+            references_columns: c.other_columns.clone(),
+        },
+        "referenced_by" => ConstraintKind::ReferencedBy {
+            referencing: other()?,
+            referencing_columns: c.other_columns.clone(),
+        },
+        other => return Err(ConstraintError(format!("unknown kind {other:?}"))),
+    };
+    Ok(Constraint {
+        kind,
+        name: c.name,
+        owner: c
+            .owner
+            .map(|(schema, name)| QualifiedName::new(Some(&schema), &name)),
+        columns: c.columns,
+    })
 }
 
 /// An in-memory [`Catalog`]: relations by (schema, name), and a search path.
@@ -682,7 +539,7 @@ fn digest(r: &RelationInfo) -> [u8; 32] {
     h.update(r.oid.to_le_bytes());
     hash_field(&mut h, r.schema.as_bytes());
     hash_field(&mut h, r.name.as_bytes());
-    h.update([r.kind.letter() as u8]);
+    h.update([relkind_letter(r.kind) as u8]);
     h.update((r.columns.len() as u64).to_le_bytes());
     for c in &r.columns {
         hash_field(&mut h, c.name.as_bytes());
@@ -915,7 +772,7 @@ mod tests {
     /// gateway's tests, which read them from a real server).
     #[test]
     fn constraint_rows() {
-        let unique = Constraint::from_catalog_json(
+        let unique = constraint_from_catalog_json(
             r#"{"kind" : "unique_index", "name" : "p_ssn", "validated" : true, "owner" : null, "columns" : ["ssn"], "other" : null, "other_columns" : []}"#,
         )
         .unwrap();
@@ -924,7 +781,7 @@ mod tests {
             (unique.name.as_str(), unique.owner.as_ref()),
             ("p_ssn", None)
         );
-        let fk = Constraint::from_catalog_json(
+        let fk = constraint_from_catalog_json(
             r#"{"kind" : "foreign_key", "name" : "e_fk", "validated" : true, "owner" : ["public", "e_1"], "columns" : ["patient_mrn"], "other" : ["public", "p"], "other_columns" : ["mrn"]}"#,
         )
         .unwrap();
@@ -936,7 +793,7 @@ mod tests {
             }
         );
         assert_eq!(fk.owner, Some(QualifiedName::new(Some("public"), "e_1")));
-        let check = Constraint::from_catalog_json(
+        let check = constraint_from_catalog_json(
             r#"{"kind" : "check", "name" : "nv", "validated" : false, "owner" : null, "columns" : ["phone"], "other" : null, "other_columns" : []}"#,
         )
         .unwrap();
@@ -947,7 +804,7 @@ mod tests {
             r#"{"kind" : "nope", "name" : "x", "validated" : true, "owner" : null, "columns" : [], "other" : null, "other_columns" : []}"#,
             r#"{"kind" : "referenced_by", "name" : "x", "validated" : true, "owner" : null, "columns" : [], "other" : null, "other_columns" : []}"#,
         ] {
-            assert!(Constraint::from_catalog_json(bad).is_err(), "{bad}");
+            assert!(constraint_from_catalog_json(bad).is_err(), "{bad}");
         }
         // A relation's constraints are part of the catalog's version; views' are unknown.
         let rows = |with: bool| {
@@ -992,7 +849,7 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["a", "b"]
         );
-        assert!(t.has_column("ctid") && !t.has_column("zz"));
+        assert!(has_column(&t, "ctid") && !has_column(&t, "zz"));
         assert_eq!(c.relation(Some("app"), "t").unwrap().oid, 3);
         // pg_catalog is searched first unless the path places it.
         assert_eq!(c.relation(None, "pg_class").unwrap().oid, 4);

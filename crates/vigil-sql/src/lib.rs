@@ -1,6 +1,7 @@
 //! # vigil-sql
 //!
-//! What Vigil knows of a PostgreSQL statement's text, computed without running it:
+//! PostgreSQL's grammar for Vigil: what Vigil knows of a PostgreSQL statement's text, computed
+//! without running it, in the terms of `vigil-access`'s dialect-neutral model:
 //!
 //! - [`normalize()`]: the text with every literal replaced by a placeholder (`$1`, `$2`…), comments
 //!   dropped and whitespace collapsed — the form the audit trail stores, so that no value (PHI)
@@ -15,9 +16,17 @@
 //! - [`Analyzer::access`]: for each statement, an [`access`] analysis against a [`Catalog`]
 //!   supplied by the gateway: every relation and column read or written (through CTEs,
 //!   subqueries, joins, `*` and whole-row references), every function called, the constructs a
-//!   least-privilege policy must allow by name ([`Hazard`]s: DO, COPY PROGRAM, SET ROLE,
-//!   `pg_read_file`…), and what could not be resolved ([`Unresolved`]: refuse). Cached like
-//!   the shape, under the catalog's version.
+//!   least-privilege policy must allow by name ([`Hazard`]s, each a neutral [`HazardKind`] with
+//!   PostgreSQL's construct as detail: `do_block`, `copy_program`, `set_role`, a `function`
+//!   such as `pg_read_file`…), and what could not be resolved ([`Unresolved`]: refuse). Cached
+//!   like the shape, under the catalog's version.
+//! - [`catalog`]: PostgreSQL's catalog query and [`StaticCatalog`], which resolves names as
+//!   PostgreSQL does.
+//!
+//! The model itself ([`Access`], [`StatementAccess`], [`ColumnSet`], [`CommandClass`],
+//! [`Hazard`], the [`Catalog`] trait…) is `vigil-access`'s, re-exported here at the paths it
+//! had before it moved: policy and approvals depend on `vigil-access` alone, never on this
+//! crate or libpg_query. A second dialect (MySQL) produces the same model from its own grammar.
 //!
 //! This crate does no I/O and keeps no state but its caches. It never logs, and nothing it
 //! returns holds a literal of the text: parse errors from PostgreSQL, which quote the text near
@@ -90,9 +99,10 @@ mod normalize;
 mod redact;
 mod tree;
 
+// The neutral model, at the paths it had when it lived here (vigil-pg and the binary use them).
 pub use access::{
-    Access, ColumnSet, CommandClass, Comparison, FunctionRisk, Hazard, OutputOrigin, QualifiedName,
-    RelationAccess, SessionName, StatementAccess, Unresolved,
+    Access, ColumnSet, CommandClass, Comparison, Construct, FunctionRisk, Hazard, HazardKind,
+    OutputOrigin, QualifiedName, RelationAccess, SessionName, StatementAccess, Unresolved,
 };
 pub use analyze::{Analyzer, CacheStats};
 pub use catalog::{

@@ -7,11 +7,12 @@
 //! serves every text of the same shape: that is why any `ANALYZE` option, whatever its value,
 //! makes an EXPLAIN count as running its statement.
 
-use crate::access::CommandClass;
 use pg_query::protobuf::{self, ObjectType};
 use pg_query::NodeEnum;
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
+pub(crate) use vigil_access::name::push_name_part;
+use vigil_access::CommandClass;
 
 const READ: CommandClass = CommandClass::Read;
 const WRITE: CommandClass = CommandClass::Write;
@@ -362,25 +363,6 @@ fn names_relation(t: ObjectType) -> bool {
             | O::ObjectSequence
             | O::ObjectIndex
     )
-}
-
-/// Renders a name part as PostgreSQL would need it written to mean the same thing: as is when
-/// it is a plain lower-case identifier, double-quoted otherwise (so `"a.b"` differs from `a.b`).
-pub(crate) fn push_name_part(out: &mut String, part: &str) {
-    let plain = part
-        .bytes()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == b'_' || c >= 0x80)
-        && part.bytes().all(|c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'$' || c >= 0x80
-        });
-    if plain {
-        out.push_str(part);
-    } else {
-        out.push('"');
-        out.push_str(&part.replace('"', "\"\""));
-        out.push('"');
-    }
 }
 
 fn qualified<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 use vigil_sql::{
-    Access, Analyzer, Catalog, ColumnInfo, ColumnSet, Constraint, Hazard, LexOptions,
+    Access, Analyzer, Catalog, ColumnInfo, ColumnSet, Constraint, Hazard, HazardKind, LexOptions,
     RelationAccess, RelationInfo, RelationKind, StatementAccess, StaticCatalog,
 };
 
@@ -144,34 +144,33 @@ fn relation_spec(r: &RelationAccess) -> String {
     s
 }
 
-/// A hazard in the file's notation.
+/// A hazard in the file's notation: PostgreSQL's construct name, then the kind's details.
 fn hazard_spec(h: &Hazard) -> String {
     let opt = |l: &Option<String>| l.clone().unwrap_or_else(|| "?".to_owned());
-    match h {
-        Hazard::DoBlock { language } => format!("do_block({})", opt(language)),
-        Hazard::CreateFunction { name, language } => {
-            format!("create_function({name}:{})", opt(language))
-        }
-        Hazard::Call { procedure } => format!("call({procedure})"),
-        Hazard::CopyProgram => "copy_program".into(),
-        Hazard::CopyFile => "copy_file".into(),
-        Hazard::SetRole => "set_role".into(),
-        Hazard::SetSessionAuthorization => "set_session_authorization".into(),
-        Hazard::SetSearchPath => "set_search_path".into(),
-        Hazard::SetProtectedSetting { name } => format!("set_protected_setting({name})"),
-        Hazard::ExplainAnalyze => "explain_analyze".into(),
-        Hazard::Prepare { name } => format!("prepare({name})"),
-        Hazard::Execute { name } => format!("execute({name})"),
-        Hazard::Listen { channel } => format!("listen({channel})"),
-        Hazard::Notify { channel } => format!("notify({channel})"),
-        Hazard::AlterSystem => "alter_system".into(),
-        Hazard::Load => "load".into(),
-        Hazard::CreateExtension { name } => format!("create_extension({name})"),
-        Hazard::Function { name, risk } => {
+    let construct = h.construct.as_str();
+    let detail = match &h.kind {
+        HazardKind::RunsInlineCode { language } => opt(language),
+        HazardKind::DefinesCode { name, language } => format!("{name}:{}", opt(language)),
+        HazardKind::CallsProcedure { procedure } => procedure.to_string(),
+        HazardKind::ChangesProtectedSetting { name }
+        | HazardKind::DefinesPrepared { name }
+        | HazardKind::RunsPrepared { name }
+        | HazardKind::InstallsExtension { name } => name.clone(),
+        HazardKind::Subscribes { channel } | HazardKind::Publishes { channel } => channel.clone(),
+        HazardKind::CallsRiskyFunction { name, risk } => {
             let risk = serde_json::to_value(risk).unwrap();
-            format!("function({name}:{})", risk.as_str().unwrap())
+            format!("{name}:{}", risk.as_str().unwrap())
         }
-    }
+        HazardKind::RunsServerProgram
+        | HazardKind::AccessesServerFile
+        | HazardKind::AssumesRole
+        | HazardKind::ChangesSessionUser
+        | HazardKind::RedirectsNames
+        | HazardKind::RunsExplainedStatement
+        | HazardKind::ChangesServerConfiguration
+        | HazardKind::LoadsLibrary => return construct.to_owned(),
+    };
+    format!("{construct}({detail})")
 }
 
 struct Seen {
@@ -517,7 +516,7 @@ fn literal_values_do_not_matter() {
     );
     assert!(matches!(
         &shown.statements[0].hazards[..],
-        [Hazard::CreateFunction { language: Some(l), .. }] if l == "plpgsql"
+        [Hazard { kind: HazardKind::DefinesCode { language: Some(l), .. }, .. }] if l == "plpgsql"
     ));
 }
 

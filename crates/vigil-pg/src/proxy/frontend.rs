@@ -35,7 +35,7 @@ use vigil_core::event::{
 };
 use vigil_core::EventDraft;
 use vigil_policy::{Decision, Denial, Grant};
-use vigil_sql::{Access, CommandClass, Hazard};
+use vigil_sql::{Access, CommandClass, HazardKind};
 
 /// The portal name of stand-in Executes. Clients may not use it (a Bind naming it is refused),
 /// so the server always answers "portal does not exist".
@@ -947,7 +947,10 @@ impl Frontend<'_> {
     /// (What it does to the session's names is applied with its record: [`Self::apply`].)
     fn allowed(&mut self, checked: &Access) {
         for s in &checked.statements {
-            if s.hazards.contains(&Hazard::SetSearchPath) {
+            if s.hazards
+                .iter()
+                .any(|h| h.kind == HazardKind::RedirectsNames)
+            {
                 self.catalog_stale = true;
             }
             let command = s.command.as_str();

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use vigil_core::event::{ExecutedText, NamedKind, StatementShape};
 use vigil_policy::Denial;
-use vigil_sql::{Access, CommandClass, Hazard, RelationAccess, SessionName, StatementAccess};
+use vigil_sql::{Access, CommandClass, HazardKind, RelationAccess, SessionName, StatementAccess};
 
 /// A text with the names it uses looked up.
 pub(super) struct Named {
@@ -235,7 +235,8 @@ fn unknown(namespace: Namespace, name: &str) -> Denial {
 fn own_access(statement: &StatementAccess, shape: &Arc<StatementShape>) -> Arc<Access> {
     let mut own = statement.clone();
     own.names.clear();
-    own.hazards.retain(|h| !matches!(h, Hazard::Prepare { .. }));
+    own.hazards
+        .retain(|h| !matches!(h.kind, HazardKind::DefinesPrepared { .. }));
     Arc::new(Access {
         shape: shape.clone(),
         statements: vec![own],
@@ -292,7 +293,8 @@ fn merge(wrapper: &StatementAccess, inner: &Access) -> StatementAccess {
     let explain = wrapper.command == "EXPLAIN";
     let mut out = wrapper.clone();
     out.names.clear();
-    out.hazards.retain(|h| !matches!(h, Hazard::Execute { .. }));
+    out.hazards
+        .retain(|h| !matches!(h.kind, HazardKind::RunsPrepared { .. }));
     for s in &inner.statements {
         if runs {
             // It runs as what it is.
@@ -622,7 +624,7 @@ pub fn fuzz_resolve(sql: &str) {
                     !checked
                         .hazards
                         .iter()
-                        .any(|h| matches!(h, Hazard::Execute { .. })),
+                        .any(|h| matches!(h.kind, HazardKind::RunsPrepared { .. })),
                     "an EXECUTE left undecided"
                 );
             }

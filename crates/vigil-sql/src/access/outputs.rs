@@ -38,38 +38,7 @@
 use crate::catalog::Catalog;
 use pg_query::protobuf::{self as pb, Node};
 use pg_query::NodeEnum as N;
-use serde::Serialize;
-
-/// Where the values of one column of a statement's result may come from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutputOrigin {
-    /// Possibly stored data: masked and scanned as any value.
-    MayBeStored,
-    /// Only the statement's constants, its bind parameters and reviewed functions, operators
-    /// and casts that read no stored data: nothing to mask.
-    NoStoredData,
-}
-
-/// What kind of object a name in an expression resolves to, for [`Catalog::shadows_builtin`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum BuiltinKind {
-    Function,
-    Operator,
-    Type,
-}
-
-impl BuiltinKind {
-    /// The kind of a [`shadowing_query`] row's first column (`f`, `o`, `t`).
-    pub fn from_letter(letter: &str) -> Option<BuiltinKind> {
-        match letter {
-            "f" => Some(BuiltinKind::Function),
-            "o" => Some(BuiltinKind::Operator),
-            "t" => Some(BuiltinKind::Type),
-            _ => None,
-        }
-    }
-}
+pub use vigil_access::{BuiltinKind, OutputOrigin};
 
 /// Deeper expressions are `MayBeStored` (and the walk stays shallow).
 pub const MAX_DEPTH: usize = 64;

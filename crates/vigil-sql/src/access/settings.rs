@@ -1,30 +1,9 @@
-//! Run-time settings a statement changes (`SET`, `SET LOCAL`, `RESET`), and the settings that
-//! do more than tune the session: they switch off what protects the data or the record.
+//! Run-time settings a statement changes (`SET`, `SET LOCAL`, `RESET`), read as PostgreSQL
+//! reads them (names, values, durations), and the settings that do more than tune the session:
+//! they switch off what protects the data or the record.
 
 use pg_query::protobuf::{self as pb, node::Node as N, Node, VariableSetKind as V};
-use serde::Serialize;
-
-/// One change of a run-time setting, as PostgreSQL would apply it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct SettingChange {
-    /// The setting's name, lowercased as PostgreSQL compares it; `None` for `RESET ALL`.
-    pub name: Option<String>,
-    pub value: SettingValue,
-    /// `SET LOCAL`: until the end of the transaction.
-    pub local: bool,
-}
-
-/// The value a change gives a setting.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SettingValue {
-    /// `RESET`, `SET … TO DEFAULT`: back to the session's value at login.
-    Default,
-    /// The values as written (strings unquoted, numbers as written).
-    Given(Vec<String>),
-    /// `SET … FROM CURRENT` (function definitions), or a value the analysis cannot read.
-    Unreadable,
-}
+pub use vigil_access::settings::{SettingChange, SettingValue};
 
 /// The change a `VariableSetStmt` makes.
 pub(crate) fn change_of(v: &pb::VariableSetStmt) -> SettingChange {
@@ -43,10 +22,18 @@ pub(crate) fn change_of(v: &pb::VariableSetStmt) -> SettingChange {
         V::VarSetMulti => SettingValue::Unreadable,
         V::VarSetCurrent | V::Undefined => SettingValue::Unreadable,
     };
+    let duration_ms = match &value {
+        // Saturating: a value past i64's range is past any bound too.
+        SettingValue::Given(values) if values.len() == 1 => {
+            duration_ms(&values[0]).map(|ms| ms as i64)
+        }
+        _ => None,
+    };
     SettingChange {
         name,
         value,
         local: v.is_local,
+        duration_ms,
     }
 }
 
@@ -67,7 +54,8 @@ fn constant(n: &Node) -> Option<String> {
 /// (`session_replication_role = replica`), row-level security, the server's own logging and
 /// statistics, checks of system tables and pages, libraries loaded into the backend. Whoever
 /// may set them can undo controls that Vigil's policy does not see, so they need an allowance
-/// by name (see [`Hazard::SetProtectedSetting`](crate::Hazard::SetProtectedSetting)).
+/// by name (hazard `set_protected_setting`,
+/// [`HazardKind::ChangesProtectedSetting`](crate::HazardKind::ChangesProtectedSetting)).
 pub fn protected_setting(name: &str) -> bool {
     const EXACT: &[&str] = &[
         "session_replication_role",

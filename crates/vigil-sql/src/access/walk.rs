@@ -1,10 +1,14 @@
 //! The walk over PostgreSQL's parse tree that fills a [`StatementAccess`]: query levels and
 //! their namespaces, column resolution, CTE scopes, and the statement kinds (see the rules in
 //! [`crate::access`]).
+//!
+//! Long on purpose: one `Walker` over pg_query's node kinds, whose query-level state
+//! (namespaces, CTE scopes, outputs) every statement kind shares; split by kind, each part
+//! would reach into the others' state.
 
 use super::{
-    function_risk, ColumnSet, CommandClass, Comparison, Hazard, QualifiedName, RelationAccess,
-    StatementAccess, Unresolved,
+    function_risk, relation_risk, ColumnSet, CommandClass, Comparison, Hazard, HazardKind,
+    QualifiedName, RelationAccess, StatementAccess, Unresolved,
 };
 use crate::catalog::{Catalog, ConstraintKind, RelationInfo};
 use crate::lex::{LexOptions, Lexer, Tok};
@@ -133,6 +137,11 @@ impl Rel {
                 }
             }
         }
+        // Unqualified (not resolved): as a policy reads it, in `public`.
+        let exposure = relation_risk(
+            self.name.schema.as_deref().unwrap_or("public"),
+            &self.name.name,
+        );
         RelationAccess {
             relation: self.name,
             oid: self.info.as_ref().map(|i| i.oid),
@@ -143,6 +152,7 @@ impl Rel {
             read_columns: self.reads.finish(),
             write_columns: self.writes.finish(),
             derived_columns: self.derived.finish(),
+            exposure,
         }
     }
 }
@@ -437,13 +447,13 @@ impl<'a> Walker<'a> {
         self.unresolved.insert(Unresolved::Construct(kind));
     }
 
-    fn hazard(&mut self, h: Hazard) {
-        self.hazards.insert(h);
+    fn hazard(&mut self, kind: HazardKind) {
+        self.hazards.insert(super::hazards::postgres(kind));
     }
 
     fn function(&mut self, name: QualifiedName) {
         if let Some(risk) = function_risk(&name.name) {
-            self.hazard(Hazard::Function {
+            self.hazard(HazardKind::CallsRiskyFunction {
                 name: name.clone(),
                 risk,
             });
@@ -533,7 +543,7 @@ impl<'a> Walker<'a> {
 
     fn check_column(&mut self, r: usize, col: &str) {
         if let Some(info) = &self.rels[r].info {
-            if !info.has_column(col) {
+            if !crate::catalog::has_column(info, col) {
                 let shown = display_parts(&[&info.name, col]);
                 self.unresolved.insert(Unresolved::Column(shown));
             }
@@ -623,7 +633,7 @@ impl<'a> Walker<'a> {
             N::CopyStmt(c) => self.copy(c),
             N::ExplainStmt(x) => {
                 if tree::has_analyze(&x.options) {
-                    self.hazard(Hazard::ExplainAnalyze);
+                    self.hazard(HazardKind::RunsExplainedStatement);
                 } else {
                     self.plan_only = true;
                 }
@@ -631,14 +641,14 @@ impl<'a> Walker<'a> {
                 self.statement_node(&x.query);
             }
             N::PrepareStmt(p) => {
-                self.hazard(Hazard::Prepare {
+                self.hazard(HazardKind::DefinesPrepared {
                     name: p.name.clone(),
                 });
                 self.attributable = attributable;
                 self.statement_node(&p.query);
             }
             N::ExecuteStmt(x) => {
-                self.hazard(Hazard::Execute {
+                self.hazard(HazardKind::RunsPrepared {
                     name: x.name.clone(),
                 });
                 self.push_level();
@@ -667,12 +677,12 @@ impl<'a> Walker<'a> {
             N::CreateFunctionStmt(f) => self.create_function(f),
             N::DoStmt(d) => {
                 let language = self.language(&d.args).unwrap_or(Some("plpgsql".to_owned()));
-                self.hazard(Hazard::DoBlock { language });
+                self.hazard(HazardKind::RunsInlineCode { language });
             }
             N::CallStmt(c) => {
                 if let Some(f) = &c.funccall {
                     let name = func_name(&f.funcname);
-                    self.hazard(Hazard::Call {
+                    self.hazard(HazardKind::CallsProcedure {
                         procedure: name.clone(),
                     });
                     self.push_level();
@@ -689,18 +699,18 @@ impl<'a> Walker<'a> {
                 }
                 self.settings.push(change);
             }
-            N::AlterSystemStmt(_) => self.hazard(Hazard::AlterSystem),
-            N::LoadStmt(_) => self.hazard(Hazard::Load),
+            N::AlterSystemStmt(_) => self.hazard(HazardKind::ChangesServerConfiguration),
+            N::LoadStmt(_) => self.hazard(HazardKind::LoadsLibrary),
             N::CreateExtensionStmt(x) => {
-                self.hazard(Hazard::CreateExtension {
+                self.hazard(HazardKind::InstallsExtension {
                     name: x.extname.clone(),
                 });
                 self.utility(e);
             }
-            N::ListenStmt(l) => self.hazard(Hazard::Listen {
+            N::ListenStmt(l) => self.hazard(HazardKind::Subscribes {
                 channel: l.conditionname.clone(),
             }),
-            N::NotifyStmt(n) => self.hazard(Hazard::Notify {
+            N::NotifyStmt(n) => self.hazard(HazardKind::Publishes {
                 channel: n.conditionname.clone(),
             }),
             N::TruncateStmt(t) => {
@@ -820,7 +830,7 @@ impl<'a> Walker<'a> {
         for v in stored {
             let name = v.name.to_ascii_lowercase();
             if super::settings::protected_setting(&name) {
-                self.hazard(Hazard::SetProtectedSetting { name });
+                self.hazard(HazardKind::ChangesProtectedSetting { name });
             }
         }
     }
@@ -832,7 +842,7 @@ impl<'a> Walker<'a> {
             // Without LANGUAGE, only a SQL-standard body is accepted.
             None => Some("sql".to_owned()),
         };
-        self.hazard(Hazard::CreateFunction {
+        self.hazard(HazardKind::DefinesCode {
             name: name.clone(),
             language,
         });
@@ -1975,9 +1985,9 @@ impl<'a> Walker<'a> {
 
     fn copy(&mut self, c: &pb::CopyStmt) {
         if c.is_program {
-            self.hazard(Hazard::CopyProgram);
+            self.hazard(HazardKind::RunsServerProgram);
         } else if !c.filename.is_empty() {
-            self.hazard(Hazard::CopyFile);
+            self.hazard(HazardKind::AccessesServerFile);
         }
         if let Some(rv) = &c.relation {
             let r = self.relation(rv);
@@ -2639,13 +2649,13 @@ fn set_options(options: &[Node]) -> Vec<&pb::VariableSetStmt> {
 }
 
 /// The hazard of `SET`/`RESET` of a setting (its name lowercased).
-fn setting_hazard(name: &str) -> Option<Hazard> {
+fn setting_hazard(name: &str) -> Option<HazardKind> {
     match name {
-        "role" => Some(Hazard::SetRole),
-        "session_authorization" => Some(Hazard::SetSessionAuthorization),
-        "search_path" => Some(Hazard::SetSearchPath),
+        "role" => Some(HazardKind::AssumesRole),
+        "session_authorization" => Some(HazardKind::ChangesSessionUser),
+        "search_path" => Some(HazardKind::RedirectsNames),
         n if super::settings::protected_setting(n) => {
-            Some(Hazard::SetProtectedSetting { name: n.to_owned() })
+            Some(HazardKind::ChangesProtectedSetting { name: n.to_owned() })
         }
         _ => None,
     }

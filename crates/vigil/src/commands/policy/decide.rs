@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use vigil_core::Timestamp;
 use vigil_policy::{Decision, Grant};
-use vigil_sql::{Access, Hazard, StatementAccess};
+use vigil_sql::{Access, HazardKind, StatementAccess};
 
 /// What the gateway would do with a text.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -227,8 +227,8 @@ pub(super) fn with_prepared(
     prepared: &HashMap<String, StatementAccess>,
 ) -> Arc<Access> {
     let executes = |s: &StatementAccess| {
-        s.hazards.iter().find_map(|h| match h {
-            Hazard::Execute { name } => Some(name.clone()),
+        s.hazards.iter().find_map(|h| match &h.kind {
+            HazardKind::RunsPrepared { name } => Some(name.clone()),
             _ => None,
         })
     };

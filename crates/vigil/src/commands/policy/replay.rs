@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use vigil_core::Timestamp;
-use vigil_sql::{Access, Analyzer, Catalog, Hazard, LexOptions, StatementAccess};
+use vigil_sql::{Access, Analyzer, Catalog, HazardKind, LexOptions, StatementAccess};
 
 /// The recorded text made parseable again: `$n` placeholders (where literals were) become a
 /// literal. Strings fit almost everywhere a literal was (`DATE $1`, `COPY … TO $1`, `DO $1`);
@@ -233,11 +233,11 @@ pub(super) fn run(
             forget_deallocated(&access, session_prepared);
             for s in &access.statements {
                 for h in &s.hazards {
-                    if let Hazard::Prepare { name } = h {
+                    if let HazardKind::DefinesPrepared { name } = &h.kind {
                         let mut inner = s.clone();
                         inner
                             .hazards
-                            .retain(|h| !matches!(h, Hazard::Prepare { .. }));
+                            .retain(|h| !matches!(h.kind, HazardKind::DefinesPrepared { .. }));
                         session_prepared.insert(name.clone(), inner);
                     }
                 }

@@ -6,7 +6,7 @@ use crate::config::Config;
 use anyhow::{bail, Result};
 use std::path::Path;
 use vigil_core::Timestamp;
-use vigil_sql::{Analyzer, Hazard, LexOptions, StatementAccess};
+use vigil_sql::{Analyzer, Hazard, HazardKind, LexOptions, StatementAccess};
 
 pub(super) fn run(
     config_path: &Path,
@@ -218,36 +218,36 @@ fn print_statement(n: usize, s: &StatementAccess) {
     }
 }
 
-/// A construct as an operator reads it.
+/// A construct as an operator reads it (PostgreSQL's: the only dialect `policy test` reads).
 fn describe_hazard(h: &Hazard) -> String {
     let named = |what: &str, name: &dyn std::fmt::Display| format!("{what} {name}");
-    match h {
-        Hazard::DoBlock { language } => format!(
+    match &h.kind {
+        HazardKind::RunsInlineCode { language } => format!(
             "DO block ({})",
             language.as_deref().unwrap_or("language given as a string")
         ),
-        Hazard::CreateFunction { name, language } => format!(
+        HazardKind::DefinesCode { name, language } => format!(
             "CREATE FUNCTION {name} ({})",
             language.as_deref().unwrap_or("language given as a string")
         ),
-        Hazard::Call { procedure } => named("CALL", procedure),
-        Hazard::CopyProgram => "COPY … PROGRAM (a shell command on the server)".into(),
-        Hazard::CopyFile => "COPY … 'file' (a file on the server)".into(),
-        Hazard::SetRole => "SET ROLE".into(),
-        Hazard::SetSessionAuthorization => "SET SESSION AUTHORIZATION".into(),
-        Hazard::SetSearchPath => "SET search_path".into(),
-        Hazard::SetProtectedSetting { name } => {
+        HazardKind::CallsProcedure { procedure } => named("CALL", procedure),
+        HazardKind::RunsServerProgram => "COPY … PROGRAM (a shell command on the server)".into(),
+        HazardKind::AccessesServerFile => "COPY … 'file' (a file on the server)".into(),
+        HazardKind::AssumesRole => "SET ROLE".into(),
+        HazardKind::ChangesSessionUser => "SET SESSION AUTHORIZATION".into(),
+        HazardKind::RedirectsNames => "SET search_path".into(),
+        HazardKind::ChangesProtectedSetting { name } => {
             format!("SET {name} (a setting that switches off a protection)")
         }
-        Hazard::ExplainAnalyze => "EXPLAIN ANALYZE (runs the statement)".into(),
-        Hazard::Prepare { name } => named("PREPARE", name),
-        Hazard::Execute { name } => named("EXECUTE", name),
-        Hazard::Listen { channel } => named("LISTEN", channel),
-        Hazard::Notify { channel } => named("NOTIFY", channel),
-        Hazard::AlterSystem => "ALTER SYSTEM".into(),
-        Hazard::Load => "LOAD".into(),
-        Hazard::CreateExtension { name } => named("CREATE EXTENSION", name),
-        Hazard::Function { name, risk } => format!(
+        HazardKind::RunsExplainedStatement => "EXPLAIN ANALYZE (runs the statement)".into(),
+        HazardKind::DefinesPrepared { name } => named("PREPARE", name),
+        HazardKind::RunsPrepared { name } => named("EXECUTE", name),
+        HazardKind::Subscribes { channel } => named("LISTEN", channel),
+        HazardKind::Publishes { channel } => named("NOTIFY", channel),
+        HazardKind::ChangesServerConfiguration => "ALTER SYSTEM".into(),
+        HazardKind::LoadsLibrary => "LOAD".into(),
+        HazardKind::InstallsExtension { name } => named("CREATE EXTENSION", name),
+        HazardKind::CallsRiskyFunction { name, risk } => format!(
             "function {name} ({})",
             serde_json::to_value(risk)
                 .ok()

@@ -242,6 +242,20 @@ proptest! {
         if access.statements.iter().any(|s| !s.unresolved.is_empty()) {
             prop_assert!(decision.is_err(), "unresolved but allowed: {sql}");
         }
+        // What the policy reads from the analysis is PostgreSQL's lists, as it once looked
+        // them up itself: every function's risk, every relation's exposure.
+        for s in &access.statements {
+            for f in &s.functions {
+                prop_assert_eq!(s.function_risk(f), vigil_sql::access::function_risk(&f.name));
+            }
+            for r in &s.relations {
+                let schema = r.relation.schema.as_deref().unwrap_or("public");
+                prop_assert_eq!(
+                    r.exposure,
+                    vigil_sql::access::relation_risk(schema, &r.relation.name)
+                );
+            }
+        }
         if decision.is_ok() {
             for s in &access.statements {
                 for r in &s.relations {

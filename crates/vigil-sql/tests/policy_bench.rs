@@ -2,7 +2,7 @@
 //! of a realistic scope. Run in release:
 //!
 //! ```sh
-//! cargo test --release -p vigil-policy --test bench -- --ignored --nocapture
+//! cargo test --release -p vigil-sql --test policy_bench -- --ignored --nocapture
 //! ```
 
 use std::sync::Arc;

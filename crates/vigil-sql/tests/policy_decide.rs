@@ -1,4 +1,7 @@
 //! Scopes and decisions over real analyses of statements against an EHR-shaped catalog.
+//!
+//! vigil-policy's tests over PostgreSQL's analyses: they live with the dialect, so that
+//! vigil-policy depends on the neutral access model only (and never links libpg_query).
 
 use std::sync::Arc;
 use vigil_core::Timestamp;
