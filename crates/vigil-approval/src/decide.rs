@@ -63,6 +63,20 @@ struct Approver {
     auth: AuthMethod,
 }
 
+impl Approver {
+    /// The approver as the records name them.
+    fn principal(&self) -> Arc<Principal> {
+        Arc::new(Principal {
+            name: self.name.clone(),
+            kind: self.kind,
+            auth_method: self.auth,
+            issuer: None,
+            subject: None,
+            credential_id: None,
+        })
+    }
+}
+
 /// What a decision changes besides the request.
 #[derive(Default)]
 struct Effects {
@@ -173,6 +187,7 @@ impl Approvals {
         self.record_decision(&approver, &request, action, rationale, &effects)
             .await?;
         // Recorded: now it takes effect.
+        let gave = effects.grant.is_some() || effects.statement_approval.is_some();
         if let Some(grant) = effects.grant {
             self.blocking(move |s| s.insert_grant(&grant)).await?;
         }
@@ -182,13 +197,17 @@ impl Approvals {
                 .await?;
         }
         if action == Action::Revoke {
-            self.void(&request, &approver.name, rationale, now).await?;
+            self.void(&request, &approver.name, rationale, "(revoked)", now)
+                .await?;
         }
         let saved = request.clone();
         if !self
             .blocking(move |s| s.update_access_request(&saved, version))
             .await?
         {
+            if gave {
+                self.withdraw(&approver, &request, now).await?;
+            }
             return Err(ApprovalError::ChangedWhileDeciding);
         }
         tracing::info!(request = %request.id, action = action.as_str(), approver = %approver.name, status = request.status.as_str(), "access request decided");
@@ -249,14 +268,7 @@ impl Approvals {
         rationale: &str,
         effects: &Effects,
     ) -> Result<(), ApprovalError> {
-        let principal = Arc::new(Principal {
-            name: approver.name.clone(),
-            kind: approver.kind,
-            auth_method: approver.auth,
-            issuer: None,
-            subject: None,
-            credential_id: None,
-        });
+        let principal = approver.principal();
         let mut events = vec![Event::AccessDecided(AccessDecided {
             request_id: request.id.clone(),
             action: action.as_str().to_string(),
@@ -300,13 +312,43 @@ impl Approvals {
         Ok(())
     }
 
+    /// Another decider changed the request between our read and our write, so it does not
+    /// read approved: the grant or statement approval this decision kept is withdrawn (else it
+    /// would give access all the same: sessions take live grants from the store), and the
+    /// trail says so.
+    async fn withdraw(
+        &self,
+        approver: &Approver,
+        request: &AccessRequest,
+        now: Timestamp,
+    ) -> Result<(), ApprovalError> {
+        const WHY: &str = "the request changed while deciding";
+        tracing::warn!(request = %request.id, "a decision was overtaken: what it gave is withdrawn");
+        self.void(request, &approver.name, WHY, "(withdrawn)", now)
+            .await?;
+        if let Some(grant_id) = &request.grant_id {
+            let mut d = EventDraft::new(Event::GrantRevoked(GrantRevoked {
+                grant_id: grant_id.clone(),
+                revoked_by: approver.name.clone(),
+                reason: Some(WHY.to_string()),
+            }));
+            d.identity = Some(approver.principal());
+            d.connection = Some(request.connection.as_str().into());
+            // Done already: recorded in the background, kept until the trail takes it.
+            self.sink.append_detached(d);
+        }
+        Ok(())
+    }
+
     /// A revocation takes effect: an approved statement not run yet has its approval voided
-    /// (marked used); a grant is revoked in the store and its live sessions end.
+    /// (marked used by `void_session`); a grant is revoked in the store and its live sessions
+    /// end.
     async fn void(
         &self,
         request: &AccessRequest,
         by: &str,
         rationale: &str,
+        void_session: &str,
         now: Timestamp,
     ) -> Result<(), ApprovalError> {
         if let Subject::Statement {
@@ -320,7 +362,7 @@ impl Approvals {
                 statement_digest: statement_digest.clone(),
                 request_id: Some(request.id.clone()),
                 at: Timestamp::now(),
-                session: "(revoked)".into(),
+                session: void_session.into(),
             })
             .await?;
         }

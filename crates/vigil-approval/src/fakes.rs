@@ -24,6 +24,8 @@ pub(crate) struct MemoryStore {
     pub refusing_grants: AtomicBool,
     /// Every call fails while set.
     pub down: AtomicBool,
+    /// Updates lose to another decider (as if another gateway changed the request first).
+    pub overtaken: AtomicBool,
 }
 
 impl MemoryStore {
@@ -111,7 +113,7 @@ impl ApprovalStore for MemoryStore {
         let Some(stored) = requests.iter_mut().find(|v| v.request.id == request.id) else {
             return Ok(false);
         };
-        if stored.version != version {
+        if stored.version != version || self.overtaken.load(Ordering::SeqCst) {
             return Ok(false);
         }
         *stored = Versioned {

@@ -93,3 +93,46 @@ async fn a_grant_the_store_cannot_keep_leaves_the_request_pending() {
     let e = decide(&w, "carol", &id, Action::Approve).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Failed);
 }
+
+#[tokio::test]
+async fn a_decision_another_decider_overtook_gives_nothing() {
+    // Another gateway changed the request between our read and our write: our decision was
+    // recorded and its grant kept, but the request does not read approved. The grant must not
+    // stay live (the next session would hold it).
+    let w = world(&session_policy("approver_groups = [\"dba\"]"));
+    let id = request_id_of(&session_ask(&w).await.unwrap().unwrap());
+    w.store.overtaken.store(true, Ordering::SeqCst);
+    let e = decide(&w, "alice", &id, Action::Approve).await.unwrap_err();
+    assert!(matches!(e, ApprovalError::ChangedWhileDeciding), "{e}");
+    let grants = w.store.grants();
+    assert_eq!(grants.len(), 1);
+    assert!(grants[0].revoked_at.is_some(), "the grant is withdrawn");
+    assert!(w.revoked.is_revoked(&grants[0].id));
+    assert_eq!(
+        w.sink.kinds(),
+        [
+            "AccessRequested",
+            "AccessDecided",
+            "GrantIssued",
+            "GrantRevoked"
+        ],
+        "the trail says so"
+    );
+    assert_eq!(w.store.request(&id).status, RequestStatus::Pending);
+
+    // A held statement's approval likewise: it cannot be used.
+    let w = world(&review_policy(""));
+    let grant = policy_grant();
+    let Outcome::Pending(pending) = hold(&w, &grant, "s-1").await.unwrap() else {
+        panic!("held")
+    };
+    let id = request_id_of(&pending);
+    w.store.overtaken.store(true, Ordering::SeqCst);
+    let e = decide(&w, "alice", &id, Action::Approve).await.unwrap_err();
+    assert!(matches!(e, ApprovalError::ChangedWhileDeciding), "{e}");
+    w.store.overtaken.store(false, Ordering::SeqCst);
+    assert!(
+        matches!(hold(&w, &grant, "s-1").await.unwrap(), Outcome::Pending(_)),
+        "the statement is still held"
+    );
+}
