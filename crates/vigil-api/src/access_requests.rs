@@ -221,3 +221,110 @@ pub(crate) async fn decide(
         .await?;
     Ok(Json(request).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use vigil_approval::{AccessRequest, StatementApproval, StatementView, Subject};
+    use vigil_core::Timestamp;
+
+    fn held(id: &str) -> AccessRequest {
+        let at = Timestamp::from_micros(1_700_000_000_000_000);
+        AccessRequest {
+            id: id.into(),
+            identity: "etl".into(),
+            connection: "ehr".into(),
+            subject: Subject::Statement {
+                policy: "p".into(),
+                fingerprint: "f".into(),
+                text: "CREATE TABLE t (a text DEFAULT $1)".into(),
+                statement_digest: "d".into(),
+                session_id: Some("s".into()),
+            },
+            duration: Duration::ZERO,
+            reason: None,
+            client_addr: None,
+            created_at: at,
+            expires_at: at,
+            decisions: Vec::new(),
+            status: RequestStatus::Approved,
+            grant_id: None,
+        }
+    }
+
+    #[test]
+    fn refusals_answer_with_the_status_of_their_kind() {
+        let e = ApiError::from(ApprovalError::NoSuchRequest("r1".into()));
+        assert_eq!(
+            (e.0, e.1.as_str()),
+            (StatusCode::NOT_FOUND, "no access request r1")
+        );
+        for (kind, status) in [
+            (ErrorKind::Invalid, 400),
+            (ErrorKind::Forbidden, 403),
+            (ErrorKind::NotFound, 404),
+            (ErrorKind::Conflict, 409),
+            (ErrorKind::NotApplicable, 422),
+            (ErrorKind::Failed, 500),
+        ] {
+            assert_eq!(status_of(kind).as_u16(), status, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn a_held_statement_shows_what_this_caller_may_see() {
+        let request = held("r1");
+        let plain = view_json(RequestView {
+            request: request.clone(),
+            statement: None,
+        });
+        assert_eq!(plain, json!(request));
+        assert_eq!(plain["status"], "approved");
+        assert!(plain.get("literals").is_none());
+
+        let approved_at = Timestamp::from_micros(1_700_000_001_000_000);
+        let shown = view_json(RequestView {
+            request: request.clone(),
+            statement: Some(StatementView {
+                literals: Literals::Shown("CREATE TABLE t (a text DEFAULT 'x')".into()),
+                approval: Some(StatementApproval {
+                    request_id: "r1".into(),
+                    identity: "etl".into(),
+                    connection: "ehr".into(),
+                    statement_digest: "d".into(),
+                    approved_at,
+                    expires_at: approved_at,
+                    used_at: None,
+                    used_session: None,
+                }),
+            }),
+        });
+        assert_eq!(shown["literals"], "shown");
+        assert_eq!(
+            shown["subject"]["statement"]["text_with_literals"],
+            "CREATE TABLE t (a text DEFAULT 'x')"
+        );
+        assert_eq!(
+            shown["subject"]["statement"]["text"],
+            "CREATE TABLE t (a text DEFAULT $1)"
+        );
+        assert_eq!(
+            shown["statement_approval"],
+            json!({"approved_at": approved_at, "expires_at": approved_at, "used_at": null, "used_session": null})
+        );
+
+        let withheld = view_json(RequestView {
+            request,
+            statement: Some(StatementView {
+                literals: Literals::Withheld,
+                approval: None,
+            }),
+        });
+        assert_eq!(withheld["literals"], "withheld");
+        assert!(withheld["subject"]["statement"]
+            .get("text_with_literals")
+            .is_none());
+        assert!(withheld.get("statement_approval").is_none());
+    }
+}
