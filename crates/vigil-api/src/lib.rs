@@ -7,7 +7,7 @@
 //! separate duty (and captures, which hold PHI in clear, reach no one else).
 //! Store reads are blocking, so each runs on the blocking pool, never on the async workers;
 //! exports stream from a blocking task through a bounded channel (memory stays flat).
-//! Access requests are changed only through the binary's `AccessRequestService` (approvals).
+//! Access requests are changed only through vigil-approval's service (`access_requests`).
 //!
 //! | route | what |
 //! |---|---|
@@ -62,7 +62,7 @@ pub struct ApiState {
     /// answers 404.
     pub replay_dir: Option<PathBuf>,
     /// Just-in-time approval; `None`: the access-request routes answer 404.
-    pub access_requests: Option<Arc<dyn access_requests::AccessRequestService>>,
+    pub access_requests: Option<access_requests::AccessRequests>,
 }
 
 /// What a bearer token may do.

@@ -106,12 +106,36 @@ impl Authenticator {
         }
     }
 
+    /// Authenticates a bearer credential alone (the HTTP API): whose it is, the token says.
+    /// The same paths and checks as [`authenticate`](Self::authenticate), the `user` being the
+    /// identity the token resolves to. Never logs nor returns the secret.
+    pub async fn authenticate_bearer(&self, secret: &str) -> Result<Arc<Principal>, AuthRejection> {
+        if looks_like_jwt(secret) {
+            let v = self.oidc.verify(secret).await?;
+            let user = v.identity.clone();
+            self.oidc_principal(&user, v)
+        } else {
+            let record = self.service_token(secret).await?;
+            let user = record.identity.clone();
+            self.token_principal(&user, record)
+        }
+    }
+
     async fn authenticate_oidc(
         &self,
         user: &str,
         token: &str,
     ) -> Result<Arc<Principal>, AuthRejection> {
         let v = self.oidc.verify(token).await?;
+        self.oidc_principal(user, v)
+    }
+
+    /// `user`'s principal from a validated OIDC token.
+    fn oidc_principal(
+        &self,
+        user: &str,
+        v: crate::oidc::VerifiedToken,
+    ) -> Result<Arc<Principal>, AuthRejection> {
         let ctx = |r: AuthRejection| r.with_token_context(Some(&v.issuer), v.subject.as_deref());
         let identity = self.resolve(user, &v.identity).map_err(ctx)?;
         if identity.kind != v.kind {
@@ -147,17 +171,31 @@ impl Authenticator {
                 "not a well-formed Vigil service token",
             ));
         }
+        let record = self.service_token(token).await?;
+        self.token_principal(user, record)
+    }
+
+    /// The live service token `token` is, looked up by its hash.
+    async fn service_token(&self, token: &str) -> Result<vigil_store::TokenRecord, AuthRejection> {
         // Only the hash crosses into the blocking task (the store's calls block).
         let hash = tokens::hash(token);
         let service = self.tokens.clone();
-        let record = tokio::task::spawn_blocking(move || service.check_hash(&hash))
+        tokio::task::spawn_blocking(move || service.check_hash(&hash))
             .await
             .map_err(|_| {
                 AuthRejection::new(
                     AuthFailureReason::ProviderUnavailable,
                     "the service token check did not complete",
                 )
-            })??;
+            })?
+    }
+
+    /// `user`'s principal from a live service token.
+    fn token_principal(
+        &self,
+        user: &str,
+        record: vigil_store::TokenRecord,
+    ) -> Result<Arc<Principal>, AuthRejection> {
         let identity = self.resolve(user, &record.identity)?;
         Ok(Arc::new(Principal {
             name: identity.name.clone(),

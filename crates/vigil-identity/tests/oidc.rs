@@ -419,6 +419,37 @@ async fn a_machine_provider_cannot_vouch_for_a_human_identity() {
 }
 
 #[tokio::test]
+async fn a_bearer_jwt_alone_is_its_claimed_identity_with_the_same_checks() {
+    let ec = LocalKey::ec_p256("e1");
+    let idp = MockIdp::start(&[&ec]);
+    let auth = authenticator(vec![idp.config("local")], &["etl"]);
+    let token = ec.sign(&claims(&idp.issuer, "etl"));
+    let p = auth.authenticate_bearer(&token).await.unwrap();
+    assert_eq!(p, accepted(&auth, "etl", &token).await);
+    assert_eq!(p.auth_method, AuthMethod::Oidc);
+
+    let r = auth
+        .authenticate_bearer(&ec.sign(&claims(&idp.issuer, "ghost")))
+        .await
+        .unwrap_err();
+    assert_eq!(r.reason, R::UnknownIdentity);
+    // A machine provider does not vouch for a human identity, whoever asks.
+    let mut ana = IdentityConfig::machine("ana");
+    ana.kind = IdentityKind::Human;
+    let auth = Authenticator::new(
+        Arc::new(MemStore::default()),
+        vec![ana],
+        vec![idp.config("machines")],
+    )
+    .unwrap();
+    let r = auth
+        .authenticate_bearer(&ec.sign(&claims(&idp.issuer, "ana")))
+        .await
+        .unwrap_err();
+    assert_eq!(r.reason, R::IdentityMismatch);
+}
+
+#[tokio::test]
 async fn unknown_keys_trigger_one_refresh_then_are_refused() {
     let ec = LocalKey::ec_p256("e1");
     let stranger = LocalKey::ec_p256("not-published");

@@ -147,6 +147,28 @@ async fn a_token_works_only_for_its_declared_identity() {
 }
 
 #[tokio::test]
+async fn a_bearer_token_alone_says_whose_it_is_with_the_same_checks() {
+    let (_, auth) = setup(&["etl"]);
+    let (token, record) = auth.tokens().create("etl", None, None).unwrap();
+    let p = auth.authenticate_bearer(&token).await.unwrap();
+    assert_eq!(p, auth.authenticate("etl", &token).await.unwrap());
+    assert_eq!(p.credential_id.as_deref(), Some(record.id.as_str()));
+
+    let (ghost, _) = auth.tokens().create("ghost", None, None).unwrap();
+    let r = auth.authenticate_bearer(&ghost).await.unwrap_err();
+    assert_eq!(r.reason, R::UnknownIdentity);
+    auth.tokens().revoke(&record.id).unwrap();
+    let r = auth.authenticate_bearer(&token).await.unwrap_err();
+    assert_eq!(r.reason, R::TokenRevoked);
+    let (never_stored, _) = tokens::generate();
+    for secret in [never_stored.as_str(), "hunter2", ""] {
+        let r = auth.authenticate_bearer(secret).await.unwrap_err();
+        assert_eq!(r.reason, R::UnknownToken, "{secret:?}");
+        assert!(secret.is_empty() || !r.client_message().contains(secret));
+    }
+}
+
+#[tokio::test]
 async fn a_broken_store_is_unavailable_not_unknown() {
     let (store, auth) = setup(&["etl"]);
     let (token, _) = auth.tokens().create("etl", None, None).unwrap();

@@ -47,7 +47,7 @@ pub struct Config {
     /// Just-in-time approval: approver links and webhooks (docs/APPROVALS.md). The rules
     /// themselves are `[policies.approval]`.
     #[serde(default)]
-    pub approvals: crate::approvals::ApprovalsConfig,
+    pub approvals: vigil_approval::ApprovalsConfig,
     /// PHI masking in flight (docs/MASKING.md). Absent: no masking.
     #[serde(default)]
     pub masking: Option<vigil_mask::MaskingConfig>,

@@ -5,7 +5,8 @@ use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use vigil_core::event::{GrantExpired, GrantIssued};
+use vigil_approval::grant_issued;
+use vigil_core::event::GrantExpired;
 use vigil_core::{Event, EventDraft, EventSink, Principal, Timestamp};
 use vigil_identity::IdentityConfig;
 use vigil_pg::{BoxFuture, GrantProvider, Revocations};
@@ -140,18 +141,7 @@ impl PolicyGrants {
                         continue;
                     };
                     self.sink
-                        .append(EventDraft::new(Event::GrantIssued(GrantIssued {
-                            grant_id: grant.id.clone(),
-                            identity_name: identity.to_string(),
-                            connection_name: connection.to_string(),
-                            source: "policy".into(),
-                            policy: Some(policy.name.clone()),
-                            scope: serde_json::from_str(&grant.scope.canonical_json())?,
-                            scope_digest: grant.scope_digest.clone(),
-                            not_before: grant.not_before,
-                            expires_at: grant.expires_at,
-                            request_id: None,
-                        })))
+                        .append(EventDraft::new(Event::GrantIssued(grant_issued(&grant))))
                         .await
                         .context("cannot record the grant")?;
                     let record = to_record(&grant);

@@ -1,6 +1,7 @@
 //! `vigil`: the gateway binary. It reads the config, wires the crates together and offers the
 //! operator's commands. The crates know nothing of the CLI.
 
+mod approval_store;
 mod approvals;
 mod commands;
 mod config;

@@ -124,16 +124,15 @@ pub async fn start(config: Config) -> Result<Running> {
             config.policies.clone(),
             &config.identities,
         ));
-    let approval_service = Arc::new(crate::approvals::Approvals::new(
+    let approval_service = crate::approvals::service(
         store.clone(),
         sink.clone(),
         revocations.clone(),
-        authenticator.clone(),
         &config.policies,
         &config.identities,
         &config.approvals,
         config.api.as_ref().map(|a| a.listen),
-    )?);
+    )?;
     let approvals: Option<Arc<dyn vigil_pg::ApprovalGate>> =
         approval_service.any_session_rules().then(|| {
             Arc::new(crate::approvals::Gate(approval_service.clone()))
@@ -235,7 +234,7 @@ pub async fn start(config: Config) -> Result<Running> {
         let mut stopped = stopped.clone();
         tasks.spawn(async move {
             tokio::select! {
-                _ = crate::approvals::sweep(approvals, std::time::Duration::from_secs(1)) => {}
+                _ = approvals.sweep_every(std::time::Duration::from_secs(1)) => {}
                 _ = stopped.wait_for(|s| *s) => {}
             }
         });
@@ -254,7 +253,10 @@ pub async fn start(config: Config) -> Result<Running> {
                 .transpose()?,
             // Captures written while captures were on stay readable after they are turned off.
             replay_dir: Some(config.replay_dir()),
-            access_requests: Some(approval_service.clone()),
+            access_requests: Some(vigil_api::access_requests::AccessRequests {
+                approvals: approval_service.clone(),
+                callers: Arc::new(crate::approvals::ApiCallers(authenticator.clone())),
+            }),
         };
         if state
             .auditor_token

@@ -20,14 +20,23 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("vigil-store", &["vigil-core"]),
     ("vigil-replay", &["vigil-core", "vigil-sql"]),
     ("vigil-identity", &["vigil-core", "vigil-store"]),
-    ("vigil-approval", &["vigil-core", "vigil-policy"]),
+    (
+        "vigil-approval",
+        &["vigil-core", "vigil-access", "vigil-policy"],
+    ),
     (
         "vigil-audit",
         &["vigil-core", "vigil-store", "vigil-replay"],
     ),
     (
         "vigil-api",
-        &["vigil-core", "vigil-store", "vigil-audit", "vigil-replay"],
+        &[
+            "vigil-core",
+            "vigil-store",
+            "vigil-audit",
+            "vigil-replay",
+            "vigil-approval",
+        ],
     ),
     (
         "vigil-pg",

@@ -52,7 +52,7 @@ pub(super) fn run(
             .iter()
             .find(|c| &c.name == p)
             .and_then(|c| c.statement_review.as_ref())
-            .filter(|r| crate::approvals::Reviewer::needs_review_of(&r.statements, &access))
+            .filter(|r| vigil_approval::needs_review_of(&r.statements, &access))
             .map(|r| {
                 serde_json::json!({
                     "policy": p,
