@@ -30,7 +30,7 @@
 #   PG_BIN             PostgreSQL server binaries (default /usr/lib/postgresql/15/bin)
 #   VIGIL_SOAK_LIMITS  extra [limits] keys for the gateway (e.g. "analysis_cache_mib = 8")
 #
-# Output: a summary on stdout; in OUT: samples.csv (time, RSS, open files, store and replay bytes,
+# Output: a summary on stdout; in OUT: samples.csv (time, RSS, heap, open files, threads, store and replay bytes,
 # sessions ended), summary.json. Exit 1 when the gateway died, RSS grew after warm-up (the median
 # of the last fifth of the run above 1.15 x the median of the second fifth + 8 MiB), the replay
 # directory passed its bounds, a client saw an error it should not have, or the chain does not

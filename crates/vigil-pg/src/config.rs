@@ -44,6 +44,10 @@ pub struct Limits {
     /// Memory for the analyses of statement texts shared by all sessions (MiB): the gateway's
     /// main cache, bounded by this estimate of what its entries hold.
     pub analysis_cache_mib: usize,
+    /// Threads for blocking work (store reads and writes, token checks, capture files, API
+    /// exports), on top of the async workers. Each thread that ever ran keeps memory (its stack
+    /// and allocator caches), so the pool is bounded; work beyond it waits its turn.
+    pub blocking_threads: usize,
 }
 
 impl Default for Limits {
@@ -56,6 +60,7 @@ impl Default for Limits {
             max_portals: 10_000,
             upstream_connect_timeout: Duration::from_secs(10),
             analysis_cache_mib: 64,
+            blocking_threads: 32,
         }
     }
 }

@@ -12,6 +12,9 @@ use vigil_core::SecretRef;
 use vigil_identity::{IdentityConfig, OidcProviderConfig};
 use vigil_pg::{Limits, ListenerSettings, ListenerTlsMode, UpstreamTlsMode};
 
+/// Fewer blocking threads and a slow API export could hold back every login's token check.
+const MIN_BLOCKING_THREADS: usize = 4;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -479,6 +482,9 @@ impl Config {
     /// Every check but the policies'.
     pub fn validate_sections(&self) -> Result<()> {
         self.retention.policy()?;
+        if self.limits.blocking_threads < MIN_BLOCKING_THREADS {
+            bail!("limits.blocking_threads must be at least {MIN_BLOCKING_THREADS}");
+        }
         self.replay.validate()?;
         let mut names = HashSet::new();
         for c in &self.connections {
@@ -884,6 +890,22 @@ mod tests {
         assert_eq!(did_you_mean("etl", &declared), None);
         assert_eq!(did_you_mean("", &declared), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn blocking_threads_are_bounded_and_at_least_four() {
+        assert_eq!(Config::parse("").unwrap().limits.blocking_threads, 32);
+        assert_eq!(
+            Config::parse("[limits]\nblocking_threads = 4\n")
+                .unwrap()
+                .limits
+                .blocking_threads,
+            4
+        );
+        let err = Config::parse("[limits]\nblocking_threads = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "limits.blocking_threads must be at least 4");
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
             let cluster = Cluster::create(&cluster_dir(&dir)?)?;
             let admin_password = cluster.superuser_password.clone();
             let gateway_password = random_secret(24);
-            let rt = serve::runtime()?;
+            let rt = serve::runtime(vigil_pg::Limits::default().blocking_threads)?;
             rt.block_on(ehr::load(
                 cluster.port,
                 &admin_password,
@@ -123,7 +123,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     std::fs::write(&config_path, demo_config(&args, &upstream))?;
     let config = Config::load(&config_path)?;
 
-    let rt = serve::runtime()?;
+    let rt = serve::runtime(config.limits.blocking_threads)?;
     let result = rt.block_on(async {
         let running = serve::start(config).await?;
         let token = issue_token(&dir, &running.store_url, "demo-app").await?;

@@ -25,10 +25,14 @@ pub fn init_tracing() {
         .try_init();
 }
 
-pub fn runtime() -> Result<tokio::runtime::Runtime> {
+/// The async runtime, its pool for blocking work bounded by `blocking_threads`
+/// (`[limits] blocking_threads`): tokio's default of 512 let a burst of logins leave behind
+/// threads whose stacks and allocator caches the process kept.
+pub fn runtime(blocking_threads: usize) -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("vigil")
+        .max_blocking_threads(blocking_threads)
         .build()
         .context("cannot start the async runtime")
 }
@@ -36,7 +40,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 pub fn run_from_file(path: &Path) -> Result<()> {
     let config = Config::load(path)?;
     init_tracing();
-    runtime()?.block_on(async {
+    runtime(config.limits.blocking_threads)?.block_on(async {
         let running = start(config).await?;
         wait_for_signal().await;
         running.stop().await

@@ -442,3 +442,66 @@ relations = ["public.items"]
     assert!(!log.contains("session_replication_role = replica"), "{log}");
     assert!(!log.contains("row_security = off"), "{log}");
 }
+
+fn thread_count(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("Threads in /proc status")
+}
+
+/// Each login runs store and capture-file work on the blocking pool. With tokio's default bound
+/// (512) a burst of clients left dozens of threads behind, each keeping its stack and allocator
+/// caches: the gateway's memory followed the largest burst it ever saw. `blocking_threads`
+/// bounds them, and the logins past the bound still succeed (they wait their turn).
+#[test]
+fn a_burst_of_logins_runs_on_a_bounded_pool_of_threads() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let pg = PgCluster::start();
+    let mut cfg = VigilConfig::new(&pg);
+    cfg.extra.push_str("[limits]\nblocking_threads = 4\n");
+    let token = cfg.create_token("etl");
+    let vigil = Vigil::start(&cfg);
+    let pid = vigil.child.id();
+    let before = thread_count(pid);
+
+    let done = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicUsize::new(before));
+    let sampler = {
+        let (done, peak) = (done.clone(), peak.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                peak.fetch_max(thread_count(pid), Ordering::Relaxed);
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        })
+    };
+    let clients: Vec<_> = (0..48)
+        .map(|_| {
+            let token = token.clone();
+            let port = vigil.port;
+            std::thread::spawn(move || {
+                for _ in 0..3 {
+                    let mut c = login(port, "etl", &token, &[]).expect("login");
+                    let r = c.simple("SELECT 1");
+                    assert!(r.errors().is_empty(), "{:?}", r.errors());
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("a client failed");
+    }
+    done.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    let peak = peak.load(Ordering::Relaxed);
+    assert!(
+        peak <= before + 4,
+        "threads: {before} before the burst, {peak} at its peak (blocking_threads = 4)"
+    );
+    assert_eq!(records_of(&cfg.store_path(), "SessionStarted").len(), 144);
+}

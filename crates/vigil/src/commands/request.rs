@@ -93,7 +93,7 @@ fn call(api: &ApiArgs, method: reqwest::Method, path: &str, body: Option<Value>)
         .or(api.admin_token.as_deref())
         .context("no token: set VIGIL_APPROVER_TOKEN (a human's OIDC token) or VIGIL_API_TOKEN (the admin token, with --as)")?;
     let url = format!("{}{path}", api.api_url.trim_end_matches('/'));
-    crate::serve::runtime()?.block_on(async {
+    crate::serve::runtime(vigil_pg::Limits::default().blocking_threads)?.block_on(async {
         let mut req = reqwest::Client::new()
             .request(method, &url)
             .bearer_auth(token);
