@@ -84,11 +84,7 @@ fn a_store_written_before_neutral_events_verifies_and_reads() {
         "{statements:#?}"
     );
     let denials = export_json(&cfg, "denials");
-    assert_eq!(
-        protocols(&denials),
-        ["extended", "simple"],
-        "{denials:#?}"
-    );
+    assert_eq!(protocols(&denials), ["extended", "simple"], "{denials:#?}");
 
     // The typed reading (sessions show) takes every session's records.
     let sessions = export_json(&cfg, "sessions");
@@ -142,7 +138,12 @@ fn records_written_before_neutral_events_round_trip_byte_for_byte() {
             "record {seq} writes back differently"
         );
     }
-    for kind in ["SessionStarted", "StatementStarted", "StatementFinished", "PolicyDenied"] {
+    for kind in [
+        "SessionStarted",
+        "StatementStarted",
+        "StatementFinished",
+        "PolicyDenied",
+    ] {
         assert!(kinds.contains(kind), "no {kind} in the fixture: {kinds:?}");
     }
 }
@@ -176,12 +177,10 @@ async fn write_the_fixture_store() {
     assert!(!ok, "pg_authid should be refused");
 
     // Extended protocol: a prepared statement with a parameter, and a refusal.
-    let (client, conn) = tokio_postgres::connect(
-        &vigil.conn_string("etl", &token),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .unwrap();
+    let (client, conn) =
+        tokio_postgres::connect(&vigil.conn_string("etl", &token), tokio_postgres::NoTls)
+            .await
+            .unwrap();
     let task = tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -219,7 +218,10 @@ async fn write_the_fixture_store() {
     vigil.stop();
     let statements = records_of(&store, "StatementStarted");
     let denials = records_of(&store, "PolicyDenied");
-    assert_eq!(protocols(&statements), ["extended", "function_call", "simple"]);
+    assert_eq!(
+        protocols(&statements),
+        ["extended", "function_call", "simple"]
+    );
     assert_eq!(protocols(&denials), ["extended", "simple"]);
 
     // One compact file, the anchor, and the public key (never the signing key).
