@@ -12,7 +12,7 @@ use tower::ServiceExt;
 use vigil_audit::export::{Artifact, ColumnType};
 use vigil_audit::{wait_durable, AuditOptions, AuditWriter, SigningKey};
 use vigil_core::event::{
-    SessionEndReason, SessionEnded, SessionStarted, StatementFinished, StatementProtocol,
+    ProtocolPath, SessionEndReason, SessionEnded, SessionStarted, StatementFinished,
     StatementShape, StatementStarted, StatementStatus,
 };
 use vigil_core::{
@@ -90,7 +90,7 @@ fn fixture() -> Fixture {
     wait_durable(
         writer.append(draft(Event::StatementStarted(StatementStarted {
             statement_seq: 1,
-            protocol: StatementProtocol::Simple,
+            protocol: ProtocolPath::from_static("simple"),
             shape: Arc::new(StatementShape {
                 text: "SELECT $1".into(),
                 fingerprint: "0123456789abcdef".into(),

@@ -7,9 +7,9 @@ use crate::ports::ApprovalUse;
 use crate::rules::{later, AccessRequest, Subject};
 use crate::service::{human, Approvals, Outcome};
 use std::sync::Arc;
+use vigil_access::{Access, CommandClass};
 use vigil_core::{Principal, Timestamp};
 use vigil_policy::Grant;
-use vigil_access::{Access, CommandClass};
 
 /// A statement a grant allows, held for review.
 pub struct StatementAsk<'a> {

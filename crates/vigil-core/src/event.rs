@@ -6,6 +6,7 @@
 
 use crate::{IdentityKind, Principal, SessionId, Timestamp};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// One record of the audit trail, as chained and stored.
@@ -258,7 +259,8 @@ pub struct EnforcedGrant {
 pub struct PolicyDenied {
     /// Place in the session's statement sequence (shared with StatementStarted).
     pub statement_seq: u64,
-    pub protocol: StatementProtocol,
+    /// How the statement arrived, in the adapter's words (see [`ProtocolPath`]).
+    pub protocol: ProtocolPath,
     /// The refused text's shape: literal-free text, fingerprint, commands, objects.
     #[serde(flatten)]
     pub shape: Arc<StatementShape>,
@@ -663,16 +665,34 @@ pub struct AuthFailed {
     pub detail: String,
 }
 
-/// Which protocol path carried a statement.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum StatementProtocol {
-    /// A simple Query message (may hold several statements).
-    Simple,
-    /// Parse/Bind/Execute.
-    Extended,
-    /// A FunctionCall message.
-    FunctionCall,
+/// How an operation arrived, in its adapter's own words: a detail of the wire protocol that the
+/// core carries without knowing it. The PostgreSQL adapter says `simple` (a Query message, which
+/// may hold several statements), `extended` (Parse/Bind/Execute) or `function_call` (a
+/// FunctionCall message); another adapter names its own paths (a MySQL `query` or `prepared`,
+/// an HTTP method). Serialized as the bare string, so records read and write as they always did.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(transparent)]
+pub struct ProtocolPath(Cow<'static, str>);
+
+impl ProtocolPath {
+    /// A path an adapter names with a constant (no allocation per statement).
+    pub const fn from_static(name: &'static str) -> Self {
+        ProtocolPath(Cow::Borrowed(name))
+    }
+
+    pub fn new(name: impl Into<String>) -> Self {
+        ProtocolPath(Cow::Owned(name.into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ProtocolPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// What the analyser learned of a statement's text. Shared (by `Arc`) between all executions of
@@ -724,7 +744,8 @@ pub struct RecordedParameters {
 pub struct StatementStarted {
     /// 1, 2, 3… within the session.
     pub statement_seq: u64,
-    pub protocol: StatementProtocol,
+    /// How the statement arrived, in the adapter's words (see [`ProtocolPath`]).
+    pub protocol: ProtocolPath,
     #[serde(flatten)]
     pub shape: Arc<StatementShape>,
     /// Prepared statement name (extended protocol; empty for the unnamed statement).
@@ -799,7 +820,8 @@ pub struct StatementFinished {
     /// Bytes of result messages sent to the client for this statement.
     pub bytes: u64,
     pub duration_us: u64,
-    /// Hex SHA-256 over the DataRow / CopyData message bodies sent to the client, in order.
+    /// Hex SHA-256 over the result rows sent to the client, in order (for PostgreSQL, the
+    /// DataRow / CopyData message bodies).
     pub result_digest: String,
     /// Rows the server returned beyond the grant's row cap, withheld from the client.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -890,6 +912,59 @@ mod tests {
         assert_eq!(json["at"], "2026-11-28T10:41:01.000001Z");
         let back: Record = serde_json::from_value(json).unwrap();
         assert_eq!(back, rec);
+    }
+
+    /// The protocol path is written as the bare string PostgreSQL sessions have always written
+    /// (`"protocol":"simple"`), in the same place among the fields, and reads back.
+    #[test]
+    fn protocol_paths_are_written_as_before() {
+        let shape = Arc::new(StatementShape {
+            text: "SELECT $1".into(),
+            fingerprint: "0123456789abcdef".into(),
+            commands: vec!["SELECT".into()],
+            command_classes: vec!["read".into()],
+            objects: vec![],
+            parse_error: None,
+        });
+        for path in ["simple", "extended", "function_call"] {
+            let started = Event::StatementStarted(StatementStarted {
+                statement_seq: 1,
+                protocol: ProtocolPath::from_static(path),
+                shape: shape.clone(),
+                prepared_statement: None,
+                parameters: None,
+                grant_id: None,
+                request_id: None,
+                executed: vec![],
+            });
+            let json = serde_json::to_string(&started).unwrap();
+            assert_eq!(
+                json,
+                format!(
+                    r#"{{"type":"StatementStarted","statement_seq":1,"protocol":"{path}","text":"SELECT $1","fingerprint":"0123456789abcdef","commands":["SELECT"],"command_classes":["read"],"objects":[]}}"#
+                )
+            );
+            let back: Event = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, started);
+            let denied = Event::PolicyDenied(PolicyDenied {
+                statement_seq: 2,
+                protocol: ProtocolPath::new(path),
+                shape: shape.clone(),
+                rule: "relation_not_allowed".into(),
+                reason: "r".into(),
+                grant_id: None,
+                sqlstate: "42501".into(),
+                request_id: None,
+            });
+            let json = serde_json::to_string(&denied).unwrap();
+            assert!(
+                json.starts_with(&format!(
+                    r#"{{"type":"PolicyDenied","statement_seq":2,"protocol":"{path}","text""#
+                )),
+                "{json}"
+            );
+            assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), denied);
+        }
     }
 
     #[test]

@@ -33,6 +33,7 @@ mod config;
 mod encoding;
 mod grants;
 pub mod masking;
+mod protocol_path;
 mod proxy;
 mod server;
 pub mod sqlstate;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use vigil_audit::{verify, AuditError, AuditOptions, AuditWriter, SigningKey, VerifyReport};
 use vigil_core::event::{
-    SessionEndReason, SessionEnded, SessionStarted, StatementFinished, StatementProtocol,
+    ProtocolPath, SessionEndReason, SessionEnded, SessionStarted, StatementFinished,
     StatementShape, StatementStarted, StatementStatus,
 };
 use vigil_core::{AuthMethod, Event, EventDraft, IdentityKind, Principal, SessionId, Timestamp};
@@ -139,7 +139,7 @@ pub fn statement_started(session: SessionId, n: u64) -> EventDraft {
         session,
         Event::StatementStarted(StatementStarted {
             statement_seq: n,
-            protocol: StatementProtocol::Extended,
+            protocol: ProtocolPath::from_static("extended"),
             shape: shape(),
             prepared_statement: None,
             parameters: None,
@@ -360,7 +360,7 @@ fn denied(session: SessionId, n: u64) -> EventDraft {
     let mut d = session_started(session);
     d.event = Event::PolicyDenied(vigil_core::event::PolicyDenied {
         statement_seq: n,
-        protocol: StatementProtocol::Simple,
+        protocol: ProtocolPath::from_static("simple"),
         shape: Arc::new(StatementShape {
             text: "DELETE FROM patients WHERE mrn = $1".into(),
             fingerprint: "0011223344556677".into(),

@@ -22,6 +22,7 @@ use crate::messages::tag::frontend as tag;
 use crate::messages::{
     Bind, Close, Describe, ErrorFields, Execute, FunctionCall, Parse, Query, Target,
 };
+use crate::protocol_path::StatementProtocol;
 use crate::sqlstate;
 use bytes::{Buf, BytesMut};
 use hmac::{Hmac, Mac};
@@ -31,7 +32,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use vigil_core::event::{
     Event, NamedKind, ParameterMode, PolicyDenied, RecordedParameters, SessionEndReason,
-    SessionGrantAdded, StatementProtocol, StatementShape, StatementStarted,
+    SessionGrantAdded, StatementShape, StatementStarted,
 };
 use vigil_core::EventDraft;
 use vigil_policy::{Decision, Denial, Grant};
@@ -1153,7 +1154,7 @@ impl Frontend<'_> {
         self.drafts
             .push(self.ctx.draft(Event::PolicyDenied(PolicyDenied {
                 statement_seq: self.statement_seq,
-                protocol,
+                protocol: protocol.path(),
                 shape,
                 rule: denial.rule.to_string(),
                 reason: denial.reason,
@@ -1302,7 +1303,7 @@ impl Frontend<'_> {
         self.drafts
             .push(self.ctx.draft(Event::StatementStarted(StatementStarted {
                 statement_seq: seq,
-                protocol: s.protocol,
+                protocol: s.protocol.path(),
                 shape: s.shape,
                 prepared_statement: s.prepared_statement,
                 parameters: s.parameters,

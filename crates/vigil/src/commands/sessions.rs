@@ -192,7 +192,7 @@ fn print_detail(d: &SessionDetail) {
     let print_denial = |dn: &vigil_audit::sessions::DenialView| {
         let r = &dn.denied;
         println!(
-            "#{:<4} {} seq {} {:?} [{}] {}",
+            "#{:<4} {} seq {} {} [{}] {}",
             r.statement_seq,
             dn.at,
             dn.seq,
@@ -237,7 +237,7 @@ fn print_detail(d: &SessionDetail) {
             None => "no outcome recorded".into(),
         };
         println!(
-            "#{:<4} {} seq {} {:?} [{}] {}",
+            "#{:<4} {} seq {} {} [{}] {}",
             st.started.statement_seq,
             st.at,
             st.seq,
