@@ -8,8 +8,9 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use vigil_audit::export::StoreSource;
 use vigil_audit::{AuditError, AuditOptions, AuditWriter, VerifyingKey};
-use vigil_store::{AuditLog, Stores};
+use vigil_store::AuditLog;
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
@@ -254,7 +255,7 @@ pub fn run(cmd: AuditCommand) -> Result<i32> {
             store,
         } => {
             let (_, store) = open(&store)?;
-            list_auth_failures(&store, &filter, limit, json)?;
+            list_auth_failures(&super::export_source(&store), &filter, limit, json)?;
             Ok(0)
         }
         AuditCommand::PublicKey { store } => {
@@ -273,7 +274,7 @@ pub fn run(cmd: AuditCommand) -> Result<i32> {
 
 /// `vigil audit auth-failures`: the rows of the `auth_failures` export, newest first.
 fn list_auth_failures(
-    stores: &Stores,
+    source: &StoreSource<'_>,
     filter: &super::export::FilterArgs,
     limit: usize,
     json: bool,
@@ -281,24 +282,18 @@ fn list_auth_failures(
     use vigil_audit::export::{self, Artifact};
     let artifact = Artifact::AuthFailures;
     let filter = filter.to_filter(vigil_core::Timestamp::now())?;
-    let range = export::plan(&*stores.audit, &filter, None)?;
+    let range = export::plan(source.log, &filter, None)?;
     // Only the newest `limit` rows are kept while the chain is read.
     let mut newest = std::collections::VecDeque::with_capacity(limit.min(10_000));
-    export::export_rows(
-        &super::export_source(stores),
-        artifact,
-        &filter,
-        range,
-        &mut |row| {
-            if newest.len() == limit {
-                newest.pop_front();
-            }
-            if limit > 0 {
-                newest.push_back(row);
-            }
-            Ok(())
-        },
-    )?;
+    export::export_rows(source, artifact, &filter, range, &mut |row| {
+        if newest.len() == limit {
+            newest.pop_front();
+        }
+        if limit > 0 {
+            newest.push_back(row);
+        }
+        Ok(())
+    })?;
     let columns = artifact.columns();
     let text = |row: &export::Row, name: &str| -> String {
         let i = columns
