@@ -44,15 +44,22 @@ use vigil_audit::export::{self, Artifact, ExportFilter, Format, RowWriter};
 use vigil_audit::sessions::{self, SessionQuery};
 use vigil_audit::VerifyingKey;
 use vigil_core::{SecretString, Timestamp};
-use vigil_store::Store;
+use vigil_store::{AccessRequestStore, AuditLog, GrantStore, SessionsIndex};
 
 mod replay;
 pub use replay::{SHA256_HEADER as REPLAY_SHA256_HEADER, STATUS_HEADER as REPLAY_STATUS_HEADER};
 
-/// What the API serves from.
+/// What the API serves from. It reads the store concerns below and writes none of them.
 #[derive(Clone)]
 pub struct ApiState {
-    pub store: Arc<dyn Store>,
+    /// The audit chain: sessions' records, verification, exports.
+    pub audit: Arc<dyn AuditLog>,
+    /// The sessions index (kept by the same store as `audit`).
+    pub sessions: Arc<dyn SessionsIndex>,
+    /// Grants and access requests as stored, read by exports only (who an older grant or
+    /// request was for); requests change through `access_requests`.
+    pub grants: Arc<dyn GrantStore>,
+    pub requests: Arc<dyn AccessRequestStore>,
     pub verifying_key: VerifyingKey,
     pub anchor_path: Option<PathBuf>,
     pub admin_token: SecretString,
@@ -63,6 +70,17 @@ pub struct ApiState {
     pub replay_dir: Option<PathBuf>,
     /// Just-in-time approval; `None`: the access-request routes answer 404.
     pub access_requests: Option<access_requests::AccessRequests>,
+}
+
+impl ApiState {
+    /// What exports read.
+    fn export_source(&self) -> export::StoreSource<'_> {
+        export::StoreSource {
+            log: &*self.audit,
+            grants: &*self.grants,
+            requests: &*self.requests,
+        }
+    }
 }
 
 /// What a bearer token may do.
@@ -199,8 +217,10 @@ async fn list_sessions(
         until: parse_time("until", params.until)?,
         limit: Some(params.limit.unwrap_or(100).min(10_000)),
     };
-    let store = state.store.clone();
-    let list = blocking(move || sessions::list(&*store, &query).map_err(internal)).await?;
+    let st = state.clone();
+    let list =
+        blocking(move || sessions::list(&*st.audit, &*st.sessions, &query).map_err(internal))
+            .await?;
     Ok(Json(json!({ "sessions": list })).into_response())
 }
 
@@ -210,9 +230,9 @@ async fn show_session(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers, READERS)?;
-    let store = state.store.clone();
+    let index = state.sessions.clone();
     let wanted = id.clone();
-    let detail = blocking(move || sessions::detail(&*store, &wanted).map_err(internal)).await?;
+    let detail = blocking(move || sessions::detail(&*index, &wanted).map_err(internal)).await?;
     match detail {
         Some(d) => Ok(Json(d).into_response()),
         None => Err(ApiError(StatusCode::NOT_FOUND, format!("no session {id}"))),
@@ -227,7 +247,7 @@ async fn verify(
     let st = state.clone();
     let result = blocking(move || {
         Ok(vigil_audit::verify(
-            &*st.store,
+            &*st.audit,
             &st.verifying_key,
             st.anchor_path.as_deref().filter(|p| p.exists()),
         ))
@@ -349,13 +369,12 @@ async fn export(
         identity: params.identity,
         connection: params.connection,
     };
-    let store = state.store.clone();
+    let log = state.audit.clone();
     let plan_filter = filter.clone();
-    let range =
-        blocking(move || export::plan(&*store, &plan_filter, None).map_err(internal)).await?;
+    let range = blocking(move || export::plan(&*log, &plan_filter, None).map_err(internal)).await?;
 
     let (tx, mut rx) = tokio::sync::mpsc::channel(8);
-    let store = state.store.clone();
+    let st = state.clone();
     tokio::task::spawn_blocking(move || {
         let out = ChunkWriter {
             buf: Vec::with_capacity(CHUNK_BYTES),
@@ -363,13 +382,9 @@ async fn export(
         };
         let result = (|| {
             let mut writer = RowWriter::new(format, artifact, out)?;
-            export::export_rows(
-                &export::StoreSource(&*store),
-                artifact,
-                &filter,
-                range,
-                &mut |row| writer.write(&row),
-            )?;
+            export::export_rows(&st.export_source(), artifact, &filter, range, &mut |row| {
+                writer.write(&row)
+            })?;
             let mut out = writer.finish()?;
             std::io::Write::flush(&mut out)
                 .map_err(|e| vigil_audit::AuditError::Export(e.to_string()))

@@ -59,7 +59,7 @@ fn open_checked(state: &ApiState, id: &str, keep_bytes: bool) -> Result<Checked,
             "this gateway serves no replay captures (no replay directory configured)".into(),
         ));
     };
-    let recorded = sessions::recorded_capture(&*state.store, id)
+    let recorded = sessions::recorded_capture(&*state.audit, &*state.sessions, id)
         .map_err(internal)?
         .ok_or_else(|| not_found(format!("no session {id}")))?;
     // Encrypted at rest: the gateway holds no key that reads it, by design.

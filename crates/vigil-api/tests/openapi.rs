@@ -18,7 +18,6 @@ use vigil_core::event::{
 use vigil_core::{
     AuthMethod, Event, EventDraft, IdentityKind, Principal, SecretString, SessionId, Timestamp,
 };
-use vigil_store::Store;
 
 const ADMIN: &str = "admin-token-for-tests";
 const AUDITOR: &str = "auditor-token-for-tests";
@@ -50,7 +49,7 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(
+    let store = Arc::new(
         vigil_store::open(
             &dir.path().join("vigil.db").display().to_string(),
             Default::default(),
@@ -153,7 +152,10 @@ fn fixture() -> Fixture {
     .unwrap();
     writer.shutdown().unwrap();
     let state = vigil_api::ApiState {
-        store,
+        audit: store.clone(),
+        sessions: store.clone(),
+        grants: store.clone(),
+        requests: store,
         verifying_key: key.verifying_key(),
         anchor_path: None,
         admin_token: SecretString::new(ADMIN.into()),

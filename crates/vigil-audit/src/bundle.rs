@@ -33,7 +33,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Component, Path, PathBuf};
 use vigil_core::Timestamp;
-use vigil_store::{AuditRow, Store};
+use vigil_store::{AuditLog, AuditRow};
 
 mod replay;
 pub use replay::{BundledCapture, ReplayManifest, ReplaySelection, UnavailableCapture};
@@ -158,7 +158,7 @@ impl Write for HashingFile {
 }
 
 /// The seq of the last checkpoint at or before the head.
-fn last_checkpoint(store: &dyn Store) -> Result<u64, AuditError> {
+fn last_checkpoint(store: &dyn AuditLog) -> Result<u64, AuditError> {
     let Some(head) = store.audit_head()? else {
         return Err(err("the audit trail is empty: nothing to bundle"));
     };
@@ -182,13 +182,14 @@ fn last_checkpoint(store: &dyn Store) -> Result<u64, AuditError> {
 /// captures `replay` selects. Files are staged in a temporary directory, so memory stays flat
 /// whatever the period's size.
 pub fn create_bundle(
-    store: &dyn Store,
+    stores: &export::StoreSource<'_>,
     key: &SigningKey,
     since: Option<Timestamp>,
     until: Option<Timestamp>,
     replay: Option<&ReplaySource>,
     out: &Path,
 ) -> Result<BundleSummary, AuditError> {
+    let store = stores.log;
     let through = last_checkpoint(store)?;
     let filter = ExportFilter {
         since,
@@ -225,13 +226,12 @@ pub fn create_bundle(
     files.push(records.done(RECORDS)?);
 
     let mut rows = BTreeMap::new();
-    let source = export::StoreSource(store);
     for artifact in Artifact::ALL {
         for format in [Format::Jsonl, Format::Csv] {
             let name = format!("artifacts/{}.{}", artifact.as_str(), format.as_str());
             let file = HashingFile::create(&dir.join(&name))?;
             let mut writer = RowWriter::new(format, artifact, file)?;
-            let stats = export::export_rows(&source, artifact, &filter, scan, &mut |row| {
+            let stats = export::export_rows(stores, artifact, &filter, scan, &mut |row| {
                 writer.write(&row)
             })?;
             files.push(writer.finish()?.done(&name)?);
@@ -317,7 +317,7 @@ pub fn create_bundle(
 /// Copies the captures `source` selects into the staging directory, each checked against the
 /// digest its end record holds on the way.
 fn bundle_captures(
-    store: &dyn Store,
+    store: &dyn AuditLog,
     source: &ReplaySource,
     scan: ScanRange,
     (since, until): (Option<Timestamp>, Option<Timestamp>),
@@ -325,7 +325,7 @@ fn bundle_captures(
     dir: &Path,
     files: &mut Vec<FileEntry>,
 ) -> Result<ReplayManifest, AuditError> {
-    let recorded = replay::recorded_captures(&export::StoreSource(store), scan, since, until)?;
+    let recorded = replay::recorded_captures(&export::ChainSource(store), scan, since, until)?;
     let mut manifest = ReplayManifest {
         selection: source.selection.to_string(),
         recorded: recorded.len() as u64,

@@ -1,7 +1,11 @@
 //! # vigil-audit
 //!
 //! The tamper-evident audit trail: this crate turns the data path's events into a hash chain in
-//! a [`vigil_store::Store`], seals it with signed checkpoints, and verifies it.
+//! a [`vigil_store::AuditLog`], seals it with signed checkpoints, and verifies it. Each part
+//! takes only the store concerns it reads: the writer, verification and retention the chain;
+//! session reads the chain and the [`vigil_store::SessionsIndex`]; exports and bundles the chain
+//! and, to say who an older grant or request was for, the grants and access requests
+//! ([`export::StoreSource`]).
 //!
 //! - [`AuditWriter`] is the [`vigil_core::EventSink`] the gateway hands its events to. One
 //!   dedicated OS thread owns the chain's head: it takes whatever is queued, gives each record

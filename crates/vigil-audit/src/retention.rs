@@ -20,7 +20,7 @@ use sha2::Digest;
 use std::collections::BTreeMap;
 use vigil_core::event::{AuditPurged, LegalHoldPlaced, LegalHoldReleased, PurgedRange};
 use vigil_core::{Event, EventDraft, Timestamp};
-use vigil_store::Store;
+use vigil_store::AuditLog;
 
 /// Six years, as 164.316(b)(2) asks of documentation.
 pub const DEFAULT_RETENTION_US: i64 = 6 * 36_525 * 86_400 * 10_000; // 6 × 365.25 days in µs
@@ -119,7 +119,7 @@ impl LegalHold {
 
 /// Plans a purge as of `now`: one pass over the chain, memory bounded by the number of runs.
 pub fn plan_purge(
-    store: &dyn Store,
+    store: &dyn AuditLog,
     policy: &RetentionPolicy,
     now: Timestamp,
 ) -> Result<PurgePlan, AuditError> {
@@ -244,7 +244,7 @@ pub struct HoldChanges {
 /// (`LegalHoldPlaced`) and each hold in force that `holds` no longer has (`LegalHoldReleased`).
 /// Returns once the records are durable; applying the same holds again records nothing.
 pub fn record_hold_changes(
-    store: &dyn Store,
+    store: &dyn AuditLog,
     writer: &AuditWriter,
     holds: &[LegalHold],
     by: &str,
@@ -259,7 +259,7 @@ pub fn record_hold_changes(
     }
     // hold id -> reason, for the holds the chain shows in force.
     let mut in_force: BTreeMap<String, String> = BTreeMap::new();
-    crate::export::StoreSource(store).visit(
+    crate::export::ChainSource(store).visit(
         crate::export::ScanRange {
             after_seq: 0,
             anchors_before: u64::MAX >> 1,
@@ -319,7 +319,7 @@ pub fn record_hold_changes(
 /// Carries out a plan: records it (`AuditPurged`), seals it with a checkpoint through
 /// `writer` (which is shut down), then deletes. Returns the records deleted.
 pub fn purge(
-    store: &dyn Store,
+    store: &dyn AuditLog,
     writer: AuditWriter,
     plan: &PurgePlan,
     purged_by: &str,

@@ -6,7 +6,7 @@ use serde::Serialize;
 use std::sync::Arc;
 use vigil_core::event::{PolicyDenied, SessionEndReason, StatementFinished, StatementStarted};
 use vigil_core::{Event, Principal, Record, Timestamp};
-use vigil_store::{SessionFilter, Store};
+use vigil_store::{AuditLog, SessionFilter, SessionsIndex};
 
 /// Which sessions to list.
 #[derive(Clone, Debug, Default)]
@@ -140,8 +140,13 @@ fn summary(started: Record, ended: Option<Record>) -> Option<SessionSummary> {
     Some(out)
 }
 
-/// Sessions matching `query`, newest first.
-pub fn list(store: &dyn Store, query: &SessionQuery) -> Result<Vec<SessionSummary>, AuditError> {
+/// Sessions matching `query`, newest first: found in `index`, their start and end records read
+/// from `log`.
+pub fn list(
+    log: &dyn AuditLog,
+    index: &dyn SessionsIndex,
+    query: &SessionQuery,
+) -> Result<Vec<SessionSummary>, AuditError> {
     let filter = SessionFilter {
         identity: query.identity.clone(),
         connection: query.connection.clone(),
@@ -150,13 +155,13 @@ pub fn list(store: &dyn Store, query: &SessionQuery) -> Result<Vec<SessionSummar
         limit: query.limit,
     };
     let mut out = Vec::new();
-    for index in store.list_sessions(&filter)? {
-        let Some(start) = store.audit_row(index.started_seq)? else {
+    for entry in index.list_sessions(&filter)? {
+        let Some(start) = log.audit_row(entry.started_seq)? else {
             continue;
         };
         let started = decode(&start.body, start.seq)?;
-        let ended = match index.ended_seq {
-            Some(seq) => match store.audit_row(seq)? {
+        let ended = match entry.ended_seq {
+            Some(seq) => match log.audit_row(seq)? {
                 Some(row) => Some(decode(&row.body, row.seq)?),
                 None => None,
             },
@@ -170,8 +175,11 @@ pub fn list(store: &dyn Store, query: &SessionQuery) -> Result<Vec<SessionSummar
 }
 
 /// One session with its statements, or `None` if no session has this id.
-pub fn detail(store: &dyn Store, session_id: &str) -> Result<Option<SessionDetail>, AuditError> {
-    let rows = store.session_rows(session_id)?;
+pub fn detail(
+    index: &dyn SessionsIndex,
+    session_id: &str,
+) -> Result<Option<SessionDetail>, AuditError> {
+    let rows = index.session_rows(session_id)?;
     let mut started = None;
     let mut ended = None;
     let mut statements: Vec<StatementView> = Vec::new();
@@ -234,16 +242,17 @@ pub enum CaptureRecord {
 /// The capture digest of a session, from its end record; `None` for an unknown session. Reads
 /// two records through the session index, whatever the session's length.
 pub fn recorded_capture(
-    store: &dyn Store,
+    log: &dyn AuditLog,
+    index: &dyn SessionsIndex,
     session_id: &str,
 ) -> Result<Option<CaptureRecord>, AuditError> {
-    let Some(index) = store.session_index(session_id)? else {
+    let Some(entry) = index.session_index(session_id)? else {
         return Ok(None);
     };
-    let Some(ended_seq) = index.ended_seq else {
+    let Some(ended_seq) = entry.ended_seq else {
         return Ok(Some(CaptureRecord::Open));
     };
-    let replay_sha256 = match store.audit_row(ended_seq)? {
+    let replay_sha256 = match log.audit_row(ended_seq)? {
         Some(row) => match decode(&row.body, row.seq)?.event {
             Event::SessionEnded(e) => e.replay_sha256,
             _ => None,

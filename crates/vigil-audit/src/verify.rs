@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::path::Path;
 use vigil_core::{EventKind, Timestamp};
-use vigil_store::{AuditRow, Store, StoreError};
+use vigil_store::{AuditLog, AuditRow, StoreError};
 
 /// What a successful verification found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -113,13 +113,13 @@ struct IdentityView<'a> {
 /// covers the record before it and is signed by `public_key`. With an anchor: the anchor is
 /// validly signed, and the chain holds its checkpoint with the same hash (a shorter chain was
 /// truncated). Memory does not grow with the chain's length, and the chain is read in pages
-/// ([`Store::audit_rows`]), so no read transaction stays open for long beside a running gateway
+/// ([`AuditLog::audit_rows`]), so no read transaction stays open for long beside a running gateway
 /// (which would keep the WAL from starting over).
 ///
 /// Tampering is [`AuditError::Tamper`]; an unreadable or invalid anchor file is
 /// [`AuditError::Anchor`]; a store that cannot be read is [`AuditError::Store`].
 pub fn verify(
-    store: &dyn Store,
+    store: &dyn AuditLog,
     public_key: &VerifyingKey,
     anchor: Option<&Path>,
 ) -> Result<VerifyReport, AuditError> {
@@ -139,7 +139,7 @@ pub fn verify(
 const VERIFY_PAGE_ROWS: usize = 1_000;
 
 fn verify_with(
-    store: &dyn Store,
+    store: &dyn AuditLog,
     public_key: &VerifyingKey,
     anchor: Option<&Path>,
     purges: PurgeIndex,
@@ -259,7 +259,7 @@ struct PurgeIndex {
 impl PurgeIndex {
     /// Reads every purge record's ranges (records that do not decode are ignored here: the
     /// walk judges them, and a gap they would vouch for is then reported missing).
-    fn read(store: &dyn Store) -> Result<PurgeIndex, AuditError> {
+    fn read(store: &dyn AuditLog) -> Result<PurgeIndex, AuditError> {
         #[derive(Deserialize)]
         struct Purge {
             seq: u64,

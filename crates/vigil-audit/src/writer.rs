@@ -29,7 +29,7 @@ use vigil_core::sink::DurableSender;
 use vigil_core::{
     AuditUnavailable, DurableTicket, Event, EventDraft, EventKind, EventSink, Record, Timestamp,
 };
-use vigil_store::{AuditRow, Store, StoreError};
+use vigil_store::{AuditLog, AuditRow, StoreError};
 
 /// Conflicts with another writer are normal (each costs one head reload), but a chain that
 /// moves this often while we try one batch means something is wrong.
@@ -148,7 +148,10 @@ impl AuditWriter {
     /// here means the store is not usable. If an anchor file exists, the chain must still
     /// hold the checkpoint it names: a writer never builds on (and re-anchors) a chain that
     /// was truncated or rewritten, which would erase the evidence.
-    pub fn start(store: Arc<dyn Store>, options: AuditOptions) -> Result<AuditWriter, AuditError> {
+    pub fn start(
+        store: Arc<dyn AuditLog>,
+        options: AuditOptions,
+    ) -> Result<AuditWriter, AuditError> {
         if let Some(path) = &options.anchor_path {
             check_chain_holds_anchor(&*store, path)?;
         }
@@ -317,7 +320,7 @@ impl EventSink for AuditWriter {
 }
 
 /// Refuses to start on a chain that lacks the checkpoint the anchor file names.
-fn check_chain_holds_anchor(store: &dyn Store, path: &Path) -> Result<(), AuditError> {
+fn check_chain_holds_anchor(store: &dyn AuditLog, path: &Path) -> Result<(), AuditError> {
     let Some(anchor) = read_anchor(path)? else {
         return Ok(());
     };
@@ -365,7 +368,7 @@ struct Entry {
 }
 
 struct Writer {
-    store: Arc<dyn Store>,
+    store: Arc<dyn AuditLog>,
     rx: Receiver<Msg>,
     key: SigningKey,
     key_id: String,

@@ -17,7 +17,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use vigil_audit::{wait_durable, AuditOptions, AuditWriter, SigningKey};
 use vigil_core::{AuditUnavailable, DurableTicket, EventDraft, SessionId};
-use vigil_store::{AuditRow, SqliteOptions, SqliteStore, Store, Synchronous};
+use vigil_store::{AuditLog, AuditRow, SqliteOptions, SqliteStore, Synchronous};
 
 fn store(sync: Synchronous) -> (tempfile::TempDir, Arc<SqliteStore>) {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();

@@ -11,8 +11,7 @@ use vigil_audit::SigningKey;
 fn make(env: &Env) -> PathBuf {
     populate(env);
     let out = env.dir.path().join("bundle.tar.gz");
-    let summary =
-        bundle::create_bundle(&*env.dyn_store(), &env.key, None, None, None, &out).unwrap();
+    let summary = bundle::create_bundle(&env.source(), &env.key, None, None, None, &out).unwrap();
     assert_eq!(summary.manifest.rows["statements"], 6);
     out
 }
@@ -140,7 +139,7 @@ fn a_period_bundle_holds_a_segment_that_verifies_on_its_own() {
     writer.shutdown().unwrap();
     let out = env.dir.path().join("period.tar.gz");
     let made =
-        bundle::create_bundle(&*env.dyn_store(), &env.key, Some(since), None, None, &out).unwrap();
+        bundle::create_bundle(&env.source(), &env.key, Some(since), None, None, &out).unwrap();
     assert_eq!(
         made.manifest.rows["statements"], 1,
         "only the period's statement"
@@ -322,8 +321,8 @@ fn bundle_with(env: &Env, dir: &Path, selection: &str) -> (PathBuf, Manifest) {
         dir: dir.to_path_buf(),
         selection: selection.parse().unwrap(),
     };
-    let made = bundle::create_bundle(&*env.dyn_store(), &env.key, None, None, Some(&source), &out)
-        .unwrap();
+    let made =
+        bundle::create_bundle(&env.source(), &env.key, None, None, Some(&source), &out).unwrap();
     (out, made.manifest)
 }
 

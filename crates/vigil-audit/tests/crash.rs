@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use vigil_audit::{wait_durable, AuditOptions, AuditWriter, SigningKey};
 use vigil_core::SessionId;
-use vigil_store::{SqliteOptions, SqliteStore, Store};
+use vigil_store::{AuditLog, SqliteOptions, SqliteStore};
 
 const CHILD_ENV: &str = "VIGIL_AUDIT_CRASH_DIR";
 

@@ -5,18 +5,19 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::collections::HashMap;
+use vigil_audit::export::StoreSource;
 use vigil_audit::export::{self, Artifact, ExportFilter, Format, Row};
 use vigil_core::Timestamp;
-use vigil_store::Store;
+use vigil_store::AuditLog;
 
 fn export_bytes(
-    store: &dyn Store,
+    source: &StoreSource<'_>,
     artifact: Artifact,
     filter: &ExportFilter,
     format: Format,
 ) -> Vec<u8> {
     let mut out = Vec::new();
-    export::export_to(store, artifact, filter, format, &mut out).unwrap();
+    export::export_to(source, artifact, filter, format, &mut out).unwrap();
     out
 }
 
@@ -39,7 +40,7 @@ fn as_map(artifact: Artifact, row: &Row) -> HashMap<&'static str, Value> {
         .collect()
 }
 
-fn record(store: &dyn Store, seq: u64) -> (Value, String) {
+fn record(store: &dyn AuditLog, seq: u64) -> (Value, String) {
     let row = store.audit_row(seq).unwrap().unwrap();
     (
         serde_json::from_slice(&row.body).unwrap(),
@@ -74,14 +75,14 @@ fn every_artifact_round_trips_in_every_format_and_matches_the_store() {
         let json = read_back(
             artifact,
             Format::Json,
-            &export_bytes(&*store, artifact, &all, Format::Json),
+            &export_bytes(&env.source(), artifact, &all, Format::Json),
         );
         let jsonl = read_back(
             artifact,
             Format::Jsonl,
-            &export_bytes(&*store, artifact, &all, Format::Jsonl),
+            &export_bytes(&env.source(), artifact, &all, Format::Jsonl),
         );
-        let csv_bytes = export_bytes(&*store, artifact, &all, Format::Csv);
+        let csv_bytes = export_bytes(&env.source(), artifact, &all, Format::Csv);
         let csv = read_back(artifact, Format::Csv, &csv_bytes);
         assert_eq!(json, jsonl, "{artifact}");
         assert_eq!(json, csv, "{artifact}: CSV reads back as the JSON");
@@ -138,7 +139,7 @@ fn every_artifact_round_trips_in_every_format_and_matches_the_store() {
         read_back(
             a,
             Format::Jsonl,
-            &export_bytes(&*store, a, &all, Format::Jsonl),
+            &export_bytes(&env.source(), a, &all, Format::Jsonl),
         )
         .iter()
         .map(|r| as_map(a, r))
@@ -236,7 +237,7 @@ fn every_artifact_round_trips_in_every_format_and_matches_the_store() {
                 read_back(
                     a,
                     Format::Jsonl,
-                    &export_bytes(&*store, a, f, Format::Jsonl)
+                    &export_bytes(&env.source(), a, f, Format::Jsonl)
                 )
                 .is_empty(),
                 "{a} {f:?}"
@@ -253,7 +254,7 @@ fn every_artifact_round_trips_in_every_format_and_matches_the_store() {
         read_back(
             Artifact::Grants,
             Format::Csv,
-            &export_bytes(&*store, Artifact::Grants, &mine, Format::Csv)
+            &export_bytes(&env.source(), Artifact::Grants, &mine, Format::Csv)
         )
         .len(),
         2
@@ -262,7 +263,7 @@ fn every_artifact_round_trips_in_every_format_and_matches_the_store() {
         read_back(
             Artifact::Statements,
             Format::Csv,
-            &export_bytes(&*store, Artifact::Statements, &mine, Format::Csv)
+            &export_bytes(&env.source(), Artifact::Statements, &mine, Format::Csv)
         )
         .len(),
         6
@@ -276,16 +277,15 @@ fn parse(s: &str) -> Timestamp {
 #[test]
 fn an_empty_store_exports_headers_and_empty_arrays() {
     let env = Env::new();
-    let store = env.dyn_store();
     let json = export_bytes(
-        &*store,
+        &env.source(),
         Artifact::Sessions,
         &ExportFilter::default(),
         Format::Json,
     );
     assert_eq!(json, b"[]\n");
     let csv = export_bytes(
-        &*store,
+        &env.source(),
         Artifact::Sessions,
         &ExportFilter::default(),
         Format::Csv,
@@ -298,13 +298,13 @@ fn an_empty_store_exports_headers_and_empty_arrays() {
 /// A store that counts the pages it hands out and the largest one, and the rows visited by
 /// one long scan.
 struct Counting {
-    inner: std::sync::Arc<dyn Store>,
+    inner: std::sync::Arc<dyn AuditLog>,
     pages: std::sync::atomic::AtomicU64,
     largest: std::sync::atomic::AtomicUsize,
     scanned: std::sync::atomic::AtomicU64,
 }
 
-impl Store for Counting {
+impl AuditLog for Counting {
     fn append_audit(&self, rows: &[vigil_store::AuditRow]) -> Result<(), vigil_store::StoreError> {
         self.inner.append_audit(rows)
     }
@@ -349,45 +349,14 @@ impl Store for Counting {
             .fetch_max(page.len(), std::sync::atomic::Ordering::Relaxed);
         Ok(page)
     }
-    fn session_rows(
-        &self,
-        id: &str,
-    ) -> Result<Vec<vigil_store::AuditRow>, vigil_store::StoreError> {
-        self.inner.session_rows(id)
-    }
     fn audit_row(
         &self,
         seq: u64,
     ) -> Result<Option<vigil_store::AuditRow>, vigil_store::StoreError> {
         self.inner.audit_row(seq)
     }
-    fn list_sessions(
-        &self,
-        f: &vigil_store::SessionFilter,
-    ) -> Result<Vec<vigil_store::SessionIndex>, vigil_store::StoreError> {
-        self.inner.list_sessions(f)
-    }
-    fn insert_token(&self, t: &vigil_store::TokenRecord) -> Result<(), vigil_store::StoreError> {
-        self.inner.insert_token(t)
-    }
-    fn find_token_by_hash(
-        &self,
-        h: &[u8; 32],
-    ) -> Result<Option<vigil_store::TokenRecord>, vigil_store::StoreError> {
-        self.inner.find_token_by_hash(h)
-    }
-    fn list_tokens(
-        &self,
-        i: Option<&str>,
-    ) -> Result<Vec<vigil_store::TokenRecord>, vigil_store::StoreError> {
-        self.inner.list_tokens(i)
-    }
-    fn revoke_token(
-        &self,
-        id: &str,
-        at: Timestamp,
-    ) -> Result<Option<vigil_store::TokenRecord>, vigil_store::StoreError> {
-        self.inner.revoke_token(id, at)
+    fn delete_audit_ranges(&self, ranges: &[(u64, u64)]) -> Result<u64, vigil_store::StoreError> {
+        self.inner.delete_audit_ranges(ranges)
     }
 }
 
@@ -432,8 +401,13 @@ fn a_large_export_is_read_in_bounded_pages_and_streamed() {
     };
     let started = std::time::Instant::now();
     let mut sink = Sink(0);
+    let source = StoreSource {
+        log: &counting,
+        grants: &*env.store,
+        requests: &*env.store,
+    };
     let stats = export::export_to(
-        &counting,
+        &source,
         Artifact::Statements,
         &ExportFilter::default(),
         Format::Csv,

@@ -13,9 +13,10 @@ mod common;
 use common::*;
 use std::sync::Arc;
 use std::time::Instant;
+use vigil_audit::export::StoreSource;
 use vigil_audit::export::{self, Artifact, ExportFilter, Format};
 use vigil_audit::{AuditOptions, AuditWriter};
-use vigil_store::{SqliteStore, Store};
+use vigil_store::{AuditLog, SqliteStore};
 
 fn db() -> std::path::PathBuf {
     std::env::var_os("VIGIL_BENCH_DB")
@@ -38,7 +39,7 @@ fn fill() {
     let statements: u64 = std::env::var("VIGIL_BENCH_STATEMENTS")
         .map(|v| v.parse().unwrap())
         .unwrap_or(1_000_000);
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db(), Default::default()).unwrap());
+    let store: Arc<dyn AuditLog> = Arc::new(SqliteStore::open(&db(), Default::default()).unwrap());
     let writer = AuditWriter::start(
         store,
         AuditOptions::new(vigil_audit::SigningKey::from_bytes(&[42; 32])),
@@ -67,6 +68,11 @@ fn fill() {
 #[ignore]
 fn export() {
     let store = SqliteStore::open(&db(), Default::default()).unwrap();
+    let source = StoreSource {
+        log: &store,
+        grants: &store,
+        requests: &store,
+    };
     let before = peak_rss_kb();
     for (artifact, format) in [
         (Artifact::Statements, Format::Csv),
@@ -76,7 +82,7 @@ fn export() {
         let out = std::io::BufWriter::new(std::io::sink());
         let started = Instant::now();
         let stats =
-            export::export_to(&store, artifact, &ExportFilter::default(), format, out).unwrap();
+            export::export_to(&source, artifact, &ExportFilter::default(), format, out).unwrap();
         let secs = started.elapsed().as_secs_f64();
         eprintln!(
             "{artifact} as {}: {} rows in {secs:.2}s = {:.0} rows/s; peak RSS {} kB (before: {before} kB)",
@@ -102,10 +108,15 @@ fn export() {
 #[ignore]
 fn bundle() {
     let store = SqliteStore::open(&db(), Default::default()).unwrap();
+    let source = StoreSource {
+        log: &store,
+        grants: &store,
+        requests: &store,
+    };
     let key = vigil_audit::SigningKey::from_bytes(&[42; 32]);
     let out = db().with_extension("bundle.tar.gz");
     let started = Instant::now();
-    let made = vigil_audit::bundle::create_bundle(&store, &key, None, None, None, &out).unwrap();
+    let made = vigil_audit::bundle::create_bundle(&source, &key, None, None, None, &out).unwrap();
     let bytes = std::fs::metadata(&out).unwrap().len();
     eprintln!(
         "bundle of {} records ({} statements): {bytes} bytes in {:?}; peak RSS {} kB",

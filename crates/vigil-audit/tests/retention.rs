@@ -24,7 +24,7 @@ fn later() -> Timestamp {
 fn rows(env: &Env, artifact: Artifact) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     export::export_to(
-        &*env.dyn_store(),
+        &env.source(),
         artifact,
         &ExportFilter::default(),
         Format::Jsonl,
@@ -121,8 +121,7 @@ fn a_purge_keeps_holds_and_checkpoints_and_the_chain_still_verifies() {
 
     // A bundle after purges covers the unbroken part of the chain, and verifies.
     let out = env.dir.path().join("after-purge.tar.gz");
-    vigil_audit::bundle::create_bundle(&*env.dyn_store(), &env.key, None, None, None, &out)
-        .unwrap();
+    vigil_audit::bundle::create_bundle(&env.source(), &env.key, None, None, None, &out).unwrap();
     vigil_audit::bundle::verify_bundle(&out, Some(&env.key.verifying_key()))
         .unwrap()
         .unwrap();

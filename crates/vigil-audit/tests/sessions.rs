@@ -23,7 +23,7 @@ fn sessions_are_listed_newest_first_with_their_statements() {
     wait_durable(writer.append(statement_started(second, 1))).unwrap();
     writer.shutdown().unwrap();
 
-    let all = sessions::list(&*env.store, &SessionQuery::default()).unwrap();
+    let all = sessions::list(&*env.store, &*env.store, &SessionQuery::default()).unwrap();
     let ids: Vec<_> = all.iter().map(|s| s.session_id.clone()).collect();
     assert_eq!(ids, [second.to_string(), first.to_string()]);
     assert_eq!(all[1].statements, 1, "totals come from SessionEnded");
@@ -36,7 +36,12 @@ fn sessions_are_listed_newest_first_with_their_statements() {
         identity: Some("etl".into()),
         ..SessionQuery::default()
     };
-    assert_eq!(sessions::list(&*env.store, &limited).unwrap().len(), 1);
+    assert_eq!(
+        sessions::list(&*env.store, &*env.store, &limited)
+            .unwrap()
+            .len(),
+        1
+    );
 
     let detail = sessions::detail(&*env.store, &first.to_string())
         .unwrap()

@@ -12,7 +12,7 @@ use vigil_audit::{
 };
 use vigil_core::event::Checkpoint;
 use vigil_core::{Event, EventDraft, EventSink, Record, SessionId};
-use vigil_store::{SessionFilter, SqliteOptions, SqliteStore, Store};
+use vigil_store::{AuditLog, SessionFilter, SessionsIndex, SqliteOptions, SqliteStore};
 
 fn checkpoints(env: &Env) -> Vec<u64> {
     env.kinds()
@@ -440,7 +440,7 @@ fn a_chain_rewritten_under_a_running_writer_stops_it_appending() {
     env.raw()
         .execute("DELETE FROM audit_log WHERE seq > 2", [])
         .unwrap();
-    let other: Arc<dyn Store> =
+    let other: Arc<dyn AuditLog> =
         Arc::new(SqliteStore::open(&env.db, SqliteOptions::default()).unwrap());
     let mut rows = Vec::new();
     env.store

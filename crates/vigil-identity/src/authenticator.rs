@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use vigil_core::event::AuthFailureReason;
 use vigil_core::{AuthMethod, Principal};
-use vigil_store::Store;
+use vigil_store::TokenStore;
 
 /// Authenticates clients: `user` is the identity's name, the secret a Vigil service token or an
 /// OIDC access token (JWT).
@@ -40,7 +40,7 @@ impl Authenticator {
     /// entries naming undeclared identities) and builds the authenticator. Fetches nothing;
     /// call [`warm_up`](Self::warm_up) at startup to fetch the providers' keys early.
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn TokenStore>,
         identities: Vec<IdentityConfig>,
         providers: Vec<OidcProviderConfig>,
     ) -> Result<Self, ConfigError> {

@@ -9,7 +9,7 @@
 //! [`client_message`](AuthRejection::client_message) say what went wrong and what to do.
 //!
 //! ```no_run
-//! # async fn demo(store: std::sync::Arc<dyn vigil_store::Store>) -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn demo(store: std::sync::Arc<dyn vigil_store::TokenStore>) -> Result<(), Box<dyn std::error::Error>> {
 //! use vigil_identity::{Authenticator, IdentityConfig, OidcProviderConfig};
 //! let auth = Authenticator::new(
 //!     store,
@@ -26,7 +26,7 @@
 //!
 //! ## What this crate owns
 //! - [`tokens`]: generating service tokens (32 bytes from the OS CSPRNG), storing only their
-//!   SHA-256 through the [`Store`](vigil_store::Store), listing, revoking and checking them;
+//!   SHA-256 through the [`TokenStore`](vigil_store::TokenStore), listing, revoking and checking them;
 //!   parsing `--expires 30d`.
 //! - [`oidc`]: provider configuration, discovery, the JWKS cache (refresh on unknown `kid`,
 //!   rate-limited), and JWT validation with [`jsonwebtoken`] (asymmetric algorithms only, the

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use vigil_core::event::AuthFailureReason;
 use vigil_core::Timestamp;
-use vigil_store::{Store, StoreError, TokenRecord};
+use vigil_store::{StoreError, TokenRecord, TokenStore};
 
 /// What every Vigil service token starts with (so that scanners and people can tell it apart).
 pub const TOKEN_PREFIX: &str = "vgt_";
@@ -78,16 +78,16 @@ pub enum TokenError {
     ExpiryTooFar,
 }
 
-/// Issues, lists, revokes and checks service tokens, over a [`Store`].
+/// Issues, lists, revokes and checks service tokens, over a [`TokenStore`].
 ///
 /// Calls are blocking (the store is); from async code run them with `spawn_blocking`.
 #[derive(Clone)]
 pub struct TokenService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn TokenStore>,
 }
 
 impl TokenService {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn TokenStore>) -> Self {
         TokenService { store }
     }
 

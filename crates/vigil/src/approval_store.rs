@@ -1,5 +1,6 @@
-//! vigil-approval's `ApprovalStore` over the configured store: requests kept as their JSON,
-//! grants as the gateway's grant records, approvals of held statements as they are.
+//! vigil-approval's `ApprovalStore` over the store concerns it spans: requests kept as their
+//! JSON (`AccessRequestStore`), grants as the gateway's grant records (`GrantStore`), approvals
+//! of held statements as they are (`StatementApprovalStore`).
 
 use std::sync::Arc;
 use vigil_approval::{
@@ -9,11 +10,15 @@ use vigil_approval::{
 use vigil_core::Timestamp;
 use vigil_policy::Grant;
 use vigil_store::{
-    AccessRequestFilter, AccessRequestRecord, GrantFilter, StatementApprovalRecord, Store,
-    StoreError,
+    AccessRequestFilter, AccessRequestRecord, AccessRequestStore, GrantFilter, GrantStore,
+    StatementApprovalRecord, StatementApprovalStore, StoreError,
 };
 
-pub struct StoredApprovals(pub Arc<dyn Store>);
+pub struct StoredApprovals {
+    pub requests: Arc<dyn AccessRequestStore>,
+    pub grants: Arc<dyn GrantStore>,
+    pub statements: Arc<dyn StatementApprovalStore>,
+}
 
 fn failed(e: StoreError) -> StoreFailure {
     StoreFailure::Unavailable(e.to_string())
@@ -75,7 +80,7 @@ fn approval_from(a: StatementApprovalRecord) -> StatementApproval {
 
 impl ApprovalStore for StoredApprovals {
     fn access_request(&self, id: &str) -> Result<Option<Versioned>, StoreFailure> {
-        self.0
+        self.requests
             .access_request(id)
             .map_err(failed)?
             .map(from_record)
@@ -93,12 +98,15 @@ impl ApprovalStore for StoredApprovals {
             grant_id: filter.grant_id.clone(),
             limit: filter.limit,
         };
-        let found = self.0.list_access_requests(&filter).map_err(failed)?;
+        let found = self
+            .requests
+            .list_access_requests(&filter)
+            .map_err(failed)?;
         Ok(found.into_iter().map(from_record).collect())
     }
 
     fn insert_access_request(&self, request: &AccessRequest) -> Result<(), StoreFailure> {
-        self.0
+        self.requests
             .insert_access_request(&to_record(request, 1))
             .map_err(failed)
     }
@@ -108,7 +116,7 @@ impl ApprovalStore for StoredApprovals {
         request: &AccessRequest,
         version: u64,
     ) -> Result<bool, StoreFailure> {
-        self.0
+        self.requests
             .update_access_request(&to_record(request, version + 1), version)
             .map_err(failed)
     }
@@ -124,12 +132,12 @@ impl ApprovalStore for StoredApprovals {
             connection: Some(connection.to_string()),
             live_at: Some(at),
         };
-        let found = self.0.list_grants(&filter).map_err(failed)?;
+        let found = self.grants.list_grants(&filter).map_err(failed)?;
         found.iter().map(grant_from).collect()
     }
 
     fn grant(&self, id: &str) -> Result<Option<Grant>, StoreFailure> {
-        self.0
+        self.grants
             .grant(id)
             .map_err(failed)?
             .as_ref()
@@ -138,7 +146,7 @@ impl ApprovalStore for StoredApprovals {
     }
 
     fn insert_grant(&self, grant: &Grant) -> Result<(), StoreFailure> {
-        self.0
+        self.grants
             .insert_grant(&crate::grants::to_record(grant))
             .map_err(failed)
     }
@@ -150,14 +158,14 @@ impl ApprovalStore for StoredApprovals {
         by: &str,
         reason: &str,
     ) -> Result<(), StoreFailure> {
-        self.0
+        self.grants
             .revoke_grant(id, at, by, Some(reason))
             .map(drop)
             .map_err(failed)
     }
 
     fn insert_statement_approval(&self, approval: &StatementApproval) -> Result<(), StoreFailure> {
-        self.0
+        self.statements
             .insert_statement_approval(&approval_to(approval))
             .map_err(failed)
     }
@@ -167,14 +175,14 @@ impl ApprovalStore for StoredApprovals {
         request_id: &str,
     ) -> Result<Option<StatementApproval>, StoreFailure> {
         Ok(self
-            .0
+            .statements
             .statement_approval(request_id)
             .map_err(failed)?
             .map(approval_from))
     }
 
     fn use_statement_approval(&self, ask: &ApprovalUse) -> Result<Option<String>, StoreFailure> {
-        self.0
+        self.statements
             .use_statement_approval(
                 &ask.identity,
                 &ask.connection,

@@ -18,11 +18,10 @@ use vigil_pg::{
     Revocations, StatementReview,
 };
 use vigil_policy::{Grant, PolicyConfig};
-use vigil_store::Store;
 
 /// The service, from the config.
 pub fn service(
-    store: Arc<dyn Store>,
+    store: StoredApprovals,
     sink: Arc<dyn EventSink>,
     revocations: Arc<Revocations>,
     policies: &[PolicyConfig],
@@ -31,7 +30,7 @@ pub fn service(
     api_listen: Option<std::net::SocketAddr>,
 ) -> Result<Arc<Approvals>> {
     let approvals = Approvals::new(ApprovalParts {
-        store: Arc::new(StoredApprovals(store)),
+        store: Arc::new(store),
         sink,
         revocations: Arc::new(SessionRevocations(revocations)),
         policies: policies.to_vec(),

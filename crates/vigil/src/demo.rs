@@ -176,8 +176,8 @@ async fn issue_token(dir: &Path, store_url: &str, identity: &str) -> Result<Stri
         vigil_audit::load_or_generate_signing_key(&dir.join("data").join("audit-signing-key.pem"))?;
     let mut options = vigil_audit::AuditOptions::new(key);
     options.anchor_path = Some(dir.join("data").join("audit-anchor.json"));
-    let writer = vigil_audit::AuditWriter::start(store.clone(), options)?;
-    let service = vigil_identity::TokenService::new(store);
+    let writer = vigil_audit::AuditWriter::start(store.audit.clone(), options)?;
+    let service = vigil_identity::TokenService::new(store.tokens);
     let (token, record) = service.prepare(
         identity,
         Some(std::time::Duration::from_secs(7 * 86400)),

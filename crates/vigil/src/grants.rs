@@ -11,7 +11,7 @@ use vigil_core::{Event, EventDraft, EventSink, Principal, Timestamp};
 use vigil_identity::IdentityConfig;
 use vigil_pg::{BoxFuture, GrantProvider, Revocations};
 use vigil_policy::{Grant, GrantSource, PolicyConfig, Scope};
-use vigil_store::{GrantFilter, GrantRecord, Store};
+use vigil_store::{AccessRequestFilter, AccessRequestStore, GrantFilter, GrantRecord, GrantStore};
 
 /// The store's record of a grant, as the gateway uses it.
 pub fn from_record(r: &GrantRecord) -> Result<Grant> {
@@ -60,7 +60,9 @@ pub fn to_record(g: &Grant) -> GrantRecord {
 
 /// Issues standing grants from the configured policies.
 pub struct PolicyGrants {
-    store: Arc<dyn Store>,
+    grants: Arc<dyn GrantStore>,
+    /// Read for the request an approved grant came from.
+    requests: Arc<dyn AccessRequestStore>,
     sink: Arc<dyn EventSink>,
     policies: Vec<PolicyConfig>,
     groups: HashMap<String, Vec<String>>,
@@ -70,13 +72,15 @@ pub struct PolicyGrants {
 
 impl PolicyGrants {
     pub fn new(
-        store: Arc<dyn Store>,
+        grants: Arc<dyn GrantStore>,
+        requests: Arc<dyn AccessRequestStore>,
         sink: Arc<dyn EventSink>,
         policies: Vec<PolicyConfig>,
         identities: &[IdentityConfig],
     ) -> Self {
         PolicyGrants {
-            store,
+            grants,
+            requests,
             sink,
             policies,
             groups: identities
@@ -90,7 +94,7 @@ impl PolicyGrants {
     async fn grants(&self, identity: &str, connection: &str) -> Result<Vec<Arc<Grant>>> {
         let _one_at_a_time = self.issuing.lock().await;
         let now = Timestamp::now();
-        let store = self.store.clone();
+        let store = self.grants.clone();
         // Every grant of the pair, revoked ones included: a revoked standing grant is not
         // re-issued under the same scope (see below).
         let filter = GrantFilter {
@@ -145,7 +149,7 @@ impl PolicyGrants {
                         .await
                         .context("cannot record the grant")?;
                     let record = to_record(&grant);
-                    let store = self.store.clone();
+                    let store = self.grants.clone();
                     tokio::task::spawn_blocking(move || store.insert_grant(&record)).await??;
                     grant
                 }
@@ -159,8 +163,8 @@ impl PolicyGrants {
             let mut g = from_record(r)?;
             if g.live(now).is_ok() {
                 // Sessions cite the request their grant was approved under.
-                let store = self.store.clone();
-                let filter = vigil_store::AccessRequestFilter {
+                let store = self.requests.clone();
+                let filter = AccessRequestFilter {
                     grant_id: Some(g.id.clone()),
                     limit: Some(1),
                     ..Default::default()
@@ -190,10 +194,10 @@ impl GrantProvider for PolicyGrants {
     }
 }
 
-/// Watches the store: revocations reach live sessions (within `every`), and each grant's
+/// Watches the grants: revocations reach live sessions (within `every`), and each grant's
 /// end is recorded once (`GrantExpired`).
 pub async fn watch(
-    store: Arc<dyn Store>,
+    store: Arc<dyn GrantStore>,
     sink: Arc<dyn EventSink>,
     revocations: Arc<Revocations>,
     every: Duration,

@@ -71,15 +71,15 @@ pub async fn start(config: Config) -> Result<Running> {
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     restrict_permissions(&config.data_dir);
 
-    let store = wiring::open_store(Some(&config), None)?;
+    let stores = wiring::open_store(Some(&config), None)?;
     let key_path = config.signing_key_path()?;
     let signing_key = vigil_audit::load_or_generate_signing_key(&key_path)?;
     let verifying_key = signing_key.verifying_key();
     let mut options = AuditOptions::new(signing_key);
     options.checkpoint_interval = config.audit.checkpoint_interval;
     options.anchor_path = Some(config.anchor_path());
-    let writer =
-        AuditWriter::start(store.clone(), options).context("cannot start the audit trail")?;
+    let writer = AuditWriter::start(stores.audit.clone(), options)
+        .context("cannot start the audit trail")?;
     tracing::info!(
         key_id = %vigil_audit::key_id(&verifying_key),
         store = %config.store_url(),
@@ -88,7 +88,7 @@ pub async fn start(config: Config) -> Result<Running> {
     // The legal holds of this configuration take effect now: the chain says so.
     let holds = config.retention.policy()?.holds;
     let changes = {
-        let (store, writer) = (store.clone(), writer.clone());
+        let (store, writer) = (stores.audit.clone(), writer.clone());
         tokio::task::spawn_blocking(move || {
             vigil_audit::retention::record_hold_changes(&*store, &writer, &holds, "serve")
         })
@@ -102,7 +102,7 @@ pub async fn start(config: Config) -> Result<Running> {
 
     let authenticator = Arc::new(
         Authenticator::new(
-            store.clone(),
+            stores.tokens.clone(),
             config.identities.clone(),
             config.oidc_providers.clone(),
         )
@@ -123,13 +123,18 @@ pub async fn start(config: Config) -> Result<Running> {
     let revocations = Arc::new(vigil_pg::Revocations::new());
     let grant_provider: Arc<dyn vigil_pg::GrantProvider> =
         Arc::new(crate::grants::PolicyGrants::new(
-            store.clone(),
+            stores.grants.clone(),
+            stores.access_requests.clone(),
             sink.clone(),
             config.policies.clone(),
             &config.identities,
         ));
     let approval_service = crate::approvals::service(
-        store.clone(),
+        crate::approval_store::StoredApprovals {
+            requests: stores.access_requests.clone(),
+            grants: stores.grants.clone(),
+            statements: stores.statement_approvals.clone(),
+        },
         sink.clone(),
         revocations.clone(),
         &config.policies,
@@ -175,7 +180,7 @@ pub async fn start(config: Config) -> Result<Running> {
         let dir = config.replay_dir();
         let writer = vigil_replay::CaptureWriter::start_bounded(
             &dir,
-            replay_bounds(&config, &sink, &store)?,
+            replay_bounds(&config, &sink, &stores.sessions)?,
         )
         .with_context(|| format!("replay captures in {}", dir.display()))?;
         Some(Arc::new(writer))
@@ -224,11 +229,12 @@ pub async fn start(config: Config) -> Result<Running> {
     }
 
     {
-        let (store, sink, revocations) = (store.clone(), sink.clone(), revocations.clone());
+        let (grants, sink, revocations) =
+            (stores.grants.clone(), sink.clone(), revocations.clone());
         let mut stopped = stopped.clone();
         tasks.spawn(async move {
             tokio::select! {
-                _ = crate::grants::watch(store, sink, revocations, std::time::Duration::from_secs(1)) => {}
+                _ = crate::grants::watch(grants, sink, revocations, std::time::Duration::from_secs(1)) => {}
                 _ = stopped.wait_for(|s| *s) => {}
             }
         });
@@ -246,7 +252,10 @@ pub async fn start(config: Config) -> Result<Running> {
     if let Some(api) = &config.api {
         let token = api.admin_token.resolve().context("api.admin_token")?;
         let state = vigil_api::ApiState {
-            store: store.clone(),
+            audit: stores.audit.clone(),
+            sessions: stores.sessions.clone(),
+            grants: stores.grants.clone(),
+            requests: stores.access_requests.clone(),
             verifying_key,
             anchor_path: Some(config.anchor_path()),
             admin_token: token,
@@ -320,9 +329,9 @@ fn restrict_permissions(dir: &Path) {
 fn replay_bounds(
     config: &Config,
     sink: &Arc<dyn vigil_core::EventSink>,
-    store: &Arc<dyn vigil_store::Store>,
+    index: &Arc<dyn vigil_store::SessionsIndex>,
 ) -> Result<vigil_replay::CaptureBounds> {
-    let index = store.clone();
+    let index = index.clone();
     let holds = Arc::new(config.retention.policy()?.holds);
     let sink = sink.clone();
     let nonzero = |v: u64| (v != 0).then_some(v);

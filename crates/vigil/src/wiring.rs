@@ -8,7 +8,7 @@ use std::sync::Arc;
 use vigil_core::Principal;
 use vigil_identity::{Authenticator, IdentityConfig};
 use vigil_pg::{AuthRejection, BoxFuture, ClientAuthenticator, ConnectionAuthorizer, Target};
-use vigil_store::Store;
+use vigil_store::Stores;
 
 /// Tokens and OIDC, from vigil-identity.
 pub struct IdentityAuth(pub Arc<Authenticator>);
@@ -96,7 +96,7 @@ pub fn target(c: &crate::config::ConnectionConfig) -> Result<Target> {
 }
 
 /// Opens the store a command should use: `--store` if given, else the config's.
-pub fn open_store(config: Option<&Config>, store_url: Option<&str>) -> Result<Arc<dyn Store>> {
+pub fn open_store(config: Option<&Config>, store_url: Option<&str>) -> Result<Stores> {
     let (url, options) = match (store_url, config) {
         (Some(url), c) => (url.to_string(), c.map(|c| c.store.sqlite.clone()).unwrap_or_default()),
         (None, Some(c)) => (c.store_url(), c.store.sqlite.clone()),
@@ -117,7 +117,7 @@ pub fn open_store(config: Option<&Config>, store_url: Option<&str>) -> Result<Ar
     }
     let store =
         vigil_store::open(&url, options).with_context(|| format!("cannot open store {url}"))?;
-    Ok(Arc::new(store))
+    Ok(Stores::all_in(Arc::new(store)))
 }
 
 /// The data directory that goes with a store URL given without a config: the database file's

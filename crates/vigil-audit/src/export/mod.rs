@@ -1,7 +1,7 @@
 //! Exports: the audit trail as the artifacts auditors ask for (sessions, statements, denials,
 //! grants, approvals, masking, failed logins), in JSON, JSON lines or CSV, streamed.
 //!
-//! An export reads the chain in seq order, a page at a time ([`vigil_store::Store::audit_page`]),
+//! An export reads the chain in seq order, a page at a time ([`vigil_store::AuditLog::audit_page`]),
 //! turns records into rows as they complete (a session's row when its end record arrives, a
 //! statement's when its outcome does) and hands each row to a writer at once: memory holds one
 //! page and the rows still open, whatever the size of the export. Every row carries the seq and
@@ -14,8 +14,9 @@
 //! use vigil_audit::export::{self, Artifact, ExportFilter, Format};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = vigil_store::open("/var/lib/vigil/vigil.db", Default::default())?;
+//! let source = export::StoreSource { log: &store, grants: &store, requests: &store };
 //! let filter = ExportFilter { since: Some(export::parse_time_bound("24h", vigil_core::Timestamp::now())?), ..Default::default() };
-//! let stats = export::export_to(&store, Artifact::Statements, &filter, Format::Csv, std::io::stdout().lock())?;
+//! let stats = export::export_to(&source, Artifact::Statements, &filter, Format::Csv, std::io::stdout().lock())?;
 //! eprintln!("{} rows", stats.rows);
 //! # Ok(()) }
 //! ```
@@ -30,7 +31,7 @@ pub use format::{parse_csv_row, read_rows, read_rows_at, Format, RowWriter};
 
 use crate::AuditError;
 use vigil_core::Timestamp;
-use vigil_store::{AuditRow, Store};
+use vigil_store::{AccessRequestStore, AuditLog, AuditRow, GrantStore};
 
 /// One row: values in the artifact's column order ([`Artifact::columns`]).
 pub type Row = Vec<serde_json::Value>;
@@ -86,10 +87,12 @@ pub trait RecordSource {
     }
 }
 
-/// A [`RecordSource`] over a store, read page by page.
-pub struct StoreSource<'s>(pub &'s dyn Store);
+/// A [`RecordSource`] over the audit chain alone, read page by page (for reads that need no
+/// subjects: holds, replay captures).
+#[derive(Clone, Copy)]
+pub struct ChainSource<'s>(pub &'s dyn AuditLog);
 
-impl RecordSource for StoreSource<'_> {
+impl RecordSource for ChainSource<'_> {
     fn visit(
         &self,
         range: ScanRange,
@@ -113,16 +116,41 @@ impl RecordSource for StoreSource<'_> {
             }
         }
     }
+}
+
+/// What an export reads from the stores: the chain, page by page, and the control plane's
+/// grants and access requests, asked who an older grant or request was for (a lookup that
+/// fails counts as unknown: it only narrows filters by identity or connection).
+#[derive(Clone, Copy)]
+pub struct StoreSource<'s> {
+    pub log: &'s dyn AuditLog,
+    pub grants: &'s dyn GrantStore,
+    pub requests: &'s dyn AccessRequestStore,
+}
+
+impl RecordSource for StoreSource<'_> {
+    fn visit(
+        &self,
+        range: ScanRange,
+        kinds: &[&str],
+        visit: &mut dyn FnMut(AuditRow) -> Result<bool, AuditError>,
+    ) -> Result<(), AuditError> {
+        ChainSource(self.log).visit(range, kinds, visit)
+    }
 
     fn grant_subject(&self, grant_id: &str) -> Option<GrantSubject> {
-        self.0.grant(grant_id).ok().flatten().map(|g| GrantSubject {
-            identity: g.identity,
-            connection: g.connection,
-        })
+        self.grants
+            .grant(grant_id)
+            .ok()
+            .flatten()
+            .map(|g| GrantSubject {
+                identity: g.identity,
+                connection: g.connection,
+            })
     }
 
     fn request_subject(&self, request_id: &str) -> Option<GrantSubject> {
-        self.0
+        self.requests
             .access_request(request_id)
             .ok()
             .flatten()
@@ -158,7 +186,7 @@ impl RecordSource for SliceSource<'_> {
 /// Visits every record with `after_seq < seq <= through_seq`, in seq order, a page at a time,
 /// until `visit` returns `false`.
 pub(crate) fn visit_rows(
-    store: &dyn Store,
+    store: &dyn AuditLog,
     after_seq: u64,
     through_seq: u64,
     visit: &mut dyn FnMut(AuditRow) -> Result<bool, AuditError>,
@@ -188,7 +216,7 @@ pub struct ExportStats {
 /// The part of the store's chain an export of `filter` reads, up to `through_seq` (default:
 /// the head). Finds the bounds by bisecting on record time, with [`CLOCK_MARGIN_US`] of slack.
 pub fn plan(
-    store: &dyn Store,
+    store: &dyn AuditLog,
     filter: &ExportFilter,
     through_seq: Option<u64>,
 ) -> Result<ScanRange, AuditError> {
@@ -215,7 +243,11 @@ pub fn plan(
 
 /// The first seq in `1..=through` whose record is at or after `at_us`, by bisection (record
 /// times rise with seq up to the margin the caller allows for); `through + 1` if none.
-fn first_seq_at_or_after(store: &dyn Store, at_us: i64, through: u64) -> Result<u64, AuditError> {
+fn first_seq_at_or_after(
+    store: &dyn AuditLog,
+    at_us: i64,
+    through: u64,
+) -> Result<u64, AuditError> {
     let (mut lo, mut hi) = (1u64, through + 1);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
@@ -264,17 +296,17 @@ pub fn export_rows_at(
     Ok(ExportStats { rows })
 }
 
-/// Exports `artifact` from the store to `out` in `format`, streaming.
+/// Exports `artifact` from the stores to `out` in `format`, streaming.
 pub fn export_to<W: std::io::Write>(
-    store: &dyn Store,
+    source: &StoreSource<'_>,
     artifact: Artifact,
     filter: &ExportFilter,
     format: Format,
     out: W,
 ) -> Result<ExportStats, AuditError> {
-    let range = plan(store, filter, None)?;
+    let range = plan(source.log, filter, None)?;
     let mut writer = RowWriter::new(format, artifact, out)?;
-    let stats = export_rows(&StoreSource(store), artifact, filter, range, &mut |row| {
+    let stats = export_rows(source, artifact, filter, range, &mut |row| {
         writer.write(&row)
     })?;
     writer.finish()?;

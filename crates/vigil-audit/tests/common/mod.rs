@@ -7,13 +7,14 @@ use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use vigil_audit::export::StoreSource;
 use vigil_audit::{verify, AuditError, AuditOptions, AuditWriter, SigningKey, VerifyReport};
 use vigil_core::event::{
     ProtocolPath, SessionEndReason, SessionEnded, SessionStarted, StatementFinished,
     StatementShape, StatementStarted, StatementStatus,
 };
 use vigil_core::{AuthMethod, Event, EventDraft, IdentityKind, Principal, SessionId, Timestamp};
-use vigil_store::{SqliteOptions, SqliteStore, Store};
+use vigil_store::{AuditLog, SqliteOptions, SqliteStore};
 
 pub struct Env {
     pub dir: tempfile::TempDir,
@@ -50,8 +51,17 @@ impl Env {
         options
     }
 
-    pub fn dyn_store(&self) -> Arc<dyn Store> {
+    pub fn dyn_store(&self) -> Arc<dyn AuditLog> {
         self.store.clone()
+    }
+
+    /// What exports and bundles read: the chain, grants and access requests, all this store.
+    pub fn source(&self) -> StoreSource<'_> {
+        StoreSource {
+            log: &*self.store,
+            grants: &*self.store,
+            requests: &*self.store,
+        }
     }
 
     pub fn start(&self) -> AuditWriter {
@@ -286,7 +296,7 @@ pub fn swap(conn: &Connection, a: u64, b: u64) {
         .unwrap();
 }
 
-/// Every stored record of `session`, by a full scan: unlike `Store::session_rows`, this does
+/// Every stored record of `session`, by a full scan: unlike `SessionsIndex::session_rows`, this does
 /// not need the session's start record.
 pub fn records_of(env: &Env, session: SessionId) -> Vec<vigil_store::AuditRow> {
     let id = session.to_string();
@@ -307,7 +317,7 @@ pub fn records_of(env: &Env, session: SessionId) -> Vec<vigil_store::AuditRow> {
 /// Appends a record of any kind (also kinds this build has no type for) at the chain's head,
 /// chained and hashed as the writer would. Only while no writer runs.
 pub fn append_raw(
-    store: &dyn Store,
+    store: &dyn AuditLog,
     kind: &str,
     session: Option<SessionId>,
     fields: serde_json::Value,

@@ -1,4 +1,4 @@
-//! Shared test doubles: an in-memory `Store`, a minimal OIDC provider over HTTP on loopback
+//! Shared test doubles: an in-memory `TokenStore`, a minimal OIDC provider over HTTP on loopback
 //! (discovery + JWKS, with hit counters and switches), and signing keys generated locally.
 #![allow(dead_code)] // each test binary uses a different part
 
@@ -17,9 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use vigil_core::Timestamp;
 use vigil_identity::OidcProviderConfig;
-use vigil_store::{
-    AuditHead, AuditRow, SessionFilter, SessionIndex, Store, StoreError, TokenRecord,
-};
+use vigil_store::{StoreError, TokenRecord, TokenStore};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -28,7 +26,7 @@ pub const AUDIENCE: &str = "vigil";
 
 // --- store ------------------------------------------------------------------------------------
 
-/// The token half of `Store`, in memory. Audit calls are not needed here and panic.
+/// A `TokenStore` in memory.
 #[derive(Default)]
 pub struct MemStore {
     pub tokens: Mutex<Vec<TokenRecord>>,
@@ -46,29 +44,7 @@ impl MemStore {
     }
 }
 
-impl Store for MemStore {
-    fn append_audit(&self, _rows: &[AuditRow]) -> Result<(), StoreError> {
-        unimplemented!("not used by vigil-identity")
-    }
-    fn audit_head(&self) -> Result<Option<AuditHead>, StoreError> {
-        unimplemented!("not used by vigil-identity")
-    }
-    fn scan_audit(
-        &self,
-        _from_seq: u64,
-        _visit: &mut dyn FnMut(AuditRow) -> bool,
-    ) -> Result<(), StoreError> {
-        unimplemented!("not used by vigil-identity")
-    }
-    fn session_rows(&self, _session_id: &str) -> Result<Vec<AuditRow>, StoreError> {
-        unimplemented!("not used by vigil-identity")
-    }
-    fn audit_row(&self, _seq: u64) -> Result<Option<AuditRow>, StoreError> {
-        unimplemented!("not used by vigil-identity")
-    }
-    fn list_sessions(&self, _filter: &SessionFilter) -> Result<Vec<SessionIndex>, StoreError> {
-        unimplemented!("not used by vigil-identity")
-    }
+impl TokenStore for MemStore {
     fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
         self.check()?;
         let mut t = self.tokens.lock();

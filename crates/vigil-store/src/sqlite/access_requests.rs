@@ -1,9 +1,35 @@
 //! Access requests in SQLite.
 
-use super::db;
-use crate::{AccessRequestFilter, AccessRequestRecord, StoreError};
+use super::{db, SqliteStore};
+use crate::access_requests::{AccessRequestFilter, AccessRequestRecord, AccessRequestStore};
+use crate::error::StoreError;
 use rusqlite::{params, Connection, ErrorCode};
 use vigil_core::Timestamp;
+
+impl AccessRequestStore for SqliteStore {
+    fn insert_access_request(&self, request: &AccessRequestRecord) -> Result<(), StoreError> {
+        insert(&self.writer.lock().conn, request)
+    }
+
+    fn access_request(&self, id: &str) -> Result<Option<AccessRequestRecord>, StoreError> {
+        self.read(|conn| get(conn, id))
+    }
+
+    fn list_access_requests(
+        &self,
+        filter: &AccessRequestFilter,
+    ) -> Result<Vec<AccessRequestRecord>, StoreError> {
+        self.read(|conn| list(conn, filter))
+    }
+
+    fn update_access_request(
+        &self,
+        request: &AccessRequestRecord,
+        expected_version: u64,
+    ) -> Result<bool, StoreError> {
+        update(&self.writer.lock().conn, request, expected_version)
+    }
+}
 
 const COLUMNS: &str =
     "id, identity, connection, status, created_at_us, expires_at_us, grant_id, version, body";
@@ -22,7 +48,7 @@ fn row(r: &rusqlite::Row<'_>) -> Result<AccessRequestRecord, StoreError> {
     })
 }
 
-pub(super) fn insert(conn: &Connection, a: &AccessRequestRecord) -> Result<(), StoreError> {
+fn insert(conn: &Connection, a: &AccessRequestRecord) -> Result<(), StoreError> {
     conn.prepare_cached(&format!(
         "INSERT INTO access_requests ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
     ))
@@ -48,7 +74,7 @@ pub(super) fn insert(conn: &Connection, a: &AccessRequestRecord) -> Result<(), S
     Ok(())
 }
 
-pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<AccessRequestRecord>, StoreError> {
+fn get(conn: &Connection, id: &str) -> Result<Option<AccessRequestRecord>, StoreError> {
     let mut stmt = conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM access_requests WHERE id = ?1"
@@ -61,7 +87,7 @@ pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<AccessRequestRec
     }
 }
 
-pub(super) fn list(
+fn list(
     conn: &Connection,
     f: &AccessRequestFilter,
 ) -> Result<Vec<AccessRequestRecord>, StoreError> {
@@ -90,7 +116,7 @@ pub(super) fn list(
     Ok(out)
 }
 
-pub(super) fn update(
+fn update(
     conn: &Connection,
     a: &AccessRequestRecord,
     expected_version: u64,
@@ -116,7 +142,7 @@ pub(super) fn update(
 #[cfg(test)]
 mod tests {
     use super::super::SqliteStore;
-    use crate::{AccessRequestFilter, AccessRequestRecord, SqliteOptions, Store};
+    use crate::{AccessRequestFilter, AccessRequestRecord, AccessRequestStore, SqliteOptions};
     use vigil_core::Timestamp;
 
     #[test]

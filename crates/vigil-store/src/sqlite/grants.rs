@@ -1,9 +1,38 @@
 //! Grants in SQLite.
 
-use super::db;
-use crate::{GrantFilter, GrantRecord, StoreError};
+use super::{db, SqliteStore};
+use crate::error::StoreError;
+use crate::grants::{GrantFilter, GrantRecord, GrantStore};
 use rusqlite::{params, Connection, ErrorCode};
 use vigil_core::Timestamp;
+
+impl GrantStore for SqliteStore {
+    fn insert_grant(&self, grant: &GrantRecord) -> Result<(), StoreError> {
+        insert(&self.writer.lock().conn, grant)
+    }
+
+    fn grant(&self, id: &str) -> Result<Option<GrantRecord>, StoreError> {
+        self.read(|conn| get(conn, id))
+    }
+
+    fn list_grants(&self, filter: &GrantFilter) -> Result<Vec<GrantRecord>, StoreError> {
+        self.read(|conn| list(conn, filter))
+    }
+
+    fn revoke_grant(
+        &self,
+        id: &str,
+        at: Timestamp,
+        by: &str,
+        reason: Option<&str>,
+    ) -> Result<Option<GrantRecord>, StoreError> {
+        revoke(&self.writer.lock().conn, id, at, by, reason)
+    }
+
+    fn mark_grant_expired(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
+        mark_expired(&self.writer.lock().conn, id, at)
+    }
+}
 
 const COLUMNS: &str = "id, identity, connection, source, policy, scope_json, scope_digest, \
     not_before_us, expires_at_us, created_at_us, revoked_at_us, revoked_by, revoke_reason, expired_at_us";
@@ -32,7 +61,7 @@ fn row(r: &rusqlite::Row<'_>) -> Result<GrantRecord, StoreError> {
     })
 }
 
-pub(super) fn insert(conn: &Connection, g: &GrantRecord) -> Result<(), StoreError> {
+fn insert(conn: &Connection, g: &GrantRecord) -> Result<(), StoreError> {
     conn.prepare_cached(&format!(
         "INSERT INTO grants ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
     ))
@@ -62,7 +91,7 @@ pub(super) fn insert(conn: &Connection, g: &GrantRecord) -> Result<(), StoreErro
     Ok(())
 }
 
-pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<GrantRecord>, StoreError> {
+fn get(conn: &Connection, id: &str) -> Result<Option<GrantRecord>, StoreError> {
     let mut stmt = conn
         .prepare_cached(&format!("SELECT {COLUMNS} FROM grants WHERE id = ?1"))
         .map_err(db)?;
@@ -73,7 +102,7 @@ pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<GrantRecord>, St
     }
 }
 
-pub(super) fn list(conn: &Connection, f: &GrantFilter) -> Result<Vec<GrantRecord>, StoreError> {
+fn list(conn: &Connection, f: &GrantFilter) -> Result<Vec<GrantRecord>, StoreError> {
     let mut stmt = conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM grants \
@@ -97,7 +126,7 @@ pub(super) fn list(conn: &Connection, f: &GrantFilter) -> Result<Vec<GrantRecord
     Ok(out)
 }
 
-pub(super) fn revoke(
+fn revoke(
     conn: &Connection,
     id: &str,
     at: Timestamp,
@@ -122,7 +151,7 @@ pub(super) fn revoke(
     Ok(out)
 }
 
-pub(super) fn mark_expired(conn: &Connection, id: &str, at: Timestamp) -> Result<bool, StoreError> {
+fn mark_expired(conn: &Connection, id: &str, at: Timestamp) -> Result<bool, StoreError> {
     let n = conn
         .prepare_cached(
             "UPDATE grants SET expired_at_us = ?2 WHERE id = ?1 AND expired_at_us IS NULL",
@@ -136,7 +165,7 @@ pub(super) fn mark_expired(conn: &Connection, id: &str, at: Timestamp) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{SqliteOptions, SqliteStore, Store};
+    use crate::SqliteOptions;
 
     fn grant(id: &str, expires: Option<i64>) -> GrantRecord {
         GrantRecord {

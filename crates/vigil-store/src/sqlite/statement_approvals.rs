@@ -1,9 +1,44 @@
 //! Approvals of held statements in SQLite: kept until used (once) or lapsed.
 
-use super::db;
-use crate::{StatementApprovalRecord, StoreError};
+use super::{db, SqliteStore};
+use crate::error::StoreError;
+use crate::statement_approvals::{StatementApprovalRecord, StatementApprovalStore};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 use vigil_core::Timestamp;
+
+impl StatementApprovalStore for SqliteStore {
+    fn insert_statement_approval(
+        &self,
+        approval: &StatementApprovalRecord,
+    ) -> Result<(), StoreError> {
+        insert(&self.writer.lock().conn, approval)
+    }
+
+    fn statement_approval(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<StatementApprovalRecord>, StoreError> {
+        self.read(|conn| get(conn, request_id))
+    }
+
+    fn use_statement_approval(
+        &self,
+        identity: &str,
+        connection: &str,
+        statement_digest: &str,
+        request_id: Option<&str>,
+        at: Timestamp,
+        session: &str,
+    ) -> Result<Option<String>, StoreError> {
+        use_one(
+            &self.writer.lock().conn,
+            (identity, connection, statement_digest),
+            request_id,
+            at,
+            session,
+        )
+    }
+}
 
 const COLUMNS: &str = "request_id, identity, connection, statement_digest, approved_at_us, \
                        expires_at_us, used_at_us, used_session";
@@ -24,7 +59,7 @@ fn row(r: &rusqlite::Row<'_>) -> Result<StatementApprovalRecord, StoreError> {
     })
 }
 
-pub(super) fn insert(conn: &Connection, a: &StatementApprovalRecord) -> Result<(), StoreError> {
+fn insert(conn: &Connection, a: &StatementApprovalRecord) -> Result<(), StoreError> {
     conn.prepare_cached(&format!(
         "INSERT INTO statement_approvals ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
     ))
@@ -49,10 +84,7 @@ pub(super) fn insert(conn: &Connection, a: &StatementApprovalRecord) -> Result<(
     Ok(())
 }
 
-pub(super) fn get(
-    conn: &Connection,
-    request_id: &str,
-) -> Result<Option<StatementApprovalRecord>, StoreError> {
+fn get(conn: &Connection, request_id: &str) -> Result<Option<StatementApprovalRecord>, StoreError> {
     let mut stmt = conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM statement_approvals WHERE request_id = ?1"
@@ -67,7 +99,7 @@ pub(super) fn get(
 
 /// One statement, atomically: the oldest usable approval is marked used and its request id
 /// returned. One UPDATE, so two sessions (or two gateways) asking at once never both get it.
-pub(super) fn use_one(
+fn use_one(
     conn: &Connection,
     (identity, connection, digest): (&str, &str, &str),
     request_id: Option<&str>,
@@ -103,7 +135,7 @@ pub(super) fn use_one(
 #[cfg(test)]
 mod tests {
     use super::super::SqliteStore;
-    use crate::{SqliteOptions, StatementApprovalRecord, Store};
+    use crate::{SqliteOptions, StatementApprovalRecord, StatementApprovalStore};
     use vigil_core::Timestamp;
 
     #[test]

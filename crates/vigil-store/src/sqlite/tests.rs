@@ -1,6 +1,11 @@
 use super::*;
+use crate::{
+    AuditHead, AuditLog, AuditRow, SessionFilter, SessionIndex, SessionsIndex, TokenRecord,
+    TokenStore,
+};
 use std::sync::Arc;
 use std::time::Instant;
+use vigil_core::Timestamp;
 
 fn temp_store(options: SqliteOptions) -> (tempfile::TempDir, PathBuf, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -624,7 +629,7 @@ fn store_urls() {
 #[test]
 fn store_is_usable_as_a_trait_object_from_many_threads() {
     let (_dir, _path, store) = temp_store(SqliteOptions::default());
-    let store: Arc<dyn Store> = Arc::new(store);
+    let store: Arc<dyn AuditLog> = Arc::new(store);
     store.append_audit(&rows(1, 100)).unwrap();
     let readers: Vec<_> = (0..8)
         .map(|i| {
@@ -801,9 +806,10 @@ fn audit_pages_filter_kinds_and_bounds_and_match_the_default_scan() {
     assert_eq!(any, [48, 49]);
     assert_eq!(store.audit_rows(0, 50, 3).unwrap().len(), 3);
 
-    // The trait's default (for other stores) gives the same pages.
+    // The trait's defaults (for other stores) give the same pages: a store that keeps only
+    // the chain implements `AuditLog` alone.
     struct Plain(SqliteStore);
-    impl Store for Plain {
+    impl AuditLog for Plain {
         fn append_audit(&self, rows: &[AuditRow]) -> Result<(), StoreError> {
             self.0.append_audit(rows)
         }
@@ -817,35 +823,20 @@ fn audit_pages_filter_kinds_and_bounds_and_match_the_default_scan() {
         ) -> Result<(), StoreError> {
             self.0.scan_audit(from_seq, visit)
         }
-        fn session_rows(&self, id: &str) -> Result<Vec<AuditRow>, StoreError> {
-            self.0.session_rows(id)
-        }
         fn audit_row(&self, seq: u64) -> Result<Option<AuditRow>, StoreError> {
             self.0.audit_row(seq)
         }
-        fn list_sessions(&self, f: &SessionFilter) -> Result<Vec<SessionIndex>, StoreError> {
-            self.0.list_sessions(f)
-        }
-        fn insert_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
-            self.0.insert_token(t)
-        }
-        fn find_token_by_hash(&self, h: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
-            self.0.find_token_by_hash(h)
-        }
-        fn list_tokens(&self, i: Option<&str>) -> Result<Vec<TokenRecord>, StoreError> {
-            self.0.list_tokens(i)
-        }
-        fn revoke_token(&self, id: &str, at: Timestamp) -> Result<Option<TokenRecord>, StoreError> {
-            self.0.revoke_token(id, at)
+        fn delete_audit_ranges(&self, ranges: &[(u64, u64)]) -> Result<u64, StoreError> {
+            self.0.delete_audit_ranges(ranges)
         }
     }
     let plain = Plain(SqliteStore::open(store.path(), SqliteOptions::default()).unwrap());
     assert_eq!(
-        Store::audit_page(&plain, 3, 40, &["PolicyDenied"], 5).unwrap(),
+        AuditLog::audit_page(&plain, 3, 40, &["PolicyDenied"], 5).unwrap(),
         page
     );
     assert_eq!(
-        Store::audit_rows(&plain, 47, 49, 10).unwrap(),
+        AuditLog::audit_rows(&plain, 47, 49, 10).unwrap(),
         store.audit_rows(47, 49, 10).unwrap()
     );
 }

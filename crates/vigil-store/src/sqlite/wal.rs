@@ -22,7 +22,6 @@
 //! Nothing here is needed for correctness: a failed or skipped checkpoint only leaves the WAL
 //! longer, and the next one tries again.
 
-use super::Writer;
 use parking_lot::Mutex;
 use rusqlite::Connection;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +29,14 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// The one write connection, behind the mutex every write takes; the checkpointer takes it too,
+/// to pause appends while it catches up.
+pub(super) struct Writer {
+    pub(super) conn: Connection,
+    /// Appended work since the checkpointer was last kicked (see [`WalTuning::kick_after`]).
+    pub(super) unkicked: u64,
+}
 
 /// When the checkpointer runs. Not configuration: the defaults suit any load; tests shrink them.
 #[derive(Clone, Copy, Debug)]

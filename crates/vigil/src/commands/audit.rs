@@ -8,8 +8,9 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use vigil_audit::export::StoreSource;
 use vigil_audit::{AuditError, AuditOptions, AuditWriter, VerifyingKey};
-use vigil_store::Store;
+use vigil_store::AuditLog;
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
@@ -93,7 +94,7 @@ fn own_public_key(key_path: &Path) -> Result<VerifyingKey> {
 }
 
 /// An audit writer for a CLI command that records something (token issue/revoke).
-pub fn cli_writer(config: Option<&Config>, store: Arc<dyn Store>) -> Result<AuditWriter> {
+pub fn cli_writer(config: Option<&Config>, store: Arc<dyn AuditLog>) -> Result<AuditWriter> {
     let (key_path, anchor) = data_paths(config, None)?;
     let key = vigil_audit::load_or_generate_signing_key(&key_path)
         .with_context(|| format!("audit signing key {}", key_path.display()))?;
@@ -132,7 +133,7 @@ pub fn run(cmd: AuditCommand) -> Result<i32> {
                     "note: no anchor file: truncation of the chain's tail cannot be detected"
                 );
             }
-            match vigil_audit::verify(&*st, &key, anchor.as_deref()) {
+            match vigil_audit::verify(&*st.audit, &key, anchor.as_deref()) {
                 Ok(report) => {
                     if json {
                         println!(
@@ -178,8 +179,11 @@ pub fn run(cmd: AuditCommand) -> Result<i32> {
             let (config, store) = open(&args)?;
             let config = config.expect("a config was given");
             let policy = config.retention.policy()?;
-            let plan =
-                vigil_audit::retention::plan_purge(&*store, &policy, vigil_core::Timestamp::now())?;
+            let plan = vigil_audit::retention::plan_purge(
+                &*store.audit,
+                &policy,
+                vigil_core::Timestamp::now(),
+            )?;
             let families: Vec<String> = plan
                 .by_family
                 .iter()
@@ -201,11 +205,11 @@ pub fn run(cmd: AuditCommand) -> Result<i32> {
                 println!("would purge {what}");
                 return Ok(0);
             }
-            let writer = cli_writer(Some(&config), store.clone())?;
+            let writer = cli_writer(Some(&config), store.audit.clone())?;
             let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
             // The holds this purge applies are on record before it.
             let changes = vigil_audit::retention::record_hold_changes(
-                &*store,
+                &*store.audit,
                 &writer,
                 &policy.holds,
                 &format!("cli:{user}"),
@@ -216,8 +220,12 @@ pub fn run(cmd: AuditCommand) -> Result<i32> {
             for id in &changes.released {
                 println!("legal hold {id} released (recorded)");
             }
-            let deleted =
-                vigil_audit::retention::purge(&*store, writer, &plan, &format!("cli:{user}"))?;
+            let deleted = vigil_audit::retention::purge(
+                &*store.audit,
+                writer,
+                &plan,
+                &format!("cli:{user}"),
+            )?;
             println!("purged {what}; {deleted} records deleted");
             // The purge record (sealed) names the captures before their files go.
             let dir = config.replay_dir();
@@ -247,7 +255,7 @@ pub fn run(cmd: AuditCommand) -> Result<i32> {
             store,
         } => {
             let (_, store) = open(&store)?;
-            list_auth_failures(&*store, &filter, limit, json)?;
+            list_auth_failures(&super::export_source(&store), &filter, limit, json)?;
             Ok(0)
         }
         AuditCommand::PublicKey { store } => {
@@ -266,7 +274,7 @@ pub fn run(cmd: AuditCommand) -> Result<i32> {
 
 /// `vigil audit auth-failures`: the rows of the `auth_failures` export, newest first.
 fn list_auth_failures(
-    store: &dyn Store,
+    source: &StoreSource<'_>,
     filter: &super::export::FilterArgs,
     limit: usize,
     json: bool,
@@ -274,24 +282,18 @@ fn list_auth_failures(
     use vigil_audit::export::{self, Artifact};
     let artifact = Artifact::AuthFailures;
     let filter = filter.to_filter(vigil_core::Timestamp::now())?;
-    let range = export::plan(store, &filter, None)?;
+    let range = export::plan(source.log, &filter, None)?;
     // Only the newest `limit` rows are kept while the chain is read.
     let mut newest = std::collections::VecDeque::with_capacity(limit.min(10_000));
-    export::export_rows(
-        &export::StoreSource(store),
-        artifact,
-        &filter,
-        range,
-        &mut |row| {
-            if newest.len() == limit {
-                newest.pop_front();
-            }
-            if limit > 0 {
-                newest.push_back(row);
-            }
-            Ok(())
-        },
-    )?;
+    export::export_rows(source, artifact, &filter, range, &mut |row| {
+        if newest.len() == limit {
+            newest.pop_front();
+        }
+        if limit > 0 {
+            newest.push_back(row);
+        }
+        Ok(())
+    })?;
     let columns = artifact.columns();
     let text = |row: &export::Row, name: &str| -> String {
         let i = columns

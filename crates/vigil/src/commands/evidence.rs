@@ -85,7 +85,7 @@ pub fn run(cmd: EvidenceCommand) -> Result<i32> {
             // Seal what the chain holds now, so that the bundle reaches the present.
             let mut options = AuditOptions::new(key.clone());
             options.anchor_path = Some(anchor);
-            AuditWriter::start(store.clone(), options)
+            AuditWriter::start(store.audit.clone(), options)
                 .context("cannot seal the audit trail")?
                 .shutdown()?;
             let now = Timestamp::now();
@@ -98,7 +98,7 @@ pub fn run(cmd: EvidenceCommand) -> Result<i32> {
                     .transpose()
             };
             let summary = bundle::create_bundle(
-                &*store,
+                &super::export_source(&store),
                 &key,
                 time("since", &since)?,
                 time("until", &until)?,

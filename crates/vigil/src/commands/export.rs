@@ -74,7 +74,8 @@ fn parse_format(s: &str) -> Result<Format, String> {
 }
 
 pub fn run(args: ExportArgs) -> Result<()> {
-    let (_, store) = open(&args.store)?;
+    let (_, stores) = open(&args.store)?;
+    let source = super::export_source(&stores);
     let filter = args.filter.to_filter(Timestamp::now())?;
     let format = args.format.unwrap_or_else(|| {
         args.output
@@ -89,7 +90,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
             let file = std::fs::File::create(path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
             let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
-            let stats = export::export_to(&*store, args.artifact, &filter, format, &mut out)?;
+            let stats = export::export_to(&source, args.artifact, &filter, format, &mut out)?;
             out.into_inner()
                 .map_err(|e| e.into_error())
                 .and_then(|f| f.sync_all())
@@ -98,7 +99,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
         }
         None => {
             let mut out = std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout().lock());
-            let stats = export::export_to(&*store, args.artifact, &filter, format, &mut out)?;
+            let stats = export::export_to(&source, args.artifact, &filter, format, &mut out)?;
             out.flush()?;
             stats
         }

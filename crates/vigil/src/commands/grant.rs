@@ -66,7 +66,7 @@ pub fn run(cmd: GrantCommand) -> Result<()> {
         } => {
             let (_, store) = open(&store)?;
             let now = Timestamp::now();
-            let grants = store.list_grants(&GrantFilter {
+            let grants = store.grants.list_grants(&GrantFilter {
                 identity,
                 connection,
                 live_at: (!all).then_some(now),
@@ -125,6 +125,7 @@ pub fn run(cmd: GrantCommand) -> Result<()> {
             }
             let (config, store) = open(&store)?;
             let grant = store
+                .grants
                 .grant(&id)?
                 .with_context(|| format!("no grant with id {id:?} (see `vigil grant list`)"))?;
             if let Some(at) = grant.revoked_at {
@@ -134,7 +135,7 @@ pub fn run(cmd: GrantCommand) -> Result<()> {
                 );
             }
             let by = super::token::operator();
-            let writer = super::audit::cli_writer(config.as_ref(), store.clone())?;
+            let writer = super::audit::cli_writer(config.as_ref(), store.audit.clone())?;
             // The record first: no revocation takes effect that the trail does not show.
             let mut draft = EventDraft::new(Event::GrantRevoked(GrantRevoked {
                 grant_id: id.clone(),
@@ -145,7 +146,9 @@ pub fn run(cmd: GrantCommand) -> Result<()> {
             vigil_audit::wait_durable(writer.append(draft)).context(
                 "cannot record the revocation in the audit trail, so the grant was not revoked",
             )?;
-            store.revoke_grant(&id, Timestamp::now(), &by, Some(&reason))?;
+            store
+                .grants
+                .revoke_grant(&id, Timestamp::now(), &by, Some(&reason))?;
             writer.shutdown()?;
             eprintln!(
                 "grant {id} of identity {} on connection {} revoked; a running gateway ends its sessions within a second",

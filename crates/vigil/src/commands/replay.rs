@@ -152,7 +152,11 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
     let digest = hex::encode(sha2::Sha256::digest(&bytes));
     if config.is_some() || args.store.store.is_some() {
         let (_, store) = super::open(&args.store)?;
-        let recorded = match vigil_audit::sessions::recorded_capture(&*store, &session)? {
+        let recorded = match vigil_audit::sessions::recorded_capture(
+            &*store.audit,
+            &*store.sessions,
+            &session,
+        )? {
             Some(vigil_audit::sessions::CaptureRecord::Ended { replay_sha256, .. }) => {
                 replay_sha256
             }

@@ -62,7 +62,7 @@ pub fn run(cmd: SessionsCommand) -> Result<()> {
                 until: time("until", until)?,
                 limit: Some(limit),
             };
-            let list = sessions::list(&*store, &query)?;
+            let list = sessions::list(&*store.audit, &*store.sessions, &query)?;
             if json {
                 for s in &list {
                     println!("{}", serde_json::to_string(s)?);
@@ -74,7 +74,7 @@ pub fn run(cmd: SessionsCommand) -> Result<()> {
         }
         SessionsCommand::Show { id, json, store } => {
             let (_, store) = open(&store)?;
-            let detail = sessions::detail(&*store, &id)?
+            let detail = sessions::detail(&*store.sessions, &id)?
                 .with_context(|| format!("no session {id} (see `vigil sessions list`)"))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&detail)?);

@@ -65,8 +65,8 @@ pub fn run(cmd: TokenCommand) -> Result<()> {
                 _ => {}
             }
             let lifetime = vigil_identity::parse_expiry(&expires).context("--expires")?;
-            let writer = super::audit::cli_writer(config.as_ref(), store.clone())?;
-            let service = TokenService::new(store);
+            let writer = super::audit::cli_writer(config.as_ref(), store.audit.clone())?;
+            let service = TokenService::new(store.tokens);
             // The record first: no token exists that the trail does not show.
             let (token, record) = service.prepare(&identity, lifetime, label.as_deref())?;
             vigil_audit::wait_durable(writer.append(EventDraft::new(Event::TokenIssued(
@@ -97,7 +97,7 @@ pub fn run(cmd: TokenCommand) -> Result<()> {
             store,
         } => {
             let (_, store) = open(&store)?;
-            let tokens = TokenService::new(store).list(identity.as_deref())?;
+            let tokens = TokenService::new(store.tokens).list(identity.as_deref())?;
             let now = Timestamp::now();
             if !json {
                 println!(
@@ -140,13 +140,13 @@ pub fn run(cmd: TokenCommand) -> Result<()> {
         }
         TokenCommand::Revoke { id, store } => {
             let (config, store) = open(&store)?;
-            let service = TokenService::new(store.clone());
+            let service = TokenService::new(store.tokens.clone());
             let record = service
                 .list(None)?
                 .into_iter()
                 .find(|t| t.id == id)
                 .with_context(|| format!("no token with id {id:?} (see `vigil token list`)"))?;
-            let writer = super::audit::cli_writer(config.as_ref(), store)?;
+            let writer = super::audit::cli_writer(config.as_ref(), store.audit)?;
             vigil_audit::wait_durable(writer.append(EventDraft::new(Event::TokenRevoked(
                 TokenRevoked {
                     token_id: id.clone(),

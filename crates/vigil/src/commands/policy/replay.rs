@@ -132,7 +132,7 @@ pub(super) fn run(
     let mut groups: BTreeMap<(String, String, Change, String), ChangeGroup> = BTreeMap::new();
     let mut totals = Totals::default();
     let mut failure: Option<anyhow::Error> = None;
-    store.scan_audit(0, &mut |row| {
+    store.audit.scan_audit(0, &mut |row| {
         if row.kind != "StatementStarted" && row.kind != "PolicyDenied" {
             return true;
         }
